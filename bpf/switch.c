@@ -1,0 +1,432 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/* The uplinkd switch: XDP on guest ports and uplinks, and a devmap egress
+ * program that every redirected frame passes on its way out.
+ *
+ * One write moves every guest: guest traffic goes to
+ * uplinks[group * MAX_UPLINKS + active[group]], so changing active[group]
+ * moves all of a group's guests at once. */
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+
+#include "uplinkd.h"
+
+#define ETH_ALEN 6
+#define ETH_HLEN 14
+#define VLAN_HLEN 4
+#define ETH_P_IP 0x0800
+#define ETH_P_ARP 0x0806
+#define ETH_P_8021Q 0x8100
+#define ETH_P_IPV6 0x86DD
+#define VLAN_VID_MASK 0x0fff
+#define ARP_LEN 28  /* Ethernet/IPv4 ARP body */
+#define IPV4_LEN 20 /* without options */
+#define IPV6_LEN 40
+
+/* Refresh a learned entry's timestamp at most this often: a map write per
+ * frame would cost more than the forwarding itself. */
+#define REFRESH_NS 1000000000ULL
+
+char __license[] SEC("license") = "Dual BSD/GPL";
+
+/* Unused: they put the enums into BTF so bpf2go exports them to Go. */
+const enum drop_reason *_drop_reason __attribute__((unused));
+const enum port_role *_port_role __attribute__((unused));
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MAX_PORTS);
+	__type(key, __u32); /* ifindex */
+	__type(value, struct port_info);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} ports SEC(".maps");
+
+/* Every port, keyed by ifindex: unicast to a guest, and flooding with
+ * BPF_F_BROADCAST. Entries carry xdp_egress. */
+struct {
+	__uint(type, BPF_MAP_TYPE_DEVMAP_HASH);
+	__uint(max_entries, MAX_PORTS);
+	__type(key, __u32);
+	__type(value, struct bpf_devmap_val);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} ports_tx SEC(".maps");
+
+/* uplinks[group * MAX_UPLINKS + slot] */
+struct {
+	__uint(type, BPF_MAP_TYPE_DEVMAP);
+	__uint(max_entries, MAX_GROUPS * MAX_UPLINKS);
+	__type(key, __u32);
+	__type(value, struct bpf_devmap_val);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} uplinks SEC(".maps");
+
+/* active[group] = slot of the active uplink, or NO_SLOT. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, MAX_GROUPS);
+	__type(key, __u32);
+	__type(value, __u32);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} active SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, FDB_ENTRIES);
+	__type(key, struct fdb_key);
+	__type(value, struct fdb_entry);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} fdb SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, NEIGH_ENTRIES);
+	__type(key, struct neigh_key);
+	__type(value, struct neigh_entry);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} neigh SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, MAX_PORTS);
+	__type(key, __u32);
+	__type(value, struct port_stats);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} stats SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, MAX_GROUPS);
+	__type(key, __u32);
+	__type(value, struct group_info);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} groups SEC(".maps");
+
+struct frame {
+	__u8 *dst;
+	__u8 *src;
+	void *l3;     /* first byte after Ethernet (+ one 802.1Q tag) */
+	__u16 proto;  /* ethertype after the tag, network order */
+	__u16 vlan;   /* 0 when untagged */
+	__u32 len;
+};
+
+/* parse reads Ethernet and at most one 802.1Q tag, and checks that the
+ * network header it will read for learning is all there. */
+static __always_inline int parse(struct xdp_md *ctx, struct frame *f)
+{
+	void *data = (void *)(long)ctx->data;
+	void *end = (void *)(long)ctx->data_end;
+	__u8 *eth = data;
+	__u16 proto;
+
+	if (data + ETH_HLEN > end)
+		return -1;
+	f->dst = eth;
+	f->src = eth + ETH_ALEN;
+	f->len = end - data;
+	f->vlan = 0;
+	proto = *(__u16 *)(eth + 2 * ETH_ALEN);
+	f->l3 = data + ETH_HLEN;
+	if (proto == bpf_htons(ETH_P_8021Q)) {
+		if (data + ETH_HLEN + VLAN_HLEN > end)
+			return -1;
+		/* TPID at 12, TCI at 14, inner ethertype at 16 */
+		f->vlan = bpf_ntohs(*(__u16 *)(eth + ETH_HLEN)) & VLAN_VID_MASK;
+		proto = *(__u16 *)(eth + ETH_HLEN + 2);
+		f->l3 = data + ETH_HLEN + VLAN_HLEN;
+	}
+	f->proto = proto;
+
+	if (proto == bpf_htons(ETH_P_IP) && f->l3 + IPV4_LEN > end)
+		return -1;
+	if (proto == bpf_htons(ETH_P_IPV6) && f->l3 + IPV6_LEN > end)
+		return -1;
+	if (proto == bpf_htons(ETH_P_ARP) && f->l3 + ARP_LEN > end)
+		return -1;
+	return 0;
+}
+
+static __always_inline int is_multicast(const __u8 *mac)
+{
+	return mac[0] & 1;
+}
+
+static __always_inline int is_zero(const __u8 *mac)
+{
+	return !(mac[0] | mac[1] | mac[2] | mac[3] | mac[4] | mac[5]);
+}
+
+static __always_inline int mac_equal(const __u8 *a, const __u8 *b)
+{
+	return a[0] == b[0] && a[1] == b[1] && a[2] == b[2] &&
+	       a[3] == b[3] && a[4] == b[4] && a[5] == b[5];
+}
+
+/* 01:80:c2:00:00:0X (STP, LACP, LLDP, 802.1X) is for the host, never
+ * forwarded: a bridge does not forward it either. */
+static __always_inline int is_link_local(const __u8 *mac)
+{
+	return mac[0] == 0x01 && mac[1] == 0x80 && mac[2] == 0xc2 &&
+	       mac[3] == 0 && mac[4] == 0 && (mac[5] & 0xf0) == 0;
+}
+
+static __always_inline struct port_stats *stats_of(const struct port_info *port)
+{
+	__u32 id = port->id;
+
+	return bpf_map_lookup_elem(&stats, &id);
+}
+
+static __always_inline int drop(const struct port_info *port, __u32 reason)
+{
+	struct port_stats *st = stats_of(port);
+
+	if (st && reason < DROP_REASONS)
+		st->drops[reason]++;
+	return XDP_DROP;
+}
+
+static __always_inline int to_host(const struct port_info *port)
+{
+	struct port_stats *st = stats_of(port);
+
+	if (st)
+		st->host_packets++;
+	return XDP_PASS;
+}
+
+static __always_inline void count_rx(const struct port_info *port, __u32 len)
+{
+	struct port_stats *st = stats_of(port);
+
+	if (st) {
+		st->rx_packets++;
+		st->rx_bytes += len;
+	}
+}
+
+static __always_inline __u32 active_slot(__u32 group)
+{
+	__u32 *slot = bpf_map_lookup_elem(&active, &group);
+
+	return slot ? *slot : NO_SLOT;
+}
+
+static __always_inline void learn_mac(const struct port_info *port,
+				      __u32 ifindex, const struct frame *f,
+				      __u64 now)
+{
+	struct fdb_key key = { .group = port->group, .vlan = f->vlan };
+	struct fdb_entry *old;
+
+	__builtin_memcpy(key.mac, f->src, ETH_ALEN);
+	old = bpf_map_lookup_elem(&fdb, &key);
+	if (old && old->ifindex == ifindex && now - old->seen_ns < REFRESH_NS)
+		return;
+
+	struct fdb_entry entry = {
+		.ifindex = ifindex,
+		.port_id = port->id,
+		.seen_ns = now,
+	};
+	bpf_map_update_elem(&fdb, &key, &entry, BPF_ANY);
+}
+
+static __always_inline void learn_addr(struct neigh_key *key,
+				       const struct frame *f, __u64 now)
+{
+	struct neigh_entry *old = bpf_map_lookup_elem(&neigh, key);
+
+	if (old && mac_equal(old->mac, f->src) && now - old->seen_ns < REFRESH_NS)
+		return;
+
+	struct neigh_entry entry = { .seen_ns = now };
+	__builtin_memcpy(entry.mac, f->src, ETH_ALEN);
+	bpf_map_update_elem(&neigh, key, &entry, BPF_ANY);
+}
+
+/* learn_ipv4 keeps a unicast IPv4 source: 0.0.0.0 (DHCP), multicast and
+ * limited broadcast say nothing about where the guest lives. */
+static __always_inline void learn_ipv4(const struct port_info *port,
+				       const struct frame *f, __be32 addr,
+				       __u64 now)
+{
+	__u8 first = bpf_ntohl(addr) >> 24;
+
+	if (addr == 0 || first >= 224)
+		return;
+
+	struct neigh_key key = {
+		.group = port->group, .vlan = f->vlan, .family = 4,
+	};
+	__builtin_memcpy(key.addr, &addr, 4);
+	learn_addr(&key, f, now);
+}
+
+static __always_inline void learn_ipv6(const struct port_info *port,
+				       const struct frame *f, const __u8 *addr,
+				       __u64 now)
+{
+	__u32 any = 0;
+
+	if (addr[0] == 0xff) /* multicast */
+		return;
+#pragma unroll
+	for (int i = 0; i < 16; i++)
+		any |= addr[i];
+	if (!any) /* ::, e.g. duplicate address detection */
+		return;
+
+	struct neigh_key key = {
+		.group = port->group, .vlan = f->vlan, .family = 6,
+	};
+	__builtin_memcpy(key.addr, addr, 16);
+	learn_addr(&key, f, now);
+}
+
+static __always_inline void learn(const struct port_info *port, __u32 ifindex,
+				  const struct frame *f, void *end)
+{
+	__u64 now = bpf_ktime_get_ns();
+
+	learn_mac(port, ifindex, f, now);
+
+	if (f->proto == bpf_htons(ETH_P_IP)) {
+		__u8 *ip = f->l3;
+
+		if ((void *)(ip + IPV4_LEN) <= end)
+			learn_ipv4(port, f, *(__be32 *)(ip + 12), now);
+	} else if (f->proto == bpf_htons(ETH_P_ARP)) {
+		__u8 *arp = f->l3;
+
+		/* Ethernet/IPv4 ARP only; sender protocol address at 14. */
+		if ((void *)(arp + ARP_LEN) <= end &&
+		    arp[4] == ETH_ALEN && arp[5] == 4)
+			learn_ipv4(port, f, *(__be32 *)(arp + 14), now);
+	} else if (f->proto == bpf_htons(ETH_P_IPV6)) {
+		__u8 *ip6 = f->l3;
+
+		if ((void *)(ip6 + IPV6_LEN) <= end)
+			learn_ipv6(port, f, ip6 + 8, now);
+	}
+}
+
+/* flood sends a copy to every port; xdp_egress keeps only the copies for
+ * the ingress port's group (and, of its uplinks, only the active one). */
+static __always_inline int flood(void)
+{
+	return bpf_redirect_map(&ports_tx, 0,
+				BPF_F_BROADCAST | BPF_F_EXCLUDE_INGRESS);
+}
+
+static __always_inline int to_guest(__u32 ifindex)
+{
+	return bpf_redirect_map(&ports_tx, ifindex, XDP_DROP);
+}
+
+SEC("xdp")
+int xdp_guest(struct xdp_md *ctx)
+{
+	__u32 ifindex = ctx->ingress_ifindex;
+	struct port_info *port = bpf_map_lookup_elem(&ports, &ifindex);
+	struct frame f;
+
+	if (!port) /* not (yet) part of the switch */
+		return XDP_PASS;
+	if (parse(ctx, &f) < 0)
+		return drop(port, DROP_MALFORMED);
+	count_rx(port, f.len);
+	if (is_multicast(f.src) || is_zero(f.src))
+		return drop(port, DROP_BAD_SRC);
+
+	learn(port, ifindex, &f, (void *)(long)ctx->data_end);
+
+	if (is_link_local(f.dst))
+		return to_host(port);
+	if (is_multicast(f.dst))
+		return flood();
+
+	struct fdb_key key = { .group = port->group, .vlan = f.vlan };
+	__builtin_memcpy(key.mac, f.dst, ETH_ALEN);
+	struct fdb_entry *dst = bpf_map_lookup_elem(&fdb, &key);
+	if (dst) {
+		if (dst->ifindex == ifindex)
+			return drop(port, DROP_HAIRPIN);
+		return to_guest(dst->ifindex);
+	}
+
+	/* Not a local guest: it lives upstream, behind the active uplink. */
+	__u32 slot = active_slot(port->group);
+	if (slot >= MAX_UPLINKS)
+		return drop(port, DROP_NO_UPLINK);
+	__u32 key_up = port->group * MAX_UPLINKS + slot;
+	int action = bpf_redirect_map(&uplinks, key_up, XDP_DROP);
+	if (action != XDP_REDIRECT)
+		return drop(port, DROP_NO_UPLINK);
+	return action;
+}
+
+SEC("xdp")
+int xdp_uplink(struct xdp_md *ctx)
+{
+	__u32 ifindex = ctx->ingress_ifindex;
+	struct port_info *port = bpf_map_lookup_elem(&ports, &ifindex);
+	struct frame f;
+
+	if (!port)
+		return XDP_PASS;
+	if (parse(ctx, &f) < 0)
+		return drop(port, DROP_MALFORMED);
+	count_rx(port, f.len);
+	if (is_multicast(f.src) || is_zero(f.src))
+		return drop(port, DROP_BAD_SRC);
+
+	/* The host's own traffic (probe replies, management) on any uplink. */
+	if (mac_equal(f.dst, port->mac) || is_link_local(f.dst))
+		return to_host(port);
+
+	/* A standby uplink delivers nothing to guests: the upstream floods
+	 * copies to every port, and only the active one may deliver them. */
+	if (active_slot(port->group) != port->slot)
+		return drop(port, DROP_STANDBY);
+
+	if (is_multicast(f.dst))
+		return flood();
+
+	struct fdb_key key = { .group = port->group, .vlan = f.vlan };
+	__builtin_memcpy(key.mac, f.dst, ETH_ALEN);
+	struct fdb_entry *dst = bpf_map_lookup_elem(&fdb, &key);
+	if (dst)
+		return to_guest(dst->ifindex);
+	/* Unknown unicast: flood to the group's guests, as a bridge does, so
+	 * a guest that has gone quiet (or aged out) stays reachable. */
+	return flood();
+}
+
+/* xdp_egress runs for every frame leaving through ports_tx or uplinks:
+ * it confines flooding to the ingress port's group, never sends from an
+ * uplink to an uplink, lets only the active uplink transmit, and counts
+ * what leaves. */
+SEC("xdp/devmap")
+int xdp_egress(struct xdp_md *ctx)
+{
+	__u32 in = ctx->ingress_ifindex, out = ctx->egress_ifindex;
+	struct port_info *src = bpf_map_lookup_elem(&ports, &in);
+	struct port_info *dst = bpf_map_lookup_elem(&ports, &out);
+
+	if (!src || !dst || src->group != dst->group)
+		return XDP_DROP;
+	if (dst->role == ROLE_UPLINK) {
+		if (src->role == ROLE_UPLINK)
+			return XDP_DROP;
+		if (active_slot(dst->group) != dst->slot)
+			return XDP_DROP;
+	}
+
+	struct port_stats *st = stats_of(dst);
+	if (st) {
+		st->tx_packets++;
+		st->tx_bytes += (void *)(long)ctx->data_end - (void *)(long)ctx->data;
+	}
+	return XDP_PASS;
+}

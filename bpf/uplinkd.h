@@ -1,0 +1,90 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/* Types and limits shared by the BPF programs and the Go loader
+ * (exported to Go with bpf2go -type). Changing a struct's layout changes
+ * the pinned maps' layout: the loader refuses to reuse a pinned map whose
+ * key or value size differs. */
+#ifndef __UPLINKD_H
+#define __UPLINKD_H
+
+#include <linux/types.h>
+
+#define MAX_GROUPS 64
+#define MAX_UPLINKS 8 /* per group: slots 0..7 */
+#define MAX_PORTS 256 /* guest ports + uplinks, all groups */
+#define FDB_ENTRIES 65536
+#define NEIGH_ENTRIES 65536
+#define GROUP_NAME_LEN 32
+
+/* active[group] when no uplink is usable. */
+#define NO_SLOT 0xffffffff
+
+enum port_role {
+	ROLE_GUEST = 1,
+	ROLE_UPLINK = 2,
+};
+
+enum drop_reason {
+	DROP_MALFORMED = 0, /* shorter than the headers it claims */
+	DROP_BAD_SRC,       /* multicast or all-zero source MAC */
+	DROP_STANDBY,       /* guest-bound frame on a standby uplink */
+	DROP_NO_UPLINK,     /* no active uplink, or its slot is empty */
+	DROP_HAIRPIN,       /* destination is behind the ingress port */
+	DROP_REASONS,
+};
+
+/* ports[ifindex]: every interface the switch is attached to. */
+struct port_info {
+	__u32 id;    /* index into stats */
+	__u32 group; /* index into active / uplinks */
+	__u32 role;  /* enum port_role */
+	__u32 slot;  /* uplinks: slot in the group; guests: NO_SLOT */
+	__u8 mac[6]; /* the port's own address: frames to it go to the host */
+	__u16 vlan;  /* access VLAN; 0 = trunk, tags pass unchanged */
+};
+
+/* fdb: which guest port a (group, VLAN, MAC) lives behind. */
+struct fdb_key {
+	__u32 group;
+	__u16 vlan;
+	__u8 mac[6];
+};
+
+struct fdb_entry {
+	__u32 ifindex;
+	__u32 port_id;
+	__u64 seen_ns; /* bpf_ktime_get_ns of the last refresh */
+};
+
+/* neigh: addresses a guest has used as source, for announcements. */
+struct neigh_key {
+	__u32 group;
+	__u16 vlan;
+	__u8 family; /* 4 or 6 */
+	__u8 pad;
+	__u8 addr[16]; /* IPv4 in the first 4 bytes */
+};
+
+struct neigh_entry {
+	__u8 mac[6];
+	__u16 pad;
+	__u64 seen_ns;
+};
+
+/* stats[port id], per CPU. */
+struct port_stats {
+	__u64 rx_packets;
+	__u64 rx_bytes;
+	__u64 tx_packets; /* counted by the devmap egress program */
+	__u64 tx_bytes;
+	__u64 host_packets; /* handed to the host stack (XDP_PASS) */
+	__u64 drops[DROP_REASONS];
+};
+
+/* groups[id]: the name a group id belongs to, so a restarted daemon
+ * maps its configuration onto the pinned state. Read only by Go. */
+struct group_info {
+	char name[GROUP_NAME_LEN];
+	__u32 in_use;
+};
+
+#endif

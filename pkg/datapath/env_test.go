@@ -1,0 +1,284 @@
+package datapath
+
+import (
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/hex"
+	"log/slog"
+	"net"
+	"os"
+	"runtime"
+	"testing"
+	"unsafe"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
+	"github.com/cilium/ebpf/link"
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+)
+
+// testEnv is a network namespace of the test's own with veth pairs in it,
+// and a private bpffs. Tests run on a goroutine locked inside it.
+type testEnv struct {
+	t      *testing.T
+	ns     netns.NsHandle
+	nsName string
+	pinDir string
+	dp     *Datapath
+	links  map[string]*netlink.Veth
+}
+
+func requireRoot(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: BPF programs, network namespaces")
+	}
+}
+
+// newTestEnv enters a fresh namespace on this goroutine's thread until the
+// test ends. Subtests run on other goroutines: call enter() in them.
+func newTestEnv(t *testing.T) *testEnv {
+	t.Helper()
+	requireRoot(t)
+	suffix := make([]byte, 3)
+	_, _ = rand.Read(suffix)
+	env := &testEnv{t: t, nsName: "ulkdp" + hex.EncodeToString(suffix), links: map[string]*netlink.Veth{}}
+
+	runtime.LockOSThread()
+	orig, err := netns.Get()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns, err := netns.NewNamed(env.nsName) // also enters it
+	if err != nil {
+		runtime.UnlockOSThread()
+		t.Fatalf("create netns: %v", err)
+	}
+	env.ns = ns
+	t.Cleanup(func() {
+		if env.dp != nil {
+			env.dp.Close()
+		}
+		_ = netns.Set(orig)
+		orig.Close()
+		ns.Close()
+		_ = netns.DeleteNamed(env.nsName)
+		runtime.UnlockOSThread()
+	})
+
+	// No IPv6 autoconfiguration chatter: every frame seen is the test's.
+	for _, f := range []string{"/proc/sys/net/ipv6/conf/default/disable_ipv6", "/proc/sys/net/ipv6/conf/all/disable_ipv6"} {
+		if err := os.WriteFile(f, []byte("1"), 0o644); err != nil {
+			t.Logf("disable IPv6: %v", err)
+		}
+	}
+
+	env.pinDir = t.TempDir()
+	if err := unix.Mount("bpf", env.pinDir, "bpf", 0, "mode=0700"); err != nil {
+		t.Fatalf("mount bpffs: %v", err)
+	}
+	t.Cleanup(func() { _ = unix.Unmount(env.pinDir, unix.MNT_DETACH) })
+
+	dp, err := Open(env.pinDir+"/uplinkd", slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
+	if err != nil {
+		t.Fatalf("open datapath: %v", err)
+	}
+	env.dp = dp
+	return env
+}
+
+// enter runs the calling goroutine (a subtest) inside the namespace.
+func (e *testEnv) enter(t *testing.T) {
+	t.Helper()
+	runtime.LockOSThread()
+	orig, err := netns.Get()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := netns.Set(e.ns); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = netns.Set(orig)
+		orig.Close()
+		runtime.UnlockOSThread()
+	})
+}
+
+// veth creates name<->peer, both up, and returns the name's index.
+func (e *testEnv) veth(name, peer string) int {
+	e.t.Helper()
+	v := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: name}, PeerName: peer}
+	if err := netlink.LinkAdd(v); err != nil {
+		e.t.Fatalf("add veth %s: %v", name, err)
+	}
+	for _, n := range []string{name, peer} {
+		l, err := netlink.LinkByName(n)
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		if err := netlink.LinkSetUp(l); err != nil {
+			e.t.Fatal(err)
+		}
+	}
+	l, err := netlink.LinkByName(name)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return l.Attrs().Index
+}
+
+func (e *testEnv) ifindex(name string) int {
+	e.t.Helper()
+	l, err := netlink.LinkByName(name)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return l.Attrs().Index
+}
+
+func (e *testEnv) mac(name string) net.HardwareAddr {
+	e.t.Helper()
+	l, err := netlink.LinkByName(name)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return l.Attrs().HardwareAddr
+}
+
+// passOn attaches an XDP_PASS program to name: a veth receives redirected
+// frames only when its peer has NAPI (design.md §2).
+func (e *testEnv) passOn(name string) {
+	e.t.Helper()
+	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{
+		Type:         ebpf.XDP,
+		License:      "GPL",
+		Instructions: asm.Instructions{asm.LoadImm(asm.R0, 2 /* XDP_PASS */, asm.DWord), asm.Return()},
+	})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	l, err := link.AttachXDP(link.XDPOptions{Program: prog, Interface: e.ifindex(name)})
+	if err != nil {
+		e.t.Fatalf("attach XDP_PASS on %s: %v", name, err)
+	}
+	e.t.Cleanup(func() { l.Close(); prog.Close() })
+}
+
+// xdpMd mirrors struct xdp_md for BPF_PROG_TEST_RUN's context.
+type xdpMd struct {
+	Data, DataEnd, DataMeta                     uint32
+	IngressIfindex, RxQueueIndex, EgressIfindex uint32
+}
+
+// run feeds one frame to prog as if it arrived on ifindex and returns the
+// XDP action. With live set the kernel really performs redirects.
+func run(t *testing.T, prog *ebpf.Program, ifindex int, frame []byte, live bool) uint32 {
+	t.Helper()
+	opts := &ebpf.RunOptions{
+		Data:    frame,
+		Context: xdpMd{DataEnd: uint32(len(frame)), IngressIfindex: uint32(ifindex)},
+		Repeat:  1,
+	}
+	if live {
+		opts.Flags = unix.BPF_F_TEST_XDP_LIVE_FRAMES
+	}
+	ret, err := prog.Run(opts)
+	if err != nil {
+		t.Fatalf("run %s on ifindex %d: %v", prog, ifindex, err)
+	}
+	return ret
+}
+
+const (
+	xdpDrop     = 1
+	xdpPass     = 2
+	xdpRedirect = 4
+)
+
+// capture receives the frames that arrive at an interface.
+type capture struct {
+	fd   int
+	name string
+}
+
+func (e *testEnv) capture(name string) *capture {
+	e.t.Helper()
+	fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, int(htons(unix.ETH_P_ALL)))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if err := unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_ALL), Ifindex: e.ifindex(name)}); err != nil {
+		e.t.Fatal(err)
+	}
+	// The receiving veth moves a VLAN tag into metadata; ask for it back.
+	if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_AUXDATA, 1); err != nil {
+		e.t.Fatal(err)
+	}
+	c := &capture{fd: fd, name: name}
+	e.t.Cleanup(func() { unix.Close(fd) })
+	return c
+}
+
+// drain returns the frames carrying marker received so far, with any VLAN
+// tag the kernel moved into metadata put back in place.
+func (c *capture) drain(marker []byte) [][]byte {
+	var out [][]byte
+	buf := make([]byte, 2048)
+	oob := make([]byte, unix.CmsgSpace(int(unsafe.Sizeof(unix.TpacketAuxdata{}))))
+	for range 10000 {
+		n, oobn, _, from, err := unix.Recvmsg(c.fd, buf, oob, 0)
+		if err != nil {
+			break
+		}
+		if ll, ok := from.(*unix.SockaddrLinklayer); ok && ll.Pkttype == unix.PACKET_OUTGOING {
+			continue
+		}
+		if !containsMarker(buf[:n], marker) {
+			continue
+		}
+		out = append(out, withTag(buf[:n], oob[:oobn]))
+	}
+	return out
+}
+
+func withTag(frame, oob []byte) []byte {
+	f := append([]byte(nil), frame...)
+	msgs, err := unix.ParseSocketControlMessage(oob)
+	if err != nil {
+		return f
+	}
+	for _, m := range msgs {
+		if m.Header.Level != unix.SOL_PACKET || m.Header.Type != unix.PACKET_AUXDATA || len(m.Data) < int(unsafe.Sizeof(unix.TpacketAuxdata{})) {
+			continue
+		}
+		aux := (*unix.TpacketAuxdata)(unsafe.Pointer(&m.Data[0]))
+		if aux.Status&unix.TP_STATUS_VLAN_VALID == 0 || len(f) < 12 {
+			continue
+		}
+		tpid := aux.Vlan_tpid
+		if aux.Status&unix.TP_STATUS_VLAN_TPID_VALID == 0 {
+			tpid = 0x8100
+		}
+		tag := []byte{byte(tpid >> 8), byte(tpid), byte(aux.Vlan_tci >> 8), byte(aux.Vlan_tci)}
+		f = append(f[:12:12], append(tag, f[12:]...)...)
+	}
+	return f
+}
+
+func containsMarker(frame, marker []byte) bool {
+	for i := 0; i+len(marker) <= len(frame); i++ {
+		if string(frame[i:i+len(marker)]) == string(marker) {
+			return true
+		}
+	}
+	return false
+}
+
+func htons(v uint16) uint16 {
+	var b [2]byte
+	binary.BigEndian.PutUint16(b[:], v)
+	return binary.NativeEndian.Uint16(b[:])
+}

@@ -1,0 +1,85 @@
+package datapath
+
+import (
+	"log/slog"
+	"os"
+	"testing"
+
+	"github.com/vishvananda/netlink"
+)
+
+// A restarted daemon re-opens the pinned maps: the active uplink and the
+// learned guests survive, and re-attaching swaps programs in place.
+func TestReopenKeepsStateAndRemoveCleansUp(t *testing.T) {
+	tp := newTopo(t)
+	run(t, tp.dp.objs.XdpGuest, tp.vnet0, frame(t, broadcast, macA, 0, nil), false)
+	if err := tp.dp.SetActive(0, 1); err != nil {
+		t.Fatal(err)
+	}
+	before, err := tp.dp.Stats(tp.vnet0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tp.dp.Close()
+
+	dp, err := Open(tp.pinDir+"/uplinkd", slog.New(slog.NewTextHandler(os.Stderr, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tp.dp = dp
+	ids, err := dp.AssignGroups([]string{"blue", "red"}) // order must not matter
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ids["red"] != 0 || ids["blue"] != 1 {
+		t.Errorf("group ids changed across restart: %v", ids)
+	}
+	if slot, _ := dp.ActiveSlot(ids["red"]); slot != 1 {
+		t.Errorf("active slot after restart = %d, want 1", slot)
+	}
+	fdb, _ := dp.FDB()
+	if len(fdb) != 1 || fdb[0].MAC.String() != macA.String() {
+		t.Errorf("fdb after restart = %v", fdb)
+	}
+	mode, err := dp.Attach(Port{Ifname: "vnet0", Ifindex: tp.vnet0, Group: ids["red"], Role: RoleGuest})
+	if err != nil || mode != ModeNative {
+		t.Fatalf("re-attach: %v %v", mode, err)
+	}
+	after, _ := dp.Stats(tp.vnet0)
+	if after.RxPackets != before.RxPackets || after.RxPackets == 0 {
+		t.Errorf("counters not kept across restart: %d -> %d", before.RxPackets, after.RxPackets)
+	}
+	links, _ := dp.PinnedLinks()
+	if len(links) != 6 {
+		t.Errorf("pinned links = %v, want the 6 ports", links)
+	}
+
+	// A group no longer configured releases its id and its uplinks.
+	ids, err = dp.AssignGroups([]string{"red"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ifx, _ := dp.UplinkIfindex(1, 0); ifx != 0 {
+		t.Errorf("released group kept uplink %d", ifx)
+	}
+
+	if err := dp.Detach("vnet1", tp.vnet1); err != nil {
+		t.Fatal(err)
+	}
+	if l, _ := netlink.LinkByIndex(tp.vnet1); l.Attrs().Xdp != nil && l.Attrs().Xdp.Attached {
+		t.Error("vnet1 still has XDP after Detach")
+	}
+	dp.Close()
+	tp.dp = nil
+	if err := Remove(tp.pinDir + "/uplinkd"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(tp.pinDir + "/uplinkd"); !os.IsNotExist(err) {
+		t.Errorf("pin dir still there: %v", err)
+	}
+	for _, ifx := range []int{tp.vnet0, tp.up0, tp.up1} {
+		if l, _ := netlink.LinkByIndex(ifx); l.Attrs().Xdp != nil && l.Attrs().Xdp.Attached {
+			t.Errorf("ifindex %d still has XDP after Remove", ifx)
+		}
+	}
+}

@@ -1,0 +1,305 @@
+package datapath
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"golang.org/x/sys/unix"
+)
+
+// Port is one interface of the switch.
+type Port struct {
+	Ifname  string
+	Ifindex int
+	MAC     net.HardwareAddr // the port's own address (uplinks: host traffic)
+	Group   uint32
+	Role    Role
+	Slot    uint32 // uplinks only: position in the group, 0..MaxUplinks-1
+}
+
+// AttachMode says how the XDP program runs on a port.
+type AttachMode string
+
+const (
+	ModeNative  AttachMode = "native"
+	ModeGeneric AttachMode = "generic"
+)
+
+// devmapValue mirrors struct bpf_devmap_val.
+type devmapValue struct {
+	Ifindex uint32
+	ProgFD  int32
+}
+
+// Attach adds p to the switch: first its map entries, then its XDP
+// program, so the program never sees a half-configured port. A link that a
+// previous daemon pinned for the same interface is updated in place
+// (link.Update), which swaps the program without a gap.
+func (d *Datapath) Attach(p Port) (AttachMode, error) {
+	if p.Ifindex <= 0 {
+		return "", fmt.Errorf("attach %s: no interface index", p.Ifname)
+	}
+	if p.Group >= MaxGroups {
+		return "", fmt.Errorf("attach %s: group id %d out of range", p.Ifname, p.Group)
+	}
+	if p.Role == RoleUplink && p.Slot >= MaxUplinks {
+		return "", fmt.Errorf("attach %s: uplink slot %d out of range", p.Ifname, p.Slot)
+	}
+	id, err := d.portID(uint32(p.Ifindex))
+	if err != nil {
+		return "", fmt.Errorf("attach %s: %w", p.Ifname, err)
+	}
+	info := bpfSwitchPortInfo{
+		Id:    id,
+		Group: p.Group,
+		Role:  uint32(p.Role),
+		Slot:  NoSlot,
+		Mac:   macOf(p.MAC),
+	}
+	if p.Role == RoleUplink {
+		info.Slot = p.Slot
+	}
+	ifindex := uint32(p.Ifindex)
+	if err := d.objs.Ports.Put(ifindex, info); err != nil {
+		return "", fmt.Errorf("attach %s: write ports: %w", p.Ifname, err)
+	}
+	tx := devmapValue{Ifindex: ifindex, ProgFD: int32(d.objs.XdpEgress.FD())}
+	if err := d.objs.PortsTx.Put(ifindex, tx); err != nil {
+		return "", fmt.Errorf("attach %s: write ports_tx: %w", p.Ifname, err)
+	}
+	prog := d.objs.XdpGuest
+	if p.Role == RoleUplink {
+		prog = d.objs.XdpUplink
+		if err := d.objs.Uplinks.Put(uplinkKey(p.Group, p.Slot), tx); err != nil {
+			return "", fmt.Errorf("attach %s: write uplinks: %w", p.Ifname, err)
+		}
+	}
+	mode, err := d.attachXDP(p.Ifname, p.Ifindex, prog)
+	if err != nil {
+		return "", fmt.Errorf("attach %s: %w", p.Ifname, err)
+	}
+	return mode, nil
+}
+
+func uplinkKey(group, slot uint32) uint32 { return group*MaxUplinks + slot }
+
+// portID returns the counter index of ifindex: the one it already has, or
+// the lowest free one, with its counters zeroed.
+func (d *Datapath) portID(ifindex uint32) (uint32, error) {
+	var info bpfSwitchPortInfo
+	if err := d.objs.Ports.Lookup(ifindex, &info); err == nil {
+		return info.Id, nil
+	}
+	used := make(map[uint32]bool)
+	var k uint32
+	it := d.objs.Ports.Iterate()
+	for it.Next(&k, &info) {
+		used[info.Id] = true
+	}
+	if err := it.Err(); err != nil {
+		return 0, fmt.Errorf("read ports: %w", err)
+	}
+	for id := uint32(0); id < MaxPorts; id++ {
+		if !used[id] {
+			zero := make([]bpfSwitchPortStats, ebpf.MustPossibleCPU())
+			if err := d.objs.Stats.Put(id, zero); err != nil {
+				return 0, fmt.Errorf("reset stats: %w", err)
+			}
+			return id, nil
+		}
+	}
+	return 0, fmt.Errorf("more than %d ports", MaxPorts)
+}
+
+func (d *Datapath) linkPath(ifname string) string {
+	return filepath.Join(linksDir(d.pinDir), ifname)
+}
+
+func (d *Datapath) attachXDP(ifname string, ifindex int, prog *ebpf.Program) (AttachMode, error) {
+	path := d.linkPath(ifname)
+	if l, err := link.LoadPinnedLink(path, nil); err == nil {
+		mode, same := pinnedXDPOn(l, ifindex)
+		if same {
+			err := l.Update(prog)
+			l.Close()
+			if err != nil {
+				return "", fmt.Errorf("update pinned XDP link: %w", err)
+			}
+			return mode, nil
+		}
+		// The interface was re-created (new index): the old link is dead.
+		_ = l.Unpin()
+		l.Close()
+	} else if !errors.Is(err, os.ErrNotExist) {
+		d.log.Warn("pinned XDP link unreadable, replacing it", "ifname", ifname, "err", err)
+		_ = os.Remove(path)
+	}
+
+	mode := ModeNative
+	l, err := link.AttachXDP(link.XDPOptions{Program: prog, Interface: ifindex, Flags: link.XDPDriverMode})
+	if errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.EINVAL) {
+		d.log.Warn("driver has no native XDP: falling back to generic mode, which is much slower",
+			"ifname", ifname, "err", err)
+		mode = ModeGeneric
+		l, err = link.AttachXDP(link.XDPOptions{Program: prog, Interface: ifindex, Flags: link.XDPGenericMode})
+	}
+	if errors.Is(err, unix.EBUSY) || errors.Is(err, unix.EEXIST) {
+		return "", fmt.Errorf("another XDP program is attached to %s (detach it with `ip link set dev %s xdp off`): %w", ifname, ifname, err)
+	}
+	if err != nil {
+		return "", fmt.Errorf("attach XDP: %w", err)
+	}
+	if err := l.Pin(path); err != nil {
+		l.Close()
+		return "", fmt.Errorf("pin XDP link: %w", err)
+	}
+	l.Close()
+	return mode, nil
+}
+
+// pinnedXDPOn tells whether l is an XDP link on ifindex, and its mode.
+func pinnedXDPOn(l link.Link, ifindex int) (AttachMode, bool) {
+	info, err := l.Info()
+	if err != nil || info.Type != link.XDPType {
+		return "", false
+	}
+	xdp := info.XDP()
+	if xdp == nil || int(xdp.Ifindex) != ifindex {
+		return "", false
+	}
+	// The link does not report its mode; the interface does.
+	return attachedMode(ifindex), true
+}
+
+// Detach removes a port from the switch: its XDP program first, then its
+// map entries and what was learned behind it.
+func (d *Datapath) Detach(ifname string, ifindex int) error {
+	var errs []error
+	if l, err := link.LoadPinnedLink(d.linkPath(ifname), nil); err == nil {
+		if err := l.Unpin(); err != nil {
+			errs = append(errs, fmt.Errorf("unpin link: %w", err))
+		}
+		l.Close() // the last reference: the program is detached
+	}
+	if ifindex > 0 {
+		key := uint32(ifindex)
+		var info bpfSwitchPortInfo
+		if err := d.objs.Ports.Lookup(key, &info); err == nil {
+			if info.Role == uint32(RoleUplink) && info.Slot < MaxUplinks {
+				var cur devmapValue
+				k := uplinkKey(info.Group, info.Slot)
+				if d.objs.Uplinks.Lookup(k, &cur) == nil && cur.Ifindex == key {
+					errs = append(errs, ignoreNotExist(d.objs.Uplinks.Delete(k)))
+				}
+			}
+			errs = append(errs, d.forgetPort(key))
+		}
+		errs = append(errs, ignoreNotExist(d.objs.PortsTx.Delete(key)))
+		errs = append(errs, ignoreNotExist(d.objs.Ports.Delete(key)))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("detach %s: %w", ifname, err)
+	}
+	return nil
+}
+
+// forgetPort deletes the FDB entries that point at ifindex.
+func (d *Datapath) forgetPort(ifindex uint32) error {
+	var (
+		k     bpfSwitchFdbKey
+		v     bpfSwitchFdbEntry
+		stale []bpfSwitchFdbKey
+	)
+	it := d.objs.Fdb.Iterate()
+	for it.Next(&k, &v) {
+		if v.Ifindex == ifindex {
+			stale = append(stale, k)
+		}
+	}
+	for _, k := range stale {
+		_ = d.objs.Fdb.Delete(k)
+	}
+	return it.Err()
+}
+
+func ignoreNotExist(err error) error {
+	if errors.Is(err, ebpf.ErrKeyNotExist) {
+		return nil
+	}
+	return err
+}
+
+// PinnedLinks lists the interfaces with a pinned XDP link, so the daemon
+// can detach the ones its configuration no longer names.
+func (d *Datapath) PinnedLinks() ([]string, error) {
+	entries, err := os.ReadDir(linksDir(d.pinDir))
+	if err != nil {
+		return nil, fmt.Errorf("list pinned links: %w", err)
+	}
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	return names, nil
+}
+
+// PortIfindexes lists the interface indexes present in the ports map.
+func (d *Datapath) PortIfindexes() ([]int, error) {
+	var (
+		k    uint32
+		info bpfSwitchPortInfo
+		out  []int
+	)
+	it := d.objs.Ports.Iterate()
+	for it.Next(&k, &info) {
+		out = append(out, int(k))
+	}
+	return out, it.Err()
+}
+
+// Remove detaches every program pinned under pinDir and deletes the pinned
+// maps: the switch stops forwarding. Used by `uplinkd -cleanup`.
+func Remove(pinDir string) error {
+	var errs []error
+	entries, _ := os.ReadDir(linksDir(pinDir))
+	for _, e := range entries {
+		path := filepath.Join(linksDir(pinDir), e.Name())
+		if l, err := link.LoadPinnedLink(path, nil); err == nil {
+			errs = append(errs, l.Unpin())
+			l.Close()
+		} else {
+			errs = append(errs, os.Remove(path))
+		}
+	}
+	_ = os.Remove(linksDir(pinDir))
+	for _, name := range pinnedMapNames() {
+		err := os.Remove(filepath.Join(pinDir, name))
+		if !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, err)
+		}
+	}
+	if err := os.Remove(pinDir); err != nil && !errors.Is(err, os.ErrNotExist) {
+		errs = append(errs, fmt.Errorf("remove %s (not empty?): %w", pinDir, err))
+	}
+	return errors.Join(errs...)
+}
+
+func pinnedMapNames() []string {
+	spec, err := loadBpfSwitch()
+	if err != nil {
+		return nil
+	}
+	var names []string
+	for name, m := range spec.Maps {
+		if m.Pinning == ebpf.PinByName && !strings.HasPrefix(name, ".") {
+			names = append(names, name)
+		}
+	}
+	return names
+}

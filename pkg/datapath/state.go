@@ -1,0 +1,287 @@
+package datapath
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// AssignGroups gives every name a group id, keeping the id a name already
+// has in the pinned state (so a restarted daemon finds its active uplinks
+// and learned guests), and frees the ids of groups no longer named.
+func (d *Datapath) AssignGroups(names []string) (map[string]uint32, error) {
+	if len(names) > MaxGroups {
+		return nil, fmt.Errorf("%d groups, at most %d", len(names), MaxGroups)
+	}
+	want := make(map[string]bool, len(names))
+	for _, n := range names {
+		if len(n) >= len(bpfSwitchGroupInfo{}.Name) {
+			return nil, fmt.Errorf("group name %q too long", n)
+		}
+		want[n] = true
+	}
+	ids := make(map[string]uint32, len(names))
+	var free []uint32
+	for id := uint32(0); id < MaxGroups; id++ {
+		var gi bpfSwitchGroupInfo
+		if err := d.objs.Groups.Lookup(id, &gi); err != nil {
+			return nil, fmt.Errorf("read groups: %w", err)
+		}
+		name := groupName(gi)
+		switch {
+		case gi.InUse != 0 && want[name]:
+			ids[name] = id
+		case gi.InUse != 0:
+			if err := d.releaseGroup(id); err != nil {
+				return nil, err
+			}
+			free = append(free, id)
+		default:
+			free = append(free, id)
+		}
+	}
+	for _, n := range names {
+		if _, ok := ids[n]; ok {
+			continue
+		}
+		id := free[0]
+		free = free[1:]
+		var gi bpfSwitchGroupInfo
+		for i := range len(n) {
+			gi.Name[i] = int8(n[i])
+		}
+		gi.InUse = 1
+		// A fresh group has no active uplink until the policy picks one.
+		if err := d.objs.Active.Put(id, NoSlot); err != nil {
+			return nil, fmt.Errorf("init active[%d]: %w", id, err)
+		}
+		if err := d.objs.Groups.Put(id, gi); err != nil {
+			return nil, fmt.Errorf("write groups: %w", err)
+		}
+		ids[n] = id
+	}
+	return ids, nil
+}
+
+func (d *Datapath) releaseGroup(id uint32) error {
+	if err := d.objs.Active.Put(id, NoSlot); err != nil {
+		return fmt.Errorf("release group %d: %w", id, err)
+	}
+	for slot := uint32(0); slot < MaxUplinks; slot++ {
+		_ = ignoreNotExist(d.objs.Uplinks.Delete(uplinkKey(id, slot)))
+	}
+	if err := d.objs.Groups.Put(id, bpfSwitchGroupInfo{}); err != nil {
+		return fmt.Errorf("release group %d: %w", id, err)
+	}
+	return nil
+}
+
+func groupName(gi bpfSwitchGroupInfo) string {
+	b := make([]byte, 0, len(gi.Name))
+	for _, c := range gi.Name {
+		if c == 0 {
+			break
+		}
+		b = append(b, byte(c))
+	}
+	return string(b)
+}
+
+// SetActive points a group's guests at the uplink in slot (or at none,
+// with NoSlot). This one write moves every guest of the group.
+func (d *Datapath) SetActive(group, slot uint32) error {
+	if slot != NoSlot && slot >= MaxUplinks {
+		return fmt.Errorf("set active: slot %d out of range", slot)
+	}
+	if err := d.objs.Active.Put(group, slot); err != nil {
+		return fmt.Errorf("set active[%d]=%d: %w", group, slot, err)
+	}
+	return nil
+}
+
+// ActiveSlot reads a group's active slot (NoSlot when none).
+func (d *Datapath) ActiveSlot(group uint32) (uint32, error) {
+	var slot uint32
+	if err := d.objs.Active.Lookup(group, &slot); err != nil {
+		return NoSlot, fmt.Errorf("read active[%d]: %w", group, err)
+	}
+	return slot, nil
+}
+
+// UplinkIfindex is the interface in a group's uplink slot, 0 when empty.
+func (d *Datapath) UplinkIfindex(group, slot uint32) (int, error) {
+	var v devmapValue
+	err := d.objs.Uplinks.Lookup(uplinkKey(group, slot), &v)
+	if errors.Is(err, ebpf.ErrKeyNotExist) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("read uplinks: %w", err)
+	}
+	return int(v.Ifindex), nil
+}
+
+// FDBEntry is one learned guest address.
+type FDBEntry struct {
+	Group   uint32
+	VLAN    uint16
+	MAC     net.HardwareAddr
+	Ifindex int
+	Age     time.Duration // since the data plane last refreshed it
+}
+
+// FDB lists the learned guests.
+func (d *Datapath) FDB() ([]FDBEntry, error) {
+	now, err := monotonicNow()
+	if err != nil {
+		return nil, err
+	}
+	var (
+		k   bpfSwitchFdbKey
+		v   bpfSwitchFdbEntry
+		out []FDBEntry
+	)
+	it := d.objs.Fdb.Iterate()
+	for it.Next(&k, &v) {
+		out = append(out, FDBEntry{
+			Group:   k.Group,
+			VLAN:    k.Vlan,
+			MAC:     append(net.HardwareAddr(nil), k.Mac[:]...),
+			Ifindex: int(v.Ifindex),
+			Age:     age(now, v.SeenNs),
+		})
+	}
+	if err := it.Err(); err != nil {
+		return nil, fmt.Errorf("read fdb: %w", err)
+	}
+	return out, nil
+}
+
+// Neighbour is an address a guest has used as source.
+type Neighbour struct {
+	Group uint32
+	VLAN  uint16
+	MAC   net.HardwareAddr
+	Addr  netip.Addr
+	Age   time.Duration
+}
+
+// Neighbours lists the learned guest addresses.
+func (d *Datapath) Neighbours() ([]Neighbour, error) {
+	now, err := monotonicNow()
+	if err != nil {
+		return nil, err
+	}
+	var (
+		k   bpfSwitchNeighKey
+		v   bpfSwitchNeighEntry
+		out []Neighbour
+	)
+	it := d.objs.Neigh.Iterate()
+	for it.Next(&k, &v) {
+		var addr netip.Addr
+		switch k.Family {
+		case 4:
+			addr = netip.AddrFrom4([4]byte(k.Addr[:4]))
+		case 6:
+			addr = netip.AddrFrom16(k.Addr)
+		default:
+			continue
+		}
+		out = append(out, Neighbour{
+			Group: k.Group,
+			VLAN:  k.Vlan,
+			MAC:   append(net.HardwareAddr(nil), v.Mac[:]...),
+			Addr:  addr,
+			Age:   age(now, v.SeenNs),
+		})
+	}
+	if err := it.Err(); err != nil {
+		return nil, fmt.Errorf("read neigh: %w", err)
+	}
+	return out, nil
+}
+
+// PortStats are one port's counters, summed over CPUs.
+type PortStats struct {
+	RxPackets, RxBytes uint64
+	TxPackets, TxBytes uint64
+	HostPackets        uint64 // handed to the host stack
+	Drops              map[DropReason]uint64
+}
+
+// Stats reads the counters of the port on ifindex.
+func (d *Datapath) Stats(ifindex int) (PortStats, error) {
+	var info bpfSwitchPortInfo
+	if err := d.objs.Ports.Lookup(uint32(ifindex), &info); err != nil {
+		return PortStats{}, fmt.Errorf("port %d: %w", ifindex, err)
+	}
+	var perCPU []bpfSwitchPortStats
+	if err := d.objs.Stats.Lookup(info.Id, &perCPU); err != nil {
+		return PortStats{}, fmt.Errorf("read stats[%d]: %w", info.Id, err)
+	}
+	out := PortStats{Drops: make(map[DropReason]uint64, dropReasons)}
+	for _, s := range perCPU {
+		out.RxPackets += s.RxPackets
+		out.RxBytes += s.RxBytes
+		out.TxPackets += s.TxPackets
+		out.TxBytes += s.TxBytes
+		out.HostPackets += s.HostPackets
+		for r := range dropReasons {
+			out.Drops[DropReason(r)] += s.Drops[r]
+		}
+	}
+	return out, nil
+}
+
+// TotalDrops sums the drops of every reason.
+func (s PortStats) TotalDrops() uint64 {
+	var n uint64
+	for _, v := range s.Drops {
+		n += v
+	}
+	return n
+}
+
+// monotonicNow reads the clock bpf_ktime_get_ns uses.
+func monotonicNow() (uint64, error) {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
+		return 0, fmt.Errorf("clock_gettime: %w", err)
+	}
+	return uint64(ts.Nano()), nil
+}
+
+func age(now, seen uint64) time.Duration {
+	if seen > now {
+		return 0
+	}
+	return time.Duration(now - seen)
+}
+
+// attachedMode asks the kernel how XDP runs on ifindex.
+func attachedMode(ifindex int) AttachMode {
+	l, err := netlink.LinkByIndex(ifindex)
+	if err != nil || l.Attrs().Xdp == nil {
+		return ""
+	}
+	switch l.Attrs().Xdp.AttachMode {
+	case xdpAttachedSKB:
+		return ModeGeneric
+	case xdpAttachedDriver:
+		return ModeNative
+	}
+	return ""
+}
+
+// Values of IFLA_XDP_ATTACHED (XDP_ATTACHED_DRV, XDP_ATTACHED_SKB).
+const (
+	xdpAttachedDriver = 1
+	xdpAttachedSKB    = 2
+)
