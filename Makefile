@@ -1,0 +1,49 @@
+# uplinkd — see README.md. Everything here runs as root on Debian.
+SHELL := /bin/bash
+GO ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
+export PATH := $(dir $(GO)):$(PATH)
+VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -X github.com/uplinkd/uplinkd/pkg/version.Version=$(VERSION)
+BIN := bin
+export CGO_ENABLED := 0
+
+.PHONY: help deps build generate check-generated test test-unit test-e2e lint demo clean
+
+help: ## show this help
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
+
+deps: ## install what the build, tests and demo need (Debian)
+	@scripts/deps.sh
+
+build: deps ## build uplinkd and uplinkctl into bin/
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/ ./cmd/...
+
+generate: ## rebuild the committed BPF objects with the pinned clang
+	@scripts/deps.sh generate
+	$(GO) generate ./pkg/datapath/...
+
+check-generated: generate ## fail if the committed BPF objects are stale
+	@if [[ -n "$$(git status --porcelain -- pkg/datapath bpf)" ]]; then \
+		git status --short -- pkg/datapath bpf; \
+		echo "check-generated: BPF objects differ from the sources; run 'make generate' and commit"; exit 1; \
+	else echo "check-generated: BPF objects are up to date"; fi
+
+test: deps lint test-unit test-e2e ## run every test (as root)
+
+test-unit: ## unit and BPF (Program.Run) tests
+	$(GO) test -count=1 -timeout 20m $$($(GO) list ./... | grep -v /test/)
+
+test-e2e: build ## end-to-end tests in network namespaces (prints measured figures)
+	UPLINKD_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -timeout 30m -v ./test/... 2>&1 | \
+		grep -vE '^=== (RUN|PAUSE|CONT)'; exit $${PIPESTATUS[0]}
+
+lint: ## gofmt and go vet
+	@out=$$(gofmt -l $$(git ls-files '*.go' ; git ls-files -o --exclude-standard '*.go')); \
+		if [[ -n "$$out" ]]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+demo: build ## a real topology in namespaces: daemon, traffic, a failover, failback
+	@scripts/demo.sh $(BIN)
+
+clean: ## remove build output
+	rm -rf $(BIN)

@@ -1,0 +1,12 @@
+// Command uplinkctl shows and steers a running uplinkd.
+package main
+
+import (
+	"os"
+
+	"github.com/uplinkd/uplinkd/pkg/ctl"
+)
+
+func main() {
+	os.Exit(ctl.Main(os.Args[1:], os.Stdout, os.Stderr))
+}

@@ -1,0 +1,73 @@
+// Command uplinkd is the uplink failover switch daemon: it loads the XDP
+// data plane, watches the uplinks and moves every guest to a working one.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/uplinkd/uplinkd/pkg/config"
+	"github.com/uplinkd/uplinkd/pkg/daemon"
+	"github.com/uplinkd/uplinkd/pkg/datapath"
+	"github.com/uplinkd/uplinkd/pkg/version"
+)
+
+func main() {
+	configPath := flag.String("config", config.DefaultPath, "configuration file")
+	check := flag.Bool("check", false, "validate the configuration and exit")
+	cleanup := flag.Bool("cleanup", false, "detach every program and remove every map uplinkd pinned, then exit (guests lose their network)")
+	showVersion := flag.Bool("version", false, "print the version and exit")
+	printExample := flag.Bool("example-config", false, "print an example configuration and exit")
+	flag.Parse()
+
+	switch {
+	case *showVersion:
+		fmt.Println("uplinkd", version.String())
+		return
+	case *printExample:
+		os.Stdout.Write(config.Example)
+		return
+	}
+	cfg, err := config.Load(*configPath)
+	if *cleanup {
+		pin := datapath.DefaultPinPath
+		if err == nil {
+			pin = cfg.PinPath
+		}
+		if err := datapath.Remove(pin); err != nil {
+			fatal("cleanup", err)
+		}
+		fmt.Println("uplinkd: removed everything pinned under", pin)
+		return
+	}
+	if err != nil {
+		fatal("configuration", err)
+	}
+	if *check {
+		fmt.Println("uplinkd: configuration is valid")
+		return
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
+	slog.SetDefault(log)
+
+	d, err := daemon.New(cfg, log)
+	if err != nil {
+		fatal("start", err)
+	}
+	defer d.Close()
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if err := d.Run(ctx); err != nil {
+		fatal("run", err)
+	}
+}
+
+func fatal(what string, err error) {
+	fmt.Fprintf(os.Stderr, "uplinkd: %s: %v\n", what, err)
+	os.Exit(1)
+}

@@ -1,0 +1,147 @@
+// Package config loads the uplinkd YAML configuration.
+//
+// Decoding is strict: unknown keys, duplicate keys, values of the wrong type
+// and values out of range are all errors, and every error names the field by
+// its path (e.g. "groups[0].uplinks[1].priority") so a typo is found at once
+// instead of silently falling back to a default.
+package config
+
+import (
+	"bytes"
+	_ "embed"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// DefaultPath is where uplinkd looks for its configuration file.
+const DefaultPath = "/etc/uplinkd/uplinkd.yaml"
+
+// Example is a commented example configuration; Parse accepts it.
+//
+//go:embed example.yaml
+var Example []byte
+
+// Defaults and limits. Exported so that help texts and other packages quote
+// the same numbers the validator enforces.
+const (
+	DefaultPinPath             = "/sys/fs/bpf/uplinkd"
+	DefaultControlSocket       = "/run/uplinkd/uplinkd.sock"
+	DefaultCarrierPollInterval = time.Millisecond
+	DefaultAnnounceRateLimit   = 2000
+	DefaultAnnounceBurst       = 256
+	DefaultLogLevel            = slog.LevelInfo
+	DefaultFailback            = true
+	DefaultAnnounceCount       = 3
+	DefaultAnnounceInterval    = 100 * time.Millisecond
+	DefaultPriority            = 100
+
+	// MinCarrierPollInterval keeps a non-zero poll interval from turning
+	// the backstop poll into a busy loop.
+	MinCarrierPollInterval = 100 * time.Microsecond
+	MaxCarrierPollInterval = time.Second
+	MaxAnnounceRateLimit   = 1_000_000
+	MaxAnnounceBurst       = 100_000
+	MaxGroups              = 64
+	MaxGroupNameLen        = 32
+	MaxAnnounceCount       = 100
+	MinAnnounceInterval    = time.Millisecond
+	MaxAnnounceInterval    = 60 * time.Second
+	MaxGuestPorts          = 200 // per group
+	MaxUplinks             = 8   // per group; the data plane has 8 slots
+	MaxPriority            = 65535
+	MaxInterfaces          = 256 // guest ports + uplinks over all groups
+	MaxIfNameLen           = 15  // IFNAMSIZ - 1
+
+	// maxFileSize bounds what Load reads; a real config is a few KiB.
+	maxFileSize = 1 << 20
+	// maxUnixPath is sizeof(sockaddr_un.sun_path) minus the terminating NUL.
+	maxUnixPath = 107
+)
+
+// Config is a validated configuration with all defaults applied.
+type Config struct {
+	PinPath       string // bpffs directory for pinned maps and links
+	ControlSocket string // unix socket of the control API
+	// CarrierPollInterval is the period of the backstop poll of the active
+	// uplink's carrier in /sys; 0 disables the poll.
+	CarrierPollInterval time.Duration
+	AnnounceRateLimit   int // frames per second over all groups
+	AnnounceBurst       int // token bucket burst
+	LogLevel            slog.Level
+	Groups              []Group
+}
+
+// Group is one virtual switch: guest ports plus an ordered set of uplinks.
+type Group struct {
+	Name string
+	// Failback makes a recovered uplink with a better (lower) priority
+	// take over again from the active one.
+	Failback   bool
+	Announce   Announce
+	GuestPorts []string
+	// Uplinks are in configuration order; an uplink's index is its slot.
+	Uplinks []Uplink
+}
+
+// Announce controls the guest announcements sent after a failover.
+type Announce struct {
+	Count    int // rounds per failover; 0 = never announce
+	Interval time.Duration
+}
+
+// Uplink is one uplink interface of a group.
+type Uplink struct {
+	Name     string
+	Priority int // 0..65535, lower is preferred
+}
+
+// Load reads and parses the configuration file at path.
+func Load(path string) (*Config, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("load config: %w", err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxFileSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("load config %s: %w", path, err)
+	}
+	if len(data) > maxFileSize {
+		return nil, fmt.Errorf("load config %s: file is larger than %d bytes", path, maxFileSize)
+	}
+	cfg, err := Parse(data)
+	if err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	return cfg, nil
+}
+
+// Parse decodes a YAML configuration, applies defaults and validates it.
+// All problems found are reported together (joined with errors.Join).
+func Parse(data []byte) (*Config, error) {
+	var raw fileConfig
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	switch err := dec.Decode(&raw); {
+	case errors.Is(err, io.EOF):
+		return nil, errors.New("config is empty: at least one group is required")
+	case err != nil:
+		return nil, explainYAMLError(err, data)
+	}
+	// A second document would be ignored silently; refuse it instead.
+	var extra yaml.Node
+	switch err := dec.Decode(&extra); {
+	case errors.Is(err, io.EOF):
+	case err != nil:
+		return nil, explainYAMLError(err, data)
+	default:
+		return nil, fmt.Errorf("line %d: only one YAML document is allowed", extra.Line)
+	}
+	return raw.validate()
+}

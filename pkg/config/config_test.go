@@ -1,0 +1,445 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+// defaults returns the Config that a file with only the given groups yields.
+func defaults(groups ...Group) *Config {
+	return &Config{
+		PinPath:             "/sys/fs/bpf/uplinkd",
+		ControlSocket:       "/run/uplinkd/uplinkd.sock",
+		CarrierPollInterval: time.Millisecond,
+		AnnounceRateLimit:   2000,
+		AnnounceBurst:       256,
+		LogLevel:            slog.LevelInfo,
+		Groups:              groups,
+	}
+}
+
+// group returns a group with default settings and the given uplinks at the
+// default priority.
+func group(name string, guests []string, uplinks ...string) Group {
+	g := Group{
+		Name:       name,
+		Failback:   true,
+		Announce:   Announce{Count: 3, Interval: 100 * time.Millisecond},
+		GuestPorts: guests,
+	}
+	for _, u := range uplinks {
+		g.Uplinks = append(g.Uplinks, Uplink{Name: u, Priority: 100})
+	}
+	return g
+}
+
+// manyGroups renders n groups with one uplink and guestsEach guest ports.
+func manyGroups(n, guestsEach int) string {
+	var b strings.Builder
+	b.WriteString("groups:\n")
+	for i := range n {
+		fmt.Fprintf(&b, "  - name: g%d\n    uplinks: [{name: up%d}]\n    guest_ports: [", i, i)
+		for j := range guestsEach {
+			if j > 0 {
+				b.WriteString(", ")
+			}
+			fmt.Fprintf(&b, "g%dp%d", i, j)
+		}
+		b.WriteString("]\n")
+	}
+	return b.String()
+}
+
+func TestParseGood(t *testing.T) {
+	tests := []struct {
+		name  string
+		yaml  string
+		want  *Config
+		check func(t *testing.T, c *Config) // for configs too big to spell out
+	}{
+		{
+			name: "minimal file gets every default",
+			yaml: "groups:\n  - name: a\n    uplinks:\n      - name: eth1\n",
+			want: defaults(group("a", nil, "eth1")),
+		},
+		{
+			name: "everything explicit",
+			yaml: `
+pin_path: /sys/fs/bpf/other
+control_socket: /tmp/u.sock
+carrier_poll_interval: 250us
+announce_rate_limit: 1000000
+announce_burst: 1
+log_level: debug
+groups:
+  - name: Tenant_A.1-x
+    failback: false
+    announce:
+      count: 100
+      interval: 60s
+    guest_ports: [vnet0, vnet1]
+    uplinks:
+      - name: eth1
+        priority: 65535
+      - name: eth2
+        priority: 20
+`,
+			want: &Config{
+				PinPath:             "/sys/fs/bpf/other",
+				ControlSocket:       "/tmp/u.sock",
+				CarrierPollInterval: 250 * time.Microsecond,
+				AnnounceRateLimit:   1000000,
+				AnnounceBurst:       1,
+				LogLevel:            slog.LevelDebug,
+				Groups: []Group{{
+					Name:       "Tenant_A.1-x",
+					Failback:   false,
+					Announce:   Announce{Count: 100, Interval: time.Minute},
+					GuestPorts: []string{"vnet0", "vnet1"},
+					Uplinks:    []Uplink{{"eth1", 65535}, {"eth2", 20}},
+				}},
+			},
+		},
+		{
+			name: "explicit zeros are kept, not replaced by defaults",
+			yaml: `
+carrier_poll_interval: 0s
+groups:
+  - name: z
+    announce: {count: 0, interval: 1ms}
+    uplinks: [{name: eth1, priority: 0}]
+`,
+			want: func() *Config {
+				c := defaults(Group{
+					Name: "z", Failback: true,
+					Announce: Announce{Count: 0, Interval: time.Millisecond},
+					Uplinks:  []Uplink{{"eth1", 0}},
+				})
+				c.CarrierPollInterval = 0
+				return c
+			}(),
+		},
+		{
+			name: "bare 0 disables the carrier poll",
+			yaml: "carrier_poll_interval: 0\ngroups: [{name: a, uplinks: [{name: e}]}]\n",
+			want: func() *Config {
+				c := defaults(group("a", nil, "e"))
+				c.CarrierPollInterval = 0
+				return c
+			}(),
+		},
+		{
+			name: "null values mean default",
+			yaml: "pin_path:\nlog_level: ~\ngroups:\n  - name: a\n    failback:\n    announce:\n    uplinks: [{name: e, priority: null}]\n",
+			want: defaults(group("a", nil, "e")),
+		},
+		{
+			name: "announce with only count keeps the default interval",
+			yaml: "groups: [{name: a, announce: {count: 5}, uplinks: [{name: e}]}]\n",
+			want: func() *Config {
+				g := group("a", nil, "e")
+				g.Announce.Count = 5
+				return defaults(g)
+			}(),
+		},
+		{
+			name: "log levels",
+			yaml: "log_level: warn\ngroups: [{name: a, uplinks: [{name: e}]}]\n",
+			want: func() *Config {
+				c := defaults(group("a", nil, "e"))
+				c.LogLevel = slog.LevelWarn
+				return c
+			}(),
+		},
+		{
+			name: "log level error, max poll interval",
+			yaml: "log_level: error\ncarrier_poll_interval: 1s\ngroups: [{name: a, uplinks: [{name: e}]}]\n",
+			want: func() *Config {
+				c := defaults(group("a", nil, "e"))
+				c.LogLevel = slog.LevelError
+				c.CarrierPollInterval = time.Second
+				return c
+			}(),
+		},
+		{
+			name: "two groups, empty guest list, interface names at the limits",
+			yaml: `
+groups:
+  - name: abcdefghijklmnopqrstuvwxyz012345
+    guest_ports: []
+    uplinks: [{name: a}, {name: abcdefghijklmno}]
+  - name: b
+    guest_ports: [veth-é.1, "1"]
+    uplinks: [{name: "x@y"}]
+`,
+			want: defaults(
+				group("abcdefghijklmnopqrstuvwxyz012345", []string{}, "a", "abcdefghijklmno"),
+				group("b", []string{"veth-é.1", "1"}, "x@y"),
+			),
+		},
+		{
+			name: "eight uplinks keep configuration order",
+			yaml: "groups: [{name: a, uplinks: [{name: u0}, {name: u1}, {name: u2}, {name: u3}, {name: u4}, {name: u5}, {name: u6}, {name: u7}]}]\n",
+			want: defaults(group("a", nil, "u0", "u1", "u2", "u3", "u4", "u5", "u6", "u7")),
+		},
+		{
+			name: "64 groups and 256 interfaces are allowed",
+			yaml: manyGroups(64, 3), // 64 * (1 uplink + 3 guests) = 256
+			check: func(t *testing.T, c *Config) {
+				if len(c.Groups) != 64 {
+					t.Fatalf("got %d groups, want 64", len(c.Groups))
+				}
+				last := c.Groups[63]
+				if last.Name != "g63" || last.Uplinks[0].Name != "up63" || len(last.GuestPorts) != 3 || last.GuestPorts[2] != "g63p2" {
+					t.Errorf("last group = %+v", last)
+				}
+			},
+		},
+		{
+			name: "200 guest ports in one group",
+			yaml: manyGroups(1, 200),
+			check: func(t *testing.T, c *Config) {
+				if n := len(c.Groups[0].GuestPorts); n != 200 {
+					t.Errorf("got %d guest ports, want 200", n)
+				}
+			},
+		},
+		{
+			name: "anchors and aliases",
+			yaml: `
+groups:
+  - name: a
+    announce: &ann {count: 7, interval: 2s}
+    uplinks: [{name: e1}]
+  - name: b
+    announce: *ann
+    uplinks: [{name: e2}]
+`,
+			check: func(t *testing.T, c *Config) {
+				want := Announce{Count: 7, Interval: 2 * time.Second}
+				for _, g := range c.Groups {
+					if g.Announce != want {
+						t.Errorf("group %s announce = %+v, want %+v", g.Name, g.Announce, want)
+					}
+				}
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := Parse([]byte(tt.yaml))
+			if err != nil {
+				t.Fatalf("Parse: %v", err)
+			}
+			if tt.check != nil {
+				tt.check(t, got)
+			}
+			if tt.want != nil && !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("Parse =\n%+v\nwant\n%+v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestParseBad(t *testing.T) {
+	const okGroup = "  - name: ok\n    uplinks: [{name: okup}]\n"
+	tests := []struct {
+		name string
+		yaml string
+		want []string // every string must occur in the error text
+	}{
+		{"empty file", "", []string{"empty"}},
+		{"only comments", "# nothing\n\n", []string{"empty"}},
+		{"no groups key", "log_level: info\n", []string{"groups: at least one group"}},
+		{"empty groups", "groups: []\n", []string{"groups: at least one group"}},
+		{"top level is a list", "- a\n", []string{"line 1", "expected a mapping"}},
+		{"syntax error names its line", "groups:\n  - name: a\n    uplinks:\n      - name: e\n     priority: 3\n", []string{"invalid YAML: line 5"}},
+		{"tab indentation", "groups:\n\t- name: a\n", []string{"invalid YAML: line 2"}},
+		{"second document", "groups:\n" + okGroup + "---\ngroups: []\n", []string{"line 4", "only one YAML document"}},
+
+		{"unknown top-level key", "pin-path: /x\ngroups:\n" + okGroup, []string{`line 1: unknown field "pin-path" at the top level`, "pin_path"}},
+		{"unknown uplink key", "groups:\n" + okGroup + "  - name: b\n    uplinks:\n      - name: eth1\n        prio: 3\n",
+			[]string{`line 7: unknown field "prio" in groups[1].uplinks[0]`, "known fields: name, priority"}},
+		{"unknown group key", "groups:\n  - name: a\n    uplink: [{name: e}]\n", []string{`line 3: unknown field "uplink" in groups[0]`}},
+		{"unknown announce key", "groups:\n  - name: a\n    announce: {rounds: 3}\n    uplinks: [{name: e}]\n", []string{`line 3: unknown field "rounds" in groups[0].announce`}},
+		{"duplicate key", "groups:\n  - name: a\n    uplinks:\n      - name: e1\n        name: e2\n", []string{"line 5: groups[0].uplinks[0].name is given twice (first at line 4)"}},
+
+		{"priority too big", "groups:\n  - name: a\n    uplinks: [{name: e1}, {name: e2, priority: 70000}]\n",
+			[]string{"groups[0].uplinks[1].priority: must be between 0 and 65535, got 70000"}},
+		{"negative priority", "groups: [{name: a, uplinks: [{name: e1, priority: -1}]}]\n", []string{"groups[0].uplinks[0].priority: must be between 0 and 65535, got -1"}},
+		{"priority not a number", "groups:\n  - name: a\n    uplinks:\n      - name: e\n        priority: high\n",
+			[]string{`line 5: groups[0].uplinks[0].priority: expected an integer, got "high"`}},
+		{"priority is a float", "groups: [{name: a, uplinks: [{name: e, priority: 1.5}]}]\n", []string{"groups[0].uplinks[0].priority: expected an integer, got 1.5"}},
+		{"priority quoted", "groups: [{name: a, uplinks: [{name: e, priority: '10'}]}]\n", []string{`groups[0].uplinks[0].priority: expected an integer, got "10"`}},
+		{"priority overflows int", "groups:\n  - name: a\n    uplinks: [{name: e, priority: 123456789012345678901234}]\n", []string{"line 3: groups[0].uplinks[0].priority: expected an integer, got 1234567..."}},
+		{"priority is a list", "groups: [{name: a, uplinks: [{name: e, priority: [1]}]}]\n", []string{"groups[0].uplinks[0].priority: expected an integer, got a list"}},
+		{"count is a float", "groups: [{name: a, announce: {count: 2.0}, uplinks: [{name: e}]}]\n", []string{"groups[0].announce.count: expected an integer, got 2.0"}},
+		{"flow style: list where a bool belongs", "groups: [{name: a, failback: [x], uplinks: [{name: e}]}]\n", []string{"line 1: groups[0].failback: expected true or false, got a list"}},
+		{"flow style: mapping where the groups list belongs", "groups: {name: [1]}\n", []string{"line 1: groups: expected a list, got a mapping"}},
+		{"flow style: unknown key", "groups: [{name: a, uplinks: [{name: e, weight: 1}]}]\n", []string{`line 1: unknown field "weight" in groups[0].uplinks[0]`}},
+		{"failback not a bool", "groups:\n  - name: a\n    failback: maybe\n    uplinks: [{name: e}]\n", []string{`line 3: groups[0].failback: expected true or false, got "maybe"`}},
+		{"guest_ports not a list", "groups:\n  - name: a\n    guest_ports: vnet0\n    uplinks: [{name: e}]\n", []string{`line 3: groups[0].guest_ports: expected a list, got "vnet0"`}},
+		{"groups is a mapping", "groups:\n  name: a\n", []string{"line 2: groups: expected a list, got a mapping"}},
+
+		{"rate limit 0", "announce_rate_limit: 0\ngroups:\n" + okGroup, []string{"announce_rate_limit: must be between 1 and 1000000, got 0"}},
+		{"rate limit too big", "announce_rate_limit: 1000001\ngroups:\n" + okGroup, []string{"announce_rate_limit: must be between 1 and 1000000"}},
+		{"burst 0", "announce_burst: 0\ngroups:\n" + okGroup, []string{"announce_burst: must be between 1 and 100000, got 0"}},
+		{"burst too big", "announce_burst: 100001\ngroups:\n" + okGroup, []string{"announce_burst: must be between 1 and 100000, got 100001"}},
+		{"bad log level", "log_level: verbose\ngroups:\n" + okGroup, []string{`log_level: must be one of debug, info, warn, error, got "verbose"`}},
+		{"log level is case sensitive", "log_level: INFO\ngroups:\n" + okGroup, []string{"log_level: must be one of"}},
+		{"relative pin path", "pin_path: bpf/uplinkd\ngroups:\n" + okGroup, []string{`pin_path: must be an absolute path, got "bpf/uplinkd"`}},
+		{"empty control socket", "control_socket: ''\ngroups:\n" + okGroup, []string{"control_socket: must be an absolute path"}},
+		{"control socket too long", "control_socket: /" + strings.Repeat("s", 107) + "\ngroups:\n" + okGroup, []string{"control_socket: must be at most 107 bytes"}},
+
+		{"poll interval not a duration", "carrier_poll_interval: fast\ngroups:\n" + okGroup, []string{`carrier_poll_interval: "fast" is not a duration`}},
+		{"poll interval without unit", "carrier_poll_interval: 5\ngroups:\n" + okGroup, []string{`carrier_poll_interval: "5" is not a duration`}},
+		{"poll interval too long", "carrier_poll_interval: 2s\ngroups:\n" + okGroup, []string{"carrier_poll_interval: must be 0 (disabled) or between 100µs and 1s, got 2s"}},
+		{"poll interval busy loop", "carrier_poll_interval: 1ns\ngroups:\n" + okGroup, []string{"carrier_poll_interval: must be 0 (disabled) or between"}},
+		{"negative poll interval", "carrier_poll_interval: -1ms\ngroups:\n" + okGroup, []string{"carrier_poll_interval: must be 0 (disabled)"}},
+		{"poll interval is a list", "carrier_poll_interval: [1ms]\ngroups:\n" + okGroup, []string{`line 1: carrier_poll_interval: expected a duration such as "100ms", got a list`}},
+		{"announce interval bad", "groups:\n  - name: a\n    announce: {interval: 10 ms}\n    uplinks: [{name: e}]\n", []string{`groups[0].announce.interval: "10 ms" is not a duration`}},
+		{"announce interval 0", "groups:\n  - name: a\n    announce: {interval: 0s}\n    uplinks: [{name: e}]\n", []string{"groups[0].announce.interval: must be between 1ms and 1m0s, got 0s"}},
+		{"announce interval too long", "groups:\n  - name: a\n    announce: {interval: 61s}\n    uplinks: [{name: e}]\n", []string{"groups[0].announce.interval: must be between 1ms and 1m0s, got 1m1s"}},
+		{"announce count too big", "groups:\n" + okGroup + "  - name: a\n    announce: {count: 101}\n    uplinks: [{name: e}]\n", []string{"groups[1].announce.count: must be between 0 and 100, got 101"}},
+		{"announce count negative", "groups:\n  - name: a\n    announce: {count: -1}\n    uplinks: [{name: e}]\n", []string{"groups[0].announce.count: must be between 0 and 100, got -1"}},
+
+		{"group without name", "groups:\n  - uplinks: [{name: e}]\n", []string{"groups[0].name: is required"}},
+		{"group name too long", "groups:\n  - name: " + strings.Repeat("a", 33) + "\n    uplinks: [{name: e}]\n", []string{"groups[0].name:", "longer than 32"}},
+		{"group name with space", "groups:\n  - name: tenant a\n    uplinks: [{name: e}]\n", []string{`groups[0].name: "tenant a" contains ' '`}},
+		{"group name with slash", "groups:\n  - name: a/b\n    uplinks: [{name: e}]\n", []string{`groups[0].name: "a/b" contains '/'`}},
+		{"duplicate group name", "groups:\n  - name: tenant-a\n    uplinks: [{name: e1}]\n  - name: tenant-a\n    uplinks: [{name: e2}]\n",
+			[]string{`groups[1].name: "tenant-a" is used by groups[0] too`}},
+		{"group without uplinks", "groups:\n  - name: a\n    guest_ports: [v0]\n", []string{"groups[0].uplinks: at least one uplink is required"}},
+		{"nine uplinks", "groups: [{name: a, uplinks: [{name: u0}, {name: u1}, {name: u2}, {name: u3}, {name: u4}, {name: u5}, {name: u6}, {name: u7}, {name: u8}]}]\n",
+			[]string{"groups[0].uplinks: at most 8 uplinks are allowed per group, got 9"}},
+		{"201 guest ports", manyGroups(1, 201), []string{"groups[0].guest_ports: at most 200 guest ports are allowed per group, got 201"}},
+		{"65 groups", manyGroups(65, 0), []string{"groups: at most 64 groups are allowed, got 65"}},
+		{"257 interfaces", manyGroups(2, 200) + "  - name: extra\n    uplinks: [{name: e1}, {name: e2}, {name: e3}, {name: e4}, {name: e5}]\n",
+			[]string{"groups: at most 256 interfaces (guest ports and uplinks of all groups) are allowed, got 407"}},
+
+		{"uplink without name", "groups:\n  - name: a\n    uplinks: [{priority: 1}]\n", []string{"groups[0].uplinks[0].name: interface name is required"}},
+		{"interface name too long", "groups:\n  - name: a\n    uplinks: [{name: abcdefghijklmnop}]\n", []string{`groups[0].uplinks[0].name: interface name "abcdefghijklmnop" is longer than 15 bytes`}},
+		{"interface name with slash", "groups:\n  - name: a\n    guest_ports: [a/b]\n    uplinks: [{name: e}]\n", []string{`groups[0].guest_ports[0]: interface name "a/b" contains '/'`}},
+		{"interface name with colon", "groups:\n  - name: a\n    uplinks: [{name: e}, {name: 'eth0:1'}]\n", []string{`groups[0].uplinks[1].name: interface name "eth0:1" contains ':'`}},
+		{"interface name with space", "groups:\n  - name: a\n    guest_ports: ['vnet 0']\n    uplinks: [{name: e}]\n", []string{`groups[0].guest_ports[0]: interface name "vnet 0" contains ' '`}},
+		{"interface name with tab", "groups:\n  - name: a\n    guest_ports: [\"v\\t0\"]\n    uplinks: [{name: e}]\n", []string{"groups[0].guest_ports[0]: interface name", "contains '\\t'"}},
+		{"interface name dot", "groups:\n  - name: a\n    guest_ports: ['.']\n    uplinks: [{name: e}]\n", []string{`groups[0].guest_ports[0]: interface name "." is not allowed`}},
+		{"interface name dotdot", "groups:\n  - name: a\n    uplinks: [{name: '..'}]\n", []string{`groups[0].uplinks[0].name: interface name ".." is not allowed`}},
+		{"empty guest port", "groups:\n  - name: a\n    guest_ports: ['']\n    uplinks: [{name: e}]\n", []string{"groups[0].guest_ports[0]: interface name is required"}},
+
+		{"uplink twice in a group", "groups:\n  - name: a\n    uplinks: [{name: eth1}, {name: eth1}]\n",
+			[]string{`groups[0].uplinks[1].name: interface "eth1" is already used at groups[0].uplinks[0].name`}},
+		{"guest port twice", "groups:\n  - name: a\n    guest_ports: [v0, v0]\n    uplinks: [{name: e}]\n",
+			[]string{`groups[0].guest_ports[1]: interface "v0" is already used at groups[0].guest_ports[0]`}},
+		{"guest port is also an uplink", "groups:\n  - name: a\n    guest_ports: [eth1]\n    uplinks: [{name: eth1}]\n",
+			[]string{`groups[0].uplinks[0].name: interface "eth1" is already used at groups[0].guest_ports[0]`}},
+		{"uplink shared by two groups", "groups:\n  - name: a\n    uplinks: [{name: eth1}]\n  - name: b\n    guest_ports: [v1]\n    uplinks: [{name: eth2}, {name: eth1}]\n",
+			[]string{`groups[1].uplinks[1].name: interface "eth1" is already used at groups[0].uplinks[0].name`}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, err := Parse([]byte(tt.yaml))
+			if err == nil {
+				t.Fatalf("Parse succeeded (%+v), want an error containing %q", cfg, tt.want)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q\ndoes not contain %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+// All problems are reported at once, each with its own path.
+func TestParseReportsEveryProblem(t *testing.T) {
+	_, err := Parse([]byte(`
+announce_burst: 0
+groups:
+  - name: a
+    uplinks: [{name: e1, priority: 70000}, {name: e1}]
+  - name: a
+`))
+	if err == nil {
+		t.Fatal("Parse succeeded")
+	}
+	for _, w := range []string{
+		"announce_burst: must be",
+		"groups[0].uplinks[0].priority: must be",
+		"groups[0].uplinks[1].name: interface \"e1\" is already used",
+		"groups[1].name: \"a\" is used by groups[0] too",
+		"groups[1].uplinks: at least one uplink",
+	} {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("error %q\ndoes not contain %q", err, w)
+		}
+	}
+	if n := strings.Count(err.Error(), "\n") + 1; n != 5 {
+		t.Errorf("got %d error lines, want 5:\n%v", n, err)
+	}
+}
+
+func TestExample(t *testing.T) {
+	cfg, err := Parse(Example)
+	if err != nil {
+		t.Fatalf("the embedded example does not parse: %v", err)
+	}
+	if len(cfg.Groups) == 0 || len(cfg.Groups[0].Uplinks) == 0 {
+		t.Fatalf("example has no group with uplinks: %+v", cfg)
+	}
+	// The example documents every key the file may contain.
+	for typ, keys := range knownFields {
+		for _, k := range keys {
+			if !strings.Contains(string(Example), k+":") {
+				t.Errorf("example.yaml does not show %s (of %s)", k, typ)
+			}
+		}
+	}
+}
+
+func TestLoad(t *testing.T) {
+	dir := t.TempDir()
+
+	good := filepath.Join(dir, "good.yaml")
+	if err := os.WriteFile(good, Example, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := Load(good)
+	if err != nil {
+		t.Fatalf("Load(example): %v", err)
+	}
+	want, _ := Parse(Example)
+	if !reflect.DeepEqual(cfg, want) {
+		t.Errorf("Load = %+v, want %+v", cfg, want)
+	}
+
+	bad := filepath.Join(dir, "bad.yaml")
+	if err := os.WriteFile(bad, []byte("groups:\n  - name: a\n    uplinks: [{name: e, prio: 1}]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err = Load(bad)
+	if err == nil || !strings.Contains(err.Error(), bad) || !strings.Contains(err.Error(), `unknown field "prio" in groups[0].uplinks[0]`) {
+		t.Errorf("Load(bad) error = %v, want the file name and the field", err)
+	}
+
+	missing := filepath.Join(dir, "missing.yaml")
+	if _, err := Load(missing); err == nil || !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("Load(missing) error = %v, want a not-exist error", err)
+	}
+
+	huge := filepath.Join(dir, "huge.yaml")
+	if err := os.WriteFile(huge, append([]byte("groups: []\n"), make([]byte, maxFileSize)...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Load(huge); err == nil || !strings.Contains(err.Error(), "larger than") {
+		t.Errorf("Load(huge) error = %v, want a size error", err)
+	}
+}

@@ -1,0 +1,166 @@
+package control
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+)
+
+// backend is a stand-in for the daemon: the API layer is under test here,
+// the daemon's behaviour is tested end to end under test/.
+type backend struct {
+	mu     sync.Mutex
+	active string
+	manual bool
+}
+
+func (b *backend) Status() Status {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	g := GroupStatus{Name: "red", Active: b.active}
+	if b.manual {
+		g.Manual = b.active
+	}
+	return Status{Version: "test", Groups: []GroupStatus{g}}
+}
+
+func (b *backend) Guests() ([]Guest, error) {
+	return []Guest{{Group: "red", MAC: "02:00:00:00:00:0a", Port: "vnet0"}}, nil
+}
+
+func (b *backend) Counters() ([]PortCounters, error) {
+	return nil, fmt.Errorf("counters unreadable")
+}
+
+func (b *backend) SetActive(group, uplink string) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	switch {
+	case group != "red":
+		return fmt.Errorf("group %q: %w", group, ErrNotFound)
+	case uplink == "down0":
+		return fmt.Errorf("%w: uplink %s has no carrier", ErrRefused, uplink)
+	case uplink != "eth1" && uplink != "eth2":
+		return fmt.Errorf("uplink %q: %w", uplink, ErrNotFound)
+	}
+	b.active, b.manual = uplink, true
+	return nil
+}
+
+func (b *backend) ClearManual(group string) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.manual = false
+	return nil
+}
+
+func serve(t *testing.T) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "run", "uplinkd.sock")
+	s, err := Listen(path, &backend{active: "eth1"}, slog.Default())
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = s.Serve() }()
+	t.Cleanup(func() { s.Close() })
+	return path
+}
+
+func TestAPI(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("the socket admits root only")
+	}
+	path := serve(t)
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if perm := fi.Mode().Perm(); perm != 0o600 {
+		t.Errorf("socket mode %o, want 600", perm)
+	}
+	if _, err := Listen(path, &backend{}, slog.Default()); err == nil || !strings.Contains(err.Error(), "another uplinkd") {
+		t.Errorf("second listener on a live socket: %v", err)
+	}
+
+	c := NewClient(path)
+	st, err := c.Status()
+	if err != nil || st.Groups[0].Active != "eth1" {
+		t.Fatalf("status = %+v, %v", st, err)
+	}
+	if st, err = c.SetActive("red", "eth2"); err != nil || st.Groups[0].Active != "eth2" || st.Groups[0].Manual != "eth2" {
+		t.Errorf("set-active = %+v, %v", st, err)
+	}
+	if st, err = c.ClearManual("red"); err != nil || st.Groups[0].Manual != "" {
+		t.Errorf("auto = %+v, %v", st, err)
+	}
+	for _, tc := range []struct{ group, uplink, want string }{
+		{"blue", "eth1", `group "blue": not found`},
+		{"red", "down0", "refused: uplink down0 has no carrier"},
+		{"red", "eth9", `uplink "eth9": not found`},
+		{"red", "", "no uplink given"},
+	} {
+		if _, err := c.SetActive(tc.group, tc.uplink); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("set-active %s %s: %v, want %q", tc.group, tc.uplink, err, tc.want)
+		}
+	}
+	if _, err := c.Counters(); err == nil || !strings.Contains(err.Error(), "counters unreadable") {
+		t.Errorf("counters error not passed on: %v", err)
+	}
+	if g, err := c.Guests(); err != nil || len(g) != 1 {
+		t.Errorf("guests = %v, %v", g, err)
+	}
+	if _, err := NewClient(path + ".missing").Status(); err == nil || !strings.Contains(err.Error(), "cannot reach uplinkd") {
+		t.Errorf("missing socket: %v", err)
+	}
+}
+
+// A non-root caller is refused even when the socket's mode lets it in.
+func TestNonRootRefused(t *testing.T) {
+	if os.Getenv("UPLINKD_CONTROL_CLIENT") != "" {
+		_, err := NewClient(os.Getenv("UPLINKD_CONTROL_CLIENT")).Status()
+		fmt.Println("client error:", err)
+		return
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to run a client as another user")
+	}
+	path := serve(t)
+	for _, p := range []string{filepath.Dir(filepath.Dir(path)), filepath.Dir(path)} {
+		if err := os.Chmod(p, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Chmod(path, 0o666); err != nil {
+		t.Fatal(err)
+	}
+	// The test binary lives in a root-only build directory: copy it out.
+	bin := filepath.Join(t.TempDir(), "client")
+	for _, d := range []string{filepath.Dir(bin), filepath.Dir(filepath.Dir(bin))} {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	self, err := os.ReadFile(os.Args[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bin, self, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "-test.run=^TestNonRootRefused$")
+	cmd.Env = append(os.Environ(), "UPLINKD_CONTROL_CLIENT="+path)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("client: %v\n%s", err, out)
+	}
+	if !strings.Contains(string(out), "only root may connect (peer uid 65534)") {
+		t.Errorf("non-root client was not refused:\n%s", out)
+	}
+}

@@ -1,0 +1,114 @@
+// Package control is uplinkd's local API: JSON over HTTP on a unix socket
+// that only root may use. uplinkctl is its client.
+package control
+
+import "time"
+
+// DefaultSocket is where uplinkd listens unless configured otherwise.
+const DefaultSocket = "/run/uplinkd/uplinkd.sock"
+
+// Status is the whole switch.
+type Status struct {
+	Version string        `json:"version"`
+	Started time.Time     `json:"started"`
+	PinPath string        `json:"pin_path"`
+	Groups  []GroupStatus `json:"groups"`
+}
+
+// GroupStatus is one virtual switch.
+type GroupStatus struct {
+	Name          string          `json:"name"`
+	ID            uint32          `json:"id"`
+	Active        string          `json:"active"` // "" when no uplink is usable
+	Failback      bool            `json:"failback"`
+	Manual        string          `json:"manual,omitempty"` // uplink pinned by set-active
+	Failovers     int             `json:"failovers"`
+	LastChange    time.Time       `json:"last_change,omitzero"`
+	LastReason    string          `json:"last_reason,omitempty"`
+	LastFailover  *FailoverEvent  `json:"last_failover,omitempty"`
+	Uplinks       []UplinkStatus  `json:"uplinks"`
+	GuestPorts    []PortStatus    `json:"guest_ports"`
+	Announce      AnnounceSetting `json:"announce"`
+	LearnedGuests int             `json:"learned_guests"`
+}
+
+// AnnounceSetting is a group's announcement configuration.
+type AnnounceSetting struct {
+	Count    int           `json:"count"`
+	Interval time.Duration `json:"interval_ns"`
+}
+
+// UplinkStatus is one uplink of a group.
+type UplinkStatus struct {
+	Name     string    `json:"name"`
+	Ifindex  int       `json:"ifindex"`
+	Slot     int       `json:"slot"`
+	Priority int       `json:"priority"`
+	Carrier  bool      `json:"carrier"`
+	Active   bool      `json:"active"`
+	Since    time.Time `json:"since,omitzero"` // last carrier change seen
+	XDPMode  string    `json:"xdp_mode"`
+	Error    string    `json:"error,omitempty"` // why it is not attached
+}
+
+// PortStatus is one guest port.
+type PortStatus struct {
+	Name    string `json:"name"`
+	Ifindex int    `json:"ifindex"`
+	XDPMode string `json:"xdp_mode"`
+	Error   string `json:"error,omitempty"`
+}
+
+// FailoverEvent is the timeline of one switch of a group's active uplink.
+type FailoverEvent struct {
+	Group  string `json:"group"`
+	From   string `json:"from"`
+	To     string `json:"to"`
+	Reason string `json:"reason"`
+	// Detected is when the daemon learned of the cause (the netlink event
+	// or the carrier poll that saw it); Switched is when the active slot
+	// was written.
+	Detected time.Time     `json:"detected"`
+	Switched time.Time     `json:"switched"`
+	Latency  time.Duration `json:"detect_to_switch_ns"`
+	// Announcements on the new uplink.
+	AnnounceFirst  time.Time `json:"announce_first,omitzero"`
+	AnnounceLast   time.Time `json:"announce_last,omitzero"`
+	AnnounceFrames int       `json:"announce_frames"`
+	AnnounceErrors int       `json:"announce_errors,omitempty"`
+}
+
+// Guest is one learned guest address with the IPs it has used.
+type Guest struct {
+	Group string        `json:"group"`
+	VLAN  uint16        `json:"vlan"`
+	MAC   string        `json:"mac"`
+	Port  string        `json:"port"`
+	Addrs []string      `json:"addrs,omitempty"`
+	Age   time.Duration `json:"age_ns"`
+}
+
+// PortCounters are the data plane's counters of one port.
+type PortCounters struct {
+	Group       string            `json:"group"`
+	Port        string            `json:"port"`
+	Role        string            `json:"role"`
+	RxPackets   uint64            `json:"rx_packets"`
+	RxBytes     uint64            `json:"rx_bytes"`
+	TxPackets   uint64            `json:"tx_packets"`
+	TxBytes     uint64            `json:"tx_bytes"`
+	HostPackets uint64            `json:"host_packets"`
+	Drops       map[string]uint64 `json:"drops"`
+}
+
+// SetActiveRequest pins a group to an uplink, or with Auto returns it to
+// the policy's choice.
+type SetActiveRequest struct {
+	Uplink string `json:"uplink,omitempty"`
+	Auto   bool   `json:"auto,omitempty"`
+}
+
+// Error is the body of every non-2xx answer.
+type Error struct {
+	Error string `json:"error"`
+}

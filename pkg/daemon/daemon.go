@@ -1,0 +1,485 @@
+// Package daemon is uplinkd: it ties the failover policy to the link
+// watcher, the data plane and the announcer, and serves the control API.
+//
+// Order of every switch: write the group's active slot first (one map
+// write moves every guest), then announce the guests on the new uplink.
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/vishvananda/netlink"
+
+	"github.com/uplinkd/uplinkd/pkg/announce"
+	"github.com/uplinkd/uplinkd/pkg/config"
+	"github.com/uplinkd/uplinkd/pkg/control"
+	"github.com/uplinkd/uplinkd/pkg/datapath"
+	"github.com/uplinkd/uplinkd/pkg/failover"
+	"github.com/uplinkd/uplinkd/pkg/linkwatch"
+	"github.com/uplinkd/uplinkd/pkg/version"
+	"github.com/uplinkd/uplinkd/pkg/vethpeer"
+)
+
+// Daemon is one running uplinkd.
+type Daemon struct {
+	cfg     *config.Config
+	log     *slog.Logger
+	dp      *datapath.Datapath
+	ann     *announce.Announcer
+	watch   *linkwatch.Watcher
+	started time.Time
+
+	mu     sync.Mutex
+	groups []*group
+	ports  map[string]*port // every configured interface by name
+}
+
+type group struct {
+	cfg      config.Group
+	id       uint32
+	policy   *failover.Group
+	uplinks  []*port // by slot
+	guests   []*port
+	last     *control.FailoverEvent
+	announce uint64 // generation of the newest announcement
+}
+
+// port is one configured interface and what the daemon knows of it.
+type port struct {
+	name    string
+	group   *group
+	role    datapath.Role
+	slot    int // uplinks
+	ifindex int // attached index; 0 when not attached
+	mac     net.HardwareAddr
+	mode    datapath.AttachMode
+	err     error // why it is not attached
+}
+
+// New opens (or adopts) the data plane and attaches every configured port
+// that exists. It does not start watching; Run does.
+func New(cfg *config.Config, log *slog.Logger) (*Daemon, error) {
+	dp, err := datapath.Open(cfg.PinPath, log)
+	if err != nil {
+		return nil, err
+	}
+	d := &Daemon{
+		cfg:     cfg,
+		log:     log,
+		dp:      dp,
+		ann:     announce.New(cfg.AnnounceRateLimit, cfg.AnnounceBurst, log),
+		started: time.Now(),
+		ports:   map[string]*port{},
+	}
+	if err := d.setup(); err != nil {
+		dp.Close()
+		return nil, err
+	}
+	return d, nil
+}
+
+func (d *Daemon) setup() error {
+	names := make([]string, len(d.cfg.Groups))
+	for i, g := range d.cfg.Groups {
+		names[i] = g.Name
+	}
+	ids, err := d.dp.AssignGroups(names)
+	if err != nil {
+		return err
+	}
+	for _, gc := range d.cfg.Groups {
+		g := &group{cfg: gc, id: ids[gc.Name]}
+		pc := failover.Config{Name: gc.Name, Failback: gc.Failback}
+		for slot, u := range gc.Uplinks {
+			pc.Uplinks = append(pc.Uplinks, failover.UplinkConfig{Name: u.Name, Priority: u.Priority})
+			p := &port{name: u.Name, group: g, role: datapath.RoleUplink, slot: slot}
+			g.uplinks = append(g.uplinks, p)
+			d.ports[u.Name] = p
+		}
+		for _, name := range gc.GuestPorts {
+			p := &port{name: name, group: g, role: datapath.RoleGuest, slot: -1}
+			g.guests = append(g.guests, p)
+			d.ports[name] = p
+		}
+		// Adopt the active uplink a previous daemon left, if its slot
+		// still holds the interface the configuration puts there.
+		initial, err := d.pinnedActive(g)
+		if err != nil {
+			return err
+		}
+		if g.policy, err = failover.New(pc, initial); err != nil {
+			return err
+		}
+		d.groups = append(d.groups, g)
+	}
+	d.detachUnconfigured()
+
+	for _, g := range d.groups {
+		for _, p := range append(append([]*port{}, g.uplinks...), g.guests...) {
+			d.attach(p, 0)
+		}
+	}
+	return nil
+}
+
+// pinnedActive returns the slot of the uplink the data plane already uses
+// for g, or failover.NoActive.
+func (d *Daemon) pinnedActive(g *group) (int, error) {
+	slot, err := d.dp.ActiveSlot(g.id)
+	if err != nil {
+		return failover.NoActive, err
+	}
+	if slot == datapath.NoSlot || int(slot) >= len(g.cfg.Uplinks) {
+		return failover.NoActive, nil
+	}
+	pinned, err := d.dp.UplinkIfindex(g.id, slot)
+	if err != nil || pinned == 0 {
+		return failover.NoActive, err
+	}
+	l, err := netlink.LinkByName(g.cfg.Uplinks[slot].Name)
+	if err != nil || l.Attrs().Index != pinned {
+		return failover.NoActive, nil
+	}
+	return int(slot), nil
+}
+
+// detachUnconfigured removes ports a previous configuration attached.
+func (d *Daemon) detachUnconfigured() {
+	names, err := d.dp.PinnedLinks()
+	if err != nil {
+		d.log.Warn("cannot list pinned links", "err", err)
+		return
+	}
+	for _, name := range names {
+		if _, ok := d.ports[name]; ok {
+			continue
+		}
+		ifindex := 0
+		if l, err := netlink.LinkByName(name); err == nil {
+			ifindex = l.Attrs().Index
+		}
+		if err := d.dp.Detach(name, ifindex); err != nil {
+			d.log.Warn("detach port no longer configured", "port", name, "err", err)
+		} else {
+			d.log.Info("detached port no longer configured", "port", name)
+		}
+	}
+}
+
+// attach (re)attaches p if it exists; ifindex 0 looks it up by name.
+// Failures are kept on the port and shown in status: one broken port must
+// not take the others down.
+func (d *Daemon) attach(p *port, ifindex int) {
+	var l netlink.Link
+	var err error
+	if ifindex > 0 {
+		l, err = netlink.LinkByIndex(ifindex)
+	} else {
+		l, err = netlink.LinkByName(p.name)
+	}
+	if err != nil {
+		p.ifindex, p.err = 0, fmt.Errorf("interface not found")
+		d.log.Warn("port not attached: interface not found; will attach when it appears", "port", p.name, "group", p.group.cfg.Name)
+		return
+	}
+	// Redirecting into a veth whose peer has no NAPI loses every frame
+	// silently (design.md §2): make sure it can receive, or refuse.
+	if res, err := vethpeer.Ensure(p.name); err != nil {
+		p.ifindex, p.err = 0, err
+		d.log.Error("port refused", "port", p.name, "group", p.group.cfg.Name, "err", err)
+		return
+	} else if res.Mode == vethpeer.ModeEnabledGRO {
+		d.log.Info("enabled GRO on the veth peer so redirected frames are delivered", "port", p.name, "peer_ifindex", res.PeerIfindex)
+	}
+	attrs := l.Attrs()
+	dpPort := datapath.Port{
+		Ifname:  p.name,
+		Ifindex: attrs.Index,
+		MAC:     attrs.HardwareAddr,
+		Group:   p.group.id,
+		Role:    p.role,
+	}
+	if p.role == datapath.RoleUplink {
+		dpPort.Slot = uint32(p.slot)
+	}
+	mode, err := d.dp.Attach(dpPort)
+	if err != nil {
+		p.ifindex, p.err = 0, err
+		d.log.Error("port not attached", "port", p.name, "group", p.group.cfg.Name, "err", err)
+		return
+	}
+	p.ifindex, p.mac, p.mode, p.err = attrs.Index, attrs.HardwareAddr, mode, nil
+	d.log.Info("port attached", "port", p.name, "role", p.role, "group", p.group.cfg.Name, "ifindex", attrs.Index, "xdp", mode)
+}
+
+// Run starts the policy from the current carriers, then watches links and
+// serves the control API until ctx ends. The data plane stays attached
+// when Run returns.
+func (d *Daemon) Run(ctx context.Context) error {
+	srv, err := control.Listen(d.cfg.ControlSocket, d, d.log)
+	if err != nil {
+		return err
+	}
+	defer srv.Close()
+	go func() {
+		if err := srv.Serve(); err != nil {
+			d.log.Error("control socket", "err", err)
+		}
+	}()
+
+	names := make([]string, 0, len(d.ports))
+	for name := range d.ports {
+		names = append(names, name)
+	}
+	snap, err := linkwatch.Snapshot(names)
+	if err != nil {
+		return fmt.Errorf("list interfaces: %w", err)
+	}
+	now := time.Now()
+	d.mu.Lock()
+	for _, g := range d.groups {
+		carriers := map[string]bool{}
+		for _, u := range g.uplinks {
+			st := snap[u.name]
+			carriers[u.name] = u.ifindex > 0 && st.Exists && st.AdminUp && st.Carrier
+		}
+		dec, err := g.policy.Start(carriers, now)
+		if err != nil {
+			d.mu.Unlock()
+			return err
+		}
+		d.apply(g, dec, now)
+	}
+	d.watch = linkwatch.New(names, linkwatch.Options{
+		PollInterval: d.cfg.CarrierPollInterval,
+		Polled:       d.activeUplinkNames(),
+	}, d.log)
+	d.mu.Unlock()
+
+	events := make(chan linkwatch.State, 256)
+	watchDone := make(chan error, 1)
+	go func() { watchDone <- d.watch.Run(ctx, events) }()
+	d.log.Info("uplinkd running", "version", version.String(), "groups", len(d.groups), "pin_path", d.cfg.PinPath, "control_socket", d.cfg.ControlSocket)
+
+	for {
+		select {
+		case <-ctx.Done():
+			d.ann.Close()
+			<-watchDone
+			d.log.Info("uplinkd stopping; the data plane stays attached and keeps forwarding (uplinkd -cleanup removes it)")
+			return nil
+		case err := <-watchDone:
+			return fmt.Errorf("link watcher: %w", err)
+		case st := <-events:
+			d.onLink(st)
+		}
+	}
+}
+
+// Close releases the daemon's handles; the pinned data plane stays.
+func (d *Daemon) Close() error {
+	d.ann.Close()
+	return d.dp.Close()
+}
+
+func (d *Daemon) onLink(st linkwatch.State) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	p, ok := d.ports[st.Name]
+	if !ok {
+		return
+	}
+	switch {
+	case !st.Exists:
+		if p.ifindex != 0 {
+			d.log.Warn("port interface removed", "port", p.name, "group", p.group.cfg.Name)
+		}
+		p.ifindex, p.err = 0, fmt.Errorf("interface not found")
+	case st.Index != p.ifindex:
+		// New, or deleted and re-created with a new index.
+		d.attach(p, st.Index)
+	}
+	if p.role != datapath.RoleUplink {
+		return
+	}
+	up := p.ifindex > 0 && st.Exists && st.AdminUp && st.Carrier
+	dec, err := p.group.policy.SetCarrier(p.name, up, st.Seen)
+	if err != nil {
+		d.log.Error("policy", "group", p.group.cfg.Name, "uplink", p.name, "err", err)
+		return
+	}
+	d.log.Debug("link", "state", st.String())
+	d.apply(p.group, dec, st.Seen)
+}
+
+// apply carries out a policy decision: the active slot first, then the
+// announcements. Called with d.mu held.
+func (d *Daemon) apply(g *group, dec failover.Decision, detected time.Time) {
+	if !dec.Changed {
+		return
+	}
+	slot := datapath.NoSlot
+	if dec.To != failover.NoActive {
+		slot = uint32(dec.To)
+	}
+	if err := d.dp.SetActive(g.id, slot); err != nil {
+		// The policy moved on but the data plane did not: say so loudly;
+		// the next event retries with a fresh decision.
+		d.log.Error("cannot write the active uplink", "group", g.cfg.Name, "err", err)
+		return
+	}
+	switched := time.Now()
+	if d.watch != nil {
+		d.watch.SetPolled(d.activeUplinkNames()...)
+	}
+	ev := &control.FailoverEvent{
+		Group:    g.cfg.Name,
+		From:     g.policy.UplinkName(dec.From),
+		To:       g.policy.UplinkName(dec.To),
+		Reason:   dec.Reason.String(),
+		Detected: detected,
+		Switched: switched,
+		Latency:  switched.Sub(detected),
+	}
+	g.last = ev
+	d.log.Info("active uplink changed", "group", g.cfg.Name, "from", ev.From, "to", ev.To,
+		"reason", ev.Reason, "detect_to_switch", ev.Latency)
+	if dec.To == failover.NoActive {
+		d.log.Warn("no usable uplink: guest traffic to the network is dropped until one returns", "group", g.cfg.Name)
+		return
+	}
+	if dec.Reason == failover.ReasonInitial || dec.Reason == failover.ReasonKept {
+		// Nothing moved: the upstream already knows where the guests are.
+		return
+	}
+	d.announce(g, g.uplinks[dec.To], ev)
+}
+
+// announce sends the group's learned guests out of up, and records the
+// outcome on ev when it ends.
+func (d *Daemon) announce(g *group, up *port, ev *control.FailoverEvent) {
+	if g.cfg.Announce.Count == 0 || up.ifindex == 0 {
+		return
+	}
+	guests, err := d.guestsOf(g.id)
+	if err != nil {
+		d.log.Error("cannot read learned guests; no announcement", "group", g.cfg.Name, "err", err)
+		return
+	}
+	if len(guests) == 0 {
+		return
+	}
+	g.announce++
+	results := d.ann.Announce(context.Background(), announce.Request{
+		Group:    g.cfg.Name,
+		Ifindex:  up.ifindex,
+		Ifname:   up.name,
+		Guests:   guests,
+		Count:    g.cfg.Announce.Count,
+		Interval: g.cfg.Announce.Interval,
+	})
+	go func() {
+		res := <-results
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		ev.AnnounceFirst, ev.AnnounceLast = res.First, res.Last
+		ev.AnnounceFrames, ev.AnnounceErrors = res.Frames, res.Errors
+		d.log.Info("guests announced", "group", g.cfg.Name, "uplink", up.name, "guests", len(guests),
+			"frames", res.Frames, "rounds", res.Rounds, "errors", res.Errors, "canceled", res.Canceled,
+			"first_after_switch", res.First.Sub(ev.Switched))
+	}()
+}
+
+// guestsOf collects the learned guests of a group with their addresses.
+func (d *Daemon) guestsOf(gid uint32) ([]announce.Guest, error) {
+	fdb, err := d.dp.FDB()
+	if err != nil {
+		return nil, err
+	}
+	neigh, err := d.dp.Neighbours()
+	if err != nil {
+		return nil, err
+	}
+	type key struct {
+		vlan uint16
+		mac  string
+	}
+	addrs := map[key][]netip.Addr{}
+	for _, n := range neigh {
+		if n.Group == gid {
+			k := key{n.VLAN, n.MAC.String()}
+			addrs[k] = append(addrs[k], n.Addr)
+		}
+	}
+	var out []announce.Guest
+	for _, e := range fdb {
+		if e.Group == gid {
+			out = append(out, announce.Guest{MAC: e.MAC, VLAN: e.VLAN, Addrs: addrs[key{e.VLAN, e.MAC.String()}]})
+		}
+	}
+	return out, nil
+}
+
+// activeUplinkNames are polled in /sys besides the netlink events, which
+// can come a second late for plain NICs.
+func (d *Daemon) activeUplinkNames() []string {
+	var names []string
+	for _, g := range d.groups {
+		if a := g.policy.Active(); a != failover.NoActive {
+			names = append(names, g.uplinks[a].name)
+		}
+	}
+	return names
+}
+
+func (d *Daemon) groupByName(name string) (*group, error) {
+	for _, g := range d.groups {
+		if g.cfg.Name == name {
+			return g, nil
+		}
+	}
+	return nil, fmt.Errorf("group %q: %w", name, control.ErrNotFound)
+}
+
+// SetActive is `uplinkctl set-active GROUP UPLINK`.
+func (d *Daemon) SetActive(groupName, uplink string) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	g, err := d.groupByName(groupName)
+	if err != nil {
+		return err
+	}
+	now := time.Now()
+	dec, err := g.policy.SetManual(uplink, now)
+	switch {
+	case errors.Is(err, failover.ErrUnknownUplink):
+		return fmt.Errorf("group %s has no uplink %q: %w", groupName, uplink, control.ErrNotFound)
+	case errors.Is(err, failover.ErrNotUsable):
+		return fmt.Errorf("%w: uplink %s of group %s has no carrier", control.ErrRefused, uplink, groupName)
+	case err != nil:
+		return fmt.Errorf("%w: %v", control.ErrRefused, err)
+	}
+	d.log.Info("manual switch", "group", groupName, "uplink", uplink)
+	d.apply(g, dec, now)
+	return nil
+}
+
+// ClearManual is `uplinkctl set-active GROUP auto`.
+func (d *Daemon) ClearManual(groupName string) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	g, err := d.groupByName(groupName)
+	if err != nil {
+		return err
+	}
+	now := time.Now()
+	d.apply(g, g.policy.ClearManual(now), now)
+	return nil
+}

@@ -1,0 +1,140 @@
+package daemon
+
+import (
+	"net/netip"
+	"sort"
+
+	"github.com/uplinkd/uplinkd/pkg/control"
+	"github.com/uplinkd/uplinkd/pkg/datapath"
+	"github.com/uplinkd/uplinkd/pkg/failover"
+	"github.com/uplinkd/uplinkd/pkg/version"
+)
+
+// Status is `uplinkctl status`.
+func (d *Daemon) Status() control.Status {
+	learned := map[uint32]int{}
+	if fdb, err := d.dp.FDB(); err == nil {
+		for _, e := range fdb {
+			learned[e.Group]++
+		}
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	st := control.Status{Version: version.String(), Started: d.started, PinPath: d.cfg.PinPath}
+	for _, g := range d.groups {
+		ps := g.policy.Status()
+		gs := control.GroupStatus{
+			Name:          g.cfg.Name,
+			ID:            g.id,
+			Active:        g.policy.UplinkName(ps.Active),
+			Failback:      ps.Failback,
+			Failovers:     int(ps.Failovers),
+			LastChange:    ps.LastChange,
+			LastReason:    ps.LastReason.String(),
+			Announce:      control.AnnounceSetting{Count: g.cfg.Announce.Count, Interval: g.cfg.Announce.Interval},
+			LearnedGuests: learned[g.id],
+		}
+		if ps.Manual != failover.NoSlot {
+			gs.Manual = g.policy.UplinkName(ps.Manual)
+		}
+		if g.last != nil {
+			ev := *g.last
+			gs.LastFailover = &ev
+		}
+		for _, u := range ps.Uplinks {
+			p := g.uplinks[u.Slot]
+			gs.Uplinks = append(gs.Uplinks, control.UplinkStatus{
+				Name: u.Name, Ifindex: p.ifindex, Slot: u.Slot, Priority: u.Priority,
+				Carrier: u.Carrier, Active: u.Active, Since: u.Since,
+				XDPMode: string(p.mode), Error: errString(p.err),
+			})
+		}
+		for _, p := range g.guests {
+			gs.GuestPorts = append(gs.GuestPorts, control.PortStatus{
+				Name: p.name, Ifindex: p.ifindex, XDPMode: string(p.mode), Error: errString(p.err),
+			})
+		}
+		st.Groups = append(st.Groups, gs)
+	}
+	return st
+}
+
+// Guests is `uplinkctl fdb`.
+func (d *Daemon) Guests() ([]control.Guest, error) {
+	fdb, err := d.dp.FDB()
+	if err != nil {
+		return nil, err
+	}
+	neigh, err := d.dp.Neighbours()
+	if err != nil {
+		return nil, err
+	}
+	type key struct {
+		group uint32
+		vlan  uint16
+		mac   string
+	}
+	addrs := map[key][]netip.Addr{}
+	for _, n := range neigh {
+		k := key{n.Group, n.VLAN, n.MAC.String()}
+		addrs[k] = append(addrs[k], n.Addr)
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	groupName := map[uint32]string{}
+	portName := map[int]string{}
+	for _, g := range d.groups {
+		groupName[g.id] = g.cfg.Name
+		for _, p := range g.guests {
+			if p.ifindex > 0 {
+				portName[p.ifindex] = p.name
+			}
+		}
+	}
+	out := make([]control.Guest, 0, len(fdb))
+	for _, e := range fdb {
+		g := control.Guest{Group: groupName[e.Group], VLAN: e.VLAN, MAC: e.MAC.String(), Port: portName[e.Ifindex], Age: e.Age}
+		as := addrs[key{e.Group, e.VLAN, g.MAC}]
+		sort.Slice(as, func(i, j int) bool { return as[i].Less(as[j]) })
+		for _, a := range as {
+			g.Addrs = append(g.Addrs, a.String())
+		}
+		out = append(out, g)
+	}
+	return out, nil
+}
+
+// Counters is `uplinkctl counters`.
+func (d *Daemon) Counters() ([]control.PortCounters, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var out []control.PortCounters
+	for _, g := range d.groups {
+		for _, p := range append(append([]*port{}, g.uplinks...), g.guests...) {
+			if p.ifindex == 0 {
+				continue
+			}
+			s, err := d.dp.Stats(p.ifindex)
+			if err != nil {
+				return nil, err
+			}
+			pc := control.PortCounters{
+				Group: g.cfg.Name, Port: p.name, Role: p.role.String(),
+				RxPackets: s.RxPackets, RxBytes: s.RxBytes, TxPackets: s.TxPackets, TxBytes: s.TxBytes,
+				HostPackets: s.HostPackets, Drops: map[string]uint64{},
+			}
+			for _, r := range datapath.DropReasons() {
+				pc.Drops[r.String()] = s.Drops[r]
+			}
+			out = append(out, pc)
+		}
+	}
+	return out, nil
+}
+
+func errString(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}

@@ -1,0 +1,731 @@
+package failover
+
+import (
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+var t0 = time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
+
+// at is the time of step i of a scenario.
+func at(i int) time.Time { return t0.Add(time.Duration(i) * time.Second) }
+
+// uplinks builds uplink configs from "name:priority" specs.
+func uplinks(specs ...string) []UplinkConfig {
+	var out []UplinkConfig
+	for _, s := range specs {
+		var u UplinkConfig
+		name, prio, _ := strings.Cut(s, ":")
+		u.Name = name
+		if _, err := fmt.Sscan(prio, &u.Priority); err != nil {
+			panic(fmt.Sprintf("bad spec %q: %v", s, err))
+		}
+		out = append(out, u)
+	}
+	return out
+}
+
+// step is one event and what must come of it.
+type step struct {
+	op       string // start, up, down, manual, clear
+	name     string
+	carriers map[string]bool // for start
+
+	active  string // expected active uplink after the step, "" = none
+	changed bool
+	reason  Reason
+	err     string // expected error substring; the state must not change
+	pinned  string // expected manual pin after the step, "" = none
+}
+
+func start(up ...string) step {
+	m := map[string]bool{}
+	for _, n := range up {
+		m[n] = true
+	}
+	return step{op: "start", carriers: m}
+}
+func startWith(m map[string]bool) step { return step{op: "start", carriers: m} }
+func up(name string) step              { return step{op: "up", name: name} }
+func down(name string) step            { return step{op: "down", name: name} }
+func manual(name string) step          { return step{op: "manual", name: name} }
+func clear() step                      { return step{op: "clear"} }
+
+// to expects a switch to active (or to none for "") for reason.
+func (s step) to(active string, reason Reason) step {
+	s.active, s.changed, s.reason = active, true, reason
+	return s
+}
+
+// stays expects no switch, active remaining as given, with reason.
+func (s step) stays(active string, reason Reason) step {
+	s.active, s.changed, s.reason = active, false, reason
+	return s
+}
+
+func (s step) fails(active, errText string) step {
+	s.active, s.err = active, errText
+	return s
+}
+
+func (s step) pin(name string) step {
+	s.pinned = name
+	return s
+}
+
+type scenario struct {
+	name      string
+	uplinks   []UplinkConfig
+	failback  bool
+	initial   int
+	steps     []step
+	failovers uint64
+}
+
+func TestScenarios(t *testing.T) {
+	scenarios := []scenario{
+		{
+			name:     "two uplinks, failback on: active fails and comes back, standby flaps",
+			uplinks:  uplinks("a:10", "b:20"),
+			failback: true, initial: NoActive,
+			steps: []step{
+				start("a", "b").to("a", ReasonInitial),
+				down("a").to("b", ReasonCarrierLost),
+				up("a").to("a", ReasonFailback),
+				down("b").stays("a", ReasonNone),
+				up("b").stays("a", ReasonNone),
+			},
+			failovers: 2,
+		},
+		{
+			name:     "two uplinks, failback off: the new active stays",
+			uplinks:  uplinks("a:10", "b:20"),
+			failback: false, initial: NoActive,
+			steps: []step{
+				start("a", "b").to("a", ReasonInitial),
+				down("a").to("b", ReasonCarrierLost),
+				up("a").stays("b", ReasonNone),
+				down("b").to("a", ReasonCarrierLost),
+				up("b").stays("a", ReasonNone),
+			},
+			failovers: 2,
+		},
+		{
+			name: "three uplinks, priorities not in configuration order",
+			// slots: 0 = c (30), 1 = a (10), 2 = b (20)
+			uplinks:  uplinks("c:30", "a:10", "b:20"),
+			failback: true, initial: NoActive,
+			steps: []step{
+				start("a", "b", "c").to("a", ReasonInitial),
+				down("a").to("b", ReasonCarrierLost),
+				down("b").to("c", ReasonCarrierLost),
+				up("a").to("a", ReasonFailback), // straight past b, which is still down
+				up("b").stays("a", ReasonNone),
+				down("c").stays("a", ReasonNone),
+				down("a").to("b", ReasonCarrierLost),
+				up("c").stays("b", ReasonNone),
+			},
+			failovers: 4,
+		},
+		{
+			name:     "three uplinks, failback off: worse and better recoveries are ignored",
+			uplinks:  uplinks("a:10", "b:20", "c:30"),
+			failback: false, initial: NoActive,
+			steps: []step{
+				start("a", "b", "c").to("a", ReasonInitial),
+				down("a").to("b", ReasonCarrierLost),
+				down("b").to("c", ReasonCarrierLost),
+				up("a").stays("c", ReasonNone),
+				up("b").stays("c", ReasonNone),
+				down("c").to("a", ReasonCarrierLost), // the best usable, not the next in line
+			},
+			failovers: 3,
+		},
+		{
+			name:     "equal priorities: configuration order picks, but peers never preempt",
+			uplinks:  uplinks("x:10", "y:10", "z:20"),
+			failback: true, initial: NoActive,
+			steps: []step{
+				start("z", "y", "x").to("x", ReasonInitial),
+				down("x").to("y", ReasonCarrierLost),
+				up("x").stays("y", ReasonNone),
+				down("y").to("x", ReasonCarrierLost),
+				down("x").to("z", ReasonCarrierLost),
+				up("y").to("y", ReasonFailback),
+				up("x").stays("y", ReasonNone),
+			},
+			failovers: 4,
+		},
+		{
+			name:     "equal priorities after a worse first slot",
+			uplinks:  uplinks("p:20", "q:10", "r:10"),
+			failback: true, initial: NoActive,
+			steps: []step{
+				start("p", "q", "r").to("q", ReasonInitial),
+				down("q").to("r", ReasonCarrierLost),
+				up("q").stays("r", ReasonNone),
+				down("r").to("q", ReasonCarrierLost),
+			},
+			failovers: 2,
+		},
+		{
+			name:     "all down, then one back, then the better one back",
+			uplinks:  uplinks("a:10", "b:20"),
+			failback: true, initial: NoActive,
+			steps: []step{
+				start("a", "b").to("a", ReasonInitial),
+				down("a").to("b", ReasonCarrierLost),
+				down("b").to("", ReasonAllDown),
+				down("a").stays("", ReasonNone), // repeated event
+				up("b").to("b", ReasonCarrierRestored),
+				up("a").to("a", ReasonFailback),
+			},
+			failovers: 4,
+		},
+		{
+			name:     "all down with failback off, the worse one back first keeps it",
+			uplinks:  uplinks("a:10", "b:20"),
+			failback: false, initial: NoActive,
+			steps: []step{
+				start("a").to("a", ReasonInitial),
+				down("a").to("", ReasonAllDown),
+				up("b").to("b", ReasonCarrierRestored),
+				up("a").stays("b", ReasonNone),
+			},
+			failovers: 2,
+		},
+		{
+			name:     "start with nothing up: the first selection later is not a failover",
+			uplinks:  uplinks("a:10", "b:20"),
+			failback: true, initial: NoActive,
+			steps: []step{
+				start().stays("", ReasonAllDown),
+				up("b").to("b", ReasonCarrierRestored),
+				up("a").to("a", ReasonFailback),
+			},
+			failovers: 1,
+		},
+		{
+			name:     "repeated and redundant carrier reports change nothing",
+			uplinks:  uplinks("a:10", "b:20"),
+			failback: true, initial: NoActive,
+			steps: []step{
+				start("a", "b").to("a", ReasonInitial),
+				up("a").stays("a", ReasonNone),
+				up("b").stays("a", ReasonNone),
+				down("b").stays("a", ReasonNone),
+				down("b").stays("a", ReasonNone),
+			},
+			failovers: 0,
+		},
+		{
+			name:     "manual pin holds against failback until cleared",
+			uplinks:  uplinks("a:10", "b:20", "c:30"),
+			failback: true, initial: NoActive,
+			steps: []step{
+				start("a", "b", "c").to("a", ReasonInitial),
+				manual("b").to("b", ReasonManual).pin("b"),
+				down("a").stays("b", ReasonNone).pin("b"),
+				up("a").stays("b", ReasonNone).pin("b"),
+				down("c").stays("b", ReasonNone).pin("b"),
+				clear().to("a", ReasonManualCleared),
+			},
+			failovers: 2,
+		},
+		{
+			name:     "manual pin fails: pin dropped, policy picks, no return to the pinned one",
+			uplinks:  uplinks("a:10", "b:20", "c:30"),
+			failback: true, initial: NoActive,
+			steps: []step{
+				start("a", "b", "c").to("a", ReasonInitial),
+				manual("c").to("c", ReasonManual).pin("c"),
+				down("c").to("a", ReasonCarrierLost),
+				up("c").stays("a", ReasonNone),
+				clear().stays("a", ReasonManualCleared),
+			},
+			failovers: 2,
+		},
+		{
+			name:     "pinned uplink fails while the others are down",
+			uplinks:  uplinks("a:10", "b:20"),
+			failback: true, initial: NoActive,
+			steps: []step{
+				start("a", "b").to("a", ReasonInitial),
+				manual("b").to("b", ReasonManual).pin("b"),
+				down("a").stays("b", ReasonNone).pin("b"),
+				down("b").to("", ReasonAllDown),
+				up("b").to("b", ReasonCarrierRestored),
+				up("a").to("a", ReasonFailback),
+			},
+			failovers: 4,
+		},
+		{
+			name:     "manual with failback off: clearing keeps the pinned uplink active",
+			uplinks:  uplinks("a:10", "b:20"),
+			failback: false, initial: NoActive,
+			steps: []step{
+				start("a", "b").to("a", ReasonInitial),
+				manual("b").to("b", ReasonManual).pin("b"),
+				clear().stays("b", ReasonManualCleared),
+				down("b").to("a", ReasonCarrierLost),
+			},
+			failovers: 2,
+		},
+		{
+			name:     "manual on the active uplink pins without a switch; re-pinning moves the pin",
+			uplinks:  uplinks("a:10", "b:20", "c:5"),
+			failback: true, initial: NoActive,
+			steps: []step{
+				start("a", "b").to("a", ReasonInitial),
+				manual("a").stays("a", ReasonManual).pin("a"),
+				up("c").stays("a", ReasonNone).pin("a"), // better, but a is pinned
+				manual("b").to("b", ReasonManual).pin("b"),
+				manual("c").to("c", ReasonManual).pin("c"),
+				clear().stays("c", ReasonManualCleared),
+			},
+			failovers: 2,
+		},
+		{
+			name:     "manual refused: unknown uplink, no carrier; a refused pin keeps the old one",
+			uplinks:  uplinks("a:10", "b:20"),
+			failback: true, initial: NoActive,
+			steps: []step{
+				start("a").to("a", ReasonInitial),
+				manual("nope").fails("a", `unknown uplink "nope" (uplinks: a, b)`),
+				manual("b").fails("a", `cannot pin uplink "b": uplink not usable (no carrier)`),
+				up("b").stays("a", ReasonNone),
+				manual("b").to("b", ReasonManual).pin("b"),
+				down("a").stays("b", ReasonNone).pin("b"),
+				manual("a").fails("b", "no carrier").pin("b"),
+			},
+			failovers: 1,
+		},
+		{
+			name:     "events before start only record carriers",
+			uplinks:  uplinks("a:10", "b:20"),
+			failback: true, initial: NoActive,
+			steps: []step{
+				up("b").stays("", ReasonNone),
+				manual("b").fails("", "not started"),
+				clear().stays("", ReasonManualCleared),
+				start().to("b", ReasonInitial),
+				up("a").to("a", ReasonFailback),
+			},
+			failovers: 1,
+		},
+		{
+			name:     "unknown names and a second start are errors",
+			uplinks:  uplinks("a:10", "b:20"),
+			failback: true, initial: NoActive,
+			steps: []step{
+				startWith(map[string]bool{"a": true, "eth9": true}).fails("", `unknown uplink "eth9"`),
+				start("b").to("b", ReasonInitial),
+				up("eth9").fails("b", `group "g": unknown uplink "eth9" (uplinks: a, b)`),
+				start("a").fails("b", "already started"),
+			},
+			failovers: 0,
+		},
+
+		// Restart: a previous daemon left initialActive in the data plane.
+		{
+			name:     "restart keeps a usable active with failback off",
+			uplinks:  uplinks("a:10", "b:20"),
+			failback: false, initial: 1,
+			steps: []step{
+				start("a", "b").stays("b", ReasonKept),
+				down("b").to("a", ReasonCarrierLost),
+			},
+			failovers: 1,
+		},
+		{
+			name:     "restart keeps the active that failback would pick anyway",
+			uplinks:  uplinks("a:20", "b:10"),
+			failback: true, initial: 1,
+			steps: []step{
+				start("a", "b").stays("b", ReasonKept),
+			},
+			failovers: 0,
+		},
+		{
+			name:     "restart keeps an active of equal priority to a better slot",
+			uplinks:  uplinks("a:10", "b:10"),
+			failback: true, initial: 1,
+			steps: []step{
+				start("a", "b").stays("b", ReasonKept),
+			},
+			failovers: 0,
+		},
+		{
+			name:     "restart with failback on moves to a better usable uplink",
+			uplinks:  uplinks("a:10", "b:20"),
+			failback: true, initial: 1,
+			steps: []step{
+				start("a", "b").to("a", ReasonFailback),
+			},
+			failovers: 1,
+		},
+		{
+			name:     "restart where the kept active has no carrier",
+			uplinks:  uplinks("a:10", "b:20", "c:30"),
+			failback: false, initial: 0,
+			steps: []step{
+				startWith(map[string]bool{"a": false, "b": false, "c": true}).to("c", ReasonCarrierLost),
+				up("a").stays("c", ReasonNone),
+			},
+			failovers: 1,
+		},
+		{
+			name:     "restart where nothing has carrier",
+			uplinks:  uplinks("a:10", "b:20"),
+			failback: true, initial: 0,
+			steps: []step{
+				start().to("", ReasonAllDown),
+				up("b").to("b", ReasonCarrierRestored),
+			},
+			failovers: 2,
+		},
+		{
+			name:     "restart seeded by SetCarrier before Start keeps the active",
+			uplinks:  uplinks("a:10", "b:20"),
+			failback: true, initial: 0,
+			steps: []step{
+				up("a").stays("a", ReasonNone),
+				start().stays("a", ReasonKept),
+			},
+			failovers: 0,
+		},
+	}
+	for _, sc := range scenarios {
+		t.Run(sc.name, func(t *testing.T) { runScenario(t, sc) })
+	}
+}
+
+func runScenario(t *testing.T, sc scenario) {
+	t.Helper()
+	g, err := New(Config{Name: "g", Uplinks: sc.uplinks, Failback: sc.failback}, sc.initial)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	slotOf := func(name string) int {
+		if name == "" {
+			return NoActive
+		}
+		slot, ok := g.Slot(name)
+		if !ok {
+			t.Fatalf("scenario names unknown uplink %q", name)
+		}
+		return slot
+	}
+	for i, s := range sc.steps {
+		now := at(i + 1)
+		before := g.Status()
+		var d Decision
+		var err error
+		switch s.op {
+		case "start":
+			d, err = g.Start(s.carriers, now)
+		case "up", "down":
+			d, err = g.SetCarrier(s.name, s.op == "up", now)
+		case "manual":
+			d, err = g.SetManual(s.name, now)
+		case "clear":
+			d = g.ClearManual(now)
+		default:
+			t.Fatalf("bad op %q", s.op)
+		}
+		desc := fmt.Sprintf("step %d (%s %s)", i, s.op, s.name)
+
+		if s.err != "" {
+			if err == nil || !strings.Contains(err.Error(), s.err) {
+				t.Fatalf("%s: error = %v, want one containing %q", desc, err, s.err)
+			}
+			if d.Changed || d.From != before.Active || d.To != before.Active {
+				t.Errorf("%s: failed call returned %+v, want no change", desc, d)
+			}
+		} else if err != nil {
+			t.Fatalf("%s: unexpected error %v", desc, err)
+		}
+
+		wantTo := slotOf(s.active)
+		if s.err == "" {
+			want := Decision{From: before.Active, To: wantTo, Reason: s.reason, Changed: s.changed}
+			if d != want {
+				t.Errorf("%s: decision %+v (%v), want %+v (%v)", desc, d, d.Reason, want, want.Reason)
+			}
+		}
+		if got := g.Active(); got != wantTo {
+			t.Fatalf("%s: active %q, want %q", desc, g.UplinkName(got), s.active)
+		}
+		st := g.Status()
+		if st.Manual != slotOf(s.pinned) {
+			t.Errorf("%s: manual pin %q, want %q", desc, g.UplinkName(st.Manual), s.pinned)
+		}
+		if d.Changed {
+			if !st.LastChange.Equal(now) || st.LastReason != d.Reason {
+				t.Errorf("%s: last change %v %v, want %v %v", desc, st.LastChange, st.LastReason, now, d.Reason)
+			}
+		} else if s.op != "start" && (st.LastChange != before.LastChange || st.LastReason != before.LastReason) {
+			t.Errorf("%s: last change moved without a change", desc)
+		}
+		checkInvariants(t, desc, g, sc.failback)
+	}
+	if got := g.Status().Failovers; got != sc.failovers {
+		t.Errorf("failovers = %d, want %d", got, sc.failovers)
+	}
+}
+
+// checkInvariants asserts what must hold after every event once started.
+func checkInvariants(t *testing.T, desc string, g *Group, failback bool) {
+	t.Helper()
+	st := g.Status()
+	if !g.started {
+		return
+	}
+	anyUp, bestPrio := false, MaxPriority+1
+	for _, u := range st.Uplinks {
+		if u.Carrier {
+			anyUp = true
+			bestPrio = min(bestPrio, u.Priority)
+		}
+		if u.Active != (u.Slot == st.Active) {
+			t.Errorf("%s: uplink %s Active=%v but group active slot is %d", desc, u.Name, u.Active, st.Active)
+		}
+	}
+	switch {
+	case st.Active == NoActive && anyUp:
+		t.Errorf("%s: no active uplink although one has carrier", desc)
+	case st.Active != NoActive && !st.Uplinks[st.Active].Carrier:
+		t.Errorf("%s: active uplink %s has no carrier", desc, st.Uplinks[st.Active].Name)
+	case st.Manual != NoSlot && st.Manual != st.Active:
+		t.Errorf("%s: pinned %d but active %d", desc, st.Manual, st.Active)
+	case failback && st.Manual == NoSlot && st.Active != NoActive && st.Uplinks[st.Active].Priority != bestPrio:
+		t.Errorf("%s: failback on but active %s (prio %d) is not among the best (prio %d)",
+			desc, st.Uplinks[st.Active].Name, st.Uplinks[st.Active].Priority, bestPrio)
+	}
+}
+
+// TestRandomEvents drives groups with random event sequences and checks the
+// invariants and an independent count of failovers after every event.
+func TestRandomEvents(t *testing.T) {
+	for seed := range uint64(200) {
+		rng := rand.New(rand.NewPCG(seed, 42))
+		n := 1 + rng.IntN(MaxUplinks)
+		cfg := Config{Name: "r", Failback: rng.IntN(2) == 0}
+		for i := range n {
+			// Few distinct priorities so that ties are common.
+			cfg.Uplinks = append(cfg.Uplinks, UplinkConfig{Name: fmt.Sprintf("u%d", i), Priority: 10 * rng.IntN(3)})
+		}
+		initial := rng.IntN(n+1) - 1
+		g, err := New(cfg, initial)
+		if err != nil {
+			t.Fatal(err)
+		}
+		carriers := map[string]bool{}
+		for _, u := range cfg.Uplinks {
+			carriers[u.Name] = rng.IntN(2) == 0
+		}
+		d, err := g.Start(carriers, at(0))
+		if err != nil {
+			t.Fatal(err)
+		}
+		desc := fmt.Sprintf("seed %d start", seed)
+		checkInvariants(t, desc, g, cfg.Failback)
+		if d.From != initial || d.Changed != (d.From != d.To) {
+			t.Fatalf("%s: decision %+v from initial %d", desc, d, initial)
+		}
+		everActive := initial != NoActive
+		var want uint64
+		if d.Changed && everActive {
+			want++
+		}
+		everActive = everActive || d.To != NoActive
+
+		for i := range 100 {
+			name := cfg.Uplinks[rng.IntN(n)].Name
+			prev := g.Active()
+			now := at(i + 1)
+			desc = fmt.Sprintf("seed %d step %d", seed, i)
+			switch r := rng.IntN(10); {
+			case r < 7:
+				d, err = g.SetCarrier(name, rng.IntN(2) == 0, now)
+			case r < 9:
+				d, err = g.SetManual(name, now)
+				if err != nil && !errors.Is(err, ErrNotUsable) {
+					t.Fatalf("%s: SetManual: %v", desc, err)
+				}
+				if err == nil && g.Active() != g.bySlot[name] {
+					t.Fatalf("%s: SetManual(%s) left %d active", desc, name, g.Active())
+				}
+				err = nil
+			default:
+				d = g.ClearManual(now)
+			}
+			if err != nil {
+				t.Fatalf("%s: %v", desc, err)
+			}
+			if d.From != prev || d.To != g.Active() || d.Changed != (d.From != d.To) {
+				t.Fatalf("%s: decision %+v, active before %d after %d", desc, d, prev, g.Active())
+			}
+			if d.Changed && everActive {
+				want++
+			}
+			everActive = everActive || d.To != NoActive
+			checkInvariants(t, desc, g, cfg.Failback)
+		}
+		if got := g.Status().Failovers; got != want {
+			t.Errorf("seed %d: failovers %d, want %d", seed, got, want)
+		}
+	}
+}
+
+func TestStatus(t *testing.T) {
+	g, err := New(Config{Name: "tenant-a", Failback: true, Uplinks: uplinks("eth1:10", "eth2:20", "eth3:30")}, NoActive)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := g.Start(map[string]bool{"eth1": true, "eth2": true}, at(1)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := g.SetCarrier("eth1", false, at(2)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := g.SetCarrier("eth2", true, at(3)); err != nil { // no change: since stays
+		t.Fatal(err)
+	}
+	if _, err := g.SetManual("eth2", at(4)); err != nil {
+		t.Fatal(err)
+	}
+
+	want := Status{
+		Name: "tenant-a", Failback: true,
+		Active: 1, Manual: 1, Failovers: 1,
+		LastChange: at(2), LastReason: ReasonCarrierLost, // pinning the active is no change
+		Uplinks: []UplinkStatus{
+			{Name: "eth1", Slot: 0, Priority: 10, Carrier: false, Active: false, Since: at(2)},
+			{Name: "eth2", Slot: 1, Priority: 20, Carrier: true, Active: true, Since: at(1)},
+			{Name: "eth3", Slot: 2, Priority: 30, Carrier: false, Active: false}, // never reported
+		},
+	}
+	got := g.Status()
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("Status =\n%+v\nwant\n%+v", got, want)
+	}
+
+	// The snapshot is a copy.
+	got.Uplinks[0].Name = "changed"
+	if g.Status().Uplinks[0].Name != "eth1" {
+		t.Error("modifying a Status changed the group")
+	}
+
+	// A kept active reports the start as its last change.
+	k, err := New(Config{Name: "k", Uplinks: uplinks("a:1", "b:2")}, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := k.Start(map[string]bool{"b": true}, at(5)); err != nil {
+		t.Fatal(err)
+	}
+	if st := k.Status(); st.Active != 1 || !st.LastChange.Equal(at(5)) || st.LastReason != ReasonKept || st.Failovers != 0 {
+		t.Errorf("kept status = %+v", st)
+	}
+}
+
+func TestNew(t *testing.T) {
+	tests := []struct {
+		name    string
+		cfg     Config
+		initial int
+		err     string
+	}{
+		{"ok", Config{Name: "g", Uplinks: uplinks("a:0", "b:65535")}, 1, ""},
+		{"eight uplinks", Config{Name: "g", Uplinks: uplinks("a:1", "b:1", "c:1", "d:1", "e:1", "f:1", "g:1", "h:1")}, 7, ""},
+		{"no uplinks", Config{Name: "g"}, NoActive, "need 1 to 8 uplinks, got 0"},
+		{"nine uplinks", Config{Name: "g", Uplinks: uplinks("a:1", "b:1", "c:1", "d:1", "e:1", "f:1", "g:1", "h:1", "i:1")}, NoActive, "got 9"},
+		{"duplicate name", Config{Name: "g", Uplinks: uplinks("a:1", "a:2")}, NoActive, `uplink "a" is in slots 0 and 1`},
+		{"empty name", Config{Name: "g", Uplinks: []UplinkConfig{{Name: "", Priority: 1}}}, NoActive, "slot 0 has no name"},
+		{"negative priority", Config{Name: "g", Uplinks: uplinks("a:-1")}, NoActive, "priority -1 out of range"},
+		{"priority too big", Config{Name: "g", Uplinks: uplinks("a:65536")}, NoActive, "priority 65536 out of range"},
+		{"initial too big", Config{Name: "g", Uplinks: uplinks("a:1", "b:2")}, 2, "initial active slot 2 out of range (-1..1)"},
+		{"initial too small", Config{Name: "g", Uplinks: uplinks("a:1")}, -2, "initial active slot -2 out of range"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			g, err := New(tt.cfg, tt.initial)
+			if tt.err == "" {
+				if err != nil {
+					t.Fatalf("New: %v", err)
+				}
+				if g.Active() != tt.initial || g.Status().Failovers != 0 {
+					t.Errorf("new group: active %d, status %+v", g.Active(), g.Status())
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.err) || !strings.Contains(err.Error(), `group "g"`) {
+				t.Errorf("New error = %v, want one naming the group and containing %q", err, tt.err)
+			}
+		})
+	}
+}
+
+func TestErrorsAreMatchable(t *testing.T) {
+	g, err := New(Config{Name: "g", Uplinks: uplinks("a:1", "b:2")}, NoActive)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := g.SetManual("a", at(0)); !errors.Is(err, ErrNotStarted) {
+		t.Errorf("SetManual before Start: %v, want ErrNotStarted", err)
+	}
+	if _, err := g.Start(map[string]bool{"a": true}, at(1)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := g.SetManual("x", at(2)); !errors.Is(err, ErrUnknownUplink) {
+		t.Errorf("SetManual(unknown): %v, want ErrUnknownUplink", err)
+	}
+	if _, err := g.SetCarrier("x", true, at(2)); !errors.Is(err, ErrUnknownUplink) {
+		t.Errorf("SetCarrier(unknown): %v, want ErrUnknownUplink", err)
+	}
+	if _, err := g.SetManual("b", at(2)); !errors.Is(err, ErrNotUsable) {
+		t.Errorf("SetManual(down): %v, want ErrNotUsable", err)
+	}
+}
+
+func TestReasonString(t *testing.T) {
+	seen := map[string]Reason{}
+	for r := ReasonNone; r <= ReasonAllDown; r++ {
+		s := r.String()
+		if s == "" || strings.HasPrefix(s, "Reason(") {
+			t.Errorf("reason %d has no name", r)
+		}
+		if other, dup := seen[s]; dup {
+			t.Errorf("reasons %d and %d are both %q", other, r, s)
+		}
+		seen[s] = r
+	}
+	for r, want := range map[Reason]string{
+		ReasonCarrierLost: "carrier lost",
+		ReasonAllDown:     "all uplinks down",
+		ReasonManual:      "manual",
+		Reason(200):       "Reason(200)",
+	} {
+		if got := r.String(); got != want {
+			t.Errorf("Reason(%d).String() = %q, want %q", r, got, want)
+		}
+	}
+}
+
+func TestUplinkName(t *testing.T) {
+	g, err := New(Config{Name: "g", Uplinks: uplinks("a:1", "b:2")}, NoActive)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for slot, want := range map[int]string{0: "a", 1: "b", NoActive: "", 2: ""} {
+		if got := g.UplinkName(slot); got != want {
+			t.Errorf("UplinkName(%d) = %q, want %q", slot, got, want)
+		}
+	}
+}

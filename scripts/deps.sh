@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Installs what a fresh Debian 12 machine lacks to build, test and demo
+# uplinkd. `deps.sh generate` also installs the pinned clang that
+# `make generate` / `make check-generated` use.
+# Fast when everything is there: apt runs only for missing tools.
+set -euo pipefail
+
+CLANG_VERSION=19 # pinned: objects must rebuild byte for byte
+
+need=()
+want() { # want COMMAND PACKAGE
+	command -v "$1" >/dev/null 2>&1 || need+=("$2")
+}
+want ip iproute2
+want bridge iproute2
+want ethtool ethtool
+want ping iputils-ping
+want modprobe kmod
+want make make
+want git git
+if [[ "${1:-}" == generate ]]; then
+	want "clang-$CLANG_VERSION" "clang-$CLANG_VERSION"
+	want "llvm-strip-$CLANG_VERSION" "llvm-$CLANG_VERSION"
+fi
+if ! command -v go >/dev/null 2>&1 && [[ ! -x /usr/local/go/bin/go ]]; then
+	# Debian's Go is older than go.mod asks for; with GOTOOLCHAIN=auto
+	# (the default) it fetches the right toolchain from the module proxy.
+	need+=(golang-go ca-certificates)
+fi
+
+if ((${#need[@]})); then
+	if [[ $(id -u) -ne 0 ]]; then
+		echo "deps.sh: missing ${need[*]}; run as root to install them" >&2
+		exit 1
+	fi
+	echo "deps.sh: installing ${need[*]}" >&2
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -qq
+	apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+# XDP into veth, namespaces and bpffs need these; most kernels build them in.
+for mod in veth bridge tun; do
+	modprobe -q "$mod" 2>/dev/null || true
+done

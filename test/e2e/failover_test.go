@@ -1,0 +1,283 @@
+package e2e
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/google/gopacket"
+	"github.com/google/gopacket/layers"
+	"golang.org/x/sys/unix"
+)
+
+const (
+	streamUp   = 1 // G0 -> upstream gateway, the guest traffic
+	streamDown = 2 // upstream -> G1, the receive-only guest
+	guestRate  = 10000
+	downRate   = 2000
+)
+
+// disableIPv6 keeps kernels' own chatter (router solicitations, MLD) out
+// of the namespaces: a receive-only guest must stay silent.
+func (l *lab) disableIPv6() {
+	for role := range l.ns {
+		l.in(role, func() {
+			for _, f := range []string{"all", "default"} {
+				_ = os.WriteFile("/proc/sys/net/ipv6/conf/"+f+"/disable_ipv6", []byte("1"), 0o644)
+			}
+		})
+	}
+}
+
+// hello makes G1 speak once (a UDP datagram to the gateway) so that the
+// switch learns its MAC and address; after that it only receives.
+func (l *lab) hello(role string, ip net.IP) {
+	l.t.Helper()
+	eth := &layers.Ethernet{SrcMAC: l.macs[role], DstMAC: l.macs["br0"], EthernetType: layers.EthernetTypeIPv4}
+	ip4 := &layers.IPv4{Version: 4, IHL: 5, TTL: 64, Protocol: layers.IPProtocolUDP, SrcIP: ip, DstIP: net.IP{10, 77, 0, 1}}
+	udp := &layers.UDP{SrcPort: 9, DstPort: 9}
+	l.check(udp.SetNetworkLayerForChecksum(ip4))
+	buf := gopacket.NewSerializeBuffer()
+	l.check(gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true},
+		eth, ip4, udp, gopacket.Payload("hello")))
+	l.in(role, func() {
+		fd, err := packetSocket("eth0", 0)
+		l.check(err)
+		defer unix.Close(fd)
+		l.check(unix.Send(fd, buf.Bytes(), 0))
+	})
+}
+
+func (l *lab) cut(port string) time.Time {
+	var at time.Time
+	l.in("U", func() {
+		at = time.Now()
+		l.setDown(port)
+	})
+	return at
+}
+
+func (l *lab) restore(port string) time.Time {
+	var at time.Time
+	l.in("U", func() {
+		at = time.Now()
+		l.setUp(port)
+	})
+	return at
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.3f ms", float64(d)/float64(time.Millisecond)) }
+
+// TestFailoverAndFailback cuts the active uplink under 10 kpps of guest
+// traffic, checks that guest frames move to the standby and that traffic
+// to a receive-only guest resumes because the upstream bridge relearned it
+// from the announcements, then restores the uplink and checks failback.
+func TestFailoverAndFailback(t *testing.T) {
+	l := newLab(t, labOptions{failback: true})
+	l.disableIPv6()
+	l.startDaemon()
+	if g := l.status(); g.Active != "up0" {
+		t.Fatalf("active at start = %q, want up0\n%s", g.Active, l.daemonLg)
+	}
+	l.hello("G1", net.IP{10, 77, 0, 11})
+	if !waitFor(2*time.Second, func() bool { return l.bridgeFDB()[l.macs["G1"].String()] == "p0" }) {
+		t.Fatalf("upstream never learned G1 on p0: %v", l.bridgeFDB())
+	}
+
+	p0, p1, g1 := l.receive("U", "p0"), l.receive("U", "p1"), l.receive("G1", "eth0")
+	up := l.send("G0", "eth0", l.macs["br0"], l.macs["G0"], streamUp, guestRate, 3*time.Second)
+	down := l.send("U", "br0", l.macs["G1"], l.macs["br0"], streamDown, downRate, 3*time.Second)
+	if up.err != nil || down.err != nil {
+		t.Fatalf("senders: %v / %v", up.err, down.err)
+	}
+	time.Sleep(time.Second)
+	cutAt := l.cut("p0")
+	up.wait()
+	down.wait()
+	time.Sleep(200 * time.Millisecond)
+	for _, r := range []*receiver{p0, p1, g1} {
+		r.close()
+		if r.err != nil {
+			t.Fatalf("receiver %s: %v", r.name, r.err)
+		}
+	}
+
+	g := l.status()
+	if g.Active != "up1" || g.Failovers != 1 || g.LastFailover == nil || g.LastFailover.Reason != "carrier lost" {
+		t.Fatalf("after the cut: active %q, failovers %d, last %+v\n%s", g.Active, g.Failovers, g.LastFailover, l.daemonLg)
+	}
+	ev := g.LastFailover
+
+	// Guest frames moved to the new uplink.
+	onNew, ok := firstAfter(p1.stream(streamUp), cutAt)
+	if !ok {
+		t.Fatalf("no guest frame reached the standby uplink after the cut (sent %d, p0 %d, p1 %d)",
+			up.sent, len(p0.stream(streamUp)), len(p1.stream(streamUp)))
+	}
+	lastOld, _ := lastBefore(p0.stream(streamUp), onNew.at)
+	lost, dups := missing(up.sent, streamUp, p0, p1)
+
+	// The receive-only guest is reached again...
+	backAt, ok := firstAfter(g1.stream(streamDown), cutAt)
+	if !ok {
+		t.Fatalf("the receive-only guest got nothing after the cut (%d frames before)", len(g1.stream(streamDown)))
+	}
+	// ...because the upstream bridge learned it behind p1 from the
+	// announcements: G1 sent nothing since its hello.
+	fdb := l.bridgeFDB()
+	if fdb[l.macs["G1"].String()] != "p1" {
+		t.Errorf("upstream bridge has G1 (%s) on %q, want p1 (relearned from announcements): %v", l.macs["G1"], fdb[l.macs["G1"].String()], fdb)
+	}
+	rarps := p1.rarps()
+	if len(rarps) == 0 || ev.AnnounceFrames == 0 {
+		t.Errorf("no announcements seen on the new uplink (captured %d RARPs, daemon reports %d frames)", len(rarps), ev.AnnounceFrames)
+	}
+	if len(p0.rarps()) != 0 {
+		t.Errorf("%d RARPs on the old uplink", len(p0.rarps()))
+	}
+
+	// Generous bounds: they catch a broken path, not a slow machine.
+	if d := onNew.at.Sub(cutAt); d > 2*time.Second {
+		t.Errorf("guest frames took %v to reach the new uplink", d)
+	}
+	if d := backAt.at.Sub(cutAt); d > 3*time.Second {
+		t.Errorf("the receive-only guest was unreachable for %v", d)
+	}
+	firstRARP := time.Time{}
+	if len(rarps) > 0 {
+		firstRARP = rarps[0]
+	}
+	t.Logf("FIGURES failover (veth uplink, peer set down, %d pps guest traffic, %d pps to a receive-only guest):", guestRate, downRate)
+	t.Logf("  cut -> daemon switched:                 %s (netlink event -> map write %s)", ms(ev.Switched.Sub(cutAt)), ms(ev.Latency))
+	t.Logf("  cut -> first guest frame on new uplink: %s (last on old uplink %s after the cut)", ms(onNew.at.Sub(cutAt)), ms(lastOld.at.Sub(cutAt)))
+	t.Logf("  cut -> first RARP on new uplink:        %s (%d frames announced)", ms(firstRARP.Sub(cutAt)), ev.AnnounceFrames)
+	t.Logf("  cut -> receive-only guest reached:      %s", ms(backAt.at.Sub(cutAt)))
+	t.Logf("  guest frames lost: %d of %d, duplicated: %d", lost, up.sent, dups)
+	if dups != 0 {
+		t.Errorf("%d guest frames were delivered twice", dups)
+	}
+
+	// Failback: p0 returns, the better uplink takes over again and the
+	// guests are announced on it.
+	p0 = l.receive("U", "p0")
+	restoredAt := l.restore("p0")
+	if !waitFor(3*time.Second, func() bool { return l.status().Active == "up0" }) {
+		t.Fatalf("no failback to up0: %+v\n%s", l.status(), l.daemonLg)
+	}
+	up = l.send("G0", "eth0", l.macs["br0"], l.macs["G0"], streamUp, guestRate, 300*time.Millisecond)
+	up.wait()
+	time.Sleep(100 * time.Millisecond)
+	p0.close()
+	if n := len(p0.stream(streamUp)); n == 0 {
+		t.Errorf("after failback no guest frame on up0")
+	}
+	if !waitFor(2*time.Second, func() bool { return l.bridgeFDB()[l.macs["G1"].String()] == "p0" }) {
+		t.Errorf("after failback the bridge has G1 on %q, want p0", l.bridgeFDB()[l.macs["G1"].String()])
+	}
+	g = l.status()
+	if g.Failovers != 2 || g.LastFailover.Reason != "failback" {
+		t.Errorf("after failback: failovers %d, last %+v", g.Failovers, g.LastFailover)
+	}
+	t.Logf("  failback: restore -> switched %s", ms(g.LastFailover.Switched.Sub(restoredAt)))
+}
+
+// TestKillDashNineUnderTraffic kills the daemon while guests send and
+// restarts it: forwarding never stops, and the restarted daemon adopts
+// the pinned state without switching or announcing.
+func TestKillDashNineUnderTraffic(t *testing.T) {
+	l := newLab(t, labOptions{failback: true})
+	l.disableIPv6()
+	l.startDaemon()
+	p0, p1 := l.receive("U", "p0"), l.receive("U", "p1")
+	up := l.send("G0", "eth0", l.macs["br0"], l.macs["G0"], streamUp, guestRate, 3*time.Second)
+	time.Sleep(time.Second)
+	pid := l.daemon.Process.Pid
+	l.stopDaemon(syscall.SIGKILL)
+	time.Sleep(time.Second)
+	l.startDaemon()
+	restartedAt := time.Now()
+	up.wait()
+	time.Sleep(200 * time.Millisecond)
+	p0.close()
+	p1.close()
+
+	lost, dups := missing(up.sent, streamUp, p0, p1)
+	t.Logf("FIGURES kill -9 of uplinkd (pid %d) under %d pps: %d of %d frames lost, %d duplicated, %d on the standby",
+		pid, guestRate, lost, up.sent, dups, len(p1.stream(streamUp)))
+	if up.sent < guestRate { // the sender itself must have worked
+		t.Fatalf("only %d frames sent", up.sent)
+	}
+	if lost != 0 || dups != 0 {
+		t.Errorf("kill -9 under traffic: %d lost, %d duplicated (want 0)", lost, dups)
+	}
+	g := l.status()
+	if g.Active != "up0" || g.Failovers != 0 || g.LastFailover != nil {
+		t.Errorf("restarted daemon switched: active %q, failovers %d, last %+v", g.Active, g.Failovers, g.LastFailover)
+	}
+	for _, r := range []*receiver{p0, p1} {
+		for _, at := range r.rarps() {
+			if at.After(restartedAt.Add(-time.Second)) {
+				t.Errorf("restarted daemon re-announced (RARP on %s)", r.name)
+				break
+			}
+		}
+	}
+	if !strings.Contains(l.daemonLg.String(), "kept from previous run") && !strings.Contains(l.daemonLg.String(), "uplinkd running") {
+		t.Logf("daemon log:\n%s", l.daemonLg)
+	}
+}
+
+// TestManualSwitch moves a group by hand and back to automatic, and
+// refuses an uplink without carrier.
+func TestManualSwitch(t *testing.T) {
+	l := newLab(t, labOptions{failback: true})
+	l.disableIPv6()
+	l.startDaemon()
+	c := l.client()
+	st, err := c.SetActive("lab", "up1")
+	if err != nil || st.Groups[0].Active != "up1" || st.Groups[0].Manual != "up1" {
+		t.Fatalf("set-active up1: %+v %v", st.Groups, err)
+	}
+	p1 := l.receive("U", "p1")
+	up := l.send("G0", "eth0", l.macs["br0"], l.macs["G0"], streamUp, 2000, 200*time.Millisecond)
+	up.wait()
+	time.Sleep(100 * time.Millisecond)
+	p1.close()
+	if n := len(p1.stream(streamUp)); n == 0 {
+		t.Error("after set-active up1 no guest frame on up1")
+	}
+	if _, err := c.ClearManual("lab"); err != nil || l.status().Active != "up0" {
+		t.Errorf("set-active auto: active %q, %v", l.status().Active, err)
+	}
+	l.cut("p1")
+	if !waitFor(2*time.Second, func() bool {
+		for _, u := range l.status().Uplinks {
+			if u.Name == "up1" {
+				return !u.Carrier
+			}
+		}
+		return false
+	}) {
+		t.Fatal("daemon never saw up1 lose carrier")
+	}
+	if _, err := c.SetActive("lab", "up1"); err == nil || !strings.Contains(err.Error(), "no carrier") {
+		t.Errorf("set-active to an uplink without carrier: %v", err)
+	}
+	if _, err := c.SetActive("lab", "eth9"); err == nil || !strings.Contains(err.Error(), "no uplink") {
+		t.Errorf("set-active to an unknown uplink: %v", err)
+	}
+	out, err := execCtl(l, "status")
+	if err != nil || !strings.Contains(out, "group lab: active up0") {
+		t.Errorf("uplinkctl status:\n%s\n%v", out, err)
+	}
+}
+
+func execCtl(l *lab, args ...string) (string, error) {
+	cmd := execCommand(l.bin+"/uplinkctl", append([]string{"-socket", l.socket}, args...)...)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}

@@ -1,0 +1,343 @@
+// Package e2e runs the real uplinkd binary over a topology in network
+// namespaces the tests create and delete:
+//
+//	ns G0: eth0 ─┐                       ┌─ up0 ══ p0 ─┐
+//	             vnet0   ns H (uplinkd)              br0 (ns U, gateway)
+//	ns G1: eth0 ─┘vnet1                  └─ up1 ══ p1 ─┘
+package e2e
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+
+	"github.com/uplinkd/uplinkd/pkg/control"
+)
+
+var (
+	binOnce sync.Once
+	binDir  string
+	binErr  error
+)
+
+// binaries returns a directory holding uplinkd and uplinkctl: $UPLINKD_BIN
+// (make test-e2e builds them) or a fresh build.
+func binaries(t *testing.T) string {
+	t.Helper()
+	if d := os.Getenv("UPLINKD_BIN"); d != "" {
+		return d
+	}
+	binOnce.Do(func() {
+		binDir, binErr = os.MkdirTemp("", "uplinkd-e2e-bin")
+		if binErr != nil {
+			return
+		}
+		cmd := exec.Command("go", "build", "-o", binDir+"/", "../../cmd/uplinkd", "../../cmd/uplinkctl")
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			binErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if binErr != nil {
+		t.Fatal(binErr)
+	}
+	return binDir
+}
+
+// lab is one topology; every name in it carries a unique prefix.
+type lab struct {
+	t        *testing.T
+	prefix   string
+	ns       map[string]netns.NsHandle // "H", "U", "G0", "G1"
+	dir      string
+	pinDir   string
+	socket   string
+	config   string
+	daemon   *exec.Cmd
+	daemonLg *bytes.Buffer
+	done     chan struct{}
+	bin      string
+	macs     map[string]net.HardwareAddr // "G0", "G1", "br0"
+}
+
+func requireRoot(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("end-to-end tests need root (namespaces, XDP)")
+	}
+}
+
+type labOptions struct {
+	failback bool
+	count    int // announce rounds
+}
+
+func newLab(t *testing.T, opts labOptions) *lab {
+	t.Helper()
+	requireRoot(t)
+	suffix := make([]byte, 3)
+	_, _ = rand.Read(suffix)
+	l := &lab{
+		t:      t,
+		prefix: "ulke" + hex.EncodeToString(suffix),
+		ns:     map[string]netns.NsHandle{},
+		dir:    t.TempDir(),
+		bin:    binaries(t),
+		macs:   map[string]net.HardwareAddr{},
+	}
+	t.Cleanup(l.destroy)
+	for _, role := range []string{"H", "U", "G0", "G1"} {
+		l.ns[role] = l.newNS(role)
+	}
+	// Guests: eth0 in G0/G1, vnetN in H.
+	for i, g := range []string{"G0", "G1"} {
+		l.veth(fmt.Sprintf("vnet%d", i), "H", "eth0", g)
+		l.in(g, func() {
+			l.setUp("eth0")
+			l.macs[g] = l.mac("eth0")
+			l.addr("eth0", fmt.Sprintf("10.77.0.%d/24", 10+i))
+		})
+	}
+	// Uplinks: upN in H, pN in U on the bridge with the gateway address.
+	l.in("U", func() {
+		br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: "br0"}}
+		l.check(netlink.LinkAdd(br))
+	})
+	for i := range 2 {
+		l.veth(fmt.Sprintf("up%d", i), "H", fmt.Sprintf("p%d", i), "U")
+	}
+	l.in("U", func() {
+		br, err := netlink.LinkByName("br0")
+		l.check(err)
+		for _, p := range []string{"p0", "p1"} {
+			pl, err := netlink.LinkByName(p)
+			l.check(err)
+			l.check(netlink.LinkSetMaster(pl, br))
+			l.setUp(p)
+		}
+		l.setUp("br0")
+		l.addr("br0", "10.77.0.1/24")
+		l.macs["br0"] = l.mac("br0")
+	})
+	l.in("H", func() {
+		for _, n := range []string{"vnet0", "vnet1", "up0", "up1"} {
+			l.setUp(n)
+		}
+	})
+
+	l.pinDir = filepath.Join(l.dir, "bpffs")
+	l.check(os.Mkdir(l.pinDir, 0o700))
+	l.check(unix.Mount("bpf", l.pinDir, "bpf", 0, "mode=0700"))
+	t.Cleanup(func() { _ = unix.Unmount(l.pinDir, unix.MNT_DETACH) })
+	l.socket = filepath.Join(l.dir, "uplinkd.sock")
+	l.config = filepath.Join(l.dir, "uplinkd.yaml")
+	count := opts.count
+	if count == 0 {
+		count = 3
+	}
+	cfg := fmt.Sprintf(`pin_path: %s/uplinkd
+control_socket: %s
+log_level: debug
+groups:
+  - name: lab
+    failback: %t
+    announce: {count: %d, interval: 50ms}
+    guest_ports: [vnet0, vnet1]
+    uplinks:
+      - {name: up0, priority: 10}
+      - {name: up1, priority: 20}
+`, l.pinDir, l.socket, opts.failback, count)
+	l.check(os.WriteFile(l.config, []byte(cfg), 0o600))
+	return l
+}
+
+func (l *lab) check(err error) {
+	l.t.Helper()
+	if err != nil {
+		l.t.Fatal(err)
+	}
+}
+
+func (l *lab) nsName(role string) string { return l.prefix + strings.ToLower(role) }
+
+func (l *lab) newNS(role string) netns.NsHandle {
+	l.t.Helper()
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	orig, err := netns.Get()
+	l.check(err)
+	defer orig.Close()
+	ns, err := netns.NewNamed(l.nsName(role))
+	l.check(err)
+	l.check(netns.Set(orig))
+	return ns
+}
+
+// in runs fn on a thread inside the role's namespace.
+func (l *lab) in(role string, fn func()) {
+	l.t.Helper()
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	orig, err := netns.Get()
+	l.check(err)
+	defer func() { _ = netns.Set(orig); orig.Close() }()
+	l.check(netns.Set(l.ns[role]))
+	fn()
+}
+
+// veth creates a pair with one end in each namespace.
+func (l *lab) veth(name, nsA, peer, nsB string) {
+	l.t.Helper()
+	l.in(nsA, func() {
+		v := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: name}, PeerName: peer,
+			PeerNamespace: netlink.NsFd(int(l.ns[nsB]))}
+		l.check(netlink.LinkAdd(v))
+	})
+}
+
+func (l *lab) setUp(name string) {
+	l.t.Helper()
+	link, err := netlink.LinkByName(name)
+	l.check(err)
+	l.check(netlink.LinkSetUp(link))
+}
+
+func (l *lab) setDown(name string) {
+	l.t.Helper()
+	link, err := netlink.LinkByName(name)
+	l.check(err)
+	l.check(netlink.LinkSetDown(link))
+}
+
+func (l *lab) addr(name, cidr string) {
+	l.t.Helper()
+	link, err := netlink.LinkByName(name)
+	l.check(err)
+	a, err := netlink.ParseAddr(cidr)
+	l.check(err)
+	l.check(netlink.AddrAdd(link, a))
+}
+
+func (l *lab) mac(name string) net.HardwareAddr {
+	l.t.Helper()
+	link, err := netlink.LinkByName(name)
+	l.check(err)
+	return link.Attrs().HardwareAddr
+}
+
+func (l *lab) destroy() {
+	l.stopDaemon(syscall.SIGTERM)
+	// Remove what the daemon pinned, so no XDP program outlives the test.
+	if l.bin != "" && l.config != "" {
+		_ = exec.Command("ip", "netns", "exec", l.nsName("H"), l.bin+"/uplinkd", "-config", l.config, "-cleanup").Run()
+	}
+	for role, ns := range l.ns {
+		ns.Close()
+		_ = netns.DeleteNamed(l.nsName(role))
+	}
+}
+
+// startDaemon runs uplinkd inside H (ip netns exec gives it that
+// namespace's /sys) and waits until its control socket answers.
+func (l *lab) startDaemon() {
+	l.t.Helper()
+	l.daemonLg = &bytes.Buffer{}
+	cmd := exec.Command("ip", "netns", "exec", l.nsName("H"), l.bin+"/uplinkd", "-config", l.config)
+	cmd.Stdout, cmd.Stderr = l.daemonLg, l.daemonLg
+	l.check(cmd.Start())
+	l.daemon = cmd
+	l.done = make(chan struct{})
+	go func(done chan struct{}) { _ = cmd.Wait(); close(done) }(l.done)
+	c := l.client()
+	for range 200 {
+		if _, err := c.Status(); err == nil {
+			return
+		}
+		select {
+		case <-l.done:
+			l.t.Fatalf("uplinkd exited at start:\n%s", l.daemonLg)
+		case <-time.After(25 * time.Millisecond):
+		}
+	}
+	l.t.Fatalf("uplinkd did not answer in 5 s:\n%s", l.daemonLg)
+}
+
+// stopDaemon signals the daemon we started (by its PID) and waits.
+func (l *lab) stopDaemon(sig syscall.Signal) {
+	if l.daemon == nil || l.daemon.Process == nil {
+		return
+	}
+	_ = l.daemon.Process.Signal(sig)
+	select {
+	case <-l.done:
+	case <-time.After(10 * time.Second):
+		_ = l.daemon.Process.Kill()
+		<-l.done
+	}
+	l.daemon = nil
+}
+
+func (l *lab) client() *control.Client { return control.NewClient(l.socket) }
+
+func (l *lab) status() control.GroupStatus {
+	l.t.Helper()
+	st, err := l.client().Status()
+	if err != nil {
+		l.t.Fatalf("status: %v\n%s", err, l.daemonLg)
+	}
+	return st.Groups[0]
+}
+
+// waitFor polls cond every 5 ms for at most d.
+func waitFor(d time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		if cond() {
+			return true
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return cond()
+}
+
+// bridgeFDB maps MAC -> bridge port in U's bridge, learned entries only.
+func (l *lab) bridgeFDB() map[string]string {
+	l.t.Helper()
+	out := map[string]string{}
+	l.in("U", func() {
+		br, err := netlink.LinkByName("br0")
+		l.check(err)
+		neighs, err := netlink.NeighList(0, unix.AF_BRIDGE)
+		l.check(err)
+		names := map[int]string{}
+		for _, n := range neighs {
+			if n.MasterIndex != br.Attrs().Index || n.Flags&netlink.NTF_SELF != 0 || n.State&netlink.NUD_PERMANENT != 0 {
+				continue
+			}
+			if _, ok := names[n.LinkIndex]; !ok {
+				if pl, err := netlink.LinkByIndex(n.LinkIndex); err == nil {
+					names[n.LinkIndex] = pl.Attrs().Name
+				}
+			}
+			out[n.HardwareAddr.String()] = names[n.LinkIndex]
+		}
+	})
+	return out
+}
+
+var execCommand = exec.Command

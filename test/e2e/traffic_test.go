@@ -1,0 +1,288 @@
+package e2e
+
+import (
+	"encoding/binary"
+	"errors"
+	"net"
+	"runtime"
+	"sort"
+	"sync"
+	"time"
+	"unsafe"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+)
+
+// Test frames: Ethernet with a local experimental ethertype, then a
+// magic word, a stream id and a sequence number.
+const (
+	etherTest = 0x88b5
+	etherRARP = 0x8035
+	magic     = 0x75706c6b // "uplk"
+)
+
+func testFrame(dst, src net.HardwareAddr, stream uint8, seq uint32) []byte {
+	f := make([]byte, 60)
+	copy(f[0:6], dst)
+	copy(f[6:12], src)
+	binary.BigEndian.PutUint16(f[12:14], etherTest)
+	binary.BigEndian.PutUint32(f[14:18], magic)
+	f[18] = stream
+	binary.BigEndian.PutUint32(f[19:23], seq)
+	return f
+}
+
+func htons(v uint16) uint16 {
+	var b [2]byte
+	binary.BigEndian.PutUint16(b[:], v)
+	return binary.NativeEndian.Uint16(b[:])
+}
+
+// packetSocket opens an AF_PACKET socket on ifname in the current thread's
+// namespace.
+func packetSocket(ifname string, proto uint16) (int, error) {
+	link, err := netlink.LinkByName(ifname)
+	if err != nil {
+		return -1, err
+	}
+	fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, int(htons(proto)))
+	if err != nil {
+		return -1, err
+	}
+	if err := unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: htons(proto), Ifindex: link.Attrs().Index}); err != nil {
+		unix.Close(fd)
+		return -1, err
+	}
+	return fd, nil
+}
+
+// sender sends one stream at a fixed rate from inside a namespace.
+type sender struct {
+	sent   uint32 // frames sent successfully: seq 0..sent-1
+	errs   int
+	err    error
+	stop   chan struct{}
+	done   chan struct{}
+	first  time.Time
+	finish time.Time
+}
+
+// send starts a paced stream of rate frames/s for at most d.
+func (l *lab) send(role, ifname string, dst, src net.HardwareAddr, stream uint8, rate int, d time.Duration) *sender {
+	s := &sender{stop: make(chan struct{}), done: make(chan struct{})}
+	ready := make(chan struct{})
+	go func() {
+		defer close(s.done)
+		runtime.LockOSThread() // the thread dies with the goroutine: never back in use
+		if err := netns.Set(l.ns[role]); err != nil {
+			s.err = err
+			close(ready)
+			return
+		}
+		fd, err := packetSocket(ifname, 0)
+		if err != nil {
+			s.err = err
+			close(ready)
+			return
+		}
+		defer unix.Close(fd)
+		close(ready)
+		s.first = time.Now()
+		deadline := s.first.Add(d)
+		for {
+			now := time.Now()
+			if now.After(deadline) {
+				break
+			}
+			select {
+			case <-s.stop:
+				s.finish = time.Now()
+				return
+			default:
+			}
+			due := uint32(now.Sub(s.first).Seconds() * float64(rate))
+			for s.sent < due {
+				if err := unix.Send(fd, testFrame(dst, src, stream, s.sent), 0); err != nil {
+					s.errs++
+					if s.errs > 1000 {
+						s.err = err
+						return
+					}
+					break // retry the same sequence number on the next tick
+				}
+				s.sent++
+			}
+			time.Sleep(200 * time.Microsecond)
+		}
+		s.finish = time.Now()
+	}()
+	<-ready
+	return s
+}
+
+func (s *sender) wait() { <-s.done }
+
+// arrival is one received test frame.
+type arrival struct {
+	stream uint8
+	seq    uint32
+	at     time.Time // kernel receive timestamp
+}
+
+// receiver records every test frame and RARP that arrives at an interface.
+type receiver struct {
+	name string
+	mu   sync.Mutex
+	got  []arrival
+	rarp []time.Time
+	err  error
+	stop chan struct{}
+	done chan struct{}
+}
+
+func (l *lab) receive(role, ifname string) *receiver {
+	r := &receiver{name: role + ":" + ifname, stop: make(chan struct{}), done: make(chan struct{})}
+	ready := make(chan struct{})
+	go func() {
+		defer close(r.done)
+		runtime.LockOSThread()
+		if err := netns.Set(l.ns[role]); err != nil {
+			r.err = err
+			close(ready)
+			return
+		}
+		fd, err := packetSocket(ifname, unix.ETH_P_ALL)
+		if err != nil {
+			r.err = err
+			close(ready)
+			return
+		}
+		defer unix.Close(fd)
+		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 16<<20)
+		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_TIMESTAMPNS, 1)
+		_ = unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &unix.Timeval{Usec: 20000})
+		close(ready)
+		buf := make([]byte, 2048)
+		oob := make([]byte, 256)
+		for {
+			select {
+			case <-r.stop:
+				return
+			default:
+			}
+			n, oobn, _, from, err := unix.Recvmsg(fd, buf, oob, 0)
+			if errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EINTR) || errors.Is(err, unix.ENETDOWN) {
+				continue
+			}
+			if err != nil {
+				r.err = err
+				return
+			}
+			if ll, ok := from.(*unix.SockaddrLinklayer); ok && ll.Pkttype == unix.PACKET_OUTGOING {
+				continue
+			}
+			at := kernelTime(oob[:oobn])
+			f := buf[:n]
+			if len(f) < 14 {
+				continue
+			}
+			switch binary.BigEndian.Uint16(f[12:14]) {
+			case etherTest:
+				if len(f) >= 23 && binary.BigEndian.Uint32(f[14:18]) == magic {
+					r.mu.Lock()
+					r.got = append(r.got, arrival{stream: f[18], seq: binary.BigEndian.Uint32(f[19:23]), at: at})
+					r.mu.Unlock()
+				}
+			case etherRARP:
+				r.mu.Lock()
+				r.rarp = append(r.rarp, at)
+				r.mu.Unlock()
+			}
+		}
+	}()
+	<-ready
+	return r
+}
+
+func kernelTime(oob []byte) time.Time {
+	msgs, err := unix.ParseSocketControlMessage(oob)
+	if err == nil {
+		for _, m := range msgs {
+			if m.Header.Level == unix.SOL_SOCKET && m.Header.Type == unix.SO_TIMESTAMPNS && len(m.Data) >= int(unsafe.Sizeof(unix.Timespec{})) {
+				ts := (*unix.Timespec)(unsafe.Pointer(&m.Data[0]))
+				return time.Unix(ts.Unix())
+			}
+		}
+	}
+	return time.Now()
+}
+
+func (r *receiver) close() {
+	close(r.stop)
+	<-r.done
+}
+
+// stream returns the arrivals of one stream in arrival order.
+func (r *receiver) stream(id uint8) []arrival {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []arrival
+	for _, a := range r.got {
+		if a.stream == id {
+			out = append(out, a)
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].at.Before(out[j].at) })
+	return out
+}
+
+func (r *receiver) rarps() []time.Time {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]time.Time(nil), r.rarp...)
+}
+
+// firstAfter is the first arrival at or after t; ok false if none.
+func firstAfter(as []arrival, t time.Time) (arrival, bool) {
+	for _, a := range as {
+		if !a.at.Before(t) {
+			return a, true
+		}
+	}
+	return arrival{}, false
+}
+
+// lastBefore is the last arrival before t.
+func lastBefore(as []arrival, t time.Time) (arrival, bool) {
+	var out arrival
+	ok := false
+	for _, a := range as {
+		if a.at.Before(t) {
+			out, ok = a, true
+		}
+	}
+	return out, ok
+}
+
+// missing counts sequence numbers 0..n-1 absent from all the receivers.
+func missing(n uint32, stream uint8, rs ...*receiver) (lost int, dups int) {
+	seen := make([]uint8, n)
+	for _, r := range rs {
+		for _, a := range r.stream(stream) {
+			if a.seq < n {
+				seen[a.seq]++
+			}
+		}
+	}
+	for _, c := range seen {
+		switch {
+		case c == 0:
+			lost++
+		case c > 1:
+			dups += int(c) - 1
+		}
+	}
+	return lost, dups
+}
