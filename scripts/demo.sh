@@ -28,6 +28,8 @@ cleanup() {
 	for p in "${PING_PIDS[@]}"; do kill "$p" 2>/dev/null; done
 	if [[ -n $DAEMON_PID ]]; then
 		kill "$DAEMON_PID" 2>/dev/null
+		for _ in $(seq 50); do kill -0 "$DAEMON_PID" 2>/dev/null || break; sleep 0.1; done
+		kill -9 "$DAEMON_PID" 2>/dev/null
 		wait "$DAEMON_PID" 2>/dev/null
 	fi
 	[[ -f $WORK/uplinkd.yaml ]] && inns "$NS_HOST" "$BIN/uplinkd" -config "$WORK/uplinkd.yaml" -cleanup >/dev/null 2>&1
@@ -82,14 +84,16 @@ groups:
 EOF
 
 say "starting uplinkd in $NS_HOST (log: uplinkd.log, shown at the end)"
-inns "$NS_HOST" "$BIN/uplinkd" -config "$WORK/uplinkd.yaml" 2>"$WORK/uplinkd.log" &
+# Started directly (not through a shell function) so that $! is uplinkd
+# itself: ip netns exec execs it.
+ip netns exec "$NS_HOST" "$BIN/uplinkd" -config "$WORK/uplinkd.yaml" >"$WORK/uplinkd.log" 2>&1 &
 DAEMON_PID=$!
 for _ in $(seq 100); do ctl status >/dev/null 2>&1 && break; sleep 0.05; done
 ctl status
 
 say "the gateway pings both guests, 100 per second each, for 8 seconds"
 for ip in 10.77.0.10 10.77.0.11; do
-	inns "$NS_UP" ping -q -i 0.01 -w 8 -c 800 "$ip" >"$WORK/ping-$ip.txt" 2>&1 &
+	ip netns exec "$NS_UP" ping -q -i 0.01 -w 8 -c 800 "$ip" >"$WORK/ping-$ip.txt" 2>&1 &
 	PING_PIDS+=($!)
 done
 sleep 2

@@ -39,7 +39,9 @@ const (
 	SourceList    = "list"    // a full listing (start, re-subscription, Snapshot, SetNames)
 )
 
-// DefaultPollInterval is used when Options.PollInterval is zero.
+// DefaultPollInterval is used when Options.PollInterval is zero. Polling at
+// 1 ms cost ~3% of one CPU on a 2-vCPU VM, nearly all of it the timer
+// wake-up itself; each further polled interface adds about 1 µs per tick.
 const DefaultPollInterval = time.Millisecond
 
 // DefaultSysfsNetDir is the sysfs directory of the caller's namespace (as
@@ -49,8 +51,8 @@ const DefaultSysfsNetDir = "/sys/class/net"
 // State is what the daemon needs to know about one interface.
 type State struct {
 	Name           string
-	Index          int  // 0 when !Exists
-	Exists         bool //
+	Index          int // 0 when !Exists
+	Exists         bool
 	AdminUp        bool // IFF_UP
 	Carrier        bool // IFF_LOWER_UP: running and carrier
 	CarrierChanges uint32
@@ -97,8 +99,8 @@ type Options struct {
 }
 
 // Watcher watches a set of interface names. Create it with New, start it
-// with Run; SetNames and SetPolled may be called at any time from any
-// goroutine.
+// with Run (one Run at a time); SetNames and SetPolled may be called at any
+// time from any goroutine.
 type Watcher struct {
 	opts Options
 	log  *slog.Logger
@@ -113,8 +115,7 @@ type Watcher struct {
 	beforeReceive func()
 }
 
-// New returns a Watcher for names. A nil log discards nothing: it uses
-// slog.Default().
+// New returns a Watcher for names. A nil log means slog.Default().
 func New(names []string, opts Options, log *slog.Logger) *Watcher {
 	if opts.PollInterval <= 0 {
 		opts.PollInterval = DefaultPollInterval

@@ -395,12 +395,10 @@ func TestEnsureVeth(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Ensure: %v", err)
 			}
-			wantNSID := -1
-			if peer != nil {
-				wantNSID = res.PeerNetnsID // checked below to be a real id
-				if res.PeerNetnsID < 0 {
-					t.Errorf("peer in another namespace but PeerNetnsID = %d", res.PeerNetnsID)
-				}
+			// The kernel's view: -1 for a peer in the same namespace.
+			wantNSID := mustLink(t, main.nl, portName).Attrs().NetNsID
+			if (peer != nil) != (wantNSID >= 0) {
+				t.Fatalf("netns id of the port's peer is %d with the peer in another namespace: %t", wantNSID, peer != nil)
 			}
 			peerIndex := mustLink(t, peerSide.nl, peerName).Attrs().Index
 			want := Result{Ifname: portName, IsVeth: true, PeerIfindex: peerIndex, PeerName: peerName, PeerNetnsID: wantNSID, Mode: tc.wantMode}
