@@ -61,6 +61,9 @@ type port struct {
 	mac     net.HardwareAddr
 	mode    datapath.AttachMode
 	err     error // why it is not attached
+	// changes is the last carrier_changes seen, to spot a flap that
+	// happened between two polls.
+	changes uint32
 }
 
 // New opens (or adopts) the data plane and attaches every configured port
@@ -310,6 +313,8 @@ func (d *Daemon) onLink(st linkwatch.State) {
 		return
 	}
 	up := p.ifindex > 0 && st.Exists && st.AdminUp && st.Carrier
+	bounced := st.Exists && p.changes != 0 && st.CarrierChanges >= p.changes+2 && up
+	p.changes = st.CarrierChanges
 	dec, err := p.group.policy.SetCarrier(p.name, up, st.Seen)
 	if err != nil {
 		d.log.Error("policy", "group", p.group.cfg.Name, "uplink", p.name, "err", err)
@@ -317,6 +322,14 @@ func (d *Daemon) onLink(st linkwatch.State) {
 	}
 	d.log.Debug("link", "state", st.String())
 	d.apply(p.group, dec, st.Seen)
+	if bounced && !dec.Changed && p.group.policy.Active() == p.slot {
+		// Down and up again between two looks: the policy has nothing to
+		// do, but the upstream port may have flushed the guests' MACs.
+		d.log.Warn("active uplink bounced between two carrier checks; announcing the guests again",
+			"group", p.group.cfg.Name, "uplink", p.name, "carrier_changes", st.CarrierChanges)
+		d.announce(p.group, p, &control.FailoverEvent{Group: p.group.cfg.Name, From: p.name, To: p.name,
+			Reason: "carrier bounced", Detected: st.Seen, Switched: time.Now()})
+	}
 }
 
 // apply carries out a policy decision: the active slot first, then the

@@ -83,3 +83,27 @@ func TestReopenKeepsStateAndRemoveCleansUp(t *testing.T) {
 		}
 	}
 }
+
+// A device without native XDP (a bridge) falls back to generic mode.
+func TestAttachFallsBackToGeneric(t *testing.T) {
+	e := newTestEnv(t)
+	br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: "br9"}}
+	if err := netlink.LinkAdd(br); err != nil {
+		t.Fatal(err)
+	}
+	ids, err := e.dp.AssignGroups([]string{"g"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mode, err := e.dp.Attach(Port{Ifname: "br9", Ifindex: e.ifindex("br9"), Group: ids["g"], Role: RoleGuest})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mode != ModeGeneric {
+		t.Errorf("bridge attached in %q mode, want generic", mode)
+	}
+	// Re-attaching over the pinned link keeps reporting the real mode.
+	if mode, err = e.dp.Attach(Port{Ifname: "br9", Ifindex: e.ifindex("br9"), Group: ids["g"], Role: RoleGuest}); err != nil || mode != ModeGeneric {
+		t.Errorf("re-attach: %q, %v", mode, err)
+	}
+}
