@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/netip"
 	"sync"
 	"time"
 
@@ -412,29 +411,14 @@ func (d *Daemon) announce(g *group, up *port, ev *control.FailoverEvent) {
 
 // guestsOf collects the learned guests of a group with their addresses.
 func (d *Daemon) guestsOf(gid uint32) ([]announce.Guest, error) {
-	fdb, err := d.dp.FDB()
+	all, err := d.dp.Guests()
 	if err != nil {
 		return nil, err
-	}
-	neigh, err := d.dp.Neighbours()
-	if err != nil {
-		return nil, err
-	}
-	type key struct {
-		vlan uint16
-		mac  string
-	}
-	addrs := map[key][]netip.Addr{}
-	for _, n := range neigh {
-		if n.Group == gid {
-			k := key{n.VLAN, n.MAC.String()}
-			addrs[k] = append(addrs[k], n.Addr)
-		}
 	}
 	var out []announce.Guest
-	for _, e := range fdb {
-		if e.Group == gid {
-			out = append(out, announce.Guest{MAC: e.MAC, VLAN: e.VLAN, Addrs: addrs[key{e.VLAN, e.MAC.String()}]})
+	for _, g := range all {
+		if g.Group == gid {
+			out = append(out, announce.Guest{MAC: g.MAC, VLAN: g.VLAN, Addrs: g.Addrs})
 		}
 	}
 	return out, nil

@@ -1,9 +1,6 @@
 package daemon
 
 import (
-	"net/netip"
-	"sort"
-
 	"github.com/uplinkd/uplinkd/pkg/control"
 	"github.com/uplinkd/uplinkd/pkg/datapath"
 	"github.com/uplinkd/uplinkd/pkg/failover"
@@ -61,23 +58,9 @@ func (d *Daemon) Status() control.Status {
 
 // Guests is `uplinkctl fdb`.
 func (d *Daemon) Guests() ([]control.Guest, error) {
-	fdb, err := d.dp.FDB()
+	guests, err := d.dp.Guests()
 	if err != nil {
 		return nil, err
-	}
-	neigh, err := d.dp.Neighbours()
-	if err != nil {
-		return nil, err
-	}
-	type key struct {
-		group uint32
-		vlan  uint16
-		mac   string
-	}
-	addrs := map[key][]netip.Addr{}
-	for _, n := range neigh {
-		k := key{n.Group, n.VLAN, n.MAC.String()}
-		addrs[k] = append(addrs[k], n.Addr)
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -91,12 +74,10 @@ func (d *Daemon) Guests() ([]control.Guest, error) {
 			}
 		}
 	}
-	out := make([]control.Guest, 0, len(fdb))
-	for _, e := range fdb {
+	out := make([]control.Guest, 0, len(guests))
+	for _, e := range guests {
 		g := control.Guest{Group: groupName[e.Group], VLAN: e.VLAN, MAC: e.MAC.String(), Port: portName[e.Ifindex], Age: e.Age}
-		as := addrs[key{e.Group, e.VLAN, g.MAC}]
-		sort.Slice(as, func(i, j int) bool { return as[i].Less(as[j]) })
-		for _, a := range as {
+		for _, a := range e.Addrs {
 			g.Addrs = append(g.Addrs, a.String())
 		}
 		out = append(out, g)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/cilium/ebpf"
@@ -204,6 +205,41 @@ func (d *Datapath) Neighbours() ([]Neighbour, error) {
 	}
 	if err := it.Err(); err != nil {
 		return nil, fmt.Errorf("read neigh: %w", err)
+	}
+	return out, nil
+}
+
+// Guest is a learned guest with the addresses it has used as source.
+type Guest struct {
+	FDBEntry
+	Addrs []netip.Addr // sorted
+}
+
+// Guests joins the FDB with the neighbour table.
+func (d *Datapath) Guests() ([]Guest, error) {
+	fdb, err := d.FDB()
+	if err != nil {
+		return nil, err
+	}
+	neigh, err := d.Neighbours()
+	if err != nil {
+		return nil, err
+	}
+	type key struct {
+		group uint32
+		vlan  uint16
+		mac   string
+	}
+	addrs := map[key][]netip.Addr{}
+	for _, n := range neigh {
+		k := key{n.Group, n.VLAN, n.MAC.String()}
+		addrs[k] = append(addrs[k], n.Addr)
+	}
+	out := make([]Guest, 0, len(fdb))
+	for _, e := range fdb {
+		as := addrs[key{e.Group, e.VLAN, e.MAC.String()}]
+		slices.SortFunc(as, netip.Addr.Compare)
+		out = append(out, Guest{FDBEntry: e, Addrs: as})
 	}
 	return out, nil
 }
