@@ -7,7 +7,7 @@ LDFLAGS := -X github.com/uplinkd/uplinkd/pkg/version.Version=$(VERSION)
 BIN := bin
 export CGO_ENABLED := 0
 
-.PHONY: help deps build generate check-generated test test-unit test-e2e lint demo clean
+.PHONY: help deps build generate check-generated test test-unit test-e2e lint demo bench bench-full clean
 
 help: ## show this help
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -44,6 +44,12 @@ lint: ## gofmt and go vet
 
 demo: build ## a real topology in namespaces: daemon, traffic, a failover, failback
 	@scripts/demo.sh $(BIN)
+
+bench: build ## quick benchmark (<= 10 min): bench-results/{results.json,report.html}, docs/benchmarks.md
+	$(BIN)/uplinkbench -profile quick -bin $(BIN) -out bench-results -markdown docs/benchmarks.md
+
+bench-full: build ## the full benchmark (more trials, longer rounds)
+	$(BIN)/uplinkbench -profile full -bin $(BIN) -out bench-results -markdown docs/benchmarks.md
 
 clean: ## remove build output
 	rm -rf $(BIN)

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Installs what a fresh Debian 12 machine lacks to build, test and demo
-# uplinkd. `deps.sh generate` also installs the pinned clang that
+# Installs what a fresh Debian 12 machine lacks to build, test, demo and
+# benchmark uplinkd. `deps.sh generate` also installs the pinned clang that
 # `make generate` / `make check-generated` use.
 # Fast when everything is there: apt runs only for missing tools.
 set -euo pipefail
@@ -18,6 +18,9 @@ want ping iputils-ping
 want modprobe kmod
 want make make
 want git git
+# Open vSwitch is a peer in the benchmark (and its tests): the harness runs
+# its own private ovsdb-server/ovs-vswitchd, never the system service.
+want ovs-vswitchd openvswitch-switch
 if [[ "${1:-}" == generate ]]; then
 	want "clang-$CLANG_VERSION" "clang-$CLANG_VERSION"
 	want "llvm-strip-$CLANG_VERSION" "llvm-$CLANG_VERSION"
@@ -36,7 +39,15 @@ if ((${#need[@]})); then
 	echo "deps.sh: installing ${need[*]}" >&2
 	export DEBIAN_FRONTEND=noninteractive
 	apt-get update -qq
+	# Keep packages (openvswitch-switch) from starting system services.
+	guard=
+	if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+		printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+		chmod +x /usr/sbin/policy-rc.d
+		guard=1
+	fi
 	apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+	[[ -n $guard ]] && rm -f /usr/sbin/policy-rc.d
 fi
 
 # XDP into veth, namespaces and bpffs need these; most kernels build them in.

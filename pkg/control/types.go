@@ -17,19 +17,22 @@ type Status struct {
 
 // GroupStatus is one virtual switch.
 type GroupStatus struct {
-	Name          string          `json:"name"`
-	ID            uint32          `json:"id"`
-	Active        string          `json:"active"` // "" when no uplink is usable
-	Failback      bool            `json:"failback"`
-	Manual        string          `json:"manual,omitempty"` // uplink pinned by set-active
-	Failovers     int             `json:"failovers"`
-	LastChange    time.Time       `json:"last_change,omitzero"`
-	LastReason    string          `json:"last_reason,omitempty"`
-	LastFailover  *FailoverEvent  `json:"last_failover,omitempty"`
+	Name         string         `json:"name"`
+	ID           uint32         `json:"id"`
+	Active       string         `json:"active"` // "" when no uplink is usable
+	Failback     bool           `json:"failback"`
+	Manual       string         `json:"manual,omitempty"` // uplink pinned by set-active
+	Failovers    int            `json:"failovers"`
+	LastChange   time.Time      `json:"last_change,omitzero"`
+	LastReason   string         `json:"last_reason,omitempty"`
+	LastFailover *FailoverEvent `json:"last_failover,omitempty"`
+	// Recent are the group's latest switches, oldest first (bounded).
+	Recent        []FailoverEvent `json:"recent_failovers,omitempty"`
 	Uplinks       []UplinkStatus  `json:"uplinks"`
 	GuestPorts    []PortStatus    `json:"guest_ports"`
 	Announce      AnnounceSetting `json:"announce"`
 	LearnedGuests int             `json:"learned_guests"`
+	Announcing    bool            `json:"announcing"` // an announcement is being sent
 }
 
 // AnnounceSetting is a group's announcement configuration.

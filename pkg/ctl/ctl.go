@@ -112,7 +112,11 @@ func writeStatus(w io.Writer, st control.Status, now time.Time) {
 		if g.Manual != "" {
 			fmt.Fprintf(w, " (set by hand)")
 		}
-		fmt.Fprintf(w, "; failback %s; failovers %d; guests learned %d\n", onOff(g.Failback), g.Failovers, g.LearnedGuests)
+		fmt.Fprintf(w, "; failback %s; failovers %d; guests learned %d", onOff(g.Failback), g.Failovers, g.LearnedGuests)
+		if g.Announcing {
+			fmt.Fprint(w, "; announcing")
+		}
+		fmt.Fprintln(w)
 		if !g.LastChange.IsZero() {
 			fmt.Fprintf(w, "  last change %s ago: %s\n", ago(now, g.LastChange), g.LastReason)
 		}

@@ -26,6 +26,9 @@ import (
 	"github.com/uplinkd/uplinkd/pkg/vethpeer"
 )
 
+// maxRecent bounds each group's list of recent switches.
+const maxRecent = 16
+
 // Daemon is one running uplinkd.
 type Daemon struct {
 	cfg     *config.Config
@@ -47,7 +50,8 @@ type group struct {
 	uplinks  []*port // by slot
 	guests   []*port
 	last     *control.FailoverEvent
-	announce uint64 // generation of the newest announcement
+	recent   []*control.FailoverEvent // the last maxRecent switches, oldest first
+	announce uint64                   // generation of the newest announcement
 }
 
 // port is one configured interface and what the daemon knows of it.
@@ -361,6 +365,10 @@ func (d *Daemon) apply(g *group, dec failover.Decision, detected time.Time) {
 		Latency:  switched.Sub(detected),
 	}
 	g.last = ev
+	g.recent = append(g.recent, ev)
+	if len(g.recent) > maxRecent {
+		g.recent = g.recent[len(g.recent)-maxRecent:]
+	}
 	d.log.Info("active uplink changed", "group", g.cfg.Name, "from", ev.From, "to", ev.To,
 		"reason", ev.Reason, "detect_to_switch", ev.Latency)
 	if dec.To == failover.NoActive {

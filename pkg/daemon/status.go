@@ -15,6 +15,10 @@ func (d *Daemon) Status() control.Status {
 			learned[e.Group]++
 		}
 	}
+	inFlight := map[string]bool{}
+	for _, name := range d.ann.InFlight() {
+		inFlight[name] = true
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	st := control.Status{Version: version.String(), Started: d.started, PinPath: d.cfg.PinPath}
@@ -30,6 +34,7 @@ func (d *Daemon) Status() control.Status {
 			LastReason:    ps.LastReason.String(),
 			Announce:      control.AnnounceSetting{Count: g.cfg.Announce.Count, Interval: g.cfg.Announce.Interval},
 			LearnedGuests: learned[g.id],
+			Announcing:    inFlight[g.cfg.Name],
 		}
 		if ps.Manual != failover.NoSlot {
 			gs.Manual = g.policy.UplinkName(ps.Manual)
@@ -37,6 +42,9 @@ func (d *Daemon) Status() control.Status {
 		if g.last != nil {
 			ev := *g.last
 			gs.LastFailover = &ev
+		}
+		for _, ev := range g.recent {
+			gs.Recent = append(gs.Recent, *ev)
 		}
 		for _, u := range ps.Uplinks {
 			p := g.uplinks[u.Slot]

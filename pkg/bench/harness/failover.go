@@ -1,0 +1,267 @@
+package harness
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"time"
+
+	"github.com/uplinkd/uplinkd/pkg/bench/report"
+	"github.com/uplinkd/uplinkd/pkg/bench/stats"
+	"github.com/uplinkd/uplinkd/pkg/bench/topo"
+	"github.com/uplinkd/uplinkd/pkg/datapath/benchbpf"
+)
+
+// bed is a testbed with a system running on it and the tools attached.
+type bed struct {
+	tp       *topo.Topo
+	sys      system
+	rec      recorder
+	gen      *benchbpf.Generator // the sending guest's stream
+	down     *benchbpf.Generator // upstream -> receive-only guest (veth only)
+	recvSlot int                 // receiver slot of the receive-only guest; -1 none
+	cleanup  []func()
+}
+
+func (b *bed) close() {
+	for i := len(b.cleanup) - 1; i >= 0; i-- {
+		b.cleanup[i]()
+	}
+}
+
+// failoverTrial cuts the active uplink (and with second, the next one
+// within SecondCutMax) while the guest sends at rate, and computes every
+// figure from what the receivers recorded.
+func (h *harness) failoverTrial(ctx context.Context, b *bed, kind string, guests, rate, trial int, second bool) (report.FailoverTrial, error) {
+	o := h.opts
+	res := report.FailoverTrial{System: b.sys.Name(), Uplink: kind, Guests: guests, RatePPS: rate, Trial: trial,
+		SecondFailure: second, CutToSwitchNs: -1, CutToAnnounceNs: -1, CutToReceiveOnlyNs: -1}
+	if err := h.settle(ctx, b); err != nil {
+		return res, err
+	}
+	// The switch learns every guest (and the receive-only one) first.
+	if err := h.warmUp(ctx, b, guests); err != nil {
+		return res, err
+	}
+	if err := b.rec.reset(); err != nil {
+		return res, err
+	}
+	if err := b.gen.Reset(); err != nil {
+		return res, err
+	}
+	// Plan the cuts first: the streams must outlast the last of them.
+	firstCut := time.Duration(float64(o.TrialLength) * (0.3 + 0.2*rand.Float64()))
+	var secondCut time.Duration
+	if second {
+		secondCut = time.Duration(float64(o.SecondCutMax) * (0.2 + 0.6*rand.Float64()))
+	}
+	length := max(o.TrialLength, firstCut+secondCut+o.TrialLength/2)
+	res.InterruptionNs = -1
+
+	cpu := startCPU()
+	var down *stream
+	if b.down != nil {
+		if err := b.down.Reset(); err != nil {
+			return res, err
+		}
+		tmpl := benchbpf.Template{Dst: b.tp.MAC[topo.RecvOnly], Src: b.tp.MAC[topo.Sender], Sources: 1, Size: 60, Stream: 2}
+		down = send(ctx, b.tp, b.down, topo.Sender, "sA", tmpl, o.DownRatePPS, length, 0)
+	}
+	up := send(ctx, b.tp, b.gen, topo.Guest, "eth0", guestTemplate(b.tp, guests, 64), rate, length, 0)
+
+	// Cut at a random moment in the middle of the run.
+	time.Sleep(firstCut)
+	cutAt := time.Now()
+	if err := b.tp.Cut(0); err != nil {
+		return res, err
+	}
+	lastCut := cutAt
+	if second {
+		time.Sleep(secondCut)
+		lastCut = time.Now()
+		if err := b.tp.Cut(1); err != nil {
+			return res, err
+		}
+	}
+	if err := up.wait(); err != nil {
+		return res, fmt.Errorf("guest stream: %w", err)
+	}
+	if down != nil {
+		if err := down.wait(); err != nil {
+			return res, fmt.Errorf("upstream stream: %w", err)
+		}
+	}
+	time.Sleep(50 * time.Millisecond) // let the last frames land
+	res.CPUBusy = cpu.busy()
+
+	// Frames lost and duplicated over every uplink.
+	res.Sent = up.sent
+	var union []uint64
+	for slot := range len(b.tp.Uplinks) {
+		words, err := b.rec.seen(slot, up.sent)
+		if err != nil {
+			return res, err
+		}
+		if union == nil {
+			union = words
+		} else {
+			res.Duplicates += stats.PopCount(stats.Intersect(union, words))
+			union = stats.Union(union, words)
+		}
+		st, err := b.rec.stats(slot)
+		if err != nil {
+			return res, err
+		}
+		if st.Beyond > 0 {
+			return res, fmt.Errorf("%d frames beyond the receiver's bitmap: make it larger", st.Beyond)
+		}
+		res.Duplicates += st.Dups
+	}
+	res.Lost = stats.Missing(union, up.sent)
+	// The failover's own loss: frames sent from 10 ms before the first cut
+	// to 100 ms after the last (the paced sender gives seq -> send time).
+	seqAt := func(t time.Time) uint64 {
+		return uint64(max(0, t.Sub(up.started).Seconds()) * float64(rate))
+	}
+	from, to := seqAt(cutAt.Add(-10*time.Millisecond)), min(seqAt(lastCut.Add(100*time.Millisecond)), up.sent)
+	for _, r := range stats.MissingRuns(union, up.sent, 0) {
+		lo, hi := max(r.Start, from), min(r.Start+r.Len, to)
+		if hi > lo {
+			res.LostNearCut += hi - lo
+		}
+	}
+	if res.Lost > 0 {
+		// Where the loss was: around the cut, or spread over the run.
+		runs := stats.MissingRuns(union, up.sent, 0)
+		longest := stats.Run{}
+		for _, r := range runs {
+			if r.Len > longest.Len {
+				longest = r
+			}
+		}
+		at := time.Duration(float64(longest.Start) / float64(rate) * float64(time.Second))
+		res.Note = fmt.Sprintf("%d gaps; longest %d frames from %s into the run (first cut at %s)",
+			len(runs), longest.Len, at.Round(time.Millisecond), firstCut.Round(time.Millisecond))
+	}
+
+	// Interruption: last frame on the old uplink -> first on the new one.
+	// Which uplink a system moves to is its own choice (an OVS bond picks
+	// any member), so go by what arrived: the new uplink carried the last
+	// frames, the old one is the other with the latest last frame.
+	slots := make([]slotStats, len(b.tp.Uplinks))
+	for i := range slots {
+		st, err := b.rec.stats(i)
+		if err != nil {
+			return res, err
+		}
+		slots[i] = st
+	}
+	newSlot, oldSlot := -1, -1
+	for i, st := range slots {
+		if st.Count > 0 && (newSlot < 0 || st.Last.After(slots[newSlot].Last)) {
+			newSlot = i
+		}
+	}
+	for i, st := range slots {
+		if i != newSlot && st.Count > 0 && (oldSlot < 0 || st.Last.After(slots[oldSlot].Last)) {
+			oldSlot = i
+		}
+	}
+	if newSlot <= 0 {
+		res.Note = "no frame reached a standby uplink after the cut"
+		return res, nil
+	}
+	newSt := slots[newSlot]
+	if oldSlot >= 0 {
+		res.InterruptionNs = int64(newSt.First.Sub(slots[oldSlot].Last))
+	}
+	if !newSt.FirstRARP.IsZero() {
+		res.CutToAnnounceNs = int64(newSt.FirstRARP.Sub(cutAt))
+		if newSt.FirstRARP.After(lastCut) {
+			res.CutToAnnounceNs = int64(newSt.FirstRARP.Sub(lastCut))
+		}
+	}
+	// The system's own record of its last switch, from the cut before it.
+	if times, err := b.sys.SwitchTimes(ctx); err == nil {
+		for _, t := range times {
+			switch {
+			case t.After(lastCut):
+				res.CutToSwitchNs = int64(t.Sub(lastCut))
+			case t.After(cutAt):
+				res.CutToSwitchNs = int64(t.Sub(cutAt))
+			}
+		}
+	}
+	// The receive-only guest: sequence numbers say how long it heard
+	// nothing; the paced sender says when the first frame after that gap
+	// was sent.
+	if down != nil && b.recvSlot >= 0 && down.sent > 0 {
+		words, err := b.rec.seen(b.recvSlot, down.sent)
+		if err != nil {
+			return res, err
+		}
+		start, run := stats.LongestMissingRun(words, down.sent)
+		res.CutToReceiveOnlyNs = 0
+		if run > 0 {
+			resume := down.started.Add(time.Duration(float64(start+run) / float64(o.DownRatePPS) * float64(time.Second)))
+			cut := cutAt
+			if resume.After(lastCut) {
+				cut = lastCut
+			}
+			res.CutToReceiveOnlyNs = max(0, int64(resume.Sub(cut)))
+		}
+	}
+	return res, nil
+}
+
+// settle restores every uplink and waits until the system uses the first
+// one again (failback), so every trial starts alike.
+func (h *harness) settle(ctx context.Context, b *bed) error {
+	for i := range b.tp.Uplinks {
+		if err := b.tp.Restore(i); err != nil {
+			return err
+		}
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) {
+		if a, err := b.sys.Active(ctx); err == nil && (a == b.tp.Uplinks[0] || a == "") && quiet(ctx, b.sys) {
+			// Let a rate cap's token bucket refill too.
+			time.Sleep(300 * time.Millisecond)
+			return nil
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return fmt.Errorf("%s did not return to %s", b.sys.Name(), b.tp.Uplinks[0])
+}
+
+// quiet asks a system that can tell whether it is done announcing.
+func quiet(ctx context.Context, s system) bool {
+	q, ok := s.(interface {
+		Quiet(context.Context) (bool, error)
+	})
+	if !ok {
+		return true
+	}
+	done, err := q.Quiet(ctx)
+	return err == nil && done
+}
+
+// warmUp makes the switch (and the upstream bridge) learn every guest and
+// the upstream host.
+func (h *harness) warmUp(ctx context.Context, b *bed, guests int) error {
+	if b.down != nil {
+		tmpl := benchbpf.Template{Dst: b.tp.MAC[topo.RecvOnly], Src: b.tp.MAC[topo.Sender], Sources: 1, Size: 60, Stream: 2}
+		if err := send(ctx, b.tp, b.down, topo.Sender, "sA", tmpl, 10_000, time.Second, 20).wait(); err != nil {
+			return err
+		}
+	}
+	if err := hello(b.tp, topo.RecvOnly, upstreamMAC(b.tp)); err != nil {
+		return fmt.Errorf("hello from the receive-only guest: %w", err)
+	}
+	n := uint64(max(4*guests, 256))
+	if err := send(ctx, b.tp, b.gen, topo.Guest, "eth0", guestTemplate(b.tp, guests, 64), 100_000, 5*time.Second, n).wait(); err != nil {
+		return err
+	}
+	time.Sleep(50 * time.Millisecond)
+	return nil
+}

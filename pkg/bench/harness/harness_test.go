@@ -1,0 +1,86 @@
+package harness
+
+import (
+	"encoding/binary"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/uplinkd/uplinkd/pkg/bench/stats"
+)
+
+func TestOptionsDefaultsAndErrors(t *testing.T) {
+	o, err := Options{}.withDefaults()
+	if err != nil || o.Profile != "quick" || o.Trials != 3 || len(o.Guests) != 3 || o.RatePPS != 50_000 {
+		t.Errorf("defaults: %+v, %v", o, err)
+	}
+	full, _ := Options{Profile: "full", Trials: 7}.withDefaults()
+	if full.Trials != 7 || full.RoundTime != 2*time.Second {
+		t.Errorf("explicit values must win over the profile: %+v", full)
+	}
+	for _, tc := range []struct {
+		o    Options
+		want string
+	}{
+		{Options{Profile: "huge"}, `unknown profile "huge"`},
+		{Options{Systems: []string{"bonding"}}, `unknown system "bonding"`},
+		{Options{Scenarios: []string{"soak"}}, `unknown scenario "soak"`},
+		{Options{Uplinks: []string{"macvlan"}}, `unknown uplink kind "macvlan"`},
+		{Options{FrameSizes: []int{32}}, "frame size 32"},
+	} {
+		if _, err := tc.o.withDefaults(); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%+v: %v, want %q", tc.o, err, tc.want)
+		}
+	}
+}
+
+func streamFrame(seq uint32, vlan bool) []byte {
+	f := make([]byte, 60)
+	off := 12
+	if vlan {
+		binary.BigEndian.PutUint16(f[12:], etherVLAN)
+		binary.BigEndian.PutUint16(f[14:], 100)
+		off = 16
+	}
+	binary.BigEndian.PutUint16(f[off:], etherStream)
+	binary.BigEndian.PutUint32(f[off+2:], streamMagic)
+	f[off+6] = 1
+	binary.BigEndian.PutUint32(f[off+7:], seq)
+	return f
+}
+
+func TestTapRecorderAccounting(t *testing.T) {
+	r := &tapRecorder{slots: make([]tapSlot, 2)}
+	for i := range r.slots {
+		r.slots[i].words = make([]uint64, stats.WordsFor(maxTapSeq))
+	}
+	t0 := time.Unix(1000, 0)
+	for i, seq := range []uint32{0, 1, 2, 2, 5} { // 3,4 lost, 2 twice
+		r.record(0, streamFrame(seq, i == 4), t0.Add(time.Duration(i)*time.Millisecond))
+	}
+	rarp := make([]byte, 60)
+	binary.BigEndian.PutUint16(rarp[12:], etherRARP)
+	r.record(1, rarp, t0.Add(9*time.Millisecond))
+	r.record(1, streamFrame(6, false), t0.Add(10*time.Millisecond))
+	r.record(1, []byte{1, 2, 3}, t0) // runt: ignored
+
+	s0, _ := r.stats(0)
+	if s0.Count != 5 || s0.Dups != 1 || !s0.First.Equal(t0) || !s0.Last.Equal(t0.Add(4*time.Millisecond)) {
+		t.Errorf("slot 0: %+v", s0)
+	}
+	s1, _ := r.stats(1)
+	if s1.RARPs != 1 || !s1.FirstRARP.Equal(t0.Add(9*time.Millisecond)) || s1.Count != 1 {
+		t.Errorf("slot 1: %+v", s1)
+	}
+	w0, _ := r.seen(0, 7)
+	w1, _ := r.seen(1, 7)
+	if lost := stats.Missing(stats.Union(w0, w1), 7); lost != 2 {
+		t.Errorf("lost = %d, want 2 (seq 3 and 4)", lost)
+	}
+	if err := r.reset(); err != nil {
+		t.Fatal(err)
+	}
+	if s, _ := r.stats(0); s.Count != 0 {
+		t.Errorf("reset left %+v", s)
+	}
+}

@@ -1,0 +1,127 @@
+// Package harness runs the benchmark: failover trials and forwarding
+// rounds for uplinkd and its peers on testbeds in network namespaces, with
+// one in-kernel generator and one XDP receiver for every system.
+package harness
+
+import (
+	"fmt"
+	"log/slog"
+	"slices"
+	"time"
+)
+
+// Options say what to measure.
+type Options struct {
+	Profile   string   // "quick" or "full": fills what is left zero
+	Systems   []string // uplinkd, ovs, bridge, xdpfwd
+	Scenarios []string // failover, forward
+	// Failover.
+	Trials       int
+	RatePPS      int   // the rate every system carries (compare at this)
+	HighRatePPS  int   // uplinkd alone at line-ish rate; 0 skips
+	Guests       []int // guest MACs behind the switch
+	Uplinks      []string
+	TrialLength  time.Duration
+	DownRatePPS  int // upstream -> receive-only guest
+	SecondCutMax time.Duration
+	// Forwarding.
+	FrameSizes []int
+	Rounds     int
+	RoundTime  time.Duration
+	// Where uplinkd and uplinkctl are.
+	BinDir string
+	Log    *slog.Logger
+}
+
+// Profiles.
+var profiles = map[string]Options{
+	"quick": {
+		Systems: []string{"uplinkd", "ovs", "bridge", "xdpfwd"}, Scenarios: []string{"failover", "forward"},
+		Trials: 3, RatePPS: 50_000, HighRatePPS: 1_000_000, Guests: []int{1, 64, 1024},
+		Uplinks: []string{"veth", "tap"}, TrialLength: 1200 * time.Millisecond, DownRatePPS: 10_000,
+		SecondCutMax: time.Second, FrameSizes: []int{64, 1500}, Rounds: 5, RoundTime: 500 * time.Millisecond,
+	},
+	"full": {
+		Systems: []string{"uplinkd", "ovs", "bridge", "xdpfwd"}, Scenarios: []string{"failover", "forward"},
+		Trials: 20, RatePPS: 50_000, HighRatePPS: 1_000_000, Guests: []int{1, 64, 1024},
+		Uplinks: []string{"veth", "tap"}, TrialLength: 2 * time.Second, DownRatePPS: 10_000,
+		SecondCutMax: time.Second, FrameSizes: []int{64, 1500}, Rounds: 5, RoundTime: 2 * time.Second,
+	},
+}
+
+// withDefaults fills zero fields from the profile.
+func (o Options) withDefaults() (Options, error) {
+	if o.Profile == "" {
+		o.Profile = "quick"
+	}
+	p, ok := profiles[o.Profile]
+	if !ok {
+		return o, fmt.Errorf("unknown profile %q (quick, full)", o.Profile)
+	}
+	if len(o.Systems) == 0 {
+		o.Systems = p.Systems
+	}
+	if len(o.Scenarios) == 0 {
+		o.Scenarios = p.Scenarios
+	}
+	if o.Trials == 0 {
+		o.Trials = p.Trials
+	}
+	if o.RatePPS == 0 {
+		o.RatePPS = p.RatePPS
+	}
+	if o.HighRatePPS == 0 {
+		o.HighRatePPS = p.HighRatePPS
+	}
+	if len(o.Guests) == 0 {
+		o.Guests = p.Guests
+	}
+	if len(o.Uplinks) == 0 {
+		o.Uplinks = p.Uplinks
+	}
+	if o.TrialLength == 0 {
+		o.TrialLength = p.TrialLength
+	}
+	if o.DownRatePPS == 0 {
+		o.DownRatePPS = p.DownRatePPS
+	}
+	if o.SecondCutMax == 0 {
+		o.SecondCutMax = p.SecondCutMax
+	}
+	if len(o.FrameSizes) == 0 {
+		o.FrameSizes = p.FrameSizes
+	}
+	if o.Rounds == 0 {
+		o.Rounds = p.Rounds
+	}
+	if o.RoundTime == 0 {
+		o.RoundTime = p.RoundTime
+	}
+	if o.Log == nil {
+		o.Log = slog.Default()
+	}
+	for _, s := range o.Systems {
+		if !slices.Contains([]string{"uplinkd", "ovs", "bridge", "xdpfwd"}, s) {
+			return o, fmt.Errorf("unknown system %q (uplinkd, ovs, bridge, xdpfwd)", s)
+		}
+	}
+	for _, s := range o.Scenarios {
+		if s != "failover" && s != "forward" {
+			return o, fmt.Errorf("unknown scenario %q (failover, forward)", s)
+		}
+	}
+	for _, u := range o.Uplinks {
+		if u != "veth" && u != "tap" {
+			return o, fmt.Errorf("unknown uplink kind %q (veth, tap)", u)
+		}
+	}
+	for _, f := range o.FrameSizes {
+		if f < 64 || f > 1518 {
+			return o, fmt.Errorf("frame size %d: want 64..1518 (with the 4-byte FCS, as usual)", f)
+		}
+	}
+	return o, nil
+}
+
+func (o Options) wants(scenario string) bool { return slices.Contains(o.Scenarios, scenario) }
+func (o Options) has(system string) bool     { return slices.Contains(o.Systems, system) }

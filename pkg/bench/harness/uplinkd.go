@@ -1,0 +1,141 @@
+package harness
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/uplinkd/uplinkd/pkg/control"
+)
+
+// uplinkdSystem runs the real uplinkd binary inside the host namespace.
+type uplinkdSystem struct {
+	bin    string
+	dir    string
+	config string
+	cmd    *exec.Cmd
+	done   chan struct{}
+	out    bytes.Buffer
+	client *control.Client
+}
+
+func newUplinkd(binDir string) *uplinkdSystem { return &uplinkdSystem{bin: binDir} }
+
+func (u *uplinkdSystem) Name() string { return "uplinkd" }
+
+func (u *uplinkdSystem) Start(ctx context.Context, hostNS string, guests, uplinks []string, workDir string) error {
+	u.dir = workDir
+	pin := filepath.Join(workDir, "bpffs")
+	if err := os.MkdirAll(pin, 0o700); err != nil {
+		return err
+	}
+	if err := unix.Mount("bpf", pin, "bpf", 0, "mode=0700"); err != nil {
+		return fmt.Errorf("mount bpffs: %w", err)
+	}
+	var ups strings.Builder
+	for i, name := range uplinks {
+		fmt.Fprintf(&ups, "      - {name: %s, priority: %d}\n", name, 10*(i+1))
+	}
+	socket := filepath.Join(workDir, "uplinkd.sock")
+	cfg := fmt.Sprintf(`pin_path: %s/uplinkd
+control_socket: %s
+groups:
+  - name: bench
+    failback: true
+    announce: {count: 3, interval: 100ms}
+    guest_ports: [%s]
+    uplinks:
+%s`, pin, socket, strings.Join(guests, ", "), ups.String())
+	u.config = filepath.Join(workDir, "uplinkd.yaml")
+	if err := os.WriteFile(u.config, []byte(cfg), 0o600); err != nil {
+		return err
+	}
+	u.cmd = exec.Command("ip", "netns", "exec", hostNS, filepath.Join(u.bin, "uplinkd"), "-config", u.config)
+	u.cmd.Stdout, u.cmd.Stderr = &u.out, &u.out
+	if err := u.cmd.Start(); err != nil {
+		return fmt.Errorf("start uplinkd: %w", err)
+	}
+	u.done = make(chan struct{})
+	go func(c *exec.Cmd, done chan struct{}) { _ = c.Wait(); close(done) }(u.cmd, u.done)
+	u.client = control.NewClient(socket)
+	for range 400 {
+		if st, err := u.client.Status(); err == nil && st.Groups[0].Active != "" {
+			return nil
+		}
+		select {
+		case <-u.done:
+			return fmt.Errorf("uplinkd exited: %s", u.out.String())
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(25 * time.Millisecond):
+		}
+	}
+	return fmt.Errorf("uplinkd not ready in 10 s: %s", u.out.String())
+}
+
+func (u *uplinkdSystem) Active(ctx context.Context) (string, error) {
+	st, err := u.client.Status()
+	if err != nil {
+		return "", err
+	}
+	return st.Groups[0].Active, nil
+}
+
+// Quiet reports whether the daemon has finished announcing: a trial that
+// starts while the last failback's announcements still drain the rate cap
+// would measure that, not its own failover.
+func (u *uplinkdSystem) Quiet(ctx context.Context) (bool, error) {
+	st, err := u.client.Status()
+	if err != nil {
+		return false, err
+	}
+	return !st.Groups[0].Announcing, nil
+}
+
+// SwitchTimes are the daemon's own timestamps of its recent switches.
+func (u *uplinkdSystem) SwitchTimes(ctx context.Context) ([]time.Time, error) {
+	st, err := u.client.Status()
+	if err != nil {
+		return nil, err
+	}
+	var out []time.Time
+	for _, ev := range st.Groups[0].Recent {
+		out = append(out, ev.Switched)
+	}
+	return out, nil
+}
+
+func (u *uplinkdSystem) Stop() error {
+	if u.cmd != nil && u.cmd.Process != nil {
+		_ = u.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-u.done:
+		case <-time.After(5 * time.Second):
+			_ = u.cmd.Process.Kill()
+			<-u.done
+		}
+		// uplinkd leaves the data plane attached on exit; take it down.
+		_ = exec.Command(filepath.Join(u.bin, "uplinkd"), "-config", u.config, "-cleanup").Run()
+		u.cmd = nil
+	}
+	if u.dir != "" {
+		_ = unix.Unmount(filepath.Join(u.dir, "bpffs"), unix.MNT_DETACH)
+	}
+	return nil
+}
+
+func (u *uplinkdSystem) Versions() map[string]string {
+	out, err := exec.Command(filepath.Join(u.bin, "uplinkd"), "-version").Output()
+	if err != nil {
+		return map[string]string{"uplinkd": "unknown"}
+	}
+	return map[string]string{"uplinkd": strings.TrimSpace(strings.TrimPrefix(string(out), "uplinkd "))}
+}

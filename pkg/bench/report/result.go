@@ -1,0 +1,200 @@
+// Package report defines the benchmark harness's result file (JSON) and
+// turns a result into the summary tables, docs/benchmarks.md and a
+// self-contained HTML report (inline CSS and SVG, no scripts, no network).
+//
+// Every figure is computed from the records of one Result, so comparisons
+// between uplinkd and its peers always come from the same run.
+package report
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// FormatVersion identifies the layout of the JSON file (Result.Format). It
+// changes when a field changes meaning or is removed; adding a field keeps it.
+const FormatVersion = "uplinkd-bench/1"
+
+// Names the harness should use, so tables and ratios line up. Peers are free
+// to use other names; these get friendlier labels in the report.
+const (
+	SystemUplinkd     = "uplinkd" // the reference of every ratio
+	SystemOVS         = "ovs"
+	SystemLinuxBridge = "bridge"
+	SystemXDPRedirect = "xdpfwd" // bare XDP devmap redirect, the upper bound
+
+	UplinkVeth = "veth"
+	UplinkTap  = "tap"
+
+	GuestToUplink = "guest-to-uplink"
+	UplinkToGuest = "uplink-to-guest"
+
+	ProfileQuick = "quick"
+	ProfileFull  = "full"
+)
+
+// Result is everything one harness run measured.
+type Result struct {
+	// Format is FormatVersion; WriteJSON fills it in.
+	Format string `json:"format"`
+	// Version is the version of the harness (uplinkd's build) that ran.
+	Version    string          `json:"version"`
+	Profile    string          `json:"profile"` // ProfileQuick or ProfileFull
+	Command    string          `json:"command"` // exactly what was run, e.g. "make bench"
+	Started    time.Time       `json:"started"`
+	Finished   time.Time       `json:"finished"`
+	Env        Env             `json:"env"`
+	Failover   []FailoverTrial `json:"failover"`
+	Forwarding []ForwardRound  `json:"forwarding"`
+	// NotRun lists every peer or scenario that could not run, with the
+	// reason; nothing is silently dropped.
+	NotRun []NotRun `json:"not_run"`
+}
+
+// Env describes the machine the run measured.
+type Env struct {
+	Kernel      string `json:"kernel"`
+	Hostname    string `json:"hostname"`
+	GoVersion   string `json:"go_version"`
+	CPUModel    string `json:"cpu_model"`
+	CPUs        int    `json:"cpus"`
+	MemoryBytes uint64 `json:"memory_bytes"`
+	// Versions of the software measured: uplinkd, ovs, iproute2, ...
+	Versions map[string]string `json:"versions"`
+}
+
+// FailoverTrial is one cut of an active uplink. Durations are nanoseconds; a
+// negative duration means unknown or not applicable (-1 by convention) and is
+// left out of every summary.
+type FailoverTrial struct {
+	System  string `json:"system"`   // SystemUplinkd, SystemOVS, ...
+	Uplink  string `json:"uplink"`   // UplinkVeth or UplinkTap
+	Guests  int    `json:"guests"`   // guest MACs behind the switch
+	RatePPS int    `json:"rate_pps"` // offered load; 0 means as fast as possible
+	Trial   int    `json:"trial"`    // 1-based within its scenario
+	// SecondFailure: this trial cut a second uplink within 1 s of the first.
+	SecondFailure bool   `json:"second_failure"`
+	Sent          uint64 `json:"sent"`
+	// Lost counts every frame of the run that never arrived; LostNearCut
+	// only those sent from 10 ms before the (first) cut to 100 ms after
+	// the last: the failover's own loss, apart from loss a system shows
+	// all along (e.g. a user-space switch starved of CPU).
+	Lost        uint64 `json:"lost"`
+	LostNearCut uint64 `json:"lost_near_cut"`
+	Duplicates  uint64 `json:"duplicates"`
+	// InterruptionNs: last frame on the old uplink -> first on the new one.
+	InterruptionNs int64 `json:"interruption_ns"`
+	// CutToSwitchNs: from the system's own event timestamps.
+	CutToSwitchNs int64 `json:"cut_to_switch_ns"`
+	// CutToAnnounceNs: cut -> first announcement (RARP) on the new uplink.
+	CutToAnnounceNs int64 `json:"cut_to_announce_ns"`
+	// CutToReceiveOnlyNs: cut -> first frame a receive-only guest gets from
+	// upstream again.
+	CutToReceiveOnlyNs int64 `json:"cut_to_receive_only_ns"`
+	// CPUBusy is the share of the machine busy during the trial, 0..1, so
+	// trials run under contention can be told apart.
+	CPUBusy float64 `json:"cpu_busy"`
+	Note    string  `json:"note"`
+}
+
+// ForwardRound is one forwarding-rate measurement.
+type ForwardRound struct {
+	System    string  `json:"system"`
+	Direction string  `json:"direction"`  // GuestToUplink or UplinkToGuest
+	FrameSize int     `json:"frame_size"` // bytes with the 4-byte FCS (64, 1500): the generator sends size-4
+	Round     int     `json:"round"`      // 1-based
+	Mpps      float64 `json:"mpps"`
+	Gbps      float64 `json:"gbps"`
+	Sent      uint64  `json:"sent"`
+	Received  uint64  `json:"received"`
+	CPUBusy   float64 `json:"cpu_busy"`
+}
+
+// NotRun is a peer or scenario that could not run on this machine.
+type NotRun struct {
+	System   string `json:"system"`
+	Scenario string `json:"scenario"`
+	Reason   string `json:"reason"`
+}
+
+// Check reports what would make r unwritable: a foreign format and
+// non-finite numbers (JSON has no NaN; the harness should record an unknown
+// CPU share as 0 with a note rather than lose the run).
+func (r *Result) Check() error {
+	var errs []error
+	if r.Format != "" && r.Format != FormatVersion {
+		errs = append(errs, fmt.Errorf("format %q is not %q", r.Format, FormatVersion))
+	}
+	finite := func(what string, v float64) {
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			errs = append(errs, fmt.Errorf("%s is %v", what, v))
+		}
+	}
+	for i, t := range r.Failover {
+		finite(fmt.Sprintf("failover[%d] (%s %s trial %d) cpu_busy", i, t.System, t.Uplink, t.Trial), t.CPUBusy)
+	}
+	for i, f := range r.Forwarding {
+		what := fmt.Sprintf("forwarding[%d] (%s %s %d B round %d)", i, f.System, f.Direction, f.FrameSize, f.Round)
+		finite(what+" mpps", f.Mpps)
+		finite(what+" gbps", f.Gbps)
+		finite(what+" cpu_busy", f.CPUBusy)
+	}
+	return errors.Join(errs...)
+}
+
+// WriteJSON writes r to path, indented, through a temporary file in the same
+// directory so a reader never sees half a result. Times are written in UTC.
+func WriteJSON(path string, r *Result) error {
+	if err := r.Check(); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	c := *r
+	c.Format = FormatVersion
+	c.Started, c.Finished = c.Started.UTC(), c.Finished.UTC()
+	data, err := json.MarshalIndent(&c, "", "  ")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".*.tmp")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	defer os.Remove(tmp.Name()) // after a successful rename this is a no-op
+	if _, err := tmp.Write(append(data, '\n')); err != nil {
+		tmp.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := tmp.Chmod(0o644); err != nil {
+		tmp.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
+}
+
+// ReadJSON reads a result written by WriteJSON. Unknown fields are ignored
+// (a newer harness may add some); a different format is an error.
+func ReadJSON(path string) (*Result, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read result: %w", err)
+	}
+	var r Result
+	if err := json.Unmarshal(data, &r); err != nil {
+		return nil, fmt.Errorf("read result %s: %w", path, err)
+	}
+	if r.Format != FormatVersion {
+		return nil, fmt.Errorf("read result %s: format %q, want %q", path, r.Format, FormatVersion)
+	}
+	return &r, nil
+}

@@ -1,0 +1,311 @@
+package benchbpf
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/safchain/ethtool"
+)
+
+// refused counts the frames the named veths would not take because their
+// peer's ring was full (ethtool tx_queue_N_xdp_xmit_errors): the loss a
+// veth legitimately shows at flat out.
+type refused struct {
+	t     *testing.T
+	e     *ethtool.Ethtool
+	names []string
+	base  uint64
+}
+
+func newRefused(t *testing.T, names ...string) *refused {
+	t.Helper()
+	e, err := ethtool.NewEthtool() // in the calling thread's namespace
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.Close)
+	r := &refused{t: t, e: e, names: names}
+	r.base = r.total()
+	return r
+}
+
+func (r *refused) total() uint64 {
+	r.t.Helper()
+	var n uint64
+	for _, name := range r.names {
+		st, err := r.e.Stats(name)
+		if err != nil {
+			r.t.Fatalf("ethtool -S %s: %v", name, err)
+		}
+		for k, v := range st {
+			if strings.HasSuffix(k, "xdp_xmit_errors") {
+				n += v
+			}
+		}
+	}
+	return n
+}
+
+// count is the number refused since newRefused.
+func (r *refused) count() uint64 { return r.total() - r.base }
+
+// checkStream asserts that slot received each of the sequence numbers
+// 0..sent-1 once, but for exactly as many as the senders refused (nil: no
+// loss allowed).
+func checkStream(t *testing.T, r *Receiver, slot int, sent uint64, senders *refused) SlotStats {
+	t.Helper()
+	st := waitCount(t, r, slot, sent)
+	words, err := r.Seen(slot, sent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := received(words, sent)
+	var lost uint64
+	if senders != nil {
+		lost = senders.count()
+	}
+	if got != sent-lost || st.Count != got || st.Dups != 0 || st.Beyond != 0 || (lost == 0 && st.MaxSeq != sent-1) {
+		t.Errorf("sent %d, refused by a full ring %d: %d distinct in the bitmap (%d missing), stats %+v", sent, lost, got, sent-got, st)
+	}
+	if lost > 0 {
+		t.Logf("lost %d of %d (%.2f%%), all refused by a full veth ring", lost, sent, 100*float64(lost)/float64(sent))
+	}
+	return st
+}
+
+// TestLive sends live frames out of veth a (bench_gen's XDP_TX on a test run
+// with ingress a) and receives them on its peer b.
+func TestLive(t *testing.T) {
+	ns := enterNewNS(t)
+	a, b := veth(t, "ulkbba", "ulkbbb")
+	r, err := NewReceiver()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	if _, err := r.Attach(b, 0); err != nil {
+		t.Fatal(err)
+	}
+	waitUp(t, "ulkbba", "ulkbbb")
+	g, err := NewGenerator()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { g.Close() })
+
+	tests := []struct {
+		name string
+		rate int
+		max  uint64
+		size int
+	}{
+		{"paced 200 kpps", 200_000, 100_000, 60},
+		{"flat out", 0, 200_000, 60},
+		{"flat out 1514 bytes", 0, 200_000, 1514},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			enter(t, ns)
+			if err := g.Reset(); err != nil {
+				t.Fatal(err)
+			}
+			if err := r.Reset(); err != nil {
+				t.Fatal(err)
+			}
+			tmpl := Template{Dst: testDst, Src: testSrc, Size: tt.size, Sources: 1}
+			var senders *refused // paced: no loss at all
+			if tt.rate <= 0 {
+				senders = newRefused(t, "ulkbba")
+			}
+			begin := time.Now()
+			sent, err := g.Send(context.Background(), a, tmpl, tt.rate, 10*time.Second, tt.max)
+			elapsed := time.Since(begin)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if sent != tt.max {
+				t.Fatalf("sent %d, want %d", sent, tt.max)
+			}
+			rate := float64(sent) / elapsed.Seconds()
+			t.Logf("%d frames of %d bytes in %v: %.3f Mpps", sent, tt.size, elapsed.Round(time.Microsecond), rate/1e6)
+			if tt.rate > 0 {
+				// The last burst is sent at most one interval before the end.
+				if d := rate/float64(tt.rate) - 1; d < -0.05 || d > 0.05 {
+					t.Errorf("paced at %.0f pps, want %d ±5%%", rate, tt.rate)
+				}
+			}
+			st := checkStream(t, r, 0, sent, senders)
+			if !st.First.After(begin) || st.Last.Before(st.First) || st.Last.After(time.Now()) {
+				t.Errorf("arrival times %v..%v, sending began %v", st.First, st.Last, begin)
+			}
+			// A second Send carries on with the next sequence numbers.
+			more, err := g.Send(context.Background(), a, tmpl, tt.rate, 10*time.Second, 1000)
+			if err != nil || more != 1000 {
+				t.Fatalf("second Send: %d, %v", more, err)
+			}
+			checkStream(t, r, 0, sent+more, senders)
+		})
+	}
+
+	t.Run("stops at duration and context", func(t *testing.T) {
+		enter(t, ns)
+		for _, tc := range []struct {
+			name     string
+			duration time.Duration
+			ctxAfter time.Duration
+		}{
+			{"duration", 200 * time.Millisecond, time.Minute},
+			{"context", 10 * time.Second, 200 * time.Millisecond},
+		} {
+			if err := g.Reset(); err != nil {
+				t.Fatal(err)
+			}
+			if err := r.Reset(); err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), tc.ctxAfter)
+			begin := time.Now()
+			sent, err := g.Send(ctx, a, Template{Dst: testDst, Src: testSrc, Size: 60}, 100_000, tc.duration, 0)
+			elapsed := time.Since(begin)
+			cancel()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if elapsed < 190*time.Millisecond || elapsed > 300*time.Millisecond {
+				t.Errorf("%s: Send took %v, want ~200ms", tc.name, elapsed)
+			}
+			if sent < 18_000 || sent > 21_000 {
+				t.Errorf("%s: sent %d in %v at 100 kpps", tc.name, sent, elapsed)
+			}
+			checkStream(t, r, 0, sent, nil)
+		}
+	})
+}
+
+// TestLiveFlatOutRate measures the generator flat out for a second (the
+// bitmap holds 16 Mi sequence numbers). A saturated veth ring drops
+// legitimately: every loss must be one the sender counted.
+func TestLiveFlatOutRate(t *testing.T) {
+	if testing.Short() {
+		t.Skip("one second of traffic")
+	}
+	enterNewNS(t)
+	a, b := veth(t, "ulkbba", "ulkbbb")
+	r, err := NewReceiver()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	if _, err := r.Attach(b, 3); err != nil {
+		t.Fatal(err)
+	}
+	waitUp(t, "ulkbba", "ulkbbb")
+	g, err := NewGenerator()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { g.Close() })
+	senders := newRefused(t, "ulkbba")
+	begin := time.Now()
+	sent, err := g.Send(context.Background(), a, Template{Dst: testDst, Src: testSrc, Size: 60}, 0, time.Second, 0)
+	elapsed := time.Since(begin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("flat out for %v: sent %d, %.2f Mpps", elapsed.Round(time.Millisecond), sent, float64(sent)/elapsed.Seconds()/1e6)
+	if sent < 1_000_000 {
+		t.Errorf("sent only %d in %v", sent, elapsed)
+	}
+	checkStream(t, r, 3, sent, senders)
+}
+
+// TestForwarder: x -XDP_TX-> y -bench_fwd-> z -> w (bench_rx, which also
+// gives w the NAPI a redirect into z needs).
+func TestForwarder(t *testing.T) {
+	ns := enterNewNS(t)
+	x, y := veth(t, "ulkbbx", "ulkbby")
+	z, w := veth(t, "ulkbbz", "ulkbbw")
+	r, err := NewReceiver()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	if _, err := r.Attach(w, 1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Attach(w, 2); err == nil {
+		t.Error("a second Attach to the same interface succeeded")
+	}
+	f, err := NewForwarder()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	g, err := NewGenerator()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { g.Close() })
+	waitUp(t, "ulkbbx", "ulkbby", "ulkbbz", "ulkbbw")
+
+	// Without the forwarder y has no XDP program, hence no NAPI: frames
+	// sent from x die, and nothing reaches w.
+	sent, err := g.Send(context.Background(), x, Template{Dst: testDst, Src: testSrc, Size: 60}, 0, time.Second, 1000)
+	if err != nil || sent != 1000 {
+		t.Fatalf("Send without forwarder: %d, %v", sent, err)
+	}
+	time.Sleep(50 * time.Millisecond)
+	if st, err := r.Stats(1); err != nil || st.Count != 0 {
+		t.Fatalf("without forwarder w saw %+v (%v)", st, err)
+	}
+
+	detach, err := f.Attach(y, z)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Attach(x, w); err == nil {
+		t.Error("Attach with a second output succeeded")
+	}
+	for _, tc := range []struct {
+		name string
+		rate int
+		max  uint64
+	}{
+		{"paced 200 kpps", 200_000, 100_000},
+		{"flat out", 0, 200_000},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			enter(t, ns)
+			if err := g.Reset(); err != nil {
+				t.Fatal(err)
+			}
+			if err := r.Reset(); err != nil {
+				t.Fatal(err)
+			}
+			var senders *refused
+			if tc.rate <= 0 {
+				senders = newRefused(t, "ulkbbx", "ulkbbz")
+			}
+			begin := time.Now()
+			sent, err := g.Send(context.Background(), x, Template{Dst: testDst, Src: testSrc, Size: 60}, tc.rate, 10*time.Second, tc.max)
+			elapsed := time.Since(begin)
+			if err != nil || sent != tc.max {
+				t.Fatalf("Send: %d, %v", sent, err)
+			}
+			t.Logf("%d frames forwarded y->z in %v: %.3f Mpps", sent, elapsed.Round(time.Microsecond), float64(sent)/elapsed.Seconds()/1e6)
+			checkStream(t, r, 1, sent, senders)
+		})
+	}
+
+	if err := detach(); err != nil {
+		t.Fatal(err)
+	}
+	// Detached, the output is free for another.
+	if d, err := f.Attach(x, w); err != nil {
+		t.Errorf("Attach after detach: %v", err)
+	} else {
+		_ = d()
+	}
+}
