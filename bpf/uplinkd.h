@@ -87,4 +87,39 @@ struct group_info {
 	__u32 in_use;
 };
 
+/* In-kernel failover (bpf/failover.c). */
+
+/* uplink_of key: an ifindex is unique only within its network namespace. */
+struct uplink_key {
+	__u32 ifindex;
+	__u32 netns; /* inode number of the namespace */
+};
+
+struct uplink_ref {
+	__u32 group;
+	__u32 slot;
+};
+
+/* fallbacks[group]: the slots to move to, best first. */
+struct fallback {
+	__u32 count;
+	__u32 slots[MAX_UPLINKS];
+};
+
+enum fo_cause {
+	FO_XMIT_ERROR = 1, /* tp_btf/xdp_devmap_xmit with err != 0 */
+	FO_CARRIER_OFF = 2, /* fentry/netif_carrier_off */
+};
+
+/* fo_events: one per switch the kernel made. */
+struct fo_event {
+	__u64 ts_ns; /* bpf_ktime_get_ns */
+	__u32 group;
+	__u32 from;
+	__u32 to;
+	__u32 ifindex;
+	__u32 cause; /* enum fo_cause */
+	__s32 err;
+};
+
 #endif

@@ -9,10 +9,14 @@ const DefaultSocket = "/run/uplinkd/uplinkd.sock"
 
 // Status is the whole switch.
 type Status struct {
-	Version string        `json:"version"`
-	Started time.Time     `json:"started"`
-	PinPath string        `json:"pin_path"`
-	Groups  []GroupStatus `json:"groups"`
+	Version string    `json:"version"`
+	Started time.Time `json:"started"`
+	PinPath string    `json:"pin_path"`
+	// FailoverPaths are the ways a dead uplink is left, fastest first:
+	// "carrier-hook", "xmit-error" (in the kernel), "user-space".
+	FailoverPaths []string          `json:"failover_paths"`
+	RefusedPaths  map[string]string `json:"refused_paths,omitempty"` // path -> why the kernel refused it
+	Groups        []GroupStatus     `json:"groups"`
 }
 
 // GroupStatus is one virtual switch.

@@ -103,6 +103,18 @@ func status(c *control.Client, w io.Writer, asJSON bool) error {
 // /proc/net/bonding style: one block per group.
 func writeStatus(w io.Writer, st control.Status, now time.Time) {
 	fmt.Fprintf(w, "uplinkd %s, up %s, state in %s\n", st.Version, ago(now, st.Started), st.PinPath)
+	if len(st.FailoverPaths) > 0 {
+		fmt.Fprintf(w, "failover: %s", strings.Join(st.FailoverPaths, ", then "))
+		var refused []string
+		for p, why := range st.RefusedPaths {
+			refused = append(refused, p+" ("+why+")")
+		}
+		sort.Strings(refused)
+		if len(refused) > 0 {
+			fmt.Fprintf(w, "; unavailable: %s", strings.Join(refused, "; "))
+		}
+		fmt.Fprintln(w)
+	}
 	for _, g := range st.Groups {
 		active := g.Active
 		if active == "" {

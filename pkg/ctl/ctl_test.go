@@ -14,6 +14,8 @@ func TestWriteStatus(t *testing.T) {
 	switched := now.Add(-3 * time.Second)
 	st := control.Status{
 		Version: "v1", Started: now.Add(-time.Hour), PinPath: "/sys/fs/bpf/uplinkd",
+		FailoverPaths: []string{"xmit-error", "user-space"},
+		RefusedPaths:  map[string]string{"carrier-hook": "refused by the kernel (EPERM)"},
 		Groups: []control.GroupStatus{{
 			Name: "tenant-a", Active: "eth2", Failback: true, Failovers: 1, LearnedGuests: 2,
 			LastChange: switched, LastReason: "carrier lost",
@@ -35,6 +37,7 @@ func TestWriteStatus(t *testing.T) {
 	out := buf.String()
 	for _, want := range []string{
 		"uplinkd v1, up 1h0m0s",
+		"failover: xmit-error, then user-space; unavailable: carrier-hook (refused by the kernel (EPERM))",
 		"group tenant-a: active eth2; failback on; failovers 1; guests learned 2",
 		"last change 3s ago: carrier lost",
 		"last failover eth1 -> eth2 (carrier lost): detected->switched 42µs, 12 frames announced in 200ms",

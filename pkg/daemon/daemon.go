@@ -34,6 +34,8 @@ type Daemon struct {
 	cfg     *config.Config
 	log     *slog.Logger
 	dp      *datapath.Datapath
+	kf      *datapath.KernelFailover // nil: user space only
+	netns   uint64                   // our network namespace, for the hooks
 	ann     *announce.Announcer
 	watch   *linkwatch.Watcher
 	started time.Time
@@ -84,11 +86,34 @@ func New(cfg *config.Config, log *slog.Logger) (*Daemon, error) {
 		started: time.Now(),
 		ports:   map[string]*port{},
 	}
-	if err := d.setup(); err != nil {
+	if d.netns, err = datapath.NetnsInode(); err != nil {
 		dp.Close()
 		return nil, err
 	}
+	// In-kernel failover where the kernel allows it; the daemon's own
+	// path always remains.
+	if kf, err := dp.OpenKernelFailover(); err != nil {
+		log.Warn("in-kernel failover unavailable; failing over from user space", "err", err)
+	} else {
+		d.kf = kf
+		for path, why := range kf.Refused() {
+			log.Warn("in-kernel failover path unavailable, falling back", "path", path, "reason", why)
+		}
+		log.Info("failover paths", "in_use", kf.Paths())
+	}
+	if err := d.setup(); err != nil {
+		d.Close()
+		return nil, err
+	}
 	return d, nil
+}
+
+// FailoverPaths lists the paths in use (fastest first) and the refused ones.
+func (d *Daemon) FailoverPaths() ([]string, map[string]string) {
+	if d.kf == nil {
+		return []string{datapath.PathUserspace}, nil
+	}
+	return d.kf.Paths(), d.kf.Refused()
 }
 
 func (d *Daemon) setup() error {
@@ -222,6 +247,11 @@ func (d *Daemon) attach(p *port, ifindex int) {
 		return
 	}
 	p.ifindex, p.mac, p.mode, p.err = attrs.Index, attrs.HardwareAddr, mode, nil
+	if p.role == datapath.RoleUplink && d.kf != nil {
+		if err := d.kf.SetUplink(attrs.Index, d.netns, p.group.id, uint32(p.slot)); err != nil {
+			d.log.Warn("in-kernel failover does not know this uplink", "port", p.name, "err", err)
+		}
+	}
 	d.log.Info("port attached", "port", p.name, "role", p.role, "group", p.group.cfg.Name, "ifindex", attrs.Index, "xdp", mode)
 }
 
@@ -272,6 +302,18 @@ func (d *Daemon) Run(ctx context.Context) error {
 	events := make(chan linkwatch.State, 256)
 	watchDone := make(chan error, 1)
 	go func() { watchDone <- d.watch.Run(ctx, events) }()
+	kernel := make(chan datapath.KernelSwitch, 64)
+	if d.kf != nil {
+		go func() {
+			for {
+				ev, err := d.kf.Next()
+				if err != nil {
+					return // closed
+				}
+				kernel <- ev
+			}
+		}()
+	}
 	d.log.Info("uplinkd running", "version", version.String(), "groups", len(d.groups), "pin_path", d.cfg.PinPath, "control_socket", d.cfg.ControlSocket)
 
 	for {
@@ -285,14 +327,56 @@ func (d *Daemon) Run(ctx context.Context) error {
 			return fmt.Errorf("link watcher: %w", err)
 		case st := <-events:
 			d.onLink(st)
+		case ev := <-kernel:
+			d.onKernelSwitch(ev)
 		}
 	}
 }
 
-// Close releases the daemon's handles; the pinned data plane stays.
+// Close releases the daemon's handles; the pinned data plane (and the
+// in-kernel failover hooks) stay.
 func (d *Daemon) Close() error {
 	d.ann.Close()
+	if d.kf != nil {
+		d.kf.Close()
+	}
 	return d.dp.Close()
+}
+
+// onKernelSwitch takes note of a switch the kernel made by itself: the
+// policy records it (and corrects it if its fallback order was stale),
+// the guests are announced, and the failed uplink's real carrier is read,
+// since a transmit error alone does not mean the cable is gone.
+func (d *Daemon) onKernelSwitch(ev datapath.KernelSwitch) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var g *group
+	for _, x := range d.groups {
+		if x.id == ev.Group {
+			g = x
+		}
+	}
+	if g == nil {
+		return
+	}
+	reason := failover.ReasonTransmitError
+	if ev.Path == datapath.PathCarrierHook {
+		reason = failover.ReasonCarrierHook
+	}
+	d.log.Info("kernel moved the group off a failing uplink", "group", g.cfg.Name, "path", ev.Path,
+		"from", g.policy.UplinkName(int(ev.From)), "to", g.policy.UplinkName(int(ev.To)), "err", ev.Err)
+	dec := g.policy.DataPlaneSwitched(int(ev.From), int(ev.To), reason, ev.At)
+	d.applyAt(g, dec, ev.At, ev.At)
+	if int(ev.From) < len(g.uplinks) {
+		from := g.uplinks[ev.From]
+		if snap, err := linkwatch.Snapshot([]string{from.name}); err == nil {
+			st := snap[from.name]
+			up := from.ifindex > 0 && st.Exists && st.AdminUp && st.Carrier
+			if dec, err := g.policy.SetCarrier(from.name, up, time.Now()); err == nil {
+				d.apply(g, dec, time.Now())
+			}
+		}
+	}
 }
 
 func (d *Daemon) onLink(st linkwatch.State) {
@@ -338,6 +422,13 @@ func (d *Daemon) onLink(st linkwatch.State) {
 // apply carries out a policy decision: the active slot first, then the
 // announcements. Called with d.mu held.
 func (d *Daemon) apply(g *group, dec failover.Decision, detected time.Time) {
+	d.applyAt(g, dec, detected, time.Time{})
+}
+
+// applyAt is apply for a switch that may already have happened: switched
+// is when the kernel wrote the slot (zero: the daemon writes it now).
+func (d *Daemon) applyAt(g *group, dec failover.Decision, detected, switched time.Time) {
+	d.updateFallback(g)
 	if !dec.Changed {
 		return
 	}
@@ -351,7 +442,9 @@ func (d *Daemon) apply(g *group, dec failover.Decision, detected time.Time) {
 		d.log.Error("cannot write the active uplink", "group", g.cfg.Name, "err", err)
 		return
 	}
-	switched := time.Now()
+	if switched.IsZero() {
+		switched = time.Now()
+	}
 	if d.watch != nil {
 		d.watch.SetPolled(d.activeUplinkNames()...)
 	}
@@ -430,6 +523,16 @@ func (d *Daemon) guestsOf(gid uint32) ([]announce.Guest, error) {
 		}
 	}
 	return out, nil
+}
+
+// updateFallback tells the in-kernel hooks where the group may go next.
+func (d *Daemon) updateFallback(g *group) {
+	if d.kf == nil {
+		return
+	}
+	if err := d.kf.SetFallback(g.id, g.policy.Fallback()); err != nil {
+		d.log.Warn("cannot update the in-kernel fallback order", "group", g.cfg.Name, "err", err)
+	}
 }
 
 // activeUplinkNames are polled in /sys besides the netlink events, which

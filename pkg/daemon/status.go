@@ -22,6 +22,7 @@ func (d *Daemon) Status() control.Status {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	st := control.Status{Version: version.String(), Started: d.started, PinPath: d.cfg.PinPath}
+	st.FailoverPaths, st.RefusedPaths = d.FailoverPaths()
 	for _, g := range d.groups {
 		ps := g.policy.Status()
 		gs := control.GroupStatus{

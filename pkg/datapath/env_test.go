@@ -28,6 +28,8 @@ type testEnv struct {
 	pinDir string
 	dp     *Datapath
 	links  map[string]*netlink.Veth
+	// peerLinks are the XDP_PASS links passOn attached, by interface.
+	peerLinks map[string][]link.Link
 }
 
 func requireRoot(t *testing.T) {
@@ -164,6 +166,10 @@ func (e *testEnv) passOn(name string) {
 	if err != nil {
 		e.t.Fatalf("attach XDP_PASS on %s: %v", name, err)
 	}
+	if e.peerLinks == nil {
+		e.peerLinks = map[string][]link.Link{}
+	}
+	e.peerLinks[name] = append(e.peerLinks[name], l)
 	e.t.Cleanup(func() { l.Close(); prog.Close() })
 }
 

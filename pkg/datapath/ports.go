@@ -278,6 +278,7 @@ func Remove(pinDir string) error {
 		}
 	}
 	_ = os.Remove(linksDir(pinDir))
+	errs = append(errs, removeHooks(pinDir))
 	for _, name := range pinnedMapNames() {
 		err := os.Remove(filepath.Join(pinDir, name))
 		if !errors.Is(err, os.ErrNotExist) {
@@ -291,14 +292,18 @@ func Remove(pinDir string) error {
 }
 
 func pinnedMapNames() []string {
-	spec, err := loadBpfSwitch()
-	if err != nil {
-		return nil
-	}
+	seen := map[string]bool{}
 	var names []string
-	for name, m := range spec.Maps {
-		if m.Pinning == ebpf.PinByName && !strings.HasPrefix(name, ".") {
-			names = append(names, name)
+	for _, load := range []func() (*ebpf.CollectionSpec, error){loadBpfSwitch, loadBpfFailover} {
+		spec, err := load()
+		if err != nil {
+			continue
+		}
+		for name, m := range spec.Maps {
+			if m.Pinning == ebpf.PinByName && !strings.HasPrefix(name, ".") && !seen[name] {
+				seen[name] = true
+				names = append(names, name)
+			}
 		}
 	}
 	return names

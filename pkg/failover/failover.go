@@ -25,6 +25,7 @@ package failover
 import (
 	"errors"
 	"fmt"
+	"sort"
 	"strings"
 	"time"
 )
@@ -66,6 +67,8 @@ const (
 	ReasonManual                        // an operator pinned an uplink
 	ReasonManualCleared                 // an operator removed the pin
 	ReasonAllDown                       // no uplink is usable
+	ReasonTransmitError                 // the data plane moved off an uplink whose transmit failed
+	ReasonCarrierHook                   // the data plane moved off an uplink at its carrier loss
 )
 
 var reasonNames = [...]string{
@@ -78,6 +81,8 @@ var reasonNames = [...]string{
 	ReasonManual:          "manual",
 	ReasonManualCleared:   "manual cleared",
 	ReasonAllDown:         "all uplinks down",
+	ReasonTransmitError:   "transmit error (in kernel)",
+	ReasonCarrierHook:     "carrier lost (in kernel)",
 }
 
 func (r Reason) String() string {
@@ -232,6 +237,47 @@ func (g *Group) ClearManual(now time.Time) Decision {
 		return g.unchanged(ReasonManualCleared)
 	}
 	return g.decide(now, ReasonManualCleared)
+}
+
+// DataPlaneSwitched records a switch the data plane made by itself: it
+// moved the group from slot from to slot to because from failed (reason
+// ReasonTransmitError or ReasonCarrierHook). from counts as without
+// carrier until SetCarrier reports it again. The decision covers the whole
+// move; its To is the policy's own choice, which differs from to only when
+// the data plane's fallback order was out of date. A report that does not
+// start from the current active uplink is stale (the policy has moved on)
+// and changes nothing.
+func (g *Group) DataPlaneSwitched(from, to int, reason Reason, now time.Time) Decision {
+	valid := func(s int) bool { return s >= 0 && s < len(g.uplinks) }
+	if !g.started || from != g.active || !valid(from) || !valid(to) || from == to {
+		return g.unchanged(ReasonNone)
+	}
+	u := &g.uplinks[from]
+	u.carrier, u.since = false, now
+	if g.manual == from {
+		g.manual = NoSlot
+	}
+	g.active = to
+	g.selected = true
+	g.failovers++
+	g.lastChange, g.lastReason = now, reason
+	if d := g.decide(now, ReasonNone); d.Changed {
+		return Decision{From: from, To: d.To, Reason: d.Reason, Changed: true}
+	}
+	return Decision{From: from, To: to, Reason: reason, Changed: true}
+}
+
+// Fallback lists the usable uplinks best first: where the data plane may
+// move by itself if the active one fails.
+func (g *Group) Fallback() []int {
+	var out []int
+	for slot := range g.uplinks {
+		if g.uplinks[slot].usable() {
+			out = append(out, slot)
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool { return g.uplinks[out[i]].priority < g.uplinks[out[j]].priority })
+	return out
 }
 
 // Active returns the active slot or NoActive.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -727,5 +728,58 @@ func TestUplinkName(t *testing.T) {
 		if got := g.UplinkName(slot); got != want {
 			t.Errorf("UplinkName(%d) = %q, want %q", slot, got, want)
 		}
+	}
+}
+
+func TestDataPlaneSwitched(t *testing.T) {
+	t0 := time.Unix(100, 0)
+	newGroup := func(failback bool) *Group {
+		g, err := New(Config{Name: "g", Failback: failback, Uplinks: []UplinkConfig{
+			{Name: "a", Priority: 10}, {Name: "b", Priority: 30}, {Name: "c", Priority: 20}}}, NoActive)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := g.Start(map[string]bool{"a": true, "b": true, "c": true}, t0); err != nil {
+			t.Fatal(err)
+		}
+		return g
+	}
+
+	g := newGroup(true)
+	if got := g.Fallback(); !slices.Equal(got, []int{0, 2, 1}) {
+		t.Errorf("fallback = %v, want best first [0 2 1]", got)
+	}
+	// The kernel moved a -> c (its fallback order): the policy agrees.
+	d := g.DataPlaneSwitched(0, 2, ReasonCarrierHook, t0.Add(time.Second))
+	if !d.Changed || d.From != 0 || d.To != 2 || d.Reason != ReasonCarrierHook || g.Active() != 2 {
+		t.Errorf("kernel switch a->c: %+v, active %d", d, g.Active())
+	}
+	if st := g.Status(); st.Failovers != 1 || st.Uplinks[0].Carrier {
+		t.Errorf("after the kernel switch: failovers %d, a carrier %v", st.Failovers, st.Uplinks[0].Carrier)
+	}
+	// The netlink event that follows confirms it: nothing more to do.
+	if d, _ := g.SetCarrier("a", false, t0.Add(2*time.Second)); d.Changed {
+		t.Errorf("confirmation switched again: %+v", d)
+	}
+	// A stale report (not from the active uplink) changes nothing.
+	if d := g.DataPlaneSwitched(0, 1, ReasonTransmitError, t0.Add(3*time.Second)); d.Changed {
+		t.Errorf("stale report acted on: %+v", d)
+	}
+	// A transient transmit error: the carrier is still there, so with
+	// failback the better uplink is taken back.
+	if d, _ := g.SetCarrier("a", true, t0.Add(4*time.Second)); !d.Changed || d.To != 0 || d.Reason != ReasonFailback {
+		t.Errorf("a back: %+v", d)
+	}
+
+	// A stale fallback order: the kernel picked b, the policy prefers c.
+	g = newGroup(false)
+	d = g.DataPlaneSwitched(0, 1, ReasonTransmitError, t0.Add(time.Second))
+	if !d.Changed || d.From != 0 || d.To != 1 {
+		t.Errorf("without failback the kernel's choice stands: %+v", d)
+	}
+	g = newGroup(true)
+	d = g.DataPlaneSwitched(0, 1, ReasonTransmitError, t0.Add(time.Second))
+	if !d.Changed || d.From != 0 || d.To != 2 {
+		t.Errorf("with failback the policy corrects a stale order to c: %+v", d)
 	}
 }

@@ -1,0 +1,249 @@
+package datapath
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"github.com/cilium/ebpf/ringbuf"
+)
+
+// Failover paths, fastest first.
+const (
+	PathCarrierHook = "carrier-hook" // fentry/netif_carrier_off
+	PathXmitError   = "xmit-error"   // tp_btf/xdp_devmap_xmit
+	PathUserspace   = "user-space"   // the daemon's netlink events and carrier poll
+)
+
+// hookPrograms maps each in-kernel path to its program, fastest first.
+var hookPrograms = []struct{ path, prog string }{
+	{PathCarrierHook, bpfFailoverProgFoCarrier},
+	{PathXmitError, bpfFailoverProgFoXmit},
+}
+
+// KernelFailover is the in-kernel failover: the hooks this kernel allows,
+// their shared maps and the event ring.
+type KernelFailover struct {
+	uplinkOf, fallbacks *ebpf.Map
+	events              *ringbuf.Reader
+	paths               []string          // in use, fastest first
+	refused             map[string]string // path -> why the kernel said no
+	closers             []func() error
+}
+
+// KernelSwitch is one switch the kernel made by itself.
+type KernelSwitch struct {
+	Group    uint32
+	From, To uint32
+	Ifindex  int
+	Path     string // PathCarrierHook or PathXmitError
+	Err      int    // the transmit error, for PathXmitError
+	At       time.Time
+}
+
+// OpenKernelFailover loads every hook the kernel allows and attaches it
+// (pinned, so it keeps working while no daemon runs). A hook the kernel
+// refuses is recorded, not fatal: Paths says what is in use.
+func (d *Datapath) OpenKernelFailover() (*KernelFailover, error) {
+	spec, err := loadBpfFailover()
+	if err != nil {
+		return nil, err
+	}
+	kf := &KernelFailover{refused: map[string]string{}}
+	opts := ebpf.CollectionOptions{
+		Maps:            ebpf.MapOptions{PinPath: d.pinDir},
+		MapReplacements: map[string]*ebpf.Map{bpfFailoverMapActive: d.objs.Active},
+	}
+	dir := filepath.Join(d.pinDir, "hooks")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	for _, h := range hookPrograms {
+		one := spec.Copy()
+		for name := range one.Programs {
+			if name != h.prog {
+				delete(one.Programs, name)
+			}
+		}
+		coll, err := ebpf.NewCollectionWithOptions(one, opts)
+		if err != nil {
+			kf.refused[h.path] = refusal(err)
+			continue
+		}
+		if err := attachHook(coll.Programs[h.prog], filepath.Join(dir, h.prog)); err != nil {
+			kf.refused[h.path] = refusal(err)
+			coll.Close()
+			continue
+		}
+		kf.paths = append(kf.paths, h.path)
+		if kf.uplinkOf == nil {
+			kf.uplinkOf, _ = coll.Maps[bpfFailoverMapUplinkOf].Clone()
+			kf.fallbacks, _ = coll.Maps[bpfFailoverMapFallbacks].Clone()
+			ev := coll.Maps[bpfFailoverMapFoEvents]
+			if kf.events, err = ringbuf.NewReader(ev); err != nil {
+				coll.Close()
+				kf.Close()
+				return nil, fmt.Errorf("failover events: %w", err)
+			}
+		}
+		coll.Close() // the pinned link holds the program, the pins the maps
+	}
+	kf.paths = append(kf.paths, PathUserspace)
+	if kf.uplinkOf != nil {
+		kf.closers = append(kf.closers, kf.uplinkOf.Close, kf.fallbacks.Close, kf.events.Close)
+	}
+	return kf, nil
+}
+
+// attachHook attaches prog and pins the link at path, replacing a link a
+// previous daemon pinned there: the new one is attached first, so there
+// is no moment without the hook (both flip the same slot with a
+// compare-and-swap, so the overlap is harmless).
+func attachHook(prog *ebpf.Program, path string) error {
+	l, err := link.AttachTracing(link.TracingOptions{Program: prog})
+	if err != nil {
+		return err
+	}
+	if old, err := link.LoadPinnedLink(path, nil); err == nil {
+		_ = old.Unpin()
+		old.Close()
+	} else {
+		_ = os.Remove(path)
+	}
+	if err := l.Pin(path); err != nil {
+		l.Close()
+		return fmt.Errorf("pin %s: %w", path, err)
+	}
+	return l.Close()
+}
+
+// enotsupp is the kernel's internal ENOTSUPP (524), which the bpf syscall
+// can return for an attach type it lacks.
+const enotsupp = syscall.Errno(524)
+
+// refusal says briefly why the kernel would not have a hook.
+func refusal(err error) string {
+	switch {
+	case errors.Is(err, syscall.EPERM), errors.Is(err, syscall.EACCES):
+		return "refused by the kernel (EPERM): tracing programs of this kind are not allowed here"
+	case errors.Is(err, enotsupp), errors.Is(err, syscall.EOPNOTSUPP), errors.Is(err, syscall.EINVAL):
+		return fmt.Sprintf("not supported by this kernel: %v", err)
+	}
+	return err.Error()
+}
+
+// Paths lists the failover paths in use, fastest first; the last is
+// always the daemon's own.
+func (kf *KernelFailover) Paths() []string { return append([]string(nil), kf.paths...) }
+
+// Refused says which in-kernel paths the kernel would not load, and why.
+func (kf *KernelFailover) Refused() map[string]string {
+	out := make(map[string]string, len(kf.refused))
+	for k, v := range kf.refused {
+		out[k] = v
+	}
+	return out
+}
+
+// InKernel reports whether any in-kernel path is in use.
+func (kf *KernelFailover) InKernel() bool { return kf.uplinkOf != nil }
+
+// SetUplink tells the hooks that the device (ifindex in the namespace
+// with inode netns) is slot of group.
+func (kf *KernelFailover) SetUplink(ifindex int, netns uint64, group, slot uint32) error {
+	if kf.uplinkOf == nil {
+		return nil
+	}
+	key := bpfFailoverUplinkKey{Ifindex: uint32(ifindex), Netns: uint32(netns)}
+	return kf.uplinkOf.Put(key, bpfFailoverUplinkRef{Group: group, Slot: slot})
+}
+
+// ClearUplink forgets a device.
+func (kf *KernelFailover) ClearUplink(ifindex int, netns uint64) error {
+	if kf.uplinkOf == nil {
+		return nil
+	}
+	return ignoreNotExist(kf.uplinkOf.Delete(bpfFailoverUplinkKey{Ifindex: uint32(ifindex), Netns: uint32(netns)}))
+}
+
+// SetFallback gives the order in which a group's uplinks may take over,
+// best first (only usable ones).
+func (kf *KernelFailover) SetFallback(group uint32, slots []int) error {
+	if kf.fallbacks == nil {
+		return nil
+	}
+	var fb bpfFailoverFallback
+	for _, s := range slots {
+		if int(fb.Count) < len(fb.Slots) && s >= 0 && s < MaxUplinks {
+			fb.Slots[fb.Count] = uint32(s)
+			fb.Count++
+		}
+	}
+	return kf.fallbacks.Put(group, fb)
+}
+
+// Next blocks until the kernel reports a switch, or the reader is closed.
+func (kf *KernelFailover) Next() (KernelSwitch, error) {
+	if kf.events == nil {
+		return KernelSwitch{}, ringbuf.ErrClosed
+	}
+	rec, err := kf.events.Read()
+	if err != nil {
+		return KernelSwitch{}, err
+	}
+	var ev bpfFailoverFoEvent
+	if err := binary.Read(bytes.NewReader(rec.RawSample), binary.NativeEndian, &ev); err != nil {
+		return KernelSwitch{}, fmt.Errorf("failover event: %w", err)
+	}
+	ks := KernelSwitch{Group: ev.Group, From: ev.From, To: ev.To, Ifindex: int(ev.Ifindex), Err: int(ev.Err), At: monotonicToTime(ev.TsNs)}
+	switch ev.Cause {
+	case uint32(bpfFailoverFoCauseFO_CARRIER_OFF):
+		ks.Path = PathCarrierHook
+	default:
+		ks.Path = PathXmitError
+	}
+	return ks, nil
+}
+
+// Close stops reading events and releases handles; the pinned hooks stay.
+func (kf *KernelFailover) Close() error {
+	var errs []error
+	for _, c := range kf.closers {
+		errs = append(errs, c())
+	}
+	return errors.Join(errs...)
+}
+
+// RemoveHooks is part of Remove: detach the pinned hooks.
+func removeHooks(pinDir string) error {
+	dir := filepath.Join(pinDir, "hooks")
+	entries, _ := os.ReadDir(dir)
+	var errs []error
+	for _, e := range entries {
+		path := filepath.Join(dir, e.Name())
+		if l, err := link.LoadPinnedLink(path, nil); err == nil {
+			errs = append(errs, l.Unpin())
+			l.Close()
+		} else {
+			errs = append(errs, os.Remove(path))
+		}
+	}
+	_ = os.Remove(dir)
+	return errors.Join(errs...)
+}
+
+// monotonicToTime converts a bpf_ktime_get_ns reading to wall time.
+func monotonicToTime(ns uint64) time.Time {
+	now, err := monotonicNow()
+	if err != nil {
+		return time.Now()
+	}
+	return time.Now().Add(-time.Duration(int64(now) - int64(ns)))
+}
