@@ -70,6 +70,14 @@ struct {
 } active SEC(".maps");
 
 struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, MAX_GROUPS);
+	__type(key, __u32);
+	__type(value, struct drain);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} draining SEC(".maps");
+
+struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, FDB_ENTRIES);
 	__type(key, struct fdb_key);
@@ -385,16 +393,27 @@ int xdp_uplink(struct xdp_md *ctx)
 	if (mac_equal(f.dst, port->mac) || is_link_local(f.dst))
 		return to_host(port);
 
+	struct fdb_key key = { .group = port->group, .vlan = f.vlan };
+	__builtin_memcpy(key.mac, f.dst, ETH_ALEN);
+
 	/* A standby uplink delivers nothing to guests: the upstream floods
-	 * copies to every port, and only the active one may deliver them. */
-	if (active_slot(port->group) != port->slot)
+	 * copies to every port, and only the active one may deliver them.
+	 * The uplink active until the last switch still delivers unicast to
+	 * known guests for a while: make before break. */
+	if (active_slot(port->group) != port->slot) {
+		__u32 group = port->group;
+		struct drain *dr = bpf_map_lookup_elem(&draining, &group);
+		struct fdb_entry *dst;
+
+		if (dr && dr->slot == port->slot && bpf_ktime_get_ns() < dr->until_ns &&
+		    !is_multicast(f.dst) && (dst = bpf_map_lookup_elem(&fdb, &key)))
+			return to_guest(dst->ifindex);
 		return drop(port, DROP_STANDBY);
+	}
 
 	if (is_multicast(f.dst))
 		return flood();
 
-	struct fdb_key key = { .group = port->group, .vlan = f.vlan };
-	__builtin_memcpy(key.mac, f.dst, ETH_ALEN);
 	struct fdb_entry *dst = bpf_map_lookup_elem(&fdb, &key);
 	if (dst)
 		return to_guest(dst->ifindex);
@@ -403,12 +422,7 @@ int xdp_uplink(struct xdp_md *ctx)
 	return flood();
 }
 
-/* xdp_egress runs for every frame leaving through ports_tx or uplinks:
- * it confines flooding to the ingress port's group, never sends from an
- * uplink to an uplink, lets only the active uplink transmit, and counts
- * what leaves. */
-SEC("xdp/devmap")
-int xdp_egress(struct xdp_md *ctx)
+static __always_inline int egress(struct xdp_md *ctx, int flooded)
 {
 	__u32 in = ctx->ingress_ifindex, out = ctx->egress_ifindex;
 	struct port_info *src = bpf_map_lookup_elem(&ports, &in);
@@ -419,7 +433,10 @@ int xdp_egress(struct xdp_md *ctx)
 	if (dst->role == ROLE_UPLINK) {
 		if (src->role == ROLE_UPLINK)
 			return XDP_DROP;
-		if (active_slot(dst->group) != dst->slot)
+		/* Flood copies leave by the active uplink only. A frame sent to
+		 * an uplink on purpose goes out even if the active slot moved
+		 * since: that uplink works (a dead one fails the transmit). */
+		if (flooded && active_slot(dst->group) != dst->slot)
 			return XDP_DROP;
 	}
 
@@ -429,4 +446,21 @@ int xdp_egress(struct xdp_md *ctx)
 		st->tx_bytes += (void *)(long)ctx->data_end - (void *)(long)ctx->data;
 	}
 	return XDP_PASS;
+}
+
+/* xdp_egress runs for every frame leaving through ports_tx (flooding and
+ * guest unicast): it confines flooding to the ingress port's group, never
+ * sends from an uplink to an uplink, lets only the active uplink carry
+ * flood copies, and counts what leaves. */
+SEC("xdp/devmap")
+int xdp_egress(struct xdp_md *ctx)
+{
+	return egress(ctx, 1);
+}
+
+/* xdp_egress_up runs for frames sent to an uplink through uplinks[]. */
+SEC("xdp/devmap")
+int xdp_egress_up(struct xdp_md *ctx)
+{
+	return egress(ctx, 0);
 }

@@ -80,6 +80,16 @@ struct port_stats {
 	__u64 drops[DROP_REASONS];
 };
 
+/* draining[group]: the uplink that was active until a switch keeps
+ * delivering unicast to known guests until until_ns, so frames the
+ * upstream still sends there (it relearns from the announcements) are
+ * not lost. Broadcasts come in on the active uplink: none here. */
+struct drain {
+	__u32 slot;
+	__u32 pad;
+	__u64 until_ns; /* bpf_ktime_get_ns */
+};
+
 /* groups[id]: the name a group id belongs to, so a restarted daemon
  * maps its configuration onto the pinned state. Read only by Go. */
 struct group_info {

@@ -13,6 +13,13 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type bpfSwitchDrain struct {
+	_       structs.HostLayout
+	Slot    uint32
+	Pad     uint32
+	UntilNs uint64
+}
+
 type bpfSwitchDropReason uint32
 
 const (
@@ -91,19 +98,21 @@ type bpfSwitchPortStats struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	bpfSwitchMapActive     = "active"
-	bpfSwitchMapFdb        = "fdb"
-	bpfSwitchMapGroups     = "groups"
-	bpfSwitchMapNeigh      = "neigh"
-	bpfSwitchMapPorts      = "ports"
-	bpfSwitchMapPortsTx    = "ports_tx"
-	bpfSwitchMapStats      = "stats"
-	bpfSwitchMapUplinks    = "uplinks"
-	bpfSwitchProgXdpEgress = "xdp_egress"
-	bpfSwitchProgXdpGuest  = "xdp_guest"
-	bpfSwitchProgXdpUplink = "xdp_uplink"
-	bpfSwitchVarDropReason = "_drop_reason"
-	bpfSwitchVarPortRole   = "_port_role"
+	bpfSwitchMapActive       = "active"
+	bpfSwitchMapDraining     = "draining"
+	bpfSwitchMapFdb          = "fdb"
+	bpfSwitchMapGroups       = "groups"
+	bpfSwitchMapNeigh        = "neigh"
+	bpfSwitchMapPorts        = "ports"
+	bpfSwitchMapPortsTx      = "ports_tx"
+	bpfSwitchMapStats        = "stats"
+	bpfSwitchMapUplinks      = "uplinks"
+	bpfSwitchProgXdpEgress   = "xdp_egress"
+	bpfSwitchProgXdpEgressUp = "xdp_egress_up"
+	bpfSwitchProgXdpGuest    = "xdp_guest"
+	bpfSwitchProgXdpUplink   = "xdp_uplink"
+	bpfSwitchVarDropReason   = "_drop_reason"
+	bpfSwitchVarPortRole     = "_port_role"
 )
 
 // loadBpfSwitch returns the embedded CollectionSpec for bpfSwitch.
@@ -148,23 +157,25 @@ type bpfSwitchSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type bpfSwitchProgramSpecs struct {
-	XdpEgress *ebpf.ProgramSpec `ebpf:"xdp_egress"`
-	XdpGuest  *ebpf.ProgramSpec `ebpf:"xdp_guest"`
-	XdpUplink *ebpf.ProgramSpec `ebpf:"xdp_uplink"`
+	XdpEgress   *ebpf.ProgramSpec `ebpf:"xdp_egress"`
+	XdpEgressUp *ebpf.ProgramSpec `ebpf:"xdp_egress_up"`
+	XdpGuest    *ebpf.ProgramSpec `ebpf:"xdp_guest"`
+	XdpUplink   *ebpf.ProgramSpec `ebpf:"xdp_uplink"`
 }
 
 // bpfSwitchMapSpecs contains maps before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type bpfSwitchMapSpecs struct {
-	Active  *ebpf.MapSpec `ebpf:"active"`
-	Fdb     *ebpf.MapSpec `ebpf:"fdb"`
-	Groups  *ebpf.MapSpec `ebpf:"groups"`
-	Neigh   *ebpf.MapSpec `ebpf:"neigh"`
-	Ports   *ebpf.MapSpec `ebpf:"ports"`
-	PortsTx *ebpf.MapSpec `ebpf:"ports_tx"`
-	Stats   *ebpf.MapSpec `ebpf:"stats"`
-	Uplinks *ebpf.MapSpec `ebpf:"uplinks"`
+	Active   *ebpf.MapSpec `ebpf:"active"`
+	Draining *ebpf.MapSpec `ebpf:"draining"`
+	Fdb      *ebpf.MapSpec `ebpf:"fdb"`
+	Groups   *ebpf.MapSpec `ebpf:"groups"`
+	Neigh    *ebpf.MapSpec `ebpf:"neigh"`
+	Ports    *ebpf.MapSpec `ebpf:"ports"`
+	PortsTx  *ebpf.MapSpec `ebpf:"ports_tx"`
+	Stats    *ebpf.MapSpec `ebpf:"stats"`
+	Uplinks  *ebpf.MapSpec `ebpf:"uplinks"`
 }
 
 // bpfSwitchVariableSpecs contains global variables before they are loaded into the kernel.
@@ -195,19 +206,21 @@ func (o *bpfSwitchObjects) Close() error {
 //
 // It can be passed to loadBpfSwitchObjects or ebpf.CollectionSpec.LoadAndAssign.
 type bpfSwitchMaps struct {
-	Active  *ebpf.Map `ebpf:"active"`
-	Fdb     *ebpf.Map `ebpf:"fdb"`
-	Groups  *ebpf.Map `ebpf:"groups"`
-	Neigh   *ebpf.Map `ebpf:"neigh"`
-	Ports   *ebpf.Map `ebpf:"ports"`
-	PortsTx *ebpf.Map `ebpf:"ports_tx"`
-	Stats   *ebpf.Map `ebpf:"stats"`
-	Uplinks *ebpf.Map `ebpf:"uplinks"`
+	Active   *ebpf.Map `ebpf:"active"`
+	Draining *ebpf.Map `ebpf:"draining"`
+	Fdb      *ebpf.Map `ebpf:"fdb"`
+	Groups   *ebpf.Map `ebpf:"groups"`
+	Neigh    *ebpf.Map `ebpf:"neigh"`
+	Ports    *ebpf.Map `ebpf:"ports"`
+	PortsTx  *ebpf.Map `ebpf:"ports_tx"`
+	Stats    *ebpf.Map `ebpf:"stats"`
+	Uplinks  *ebpf.Map `ebpf:"uplinks"`
 }
 
 func (m *bpfSwitchMaps) Close() error {
 	return _BpfSwitchClose(
 		m.Active,
+		m.Draining,
 		m.Fdb,
 		m.Groups,
 		m.Neigh,
@@ -230,14 +243,16 @@ type bpfSwitchVariables struct {
 //
 // It can be passed to loadBpfSwitchObjects or ebpf.CollectionSpec.LoadAndAssign.
 type bpfSwitchPrograms struct {
-	XdpEgress *ebpf.Program `ebpf:"xdp_egress"`
-	XdpGuest  *ebpf.Program `ebpf:"xdp_guest"`
-	XdpUplink *ebpf.Program `ebpf:"xdp_uplink"`
+	XdpEgress   *ebpf.Program `ebpf:"xdp_egress"`
+	XdpEgressUp *ebpf.Program `ebpf:"xdp_egress_up"`
+	XdpGuest    *ebpf.Program `ebpf:"xdp_guest"`
+	XdpUplink   *ebpf.Program `ebpf:"xdp_uplink"`
 }
 
 func (p *bpfSwitchPrograms) Close() error {
 	return _BpfSwitchClose(
 		p.XdpEgress,
+		p.XdpEgressUp,
 		p.XdpGuest,
 		p.XdpUplink,
 	)

@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
@@ -84,8 +85,17 @@ func DropReasons() []DropReason {
 	return out
 }
 
+// DefaultDrainTime is how long the uplink active before a switch still
+// delivers unicast to known guests: the upstream relearns the guests from
+// the announcements within milliseconds; this also covers a lost first
+// round (3 rounds, 100 ms apart, by default).
+const DefaultDrainTime = 2 * time.Second
+
 // Datapath is the loaded switch: its programs and its pinned maps.
 type Datapath struct {
+	// DrainTime: see DefaultDrainTime. 0 disables draining.
+	DrainTime time.Duration
+
 	pinDir string
 	objs   bpfSwitchObjects
 	log    *slog.Logger
@@ -108,7 +118,7 @@ func Open(pinDir string, log *slog.Logger) (*Datapath, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load BPF spec: %w", err)
 	}
-	d := &Datapath{pinDir: pinDir, log: log}
+	d := &Datapath{pinDir: pinDir, log: log, DrainTime: DefaultDrainTime}
 	opts := &ebpf.CollectionOptions{Maps: ebpf.MapOptions{PinPath: pinDir}}
 	if err := spec.LoadAndAssign(&d.objs, opts); err != nil {
 		if errors.Is(err, ebpf.ErrMapIncompatible) {

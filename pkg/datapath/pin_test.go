@@ -4,6 +4,7 @@ import (
 	"log/slog"
 	"os"
 	"testing"
+	"time"
 
 	"github.com/vishvananda/netlink"
 )
@@ -105,5 +106,44 @@ func TestAttachFallsBackToGeneric(t *testing.T) {
 	// Re-attaching over the pinned link keeps reporting the real mode.
 	if mode, err = e.dp.Attach(Port{Ifname: "br9", Ifindex: e.ifindex("br9"), Group: ids["g"], Role: RoleGuest}); err != nil || mode != ModeGeneric {
 		t.Errorf("re-attach: %q, %v", mode, err)
+	}
+}
+
+// After a switch the old uplink keeps delivering unicast to known guests
+// for DrainTime (the upstream still sends there until it relearns), never
+// broadcast (that comes in on the active uplink too), and nothing after.
+func TestDrainAfterSwitch(t *testing.T) {
+	tp := newTopo(t)
+	run(t, tp.dp.objs.XdpGuest, tp.vnet0, frame(t, broadcast, macA, 0, nil), false)
+	tp.dp.DrainTime = 300 * time.Millisecond
+	if err := tp.dp.SetActive(0, 1); err != nil {
+		t.Fatal(err)
+	}
+	up := tp.dp.objs.XdpUplink
+	for _, c := range []struct {
+		name    string
+		ingress int
+		frame   []byte
+		want    uint32
+	}{
+		{"old uplink, unicast to a guest: delivered", tp.up0, frame(t, macA, macUp, 0, nil), xdpRedirect},
+		{"old uplink, broadcast: dropped", tp.up0, frame(t, broadcast, macUp, 0, nil), xdpDrop},
+		{"old uplink, unknown unicast: dropped", tp.up0, frame(t, macB, macUp, 0, nil), xdpDrop},
+		{"new uplink, unicast to a guest: delivered", tp.up1, frame(t, macA, macUp, 0, nil), xdpRedirect},
+	} {
+		if got := run(t, up, c.ingress, c.frame, false); got != c.want {
+			t.Errorf("%s: action %d, want %d", c.name, got, c.want)
+		}
+	}
+	time.Sleep(350 * time.Millisecond)
+	if got := run(t, up, tp.up0, frame(t, macA, macUp, 0, nil), false); got != xdpDrop {
+		t.Errorf("after the drain: old uplink delivered (action %d)", got)
+	}
+	// A third uplink slot that was never active does not drain.
+	if err := tp.dp.SetActive(0, 0); err != nil {
+		t.Fatal(err)
+	}
+	if got := run(t, up, tp.up1, frame(t, macA, macUp, 0, nil), false); got != xdpRedirect {
+		t.Errorf("switch back: the previous active (up1) does not drain (action %d)", got)
 	}
 }

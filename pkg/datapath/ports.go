@@ -76,7 +76,8 @@ func (d *Datapath) Attach(p Port) (AttachMode, error) {
 	prog := d.objs.XdpGuest
 	if p.Role == RoleUplink {
 		prog = d.objs.XdpUplink
-		if err := d.objs.Uplinks.Put(uplinkKey(p.Group, p.Slot), tx); err != nil {
+		up := devmapValue{Ifindex: ifindex, ProgFD: int32(d.objs.XdpEgressUp.FD())}
+		if err := d.objs.Uplinks.Put(uplinkKey(p.Group, p.Slot), up); err != nil {
 			return "", fmt.Errorf("attach %s: write uplinks: %w", p.Ifname, err)
 		}
 	}

@@ -95,10 +95,22 @@ func groupName(gi bpfSwitchGroupInfo) string {
 }
 
 // SetActive points a group's guests at the uplink in slot (or at none,
-// with NoSlot). This one write moves every guest of the group.
+// with NoSlot). This one write moves every guest of the group. The uplink
+// active until now keeps delivering unicast to known guests for DrainTime
+// (make before break: the upstream still sends there until it relearns).
 func (d *Datapath) SetActive(group, slot uint32) error {
 	if slot != NoSlot && slot >= MaxUplinks {
 		return fmt.Errorf("set active: slot %d out of range", slot)
+	}
+	if prev, err := d.ActiveSlot(group); err == nil && prev != slot && prev != NoSlot && d.DrainTime > 0 {
+		now, err := monotonicNow()
+		if err != nil {
+			return err
+		}
+		dr := bpfSwitchDrain{Slot: prev, UntilNs: now + uint64(d.DrainTime)}
+		if err := d.objs.Draining.Put(group, dr); err != nil {
+			return fmt.Errorf("set draining[%d]: %w", group, err)
+		}
 	}
 	if err := d.objs.Active.Put(group, slot); err != nil {
 		return fmt.Errorf("set active[%d]=%d: %w", group, slot, err)

@@ -90,6 +90,9 @@ func newTopo(t *testing.T) *topo {
 	for _, peer := range []string{"g0", "g1", "u0p", "u1p", "g2", "u2p"} {
 		e.passOn(peer)
 	}
+	// Tests of standby behaviour want the switch without draining; the
+	// drain has its own test.
+	e.dp.DrainTime = 0
 	ids, err := e.dp.AssignGroups([]string{"red", "blue"})
 	if err != nil {
 		t.Fatal(err)

@@ -346,3 +346,52 @@ func TestBadConfigKeepsDataPlane(t *testing.T) {
 		t.Errorf("with the daemon stopped and a bad config refused: %d of %d frames lost", lost, up.sent)
 	}
 }
+
+// TestPlannedSwitchLosesNothing: set-active and the return to automatic
+// selection (a failback) move traffic with zero loss in both directions:
+// the target is usable before the slot flips, frames already queued for
+// the old uplink still leave, and the old uplink keeps delivering to the
+// guests until the upstream has relearned them.
+func TestPlannedSwitchLosesNothing(t *testing.T) {
+	l := newLab(t, labOptions{failback: true})
+	l.disableIPv6()
+	l.startDaemon()
+	l.hello("G1", net.IP{10, 77, 0, 11})
+	if !waitFor(2*time.Second, func() bool { return l.bridgeFDB()[l.macs["G1"].String()] == "p0" }) {
+		t.Fatalf("upstream never learned G1 on p0: %v", l.bridgeFDB())
+	}
+	// Rates high enough that frames are queued and in flight when the
+	// slot flips (at a few kpps a switch usually falls between frames).
+	const rate = 50_000
+	p0, p1, g1 := l.receive("U", "p0"), l.receive("U", "p1"), l.receive("G1", "eth0")
+	up := l.send("G0", "eth0", l.macs["br0"], l.macs["G0"], streamUp, rate, 2*time.Second)
+	down := l.send("U", "br0", l.macs["G1"], l.macs["br0"], streamDown, rate, 2*time.Second)
+	time.Sleep(600 * time.Millisecond)
+	c := l.client()
+	if _, err := c.SetActive("lab", "up1"); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(600 * time.Millisecond)
+	if _, err := c.ClearManual("lab"); err != nil { // failback to up0
+		t.Fatal(err)
+	}
+	up.wait()
+	down.wait()
+	time.Sleep(200 * time.Millisecond)
+	for _, r := range []*receiver{p0, p1, g1} {
+		r.close()
+	}
+	upLost, upDups := missing(up.sent, streamUp, p0, p1)
+	downLost, downDups := missing(down.sent, streamDown, g1)
+	t.Logf("FIGURES planned switches up0 -> up1 -> up0 under %d pps up / %d pps down: lost %d of %d up, %d of %d down; duplicates %d / %d; frames on up1: %d",
+		rate, rate, upLost, up.sent, downLost, down.sent, upDups, downDups, len(p1.stream(streamUp)))
+	if len(p1.stream(streamUp)) == 0 {
+		t.Fatal("traffic never moved to up1")
+	}
+	if upLost != 0 || downLost != 0 || upDups != 0 || downDups != 0 {
+		t.Errorf("planned switches lost %d/%d frames (up/down), duplicated %d/%d: want none", upLost, downLost, upDups, downDups)
+	}
+	if g := l.status(); g.Active != "up0" || g.Failovers != 2 {
+		t.Errorf("after the planned switches: active %q, failovers %d", g.Active, g.Failovers)
+	}
+}
