@@ -120,16 +120,8 @@ func (h *harness) failoverTrial(ctx context.Context, b *bed, kind string, guests
 	res.Lost = stats.Missing(union, up.sent)
 	// The failover's own loss: frames sent from 10 ms before the first cut
 	// to 100 ms after the last (the paced sender gives seq -> send time).
-	seqAt := func(t time.Time) uint64 {
-		return uint64(max(0, t.Sub(up.started).Seconds()) * float64(rate))
-	}
-	from, to := seqAt(cutAt.Add(-10*time.Millisecond)), min(seqAt(lastCut.Add(100*time.Millisecond)), up.sent)
-	for _, r := range stats.MissingRuns(union, up.sent, 0) {
-		lo, hi := max(r.Start, from), min(r.Start+r.Len, to)
-		if hi > lo {
-			res.LostNearCut += hi - lo
-		}
-	}
+	res.LostNearCut = lostBetween(union, up.sent,
+		seqAt(up, rate, cutAt.Add(-10*time.Millisecond)), seqAt(up, rate, lastCut.Add(100*time.Millisecond)))
 	if res.Lost > 0 {
 		// Where the loss was: around the cut, or spread over the run.
 		runs := stats.MissingRuns(union, up.sent, 0)
@@ -209,6 +201,128 @@ func (h *harness) failoverTrial(ctx context.Context, b *bed, kind string, guests
 				cut = lastCut
 			}
 			res.CutToReceiveOnlyNs = max(0, int64(resume.Sub(cut)))
+		}
+	}
+	return res, nil
+}
+
+// lostBetween counts the missing sequence numbers in [from, to).
+func lostBetween(words []uint64, n, from, to uint64) uint64 {
+	var lost uint64
+	for _, r := range stats.MissingRuns(words, n, 0) {
+		if lo, hi := max(r.Start, from), min(r.Start+r.Len, to, n); hi > lo {
+			lost += hi - lo
+		}
+	}
+	return lost
+}
+
+// seqAt is the sequence number a paced stream sent at t.
+func seqAt(s *stream, rate int, t time.Time) uint64 {
+	return uint64(max(0, t.Sub(s.started).Seconds()) * float64(rate))
+}
+
+// planner is a system an operator can switch by hand.
+type planner interface {
+	SetActive(ctx context.Context, uplink string) error
+}
+
+// plannedTrial switches to the second uplink by hand in the middle of a
+// run at rate, and back later, with traffic both ways; nothing may be lost.
+func (h *harness) plannedTrial(ctx context.Context, b *bed, rate, trial int) (report.FailoverTrial, error) {
+	o := h.opts
+	res := report.FailoverTrial{System: b.sys.Name(), Uplink: "veth", Guests: 1, RatePPS: rate, Trial: trial,
+		Planned: true, InterruptionNs: -1, CutToSwitchNs: -1, CutToAnnounceNs: -1, CutToReceiveOnlyNs: -1}
+	p, ok := b.sys.(planner)
+	if !ok {
+		return res, fmt.Errorf("%s cannot be switched by hand", b.sys.Name())
+	}
+	if err := h.settle(ctx, b); err != nil {
+		return res, err
+	}
+	if err := h.warmUp(ctx, b, 1); err != nil {
+		return res, err
+	}
+	if err := b.rec.reset(); err != nil {
+		return res, err
+	}
+	for _, g := range []*benchbpf.Generator{b.gen, b.down} {
+		if err := g.Reset(); err != nil {
+			return res, err
+		}
+	}
+	length := max(o.TrialLength, time.Second)
+	cpu := startCPU()
+	down := send(ctx, b.tp, b.down, topo.Sender, "sA",
+		benchbpf.Template{Dst: b.tp.MAC[topo.RecvOnly], Src: b.tp.MAC[topo.Sender], Sources: 1, Size: 60, Stream: 2},
+		o.DownRatePPS, length, 0)
+	up := send(ctx, b.tp, b.gen, topo.Guest, "eth0", guestTemplate(b.tp, 1, 64), rate, length, 0)
+	time.Sleep(length / 3)
+	switchAt := time.Now()
+	if err := p.SetActive(ctx, b.tp.Uplinks[1]); err != nil {
+		return res, err
+	}
+	time.Sleep(length / 3)
+	back := "" // uplinkd: back to automatic selection, i.e. a failback
+	if b.sys.Name() != "uplinkd" {
+		back = b.tp.Uplinks[0]
+	}
+	backAt := time.Now()
+	if err := p.SetActive(ctx, back); err != nil {
+		return res, err
+	}
+	if err := up.wait(); err != nil {
+		return res, err
+	}
+	if err := down.wait(); err != nil {
+		return res, err
+	}
+	time.Sleep(50 * time.Millisecond)
+	res.CPUBusy = cpu.busy()
+	res.Sent = up.sent
+	var union []uint64
+	for slot := range len(b.tp.Uplinks) {
+		words, err := b.rec.seen(slot, up.sent)
+		if err != nil {
+			return res, err
+		}
+		if union == nil {
+			union = words
+		} else {
+			res.Duplicates += stats.PopCount(stats.Intersect(union, words))
+			union = stats.Union(union, words)
+		}
+	}
+	res.Lost = stats.Missing(union, up.sent)
+	words, err := b.rec.seen(b.recvSlot, down.sent)
+	if err != nil {
+		return res, err
+	}
+	downLost := stats.Missing(words, down.sent)
+	res.Lost += downLost
+	// The switches' own loss, both ways, from 10 ms before to 100 ms after
+	// each; the rest of the run shows what the machine dropped anyway.
+	for _, at := range []time.Time{switchAt, backAt} {
+		from, to := at.Add(-10*time.Millisecond), at.Add(100*time.Millisecond)
+		res.LostNearCut += lostBetween(union, up.sent, seqAt(up, rate, from), seqAt(up, rate, to))
+		res.LostNearCut += lostBetween(words, down.sent, seqAt(down, o.DownRatePPS, from), seqAt(down, o.DownRatePPS, to))
+	}
+	if st, err := b.rec.stats(1); err == nil && st.Count == 0 {
+		res.Note = "traffic never moved to the second uplink"
+	} else if res.Lost > 0 {
+		res.Note = fmt.Sprintf("%d lost toward the uplinks, %d toward the receive-only guest", res.Lost-downLost, downLost)
+		if start, n := stats.LongestMissingRun(union, up.sent); n > 0 {
+			at := up.started.Add(time.Duration(float64(start) / float64(rate) * float64(time.Second)))
+			res.Note += fmt.Sprintf("; longest gap %d frames at switch %+v / switch back %+v",
+				n, at.Sub(switchAt).Round(time.Microsecond), at.Sub(backAt).Round(time.Microsecond))
+		}
+	}
+	if times, err := b.sys.SwitchTimes(ctx); err == nil {
+		for _, t := range times {
+			if t.After(switchAt) {
+				res.CutToSwitchNs = int64(t.Sub(switchAt))
+				break
+			}
 		}
 	}
 	return res, nil

@@ -133,6 +133,25 @@ func (h *harness) failoverSeries(ctx context.Context, b *bed, kind string) error
 			return err
 		}
 	}
+	if kind == "veth" {
+		// Planned switches: uplinkd at its high rate, everyone at the
+		// common one.
+		rates := []int{o.RatePPS}
+		if b.sys.Name() == "uplinkd" && o.HighRatePPS > 0 {
+			rates = append(rates, o.HighRatePPS)
+		}
+		for _, rate := range rates {
+			for trial := 1; trial <= o.Trials; trial++ {
+				t, err := h.plannedTrial(ctx, b, rate, trial)
+				if err != nil {
+					return fmt.Errorf("planned switch, %d pps, trial %d: %w", rate, trial, err)
+				}
+				h.res.Failover = append(h.res.Failover, t)
+				h.opts.Log.Info("planned switch trial", "system", t.System, "pps", rate, "trial", trial,
+					"lost", t.Lost, "sent", t.Sent, "note", t.Note)
+			}
+		}
+	}
 	return nil
 }
 

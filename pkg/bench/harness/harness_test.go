@@ -84,3 +84,26 @@ func TestTapRecorderAccounting(t *testing.T) {
 		t.Errorf("reset left %+v", s)
 	}
 }
+
+func TestLostBetween(t *testing.T) {
+	words := make([]uint64, stats.WordsFor(200))
+	for seq := uint64(0); seq < 200; seq++ {
+		if seq < 50 || seq > 59 && seq != 120 { // 50..59 and 120 missing
+			stats.Set(words, seq)
+		}
+	}
+	for _, c := range []struct{ from, to, want uint64 }{
+		{0, 200, 11}, {0, 55, 5}, {55, 121, 6}, {121, 200, 0}, {120, 121, 1}, {0, 1000, 11},
+	} {
+		if got := lostBetween(words, 200, c.from, c.to); got != c.want {
+			t.Errorf("lost in [%d, %d) = %d, want %d", c.from, c.to, got, c.want)
+		}
+	}
+	s := &stream{started: time.Unix(100, 0)}
+	if got := seqAt(s, 1000, time.Unix(101, 500_000_000)); got != 1500 {
+		t.Errorf("seqAt = %d, want 1500", got)
+	}
+	if got := seqAt(s, 1000, time.Unix(99, 0)); got != 0 {
+		t.Errorf("seqAt before the start = %d, want 0", got)
+	}
+}

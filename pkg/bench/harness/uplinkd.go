@@ -139,3 +139,14 @@ func (u *uplinkdSystem) Versions() map[string]string {
 	}
 	return map[string]string{"uplinkd": strings.TrimSpace(strings.TrimPrefix(string(out), "uplinkd "))}
 }
+
+// SetActive is a planned switch (uplinkctl set-active); "" returns to
+// automatic selection, which fails back to the best uplink.
+func (u *uplinkdSystem) SetActive(ctx context.Context, uplink string) error {
+	if uplink == "" {
+		_, err := u.client.ClearManual("bench")
+		return err
+	}
+	_, err := u.client.SetActive("bench", uplink)
+	return err
+}

@@ -629,3 +629,10 @@ func deleteTaps(ns string, names ...string) error {
 	}
 	return errors.Join(errs...)
 }
+
+// SetActive is a planned switch: the bond's active member becomes uplink
+// (ovs-appctl bond/set-active-member).
+func (o *OVS) SetActive(ctx context.Context, uplink string) error {
+	_, err := o.appctl(ctx, "bond/set-active-member", OVSBond, uplink)
+	return err
+}

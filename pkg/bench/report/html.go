@@ -76,8 +76,8 @@ func cdfPanels(r *Result, o order, l look, title, xLabel string, xFmt func(float
 		vals := map[key][]float64{}
 		trials := map[key]int{}
 		for _, t := range r.Failover {
-			if t.RatePPS != rate {
-				continue
+			if t.RatePPS != rate || t.Planned {
+				continue // planned switches are not failures: the table has them
 			}
 			k := key{t.System, t.Uplink, t.SecondFailure}
 			trials[k]++
@@ -126,7 +126,7 @@ func guestPanels(r *Result) []template.HTML {
 	}
 	byUplink := map[string]map[int][]FailoverTrial{}
 	for _, t := range r.Failover {
-		if t.System != SystemUplinkd || t.SecondFailure {
+		if t.System != SystemUplinkd || t.SecondFailure || t.Planned {
 			continue
 		}
 		if byUplink[t.Uplink] == nil {
@@ -251,7 +251,7 @@ func headlines(ts TableSet) []card {
 	// uplinkd alone at its highest load: the figure no peer could be run at.
 	var top *FailoverRow
 	for i, row := range ts.Failover {
-		if row.System == SystemUplinkd && !row.SecondFailure && row.Interruption.N > 0 &&
+		if row.System == SystemUplinkd && !row.SecondFailure && !row.Planned && row.Interruption.N > 0 &&
 			(top == nil || row.RatePPS > top.RatePPS) {
 			top = &ts.Failover[i]
 		}

@@ -164,7 +164,7 @@ func TestOutputsRoundTrip(t *testing.T) {
 	for _, s := range []string{
 		"# Benchmarks", "2025-03-04 05:06 UTC", "took 9m12s", "kernel 6.18.0-uplinkd", "2 CPUs (AMD EPYC)",
 		"```sh\nmake bench\n```", "## Failover", "## Forwarding", "## Not run",
-		"| uplinkd | veth | 1 Mpps | no | 1 | 10 |", "| Open vSwitch | tap | 50 kpps | no | 1 | 10 |",
+		"| uplinkd | veth | 1 Mpps | cut | 1 | 10 |", "| Open vSwitch | tap | 50 kpps | cut | 1 | 10 |",
 		"the frames Open vSwitch loses", "the rate of Linux bridge", "the rate of XDP redirect (bare)",
 		"- **Open vSwitch**, failover tap, second failure: ovs-vswitchd: bond &lt;bond0> did not switch",
 	} {

@@ -78,8 +78,11 @@ type FailoverTrial struct {
 	RatePPS int    `json:"rate_pps"` // offered load; 0 means as fast as possible
 	Trial   int    `json:"trial"`    // 1-based within its scenario
 	// SecondFailure: this trial cut a second uplink within 1 s of the first.
-	SecondFailure bool   `json:"second_failure"`
-	Sent          uint64 `json:"sent"`
+	SecondFailure bool `json:"second_failure"`
+	// Planned: no cut, an operator's switch to a working uplink
+	// (set-active) and back; every figure "cut" means that switch.
+	Planned bool   `json:"planned,omitempty"`
+	Sent    uint64 `json:"sent"`
 	// Lost counts every frame of the run that never arrived; LostNearCut
 	// only those sent from 10 ms before the (first) cut to 100 ms after
 	// the last: the failover's own loss, apart from loss a system shows

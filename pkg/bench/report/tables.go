@@ -18,6 +18,7 @@ type FailoverKey struct {
 	Guests        int
 	RatePPS       int
 	SecondFailure bool
+	Planned       bool
 }
 
 // FailoverRow summarizes the trials of one FailoverKey. The duration
@@ -148,6 +149,7 @@ func (o order) failover(a, b FailoverKey) int {
 		byKnownOrder(a.Uplink, b.Uplink, UplinkVeth, UplinkTap),
 		cmp.Compare(a.RatePPS, b.RatePPS),
 		cmp.Compare(boolRank(a.SecondFailure), boolRank(b.SecondFailure)),
+		cmp.Compare(boolRank(a.Planned), boolRank(b.Planned)),
 		cmp.Compare(a.Guests, b.Guests),
 	)
 }
@@ -173,7 +175,7 @@ func durations(ns []int64) []float64 {
 }
 
 func keyOf(t FailoverTrial) FailoverKey {
-	return FailoverKey{t.System, t.Uplink, t.Guests, t.RatePPS, t.SecondFailure}
+	return FailoverKey{t.System, t.Uplink, t.Guests, t.RatePPS, t.SecondFailure, t.Planned}
 }
 
 // Tables summarizes r: failover trials grouped by FailoverKey, forwarding
@@ -283,7 +285,21 @@ func failoverContext(k FailoverKey) string {
 	if k.SecondFailure {
 		s += ", second failure within 1 s"
 	}
+	if k.Planned {
+		s += ", planned switch"
+	}
 	return s
+}
+
+// eventName says what moved the traffic in a failover row.
+func eventName(second, planned bool) string {
+	switch {
+	case planned:
+		return "planned"
+	case second:
+		return "2nd cut within 1 s"
+	}
+	return "cut"
 }
 
 func forwardContext(k ForwardKey) string {

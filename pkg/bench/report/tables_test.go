@@ -51,10 +51,10 @@ func TestTablesFailover(t *testing.T) {
 		noisy                    int
 	}
 	wants := []want{
-		{FailoverKey{SystemUplinkd, UplinkVeth, 1, 50_000, false}, 3, 3, 4, 4, 2, 10_000, 30_000, 3, 6_000, 9, 0},
-		{FailoverKey{SystemUplinkd, UplinkVeth, 1, 50_000, true}, 1, 9, 9, 9, 1, 90_000, 90_000, 1, 8_000, 9, 0},
-		{FailoverKey{SystemUplinkd, UplinkVeth, 1, 1_000_000, false}, 1, 40, 40, 40, 1, 40_000, 40_000, 1, 5_000, 40, 0},
-		{FailoverKey{SystemOVS, UplinkVeth, 1, 50_000, false}, 3, 110, 120, 120, 3, 3_000_000, 4_000_000, 0, math.NaN(), 330, 1},
+		{FailoverKey{SystemUplinkd, UplinkVeth, 1, 50_000, false, false}, 3, 3, 4, 4, 2, 10_000, 30_000, 3, 6_000, 9, 0},
+		{FailoverKey{SystemUplinkd, UplinkVeth, 1, 50_000, true, false}, 1, 9, 9, 9, 1, 90_000, 90_000, 1, 8_000, 9, 0},
+		{FailoverKey{SystemUplinkd, UplinkVeth, 1, 1_000_000, false, false}, 1, 40, 40, 40, 1, 40_000, 40_000, 1, 5_000, 40, 0},
+		{FailoverKey{SystemOVS, UplinkVeth, 1, 50_000, false, false}, 3, 110, 120, 120, 3, 3_000_000, 4_000_000, 0, math.NaN(), 330, 1},
 	}
 	// wants is in table order: uplinkd first; within a system by uplink,
 	// then rate, then second failure.

@@ -64,7 +64,7 @@ func nsCell(ns int64) string {
 
 func failoverTable(rows []FailoverRow) textTable {
 	t := textTable{
-		Head: []string{"System", "Uplink", "Rate", "2nd failure", "Guests", "Trials",
+		Head: []string{"System", "Uplink", "Rate", "Event", "Guests", "Trials",
 			"Lost near the cut p50 / p99 / max", "Lost in the run p50", "Interruption p50 / p99 / max",
 			"Cut → switch p50 / p99", "Cut → announce p50 / p99", "Cut → receive-only p50 / p99", "CPU busy max (noisy)"},
 		Num: []bool{false, false, true, false, true, true, true, true, true, true, true, true, true},
@@ -75,7 +75,7 @@ func failoverTable(rows []FailoverRow) textTable {
 			cpu += fmt.Sprintf(" (%d)", r.NoisyTrials)
 		}
 		t.Rows = append(t.Rows, []string{
-			systemName(r.System), r.Uplink, fmtRate(r.RatePPS), yesNo(r.SecondFailure),
+			systemName(r.System), r.Uplink, fmtRate(r.RatePPS), eventName(r.SecondFailure, r.Planned),
 			fmtCount(float64(r.Guests)), fmt.Sprint(r.Trials),
 			triple(r.LostFrames, r.Trials, fmtCount), fmtCount(r.LostInRun.P50), triple(r.Interruption, r.Trials, fmtNs),
 			pair(r.CutToSwitch, r.Trials, fmtNs), pair(r.CutToAnnounce, r.Trials, fmtNs),
@@ -121,7 +121,7 @@ func comparisonTable(cs []Comparison) textTable {
 
 func trialTable(r *Result, o order) textTable {
 	t := textTable{
-		Head: []string{"System", "Uplink", "Rate", "2nd failure", "Guests", "Trial", "Sent", "Lost", "Duplicates",
+		Head: []string{"System", "Uplink", "Rate", "Event", "Guests", "Trial", "Sent", "Lost", "Duplicates",
 			"Interruption", "Cut → switch", "Cut → announce", "Cut → receive-only", "CPU busy", "Note"},
 		Num: []bool{false, false, true, false, true, true, true, true, true, true, true, true, true, true, false},
 	}
@@ -129,7 +129,7 @@ func trialTable(r *Result, o order) textTable {
 	slices.SortStableFunc(trials, func(a, b FailoverTrial) int { return o.failover(keyOf(a), keyOf(b)) })
 	for _, x := range trials {
 		t.Rows = append(t.Rows, []string{
-			systemName(x.System), x.Uplink, fmtRate(x.RatePPS), yesNo(x.SecondFailure), fmtCount(float64(x.Guests)),
+			systemName(x.System), x.Uplink, fmtRate(x.RatePPS), eventName(x.SecondFailure, x.Planned), fmtCount(float64(x.Guests)),
 			fmt.Sprint(x.Trial), fmtCount(float64(x.Sent)), fmtCount(float64(x.Lost)), fmtCount(float64(x.Duplicates)),
 			nsCell(x.InterruptionNs), nsCell(x.CutToSwitchNs), nsCell(x.CutToAnnounceNs), nsCell(x.CutToReceiveOnlyNs),
 			fmtPercent(x.CPUBusy), x.Note,
