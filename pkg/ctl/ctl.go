@@ -133,7 +133,11 @@ func writeStatus(w io.Writer, st control.Status, now time.Time) {
 			fmt.Fprintf(w, "  last change %s ago: %s\n", ago(now, g.LastChange), g.LastReason)
 		}
 		if f := g.LastFailover; f != nil {
-			fmt.Fprintf(w, "  last failover %s -> %s (%s): detected->switched %s", orNone(f.From), orNone(f.To), f.Reason, f.Latency)
+			fmt.Fprintf(w, "  last failover %s -> %s (%s", orNone(f.From), orNone(f.To), f.Reason)
+			if f.Source != "" {
+				fmt.Fprintf(w, ", seen by %s", f.Source)
+			}
+			fmt.Fprintf(w, "): detected->switched %s", f.Latency)
 			if f.AnnounceFrames > 0 {
 				fmt.Fprintf(w, ", %d frames announced in %s", f.AnnounceFrames, f.AnnounceLast.Sub(f.Switched).Round(time.Microsecond))
 			}

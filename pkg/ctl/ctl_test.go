@@ -19,7 +19,7 @@ func TestWriteStatus(t *testing.T) {
 		Groups: []control.GroupStatus{{
 			Name: "tenant-a", Active: "eth2", Failback: true, Failovers: 1, LearnedGuests: 2,
 			LastChange: switched, LastReason: "carrier lost",
-			LastFailover: &control.FailoverEvent{From: "eth1", To: "eth2", Reason: "carrier lost",
+			LastFailover: &control.FailoverEvent{From: "eth1", To: "eth2", Reason: "carrier lost", Source: "poll",
 				Switched: switched, Latency: 42 * time.Microsecond, AnnounceFrames: 12,
 				AnnounceFirst: switched.Add(time.Millisecond), AnnounceLast: switched.Add(200 * time.Millisecond)},
 			Uplinks: []control.UplinkStatus{
@@ -40,7 +40,7 @@ func TestWriteStatus(t *testing.T) {
 		"failover: xmit-error, then user-space; unavailable: carrier-hook (refused by the kernel (EPERM))",
 		"group tenant-a: active eth2; failback on; failovers 1; guests learned 2",
 		"last change 3s ago: carrier lost",
-		"last failover eth1 -> eth2 (carrier lost): detected->switched 42µs, 12 frames announced in 200ms",
+		"last failover eth1 -> eth2 (carrier lost, seen by poll): detected->switched 42µs, 12 frames announced in 200ms",
 		"eth1    10    DOWN     standby",
 		"eth2    20    up       ACTIVE",
 		"guest ports: vnet0, vnet1 (error: interface not found)",

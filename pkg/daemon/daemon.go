@@ -366,7 +366,7 @@ func (d *Daemon) onKernelSwitch(ev datapath.KernelSwitch) {
 	d.log.Info("kernel moved the group off a failing uplink", "group", g.cfg.Name, "path", ev.Path,
 		"from", g.policy.UplinkName(int(ev.From)), "to", g.policy.UplinkName(int(ev.To)), "err", ev.Err)
 	dec := g.policy.DataPlaneSwitched(int(ev.From), int(ev.To), reason, ev.At)
-	d.applyAt(g, dec, ev.At, ev.At)
+	d.applyFrom(g, dec, ev.At, ev.At, "kernel")
 	if int(ev.From) < len(g.uplinks) {
 		from := g.uplinks[ev.From]
 		if snap, err := linkwatch.Snapshot([]string{from.name}); err == nil {
@@ -408,7 +408,7 @@ func (d *Daemon) onLink(st linkwatch.State) {
 		return
 	}
 	d.log.Debug("link", "state", st.String())
-	d.apply(p.group, dec, st.Seen)
+	d.applyFrom(p.group, dec, st.Seen, time.Time{}, st.Source)
 	if bounced && !dec.Changed && p.group.policy.Active() == p.slot {
 		// Down and up again between two looks: the policy has nothing to
 		// do, but the upstream port may have flushed the guests' MACs.
@@ -422,12 +422,13 @@ func (d *Daemon) onLink(st linkwatch.State) {
 // apply carries out a policy decision: the active slot first, then the
 // announcements. Called with d.mu held.
 func (d *Daemon) apply(g *group, dec failover.Decision, detected time.Time) {
-	d.applyAt(g, dec, detected, time.Time{})
+	d.applyFrom(g, dec, detected, time.Time{}, "")
 }
 
-// applyAt is apply for a switch that may already have happened: switched
-// is when the kernel wrote the slot (zero: the daemon writes it now).
-func (d *Daemon) applyAt(g *group, dec failover.Decision, detected, switched time.Time) {
+// applyFrom is apply for a switch that may already have happened
+// (switched is when the kernel wrote the slot; zero: the daemon writes it
+// now), noticed by source.
+func (d *Daemon) applyFrom(g *group, dec failover.Decision, detected, switched time.Time, source string) {
 	d.updateFallback(g)
 	if !dec.Changed {
 		return
@@ -453,6 +454,7 @@ func (d *Daemon) applyAt(g *group, dec failover.Decision, detected, switched tim
 		From:     g.policy.UplinkName(dec.From),
 		To:       g.policy.UplinkName(dec.To),
 		Reason:   dec.Reason.String(),
+		Source:   source,
 		Detected: detected,
 		Switched: switched,
 		Latency:  switched.Sub(detected),
@@ -463,7 +465,7 @@ func (d *Daemon) applyAt(g *group, dec failover.Decision, detected, switched tim
 		g.recent = g.recent[len(g.recent)-maxRecent:]
 	}
 	d.log.Info("active uplink changed", "group", g.cfg.Name, "from", ev.From, "to", ev.To,
-		"reason", ev.Reason, "detect_to_switch", ev.Latency)
+		"reason", ev.Reason, "source", ev.Source, "detect_to_switch", ev.Latency)
 	if dec.To == failover.NoActive {
 		d.log.Warn("no usable uplink: guest traffic to the network is dropped until one returns", "group", g.cfg.Name)
 		return
@@ -575,7 +577,7 @@ func (d *Daemon) SetActive(groupName, uplink string) error {
 		return fmt.Errorf("%w: %v", control.ErrRefused, err)
 	}
 	d.log.Info("manual switch", "group", groupName, "uplink", uplink)
-	d.apply(g, dec, now)
+	d.applyFrom(g, dec, now, time.Time{}, "operator")
 	return nil
 }
 
@@ -588,6 +590,6 @@ func (d *Daemon) ClearManual(groupName string) error {
 		return err
 	}
 	now := time.Now()
-	d.apply(g, g.policy.ClearManual(now), now)
+	d.applyFrom(g, g.policy.ClearManual(now), now, time.Time{}, "operator")
 	return nil
 }
