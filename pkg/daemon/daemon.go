@@ -538,8 +538,11 @@ func (d *Daemon) updateFallback(g *group) {
 }
 
 // activeUplinkNames are polled in /sys besides the netlink events, which
-// can come a second late for plain NICs.
+// can come a second late for plain NICs; none when polling is off.
 func (d *Daemon) activeUplinkNames() []string {
+	if d.cfg.CarrierPollInterval <= 0 {
+		return nil
+	}
 	var names []string
 	for _, g := range d.groups {
 		if a := g.policy.Active(); a != failover.NoActive {
