@@ -52,20 +52,7 @@ func TestKernelFailoverPaths(t *testing.T) {
 // transmit into a healthy uplink does not.
 func TestXmitErrorFlipsActive(t *testing.T) {
 	tp := newTopo(t)
-	kf, err := tp.dp.OpenKernelFailover()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer kf.Close()
-	ns := netnsInode(t)
-	for slot, ifx := range []int{tp.up0, tp.up1} {
-		if err := kf.SetUplink(ifx, ns, 0, uint32(slot)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := kf.SetFallback(0, []int{0, 1}); err != nil {
-		t.Fatal(err)
-	}
+	kf := tp.armKernelFailover(t)
 	run(t, tp.dp.objs.XdpGuest, tp.vnet0, frame(t, broadcast, macA, 0, nil), false)
 
 	// Healthy: frames go out up0, nothing moves.
@@ -145,6 +132,27 @@ func (e *testEnv) slowConsumer(t *testing.T, name string) {
 	}
 }
 
+// armKernelFailover loads the hooks and tells them that up0 and up1 are
+// slots 0 and 1 of group 0, in that order of preference.
+func (tp *topo) armKernelFailover(t *testing.T) *KernelFailover {
+	t.Helper()
+	kf, err := tp.dp.OpenKernelFailover()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { kf.Close() })
+	ns := netnsInode(t)
+	for slot, ifx := range []int{tp.up0, tp.up1} {
+		if err := kf.SetUplink(ifx, ns, 0, uint32(slot)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := kf.SetFallback(0, []int{0, 1}); err != nil {
+		t.Fatal(err)
+	}
+	return kf
+}
+
 func tpHasPath(kf *KernelFailover, p string) bool {
 	for _, x := range kf.Paths() {
 		if x == p {
@@ -159,22 +167,9 @@ func tpHasPath(kf *KernelFailover, p string) bool {
 // the group.
 func TestFullRingDoesNotFlip(t *testing.T) {
 	tp := newTopo(t)
-	kf, err := tp.dp.OpenKernelFailover()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer kf.Close()
+	kf := tp.armKernelFailover(t)
 	if !tpHasPath(kf, PathXmitError) {
 		t.Skip("transmit-error path not available on this kernel")
-	}
-	ns := netnsInode(t)
-	for slot, ifx := range []int{tp.up0, tp.up1} {
-		if err := kf.SetUplink(ifx, ns, 0, uint32(slot)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := kf.SetFallback(0, []int{0, 1}); err != nil {
-		t.Fatal(err)
 	}
 	run(t, tp.dp.objs.XdpGuest, tp.vnet0, frame(t, broadcast, macA, 0, nil), false)
 	tp.slowConsumer(t, "u0p")

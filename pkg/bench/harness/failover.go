@@ -23,6 +23,32 @@ type bed struct {
 	cleanup  []func()
 }
 
+// uplinkUnion merges what every uplink's receiver saw of sequence numbers
+// 0..n-1, and counts duplicates: within one uplink and across uplinks.
+func (b *bed) uplinkUnion(n uint64) (union []uint64, dups uint64, err error) {
+	for slot := range len(b.tp.Uplinks) {
+		words, err := b.rec.seen(slot, n)
+		if err != nil {
+			return nil, 0, err
+		}
+		st, err := b.rec.stats(slot)
+		if err != nil {
+			return nil, 0, err
+		}
+		if st.Beyond > 0 {
+			return nil, 0, fmt.Errorf("%d frames beyond the receiver's bitmap: make it larger", st.Beyond)
+		}
+		dups += st.Dups
+		if union == nil {
+			union = words
+			continue
+		}
+		dups += stats.PopCount(stats.Intersect(union, words))
+		union = stats.Union(union, words)
+	}
+	return union, dups, nil
+}
+
 func (b *bed) close() {
 	for i := len(b.cleanup) - 1; i >= 0; i-- {
 		b.cleanup[i]()
@@ -96,27 +122,11 @@ func (h *harness) failoverTrial(ctx context.Context, b *bed, kind string, guests
 
 	// Frames lost and duplicated over every uplink.
 	res.Sent = up.sent
-	var union []uint64
-	for slot := range len(b.tp.Uplinks) {
-		words, err := b.rec.seen(slot, up.sent)
-		if err != nil {
-			return res, err
-		}
-		if union == nil {
-			union = words
-		} else {
-			res.Duplicates += stats.PopCount(stats.Intersect(union, words))
-			union = stats.Union(union, words)
-		}
-		st, err := b.rec.stats(slot)
-		if err != nil {
-			return res, err
-		}
-		if st.Beyond > 0 {
-			return res, fmt.Errorf("%d frames beyond the receiver's bitmap: make it larger", st.Beyond)
-		}
-		res.Duplicates += st.Dups
+	union, dups, err := b.uplinkUnion(up.sent)
+	if err != nil {
+		return res, err
 	}
+	res.Duplicates = dups
 	res.Lost = stats.Missing(union, up.sent)
 	// The failover's own loss: frames sent from 10 ms before the first cut
 	// to 100 ms after the last (the paced sender gives seq -> send time).
@@ -280,19 +290,11 @@ func (h *harness) plannedTrial(ctx context.Context, b *bed, rate, trial int) (re
 	time.Sleep(50 * time.Millisecond)
 	res.CPUBusy = cpu.busy()
 	res.Sent = up.sent
-	var union []uint64
-	for slot := range len(b.tp.Uplinks) {
-		words, err := b.rec.seen(slot, up.sent)
-		if err != nil {
-			return res, err
-		}
-		if union == nil {
-			union = words
-		} else {
-			res.Duplicates += stats.PopCount(stats.Intersect(union, words))
-			union = stats.Union(union, words)
-		}
+	union, dups, err := b.uplinkUnion(up.sent)
+	if err != nil {
+		return res, err
 	}
+	res.Duplicates = dups
 	res.Lost = stats.Missing(union, up.sent)
 	words, err := b.rec.seen(b.recvSlot, down.sent)
 	if err != nil {
