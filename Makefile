@@ -7,7 +7,7 @@ LDFLAGS := -X github.com/uplinkd/uplinkd/pkg/version.Version=$(VERSION)
 BIN := bin
 export CGO_ENABLED := 0
 
-.PHONY: help deps build generate check-generated test test-unit test-e2e lint demo bench bench-full clean
+.PHONY: help deps build generate check-generated test test-unit test-e2e test-kernels lint demo bench bench-full clean
 
 help: ## show this help
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -16,7 +16,7 @@ deps: ## install what the build, tests and demo need (Debian)
 	@scripts/deps.sh
 
 build: deps ## build uplinkd and uplinkctl into bin/
-	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/ ./cmd/...
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/ ./cmd/uplinkd ./cmd/uplinkctl ./cmd/uplinkbench
 
 generate: ## rebuild the committed BPF objects with the pinned clang
 	@scripts/deps.sh generate
@@ -36,6 +36,10 @@ test-unit: ## unit and BPF (Program.Run) tests
 test-e2e: build ## end-to-end tests in network namespaces (prints measured figures)
 	UPLINKD_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -timeout 30m -v ./test/... 2>&1 | \
 		grep -vE '^=== (RUN|PAUSE|CONT)'; exit $${PIPESTATUS[0]}
+
+test-kernels: TEST_KERNEL_PKGS ?= ./pkg/datapath/... ./pkg/linkwatch ./pkg/vethpeer ./pkg/announce ./pkg/control ./pkg/failover ./pkg/config ./test/e2e
+test-kernels: ## the kernel tests as root on Debian 12's 6.1 kernel under qemu (~2 min; TEST_KERNEL_PKGS=...)
+	GO=$(GO) TEST_KERNEL_PKGS='$(TEST_KERNEL_PKGS)' scripts/test-kernels.sh
 
 lint: ## gofmt and go vet
 	@out=$$(gofmt -l $$(git ls-files '*.go' ; git ls-files -o --exclude-standard '*.go')); \

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the project's compiled Go test binaries as root on Debian 12's own
 # kernel (6.1) booted under qemu with software emulation (TCG; no KVM needed).
-# See docs in design.md §2 ("Debian 12's own kernel (6.1) runs under qemu").
+# Tests run 10-30x slower in there; binaries are static (CGO_ENABLED=0).
 #
 #   scripts/test-kernels.sh              every package in TEST_KERNEL_PKGS
 #   scripts/test-kernels.sh exec BIN ARGS...
@@ -23,8 +23,8 @@
 #   TEST_KERNEL_MODE     all: one VM runs every binary (default);
 #                        per-package: go test -p 1 -exec, one VM per package
 #   TEST_KERNEL_RUN      -test.run pattern for every binary
-#   TEST_KERNEL_TIMEOUT  each binary's -test.timeout (default 15m)
-#   TEST_KERNEL_VM_TIMEOUT  the whole VM's limit (default 40m)
+#   TEST_KERNEL_TIMEOUT  each binary's -test.timeout (default 10m)
+#   TEST_KERNEL_VM_TIMEOUT  the whole VM's limit (default 25m)
 #   TEST_KERNEL_META     linux-image metapackage (default linux-image-cloud-amd64)
 #   TEST_KERNEL_CACHE    unpacked kernels (default /var/cache/uplinkd-test-kernels)
 #   TEST_KERNEL_OUT      logs of the last run (default out/test-kernels in the repo)
@@ -41,8 +41,8 @@ export CGO_ENABLED=0 GOFLAGS=${GOFLAGS:--mod=mod}
 
 PKGS=${TEST_KERNEL_PKGS:-./pkg/datapath/... ./pkg/linkwatch ./pkg/vethpeer ./pkg/announce ./pkg/control ./pkg/failover ./pkg/config ./test/e2e}
 MODE=${TEST_KERNEL_MODE:-all}
-TIMEOUT=${TEST_KERNEL_TIMEOUT:-15m}
-VM_TIMEOUT=${TEST_KERNEL_VM_TIMEOUT:-40m}
+TIMEOUT=${TEST_KERNEL_TIMEOUT:-10m}
+VM_TIMEOUT=${TEST_KERNEL_VM_TIMEOUT:-25m}
 META=${TEST_KERNEL_META:-linux-image-cloud-amd64}
 CACHE=${TEST_KERNEL_CACHE:-/var/cache/uplinkd-test-kernels}
 OUT=${TEST_KERNEL_OUT:-$ROOT/out/test-kernels}
@@ -53,7 +53,7 @@ MODULES=${TEST_KERNEL_MODULES:-veth sch_ingress cls_bpf tun bridge}
 # replaces the list; TEST_KERNEL_SKIP= runs everything.
 EMULATION_SKIPS=(
 	'TestPollCost: asserts the CPU cost of 1 ms carrier polling; a sysfs read costs ~450 us under TCG'
-	'TestPlannedSwitchLosesNothing: 50 kpps overflows the 256-frame veth XDP ring under TCG; every lost frame is a ring-full drop (tx_dropped of p0/p1), none at the switches'
+	'TestPlannedSwitchLosesNothing: under TCG the senders reach ~3.5 kpps of 50 and the emulated CPU drops frames (veth ring full) unrelated to the switches'
 )
 default_skip=$(printf '%s\n' "${EMULATION_SKIPS[@]}" | sed 's/:.*//' | paste -sd'|')
 SKIP=${TEST_KERNEL_SKIP-^($default_skip)\$}
@@ -126,6 +126,12 @@ fetch_kernel() {
 		depmod -b "$KDIR/root" "$KVER"
 		cp "$KDIR/root/boot/vmlinuz-$KVER" "$KDIR/vmlinuz"
 		echo "$pkg $ver $KVER" >"$KDIR/ready"
+		# Older ABIs of the same flavour (~120 MB each) are not needed again.
+		local flavour old
+		flavour=$(sed -E 's/^linux-image-[0-9.]+-[0-9]+-//' <<<"$pkg")
+		for old in "$CACHE"/linux-image-*; do
+			[[ ${old##*/} =~ ^linux-image-[0-9.]+-[0-9]+-${flavour}_ && $old != "$KDIR" ]] && rm -rf "$old"
+		done
 	fi
 	KVER=$(awk '{ print $3 }' "$KDIR/ready")
 	flock -u 9
@@ -230,7 +236,7 @@ boot() {
 	rm -f "$out/run.cpio"
 	: >"$out/console.log"
 	: >"$out/results.log"
-	local append="console=ttyS0 loglevel=4 panic=-1 mitigations=off ${TEST_KERNEL_APPEND:-}"
+	local append="console=ttyS0 loglevel=5 panic=-1 ${TEST_KERNEL_APPEND:-}"
 	timeout --kill-after=10 "$VM_TIMEOUT" qemu-system-x86_64 \
 		-accel tcg -cpu max -m "$MEM" -smp "$SMP" \
 		-nodefaults -no-user-config -display none -no-reboot \
@@ -358,7 +364,7 @@ show() {
 summary() { # summary RESULTS NAMES...
 	local results=$1
 	shift
-	awk -v m="$MARK" -v names="$*" '
+	awk -v m="$MARK" -v names="$*" -v k="$KVER" '
 		BEGIN { n = split(names, order, " ") }
 		{ sub(/\r$/, "") }
 		$1 == m && $2 == "begin" { cur = $3; seen[cur] = 1; next }
@@ -367,17 +373,17 @@ summary() { # summary RESULTS NAMES...
 		/^--- PASS/ { pass[cur]++ }
 		/^--- FAIL/ { fail[cur]++ }
 		/^--- SKIP/ { skip[cur]++ }
-		/^ *--- SKIP/ { sk = $3; getline; sub(/^ +/, ""); skips = skips sprintf("  %-18s %-40s %s\n", cur, sk, $0) }
-		/^ *--- FAIL/ { fails = fails sprintf("  %-18s %s\n", cur, $3) }
+		/^ *--- SKIP/ { sk = $3; getline; sub(/^ +/, ""); skips = skips sprintf("  %-24s %-40s %s\n", cur, sk, $0) }
+		/^ *--- FAIL/ { fails = fails sprintf("  %-24s %s\n", cur, $3) }
 		END {
-			printf "\n%-22s %-6s %8s %5s %5s %5s\n", "package (6.1 qemu)", "result", "seconds", "pass", "fail", "skip"
+			printf "\n%-26s %-6s %8s %5s %5s %5s\n", "package (" k ")", "result", "seconds", "pass", "fail", "skip"
 			for (i = 1; i <= n; i++) {
 				p = order[i]
 				r = !(p in seen) ? "NOTRUN" : !(p in code) ? "CRASH" : code[p] == 0 ? "ok" : "FAIL"
-				printf "%-22s %-6s %8s %5d %5d %5d\n", p, r, secs[p], pass[p], fail[p], skip[p]
+				printf "%-26s %-6s %8s %5d %5d %5d\n", p, r, secs[p], pass[p], fail[p], skip[p]
 			}
 			if (fails != "") printf "\nfailed tests:\n%s", fails
-			if (skips != "") printf "\nskipped tests:\n%s", skips
+			if (skips != "") printf "\nskipped tests (their own t.Skip):\n%s", skips
 		}' "$results"
 }
 
@@ -399,8 +405,8 @@ main_all() {
 	prepare "$work"
 	log "setup took $((SECONDS - start))s"
 	mkdir -p "$work/run/etc/uplinkd-test" "$work/run/tests"
-	rm -rf "$OUT"
 	mkdir -p "$OUT"
+	rm -f "$OUT"/{console,results,qemu}.log "$OUT/summary.txt"
 
 	local pkgs=() names=() ip dir rel name file args=(-test.v -test.count=1 "-test.timeout=$TIMEOUT")
 	[[ -n ${TEST_KERNEL_RUN:-} ]] && args+=("-test.run=$TEST_KERNEL_RUN")
@@ -428,7 +434,7 @@ main_all() {
 		names+=("$name")
 		[[ $rel == test/* && -z ${GUEST_UPLINKD_BIN:-} ]] && build_uplinkd "$work/run"
 	done
-	log "built ${#names[@]} test binaries in $((SECONDS - build))s"
+	[[ $MODE == all ]] && log "built ${#names[@]} test binaries in $((SECONDS - build))s"
 
 	local failed=0 vm=$SECONDS
 	if [[ $MODE == all ]]; then
