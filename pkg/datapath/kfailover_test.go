@@ -3,6 +3,7 @@ package datapath
 import (
 	"os"
 	"runtime"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -215,5 +216,38 @@ func TestFullRingDoesNotFlip(t *testing.T) {
 	}
 	if slot, _ := tp.dp.ActiveSlot(0); slot != 0 {
 		t.Errorf("a full ring (%d dropped, err == 0) moved the group to slot %d", sent-peerRx, slot)
+	}
+}
+
+// TestCarrierHookFlipsActive: where the kernel allows fentry, the slot
+// moves in the call that takes the carrier away, before any frame is
+// sent. This machine's kernel refuses fentry; `make test-kernels` runs
+// this on Debian 12's 6.1, where it must work.
+func TestCarrierHookFlipsActive(t *testing.T) {
+	tp := newTopo(t)
+	kf := tp.armKernelFailover(t)
+	if !tpHasPath(kf, PathCarrierHook) {
+		if strings.HasPrefix(os.Getenv("UPLINKD_TEST_KERNEL"), "6.1") {
+			t.Fatalf("the carrier hook must load on 6.1: %v", kf.Refused())
+		}
+		t.Skipf("this kernel refuses the carrier hook (%s); make test-kernels covers it", kf.Refused()[PathCarrierHook])
+	}
+	peer, err := netlink.LinkByName("u0p")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := netlink.LinkSetDown(peer); err != nil {
+		t.Fatal(err)
+	}
+	// No frame was sent: only the hook can have moved the group.
+	if slot, _ := tp.dp.ActiveSlot(0); slot != 1 {
+		t.Fatalf("active slot %d right after carrier loss, want 1", slot)
+	}
+	ev, err := kf.Next()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ev.Path != PathCarrierHook || ev.From != 0 || ev.To != 1 || ev.Ifindex != tp.up0 {
+		t.Errorf("event %+v, want the carrier hook moving slot 0 -> 1 off up0", ev)
 	}
 }
