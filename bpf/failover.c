@@ -16,6 +16,7 @@
 #include <bpf/bpf_tracing.h>
 
 #include "uplinkd.h"
+#include "shared_maps.h"
 
 char __license[] SEC("license") = "Dual BSD/GPL";
 
@@ -37,23 +38,9 @@ struct net_device {
 	possible_net_t nd_net;
 } __attribute__((preserve_access_index));
 
-/* The switch's map, shared through its pin (same definition). */
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, MAX_GROUPS);
-	__type(key, __u32);
-	__type(value, __u32);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} active SEC(".maps");
-
-/* uplink_of[{ifindex, netns}] = {group, slot}: which slot a device is. */
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, MAX_GROUPS * MAX_UPLINKS);
-	__type(key, struct uplink_key);
-	__type(value, struct uplink_ref);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} uplink_of SEC(".maps");
+/* The network namespace (inode) the switch's ifindexes belong to: an
+ * ifindex names a device only within its namespace. Set at load time. */
+volatile const __u32 switch_netns = 0;
 
 /* fallbacks[group]: usable uplinks best first, kept by the daemon. */
 struct {
@@ -76,14 +63,13 @@ const enum fo_cause *_fo_cause __attribute__((unused));
 
 static __always_inline int fail_over(const struct net_device *dev, __u32 cause, int err)
 {
-	struct uplink_key key = {
-		.ifindex = dev->ifindex,
-		.netns = dev->nd_net.net->ns.inum,
-	};
-	struct uplink_ref *ref = bpf_map_lookup_elem(&uplink_of, &key);
-	if (!ref)
+	if (dev->nd_net.net->ns.inum != switch_netns)
 		return 0;
-	__u32 group = ref->group, slot = ref->slot;
+	__u32 ifindex = dev->ifindex;
+	struct port_info *port = bpf_map_lookup_elem(&ports, &ifindex);
+	if (!port || port->role != ROLE_UPLINK)
+		return 0;
+	__u32 group = port->group, slot = port->slot;
 	__u32 *cur = bpf_map_lookup_elem(&active, &group);
 	struct fallback *fb = bpf_map_lookup_elem(&fallbacks, &group);
 	if (!cur || !fb || *cur != slot)
@@ -109,7 +95,7 @@ static __always_inline int fail_over(const struct net_device *dev, __u32 cause, 
 		ev->group = group;
 		ev->from = slot;
 		ev->to = next;
-		ev->ifindex = key.ifindex;
+		ev->ifindex = ifindex;
 		ev->cause = cause;
 		ev->err = err;
 		bpf_ringbuf_submit(ev, 0);

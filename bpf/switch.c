@@ -10,6 +10,7 @@
 #include <bpf/bpf_endian.h>
 
 #include "uplinkd.h"
+#include "shared_maps.h"
 
 #define ETH_ALEN 6
 #define ETH_HLEN 14
@@ -33,14 +34,6 @@ char __license[] SEC("license") = "Dual BSD/GPL";
 const enum drop_reason *_drop_reason __attribute__((unused));
 const enum port_role *_port_role __attribute__((unused));
 
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, MAX_PORTS);
-	__type(key, __u32); /* ifindex */
-	__type(value, struct port_info);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} ports SEC(".maps");
-
 /* Every port, keyed by ifindex: unicast to a guest, and flooding with
  * BPF_F_BROADCAST. Entries carry xdp_egress. */
 struct {
@@ -59,15 +52,6 @@ struct {
 	__type(value, struct bpf_devmap_val);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } uplinks SEC(".maps");
-
-/* active[group] = slot of the active uplink, or NO_SLOT. */
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, MAX_GROUPS);
-	__type(key, __u32);
-	__type(value, __u32);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} active SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -422,25 +406,10 @@ int xdp_uplink(struct xdp_md *ctx)
 	return flood();
 }
 
-static __always_inline int egress(struct xdp_md *ctx, int flooded)
+static __always_inline int count_tx(struct xdp_md *ctx, const struct port_info *dst)
 {
-	__u32 in = ctx->ingress_ifindex, out = ctx->egress_ifindex;
-	struct port_info *src = bpf_map_lookup_elem(&ports, &in);
-	struct port_info *dst = bpf_map_lookup_elem(&ports, &out);
-
-	if (!src || !dst || src->group != dst->group)
-		return XDP_DROP;
-	if (dst->role == ROLE_UPLINK) {
-		if (src->role == ROLE_UPLINK)
-			return XDP_DROP;
-		/* Flood copies leave by the active uplink only. A frame sent to
-		 * an uplink on purpose goes out even if the active slot moved
-		 * since: that uplink works (a dead one fails the transmit). */
-		if (flooded && active_slot(dst->group) != dst->slot)
-			return XDP_DROP;
-	}
-
 	struct port_stats *st = stats_of(dst);
+
 	if (st) {
 		st->tx_packets++;
 		st->tx_bytes += (void *)(long)ctx->data_end - (void *)(long)ctx->data;
@@ -455,12 +424,27 @@ static __always_inline int egress(struct xdp_md *ctx, int flooded)
 SEC("xdp/devmap")
 int xdp_egress(struct xdp_md *ctx)
 {
-	return egress(ctx, 1);
+	__u32 in = ctx->ingress_ifindex, out = ctx->egress_ifindex;
+	struct port_info *src = bpf_map_lookup_elem(&ports, &in);
+	struct port_info *dst = bpf_map_lookup_elem(&ports, &out);
+
+	if (!src || !dst || src->group != dst->group)
+		return XDP_DROP;
+	if (dst->role == ROLE_UPLINK &&
+	    (src->role == ROLE_UPLINK || active_slot(dst->group) != dst->slot))
+		return XDP_DROP;
+	return count_tx(ctx, dst);
 }
 
-/* xdp_egress_up runs for frames sent to an uplink through uplinks[]. */
+/* xdp_egress_up runs for frames xdp_guest sent to its own group's uplink
+ * through uplinks[]: nothing to filter, only to count. A frame queued
+ * before the active slot moved still leaves: that uplink works (a dead
+ * one fails the transmit). */
 SEC("xdp/devmap")
 int xdp_egress_up(struct xdp_md *ctx)
 {
-	return egress(ctx, 0);
+	__u32 out = ctx->egress_ifindex;
+	struct port_info *dst = bpf_map_lookup_elem(&ports, &out);
+
+	return dst ? count_tx(ctx, dst) : XDP_DROP;
 }

@@ -99,17 +99,6 @@ struct group_info {
 
 /* In-kernel failover (bpf/failover.c). */
 
-/* uplink_of key: an ifindex is unique only within its network namespace. */
-struct uplink_key {
-	__u32 ifindex;
-	__u32 netns; /* inode number of the namespace */
-};
-
-struct uplink_ref {
-	__u32 group;
-	__u32 slot;
-};
-
 /* fallbacks[group]: the slots to move to, best first. */
 struct fallback {
 	__u32 count;

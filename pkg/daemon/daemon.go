@@ -35,7 +35,6 @@ type Daemon struct {
 	log     *slog.Logger
 	dp      *datapath.Datapath
 	kf      *datapath.KernelFailover // nil: user space only
-	netns   uint64                   // our network namespace, for the hooks
 	ann     *announce.Announcer
 	watch   *linkwatch.Watcher
 	started time.Time
@@ -85,10 +84,6 @@ func New(cfg *config.Config, log *slog.Logger) (*Daemon, error) {
 		ann:     announce.New(cfg.AnnounceRateLimit, cfg.AnnounceBurst, log),
 		started: time.Now(),
 		ports:   map[string]*port{},
-	}
-	if d.netns, err = datapath.NetnsInode(); err != nil {
-		dp.Close()
-		return nil, err
 	}
 	// In-kernel failover where the kernel allows it; the daemon's own
 	// path always remains.
@@ -247,11 +242,6 @@ func (d *Daemon) attach(p *port, ifindex int) {
 		return
 	}
 	p.ifindex, p.mac, p.mode, p.err = attrs.Index, attrs.HardwareAddr, mode, nil
-	if p.role == datapath.RoleUplink && d.kf != nil {
-		if err := d.kf.SetUplink(attrs.Index, d.netns, p.group.id, uint32(p.slot)); err != nil {
-			d.log.Warn("in-kernel failover does not know this uplink", "port", p.name, "err", err)
-		}
-	}
 	d.log.Info("port attached", "port", p.name, "role", p.role, "group", p.group.cfg.Name, "ifindex", attrs.Index, "xdp", mode)
 }
 

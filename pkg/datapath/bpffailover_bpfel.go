@@ -37,30 +37,19 @@ type bpfFailoverFoEvent struct {
 	Err     int32
 }
 
-type bpfFailoverUplinkKey struct {
-	_       structs.HostLayout
-	Ifindex uint32
-	Netns   uint32
-}
-
-type bpfFailoverUplinkRef struct {
-	_     structs.HostLayout
-	Group uint32
-	Slot  uint32
-}
-
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	bpfFailoverMapActive     = "active"
-	bpfFailoverMapFallbacks  = "fallbacks"
-	bpfFailoverMapFoEvents   = "fo_events"
-	bpfFailoverMapUplinkOf   = "uplink_of"
-	bpfFailoverProgFoCarrier = "fo_carrier"
-	bpfFailoverProgFoXmit    = "fo_xmit"
-	bpfFailoverVarFoCause    = "_fo_cause"
-	bpfFailoverVarFoEvent    = "_fo_event"
+	bpfFailoverMapActive      = "active"
+	bpfFailoverMapFallbacks   = "fallbacks"
+	bpfFailoverMapFoEvents    = "fo_events"
+	bpfFailoverMapPorts       = "ports"
+	bpfFailoverProgFoCarrier  = "fo_carrier"
+	bpfFailoverProgFoXmit     = "fo_xmit"
+	bpfFailoverVarFoCause     = "_fo_cause"
+	bpfFailoverVarFoEvent     = "_fo_event"
+	bpfFailoverVarSwitchNetns = "switch_netns"
 )
 
 // loadBpfFailover returns the embedded CollectionSpec for bpfFailover.
@@ -116,15 +105,16 @@ type bpfFailoverMapSpecs struct {
 	Active    *ebpf.MapSpec `ebpf:"active"`
 	Fallbacks *ebpf.MapSpec `ebpf:"fallbacks"`
 	FoEvents  *ebpf.MapSpec `ebpf:"fo_events"`
-	UplinkOf  *ebpf.MapSpec `ebpf:"uplink_of"`
+	Ports     *ebpf.MapSpec `ebpf:"ports"`
 }
 
 // bpfFailoverVariableSpecs contains global variables before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type bpfFailoverVariableSpecs struct {
-	FoCause *ebpf.VariableSpec `ebpf:"_fo_cause"`
-	FoEvent *ebpf.VariableSpec `ebpf:"_fo_event"`
+	FoCause     *ebpf.VariableSpec `ebpf:"_fo_cause"`
+	FoEvent     *ebpf.VariableSpec `ebpf:"_fo_event"`
+	SwitchNetns *ebpf.VariableSpec `ebpf:"switch_netns"`
 }
 
 // bpfFailoverObjects contains all objects after they have been loaded into the kernel.
@@ -150,7 +140,7 @@ type bpfFailoverMaps struct {
 	Active    *ebpf.Map `ebpf:"active"`
 	Fallbacks *ebpf.Map `ebpf:"fallbacks"`
 	FoEvents  *ebpf.Map `ebpf:"fo_events"`
-	UplinkOf  *ebpf.Map `ebpf:"uplink_of"`
+	Ports     *ebpf.Map `ebpf:"ports"`
 }
 
 func (m *bpfFailoverMaps) Close() error {
@@ -158,7 +148,7 @@ func (m *bpfFailoverMaps) Close() error {
 		m.Active,
 		m.Fallbacks,
 		m.FoEvents,
-		m.UplinkOf,
+		m.Ports,
 	)
 }
 
@@ -166,8 +156,9 @@ func (m *bpfFailoverMaps) Close() error {
 //
 // It can be passed to loadBpfFailoverObjects or ebpf.CollectionSpec.LoadAndAssign.
 type bpfFailoverVariables struct {
-	FoCause *ebpf.Variable `ebpf:"_fo_cause"`
-	FoEvent *ebpf.Variable `ebpf:"_fo_event"`
+	FoCause     *ebpf.Variable `ebpf:"_fo_cause"`
+	FoEvent     *ebpf.Variable `ebpf:"_fo_event"`
+	SwitchNetns *ebpf.Variable `ebpf:"switch_netns"`
 }
 
 // bpfFailoverPrograms contains all programs after they have been loaded into the kernel.

@@ -29,13 +29,14 @@ var hookPrograms = []struct{ path, prog string }{
 }
 
 // KernelFailover is the in-kernel failover: the hooks this kernel allows,
-// their shared maps and the event ring.
+// their shared maps and the event ring. The hooks know the uplinks from
+// the switch's own ports map; devices of other namespaces are ignored.
 type KernelFailover struct {
-	uplinkOf, fallbacks *ebpf.Map
-	events              *ringbuf.Reader
-	paths               []string          // in use, fastest first
-	refused             map[string]string // path -> why the kernel said no
-	closers             []func() error
+	fallbacks *ebpf.Map
+	events    *ringbuf.Reader
+	paths     []string          // in use, fastest first
+	refused   map[string]string // path -> why the kernel said no
+	closers   []func() error
 }
 
 // KernelSwitch is one switch the kernel made by itself.
@@ -50,16 +51,27 @@ type KernelSwitch struct {
 
 // OpenKernelFailover loads every hook the kernel allows and attaches it
 // (pinned, so it keeps working while no daemon runs). A hook the kernel
-// refuses is recorded, not fatal: Paths says what is in use.
+// refuses is recorded, not fatal: Paths says what is in use. The switch's
+// interfaces are those of the calling thread's network namespace.
 func (d *Datapath) OpenKernelFailover() (*KernelFailover, error) {
 	spec, err := loadBpfFailover()
 	if err != nil {
 		return nil, err
 	}
+	netns, err := NetnsInode()
+	if err != nil {
+		return nil, err
+	}
+	if err := spec.Variables[bpfFailoverVarSwitchNetns].Set(uint32(netns)); err != nil {
+		return nil, fmt.Errorf("set the switch's namespace: %w", err)
+	}
 	kf := &KernelFailover{refused: map[string]string{}}
 	opts := ebpf.CollectionOptions{
-		Maps:            ebpf.MapOptions{PinPath: d.pinDir},
-		MapReplacements: map[string]*ebpf.Map{bpfFailoverMapActive: d.objs.Active},
+		Maps: ebpf.MapOptions{PinPath: d.pinDir},
+		MapReplacements: map[string]*ebpf.Map{
+			bpfFailoverMapActive: d.objs.Active,
+			bpfFailoverMapPorts:  d.objs.Ports,
+		},
 	}
 	dir := filepath.Join(d.pinDir, "hooks")
 	if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -83,8 +95,7 @@ func (d *Datapath) OpenKernelFailover() (*KernelFailover, error) {
 			continue
 		}
 		kf.paths = append(kf.paths, h.path)
-		if kf.uplinkOf == nil {
-			kf.uplinkOf, _ = coll.Maps[bpfFailoverMapUplinkOf].Clone()
+		if kf.fallbacks == nil {
 			kf.fallbacks, _ = coll.Maps[bpfFailoverMapFallbacks].Clone()
 			ev := coll.Maps[bpfFailoverMapFoEvents]
 			if kf.events, err = ringbuf.NewReader(ev); err != nil {
@@ -96,8 +107,8 @@ func (d *Datapath) OpenKernelFailover() (*KernelFailover, error) {
 		coll.Close() // the pinned link holds the program, the pins the maps
 	}
 	kf.paths = append(kf.paths, PathUserspace)
-	if kf.uplinkOf != nil {
-		kf.closers = append(kf.closers, kf.uplinkOf.Close, kf.fallbacks.Close, kf.events.Close)
+	if kf.fallbacks != nil {
+		kf.closers = append(kf.closers, kf.fallbacks.Close, kf.events.Close)
 	}
 	return kf, nil
 }
@@ -153,25 +164,7 @@ func (kf *KernelFailover) Refused() map[string]string {
 }
 
 // InKernel reports whether any in-kernel path is in use.
-func (kf *KernelFailover) InKernel() bool { return kf.uplinkOf != nil }
-
-// SetUplink tells the hooks that the device (ifindex in the namespace
-// with inode netns) is slot of group.
-func (kf *KernelFailover) SetUplink(ifindex int, netns uint64, group, slot uint32) error {
-	if kf.uplinkOf == nil {
-		return nil
-	}
-	key := bpfFailoverUplinkKey{Ifindex: uint32(ifindex), Netns: uint32(netns)}
-	return kf.uplinkOf.Put(key, bpfFailoverUplinkRef{Group: group, Slot: slot})
-}
-
-// ClearUplink forgets a device.
-func (kf *KernelFailover) ClearUplink(ifindex int, netns uint64) error {
-	if kf.uplinkOf == nil {
-		return nil
-	}
-	return ignoreNotExist(kf.uplinkOf.Delete(bpfFailoverUplinkKey{Ifindex: uint32(ifindex), Netns: uint32(netns)}))
-}
+func (kf *KernelFailover) InKernel() bool { return kf.fallbacks != nil }
 
 // SetFallback gives the order in which a group's uplinks may take over,
 // best first (only usable ones).

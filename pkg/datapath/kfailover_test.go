@@ -16,16 +16,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// netnsInode is the inode of the test thread's network namespace.
-func netnsInode(t *testing.T) uint64 {
-	t.Helper()
-	fi, err := os.Stat("/proc/thread-self/ns/net")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return inodeOf(fi)
-}
-
 func TestKernelFailoverPaths(t *testing.T) {
 	tp := newTopo(t)
 	kf, err := tp.dp.OpenKernelFailover()
@@ -133,8 +123,8 @@ func (e *testEnv) slowConsumer(t *testing.T, name string) {
 	}
 }
 
-// armKernelFailover loads the hooks and tells them that up0 and up1 are
-// slots 0 and 1 of group 0, in that order of preference.
+// armKernelFailover loads the hooks; group 0 (up0, up1) may fall back
+// to either, up0 first.
 func (tp *topo) armKernelFailover(t *testing.T) *KernelFailover {
 	t.Helper()
 	kf, err := tp.dp.OpenKernelFailover()
@@ -142,18 +132,16 @@ func (tp *topo) armKernelFailover(t *testing.T) *KernelFailover {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { kf.Close() })
-	ns := netnsInode(t)
-	for slot, ifx := range []int{tp.up0, tp.up1} {
-		if err := kf.SetUplink(ifx, ns, 0, uint32(slot)); err != nil {
-			t.Fatal(err)
-		}
-	}
 	if err := kf.SetFallback(0, []int{0, 1}); err != nil {
 		t.Fatal(err)
 	}
 	return kf
 }
 
+// redirectInto sends n frames into the device with ifindex out in the
+// current namespace (an XDP program redirecting from a fresh veth) and
+// returns how many the device failed to transmit, from its counters: the
+// test needs proof that the transmit hook was exercised.
 func tpHasPath(kf *KernelFailover, p string) bool {
 	for _, x := range kf.Paths() {
 		if x == p {
@@ -250,4 +238,102 @@ func TestCarrierHookFlipsActive(t *testing.T) {
 	if ev.Path != PathCarrierHook || ev.From != 0 || ev.To != 1 || ev.Ifindex != tp.up0 {
 		t.Errorf("event %+v, want the carrier hook moving slot 0 -> 1 off up0", ev)
 	}
+}
+
+// TestHooksIgnoreOtherNamespaces: an ifindex names a device only within
+// its namespace. Failed transmits into a device elsewhere that has up0's
+// ifindex must not move the group; the same failed transmits into up0
+// itself must (which proves they reach the hook).
+func TestHooksIgnoreOtherNamespaces(t *testing.T) {
+	tp := newTopo(t)
+	kf := tp.armKernelFailover(t)
+	if !tpHasPath(kf, PathXmitError) {
+		t.Skip("transmit-error path not available on this kernel")
+	}
+	other, err := netns.New() // enters it
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { other.Close() })
+	twin := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "twin", Index: tp.up0}, PeerName: "twinp"}
+	if err := netlink.LinkAdd(twin); err != nil {
+		t.Fatalf("veth with ifindex %d in another namespace: %v", tp.up0, err)
+	}
+	// Set up like up0 and its peer: both up, the peer with XDP, then the
+	// peer down, so transmits into twin fail exactly as into up0 below.
+	for _, n := range []string{"twin", "twinp"} {
+		l, _ := netlink.LinkByName(n)
+		if err := netlink.LinkSetUp(l); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tp.passOn("twinp")
+	p, _ := netlink.LinkByName("twinp")
+	if err := netlink.LinkSetDown(p); err != nil {
+		t.Fatal(err)
+	}
+	redirectInto(t, tp.up0, 64)
+	if slot, _ := tp.dp.ActiveSlot(0); slot != 0 {
+		t.Fatalf("failed transmits into ifindex %d of another namespace moved the group to slot %d", tp.up0, slot)
+	}
+
+	if err := netns.Set(tp.ns); err != nil {
+		t.Fatal(err)
+	}
+	p, _ = netlink.LinkByName("u0p")
+	if err := netlink.LinkSetDown(p); err != nil {
+		t.Fatal(err)
+	}
+	redirectInto(t, tp.up0, 64)
+	if slot, _ := tp.dp.ActiveSlot(0); slot != 1 {
+		t.Errorf("failed transmits into up0 itself did not move the group (slot %d)", slot)
+	}
+}
+
+// redirectInto sends n frames into the device with ifindex out in the
+// current namespace (an XDP program redirecting from a fresh veth) and
+// fails the test unless the device dropped some: they must have failed.
+func redirectInto(t *testing.T, out, n int) {
+	t.Helper()
+	src := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "src"}, PeerName: "srcp"}
+	if err := netlink.LinkAdd(src); err != nil {
+		t.Fatal(err)
+	}
+	defer netlink.LinkDel(src)
+	for _, name := range []string{"src", "srcp"} {
+		l, _ := netlink.LinkByName(name)
+		_ = netlink.LinkSetUp(l)
+	}
+	l, _ := netlink.LinkByName("src")
+	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{
+		Type: ebpf.XDP, License: "GPL",
+		Instructions: asm.Instructions{
+			asm.Mov.Imm(asm.R1, int32(out)),
+			asm.Mov.Imm(asm.R2, 0),
+			asm.FnRedirect.Call(),
+			asm.Return(),
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer prog.Close()
+	before := txDropped(t, out)
+	f := frame(t, macUp, macA, 0, nil)
+	if _, err := prog.Run(&ebpf.RunOptions{Data: f, Context: xdpMd{DataEnd: uint32(len(f)), IngressIfindex: uint32(l.Attrs().Index)},
+		Repeat: uint32(n), Flags: unix.BPF_F_TEST_XDP_LIVE_FRAMES}); err != nil {
+		t.Fatal(err)
+	}
+	if txDropped(t, out) == before {
+		t.Fatalf("no transmit into ifindex %d failed: the test would prove nothing", out)
+	}
+}
+
+func txDropped(t *testing.T, ifindex int) uint64 {
+	t.Helper()
+	l, err := netlink.LinkByIndex(ifindex)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l.Attrs().Statistics.TxDropped
 }
