@@ -50,7 +50,6 @@ type group struct {
 	policy   *failover.Group
 	uplinks  []*port // by slot
 	guests   []*port
-	last     *control.FailoverEvent
 	recent   []*control.FailoverEvent // the last maxRecent switches, oldest first
 	announce uint64                   // generation of the newest announcement
 }
@@ -449,7 +448,6 @@ func (d *Daemon) applyFrom(g *group, dec failover.Decision, detected, switched t
 		Switched: switched,
 		Latency:  switched.Sub(detected),
 	}
-	g.last = ev
 	g.recent = append(g.recent, ev)
 	if len(g.recent) > maxRecent {
 		g.recent = g.recent[len(g.recent)-maxRecent:]

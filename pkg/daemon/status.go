@@ -40,12 +40,11 @@ func (d *Daemon) Status() control.Status {
 		if ps.Manual != failover.NoSlot {
 			gs.Manual = g.policy.UplinkName(ps.Manual)
 		}
-		if g.last != nil {
-			ev := *g.last
-			gs.LastFailover = &ev
-		}
 		for _, ev := range g.recent {
 			gs.Recent = append(gs.Recent, *ev)
+		}
+		if n := len(gs.Recent); n > 0 {
+			gs.LastFailover = &gs.Recent[n-1]
 		}
 		for _, u := range ps.Uplinks {
 			p := g.uplinks[u.Slot]

@@ -40,7 +40,7 @@ func requireRoot(t *testing.T) {
 }
 
 // newTestEnv enters a fresh namespace on this goroutine's thread until the
-// test ends. Subtests run on other goroutines: call enter() in them.
+// test ends (subtests run on other goroutines: tests here use tables instead).
 func newTestEnv(t *testing.T) *testEnv {
 	t.Helper()
 	requireRoot(t)
@@ -89,24 +89,6 @@ func newTestEnv(t *testing.T) *testEnv {
 	}
 	env.dp = dp
 	return env
-}
-
-// enter runs the calling goroutine (a subtest) inside the namespace.
-func (e *testEnv) enter(t *testing.T) {
-	t.Helper()
-	runtime.LockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := netns.Set(e.ns); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = netns.Set(orig)
-		orig.Close()
-		runtime.UnlockOSThread()
-	})
 }
 
 // veth creates name<->peer, both up, and returns the name's index.

@@ -195,7 +195,7 @@ func (kf *KernelFailover) Next() (KernelSwitch, error) {
 	if err := binary.Read(bytes.NewReader(rec.RawSample), binary.NativeEndian, &ev); err != nil {
 		return KernelSwitch{}, fmt.Errorf("failover event: %w", err)
 	}
-	ks := KernelSwitch{Group: ev.Group, From: ev.From, To: ev.To, Ifindex: int(ev.Ifindex), Err: int(ev.Err), At: monotonicToTime(ev.TsNs)}
+	ks := KernelSwitch{Group: ev.Group, From: ev.From, To: ev.To, Ifindex: int(ev.Ifindex), Err: int(ev.Err), At: KtimeToTime(ev.TsNs)}
 	switch ev.Cause {
 	case uint32(bpfFailoverFoCauseFO_CARRIER_OFF):
 		ks.Path = PathCarrierHook
@@ -230,13 +230,4 @@ func removeHooks(pinDir string) error {
 	}
 	_ = os.Remove(dir)
 	return errors.Join(errs...)
-}
-
-// monotonicToTime converts a bpf_ktime_get_ns reading to wall time.
-func monotonicToTime(ns uint64) time.Time {
-	now, err := monotonicNow()
-	if err != nil {
-		return time.Now()
-	}
-	return time.Now().Add(-time.Duration(int64(now) - int64(ns)))
 }

@@ -250,20 +250,6 @@ func (d *Datapath) PinnedLinks() ([]string, error) {
 	return names, nil
 }
 
-// PortIfindexes lists the interface indexes present in the ports map.
-func (d *Datapath) PortIfindexes() ([]int, error) {
-	var (
-		k    uint32
-		info bpfSwitchPortInfo
-		out  []int
-	)
-	it := d.objs.Ports.Iterate()
-	for it.Next(&k, &info) {
-		out = append(out, int(k))
-	}
-	return out, it.Err()
-}
-
 // Remove detaches every program pinned under pinDir and deletes the pinned
 // maps: the switch stops forwarding. Used by `uplinkd -cleanup`.
 func Remove(pinDir string) error {

@@ -7,14 +7,12 @@
 package e2e
 
 import (
-	"bytes"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
 	"net"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"runtime"
 	"strings"
 	"sync"
@@ -62,18 +60,11 @@ func binaries(t *testing.T) string {
 
 // lab is one topology; every name in it carries a unique prefix.
 type lab struct {
-	t        *testing.T
-	prefix   string
-	ns       map[string]netns.NsHandle // "H", "U", "G0", "G1"
-	dir      string
-	pinDir   string
-	socket   string
-	config   string
-	daemon   *exec.Cmd
-	daemonLg *bytes.Buffer
-	done     chan struct{}
-	bin      string
-	macs     map[string]net.HardwareAddr // "G0", "G1", "br0"
+	t      *testing.T
+	prefix string
+	ns     map[string]netns.NsHandle // "H", "U", "G0", "G1"
+	d      *daemon
+	macs   map[string]net.HardwareAddr // "G0", "G1", "br0"
 }
 
 func requireRoot(t *testing.T) {
@@ -96,8 +87,6 @@ func newLab(t *testing.T, opts labOptions) *lab {
 		t:      t,
 		prefix: "ulke" + hex.EncodeToString(suffix),
 		ns:     map[string]netns.NsHandle{},
-		dir:    t.TempDir(),
-		bin:    binaries(t),
 		macs:   map[string]net.HardwareAddr{},
 	}
 	t.Cleanup(l.destroy)
@@ -140,29 +129,18 @@ func newLab(t *testing.T, opts labOptions) *lab {
 		}
 	})
 
-	l.pinDir = filepath.Join(l.dir, "bpffs")
-	l.check(os.Mkdir(l.pinDir, 0o700))
-	l.check(unix.Mount("bpf", l.pinDir, "bpf", 0, "mode=0700"))
-	t.Cleanup(func() { _ = unix.Unmount(l.pinDir, unix.MNT_DETACH) })
-	l.socket = filepath.Join(l.dir, "uplinkd.sock")
-	l.config = filepath.Join(l.dir, "uplinkd.yaml")
 	count := opts.count
 	if count == 0 {
 		count = 3
 	}
-	cfg := fmt.Sprintf(`pin_path: %s/uplinkd
-control_socket: %s
-log_level: debug
-groups:
-  - name: lab
+	l.d = newDaemon(t, l.nsName("H"), fmt.Sprintf(`  - name: lab
     failback: %t
     announce: {count: %d, interval: 50ms}
     guest_ports: [vnet0, vnet1]
     uplinks:
       - {name: up0, priority: 10}
       - {name: up1, priority: 20}
-`, l.pinDir, l.socket, opts.failback, count)
-	l.check(os.WriteFile(l.config, []byte(cfg), 0o600))
+`, opts.failback, count))
 	return l
 }
 
@@ -241,67 +219,16 @@ func (l *lab) mac(name string) net.HardwareAddr {
 }
 
 func (l *lab) destroy() {
-	l.stopDaemon(syscall.SIGTERM)
-	// Remove what the daemon pinned, so no XDP program outlives the test.
-	if l.bin != "" && l.config != "" {
-		_ = exec.Command("ip", "netns", "exec", l.nsName("H"), l.bin+"/uplinkd", "-config", l.config, "-cleanup").Run()
-	}
 	for role, ns := range l.ns {
 		ns.Close()
 		_ = netns.DeleteNamed(l.nsName(role))
 	}
 }
 
-// startDaemon runs uplinkd inside H (ip netns exec gives it that
-// namespace's /sys) and waits until its control socket answers.
-func (l *lab) startDaemon() {
-	l.t.Helper()
-	l.daemonLg = &bytes.Buffer{}
-	cmd := exec.Command("ip", "netns", "exec", l.nsName("H"), l.bin+"/uplinkd", "-config", l.config)
-	cmd.Stdout, cmd.Stderr = l.daemonLg, l.daemonLg
-	l.check(cmd.Start())
-	l.daemon = cmd
-	l.done = make(chan struct{})
-	go func(done chan struct{}) { _ = cmd.Wait(); close(done) }(l.done)
-	c := l.client()
-	for range 200 {
-		if _, err := c.Status(); err == nil {
-			return
-		}
-		select {
-		case <-l.done:
-			l.t.Fatalf("uplinkd exited at start:\n%s", l.daemonLg)
-		case <-time.After(25 * time.Millisecond):
-		}
-	}
-	l.t.Fatalf("uplinkd did not answer in 5 s:\n%s", l.daemonLg)
-}
-
-// stopDaemon signals the daemon we started (by its PID) and waits.
-func (l *lab) stopDaemon(sig syscall.Signal) {
-	if l.daemon == nil || l.daemon.Process == nil {
-		return
-	}
-	_ = l.daemon.Process.Signal(sig)
-	select {
-	case <-l.done:
-	case <-time.After(10 * time.Second):
-		_ = l.daemon.Process.Kill()
-		<-l.done
-	}
-	l.daemon = nil
-}
-
-func (l *lab) client() *control.Client { return control.NewClient(l.socket) }
-
-func (l *lab) status() control.GroupStatus {
-	l.t.Helper()
-	st, err := l.client().Status()
-	if err != nil {
-		l.t.Fatalf("status: %v\n%s", err, l.daemonLg)
-	}
-	return st.Groups[0]
-}
+func (l *lab) startDaemon()                  { l.d.start() }
+func (l *lab) stopDaemon(sig syscall.Signal) { l.d.stop(sig) }
+func (l *lab) client() *control.Client       { return l.d.client }
+func (l *lab) status() control.GroupStatus   { return l.d.group() }
 
 // waitFor polls cond every 5 ms for at most d.
 func waitFor(d time.Duration, cond func() bool) bool {
@@ -339,5 +266,3 @@ func (l *lab) bridgeFDB() map[string]string {
 	})
 	return out
 }
-
-var execCommand = exec.Command

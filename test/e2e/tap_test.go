@@ -1,12 +1,6 @@
 package e2e
 
 import (
-	"bytes"
-	"fmt"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"syscall"
 	"testing"
 	"time"
 
@@ -26,42 +20,15 @@ func TestTapCarrierLossWithoutNetlink(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(tp.Destroy)
-	bin := binaries(t)
-	dir := t.TempDir()
-	pin := filepath.Join(dir, "bpffs")
-	if err := os.Mkdir(pin, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if err := syscall.Mount("bpf", pin, "bpf", 0, "mode=0700"); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = syscall.Unmount(pin, syscall.MNT_DETACH) })
-	socket := filepath.Join(dir, "uplinkd.sock")
-	cfg := filepath.Join(dir, "uplinkd.yaml")
 	// up2 is not an uplink of the group: it only arms link-watch.
-	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(`pin_path: %s/uplinkd
-control_socket: %s
-groups:
-  - name: tap
+	d := newDaemon(t, tp.NSName(topo.Host), `  - name: tap
     guest_ports: [vnet0]
     uplinks: [{name: up0, priority: 10}, {name: up1, priority: 20}]
-`, pin, socket)), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command("ip", "netns", "exec", tp.NSName(topo.Host), bin+"/uplinkd", "-config", cfg)
-	logs := &bytes.Buffer{}
-	cmd.Stdout, cmd.Stderr = logs, logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		_ = cmd.Wait()
-		_ = exec.Command(bin+"/uplinkd", "-config", cfg, "-cleanup").Run()
-	})
-	c := control.NewClient(socket)
-	if !waitFor(5*time.Second, func() bool { st, err := c.Status(); return err == nil && st.Groups[0].Active == "up0" }) {
-		t.Fatalf("uplinkd not ready with up0 active:\n%s", logs)
+`)
+	d.start()
+	c := d.client
+	if g := d.group(); g.Active != "up0" {
+		t.Fatalf("active at start %q, want up0:\n%s", g.Active, d.logs)
 	}
 
 	for round := range 3 {
@@ -86,7 +53,7 @@ groups:
 			return ev != nil
 		})
 		if ev == nil {
-			t.Fatalf("round %d: no switch to up1 after the tap lost carrier:\n%s", round, logs)
+			t.Fatalf("round %d: no switch to up1 after the tap lost carrier:\n%s", round, d.logs)
 		}
 		t.Logf("FIGURES tap carrier loss, round %d: cut -> switched %s, seen by %s", round, ms(ev.Switched.Sub(cutAt)), ev.Source)
 		if d := ev.Switched.Sub(cutAt); d > 200*time.Millisecond || ev.Source == "netlink" {

@@ -10,27 +10,19 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/uplinkd/uplinkd/pkg/datapath/benchbpf"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
 
-// Test frames: Ethernet with a local experimental ethertype, then a
-// magic word, a stream id and a sequence number.
-const (
-	etherTest = 0x88b5
-	etherRARP = 0x8035
-	magic     = 0x75706c6b // "uplk"
-)
-
-func testFrame(dst, src net.HardwareAddr, stream uint8, seq uint32) []byte {
-	f := make([]byte, 60)
-	copy(f[0:6], dst)
-	copy(f[6:12], src)
-	binary.BigEndian.PutUint16(f[12:14], etherTest)
-	binary.BigEndian.PutUint32(f[14:18], magic)
-	f[18] = stream
-	binary.BigEndian.PutUint32(f[19:23], seq)
+// testFrame is a benchmark stream frame (see benchbpf): the same format
+// the XDP receiver reads.
+func testFrame(dst, src net.HardwareAddr, stream uint8) []byte {
+	f, err := benchbpf.Template{Dst: dst, Src: src, Size: benchbpf.MinFrameSize, Stream: stream}.Frame()
+	if err != nil {
+		panic(err) // the callers pass fixed, valid addresses
+	}
 	return f
 }
 
@@ -89,6 +81,7 @@ func (l *lab) send(role, ifname string, dst, src net.HardwareAddr, stream uint8,
 		}
 		defer unix.Close(fd)
 		close(ready)
+		frame := testFrame(dst, src, stream)
 		s.first = time.Now()
 		deadline := s.first.Add(d)
 		for {
@@ -108,7 +101,8 @@ func (l *lab) send(role, ifname string, dst, src net.HardwareAddr, stream uint8,
 			// ring and measure the sender, not the switch.
 			due = min(due, s.sent+64)
 			for s.sent < due {
-				if err := unix.Send(fd, testFrame(dst, src, stream, s.sent), 0); err != nil {
+				benchbpf.SetSeq(frame, s.sent)
+				if err := unix.Send(fd, frame, 0); err != nil {
 					s.errs++
 					if s.errs > 1000 {
 						s.err = err
@@ -188,18 +182,12 @@ func (l *lab) receive(role, ifname string) *receiver {
 				continue
 			}
 			at := kernelTime(oob[:oobn])
-			f := buf[:n]
-			if len(f) < 14 {
-				continue
-			}
-			switch binary.BigEndian.Uint16(f[12:14]) {
-			case etherTest:
-				if len(f) >= 23 && binary.BigEndian.Uint32(f[14:18]) == magic {
-					r.mu.Lock()
-					r.got = append(r.got, arrival{stream: f[18], seq: binary.BigEndian.Uint32(f[19:23]), at: at})
-					r.mu.Unlock()
-				}
-			case etherRARP:
+			switch kind, stream, seq := benchbpf.Parse(buf[:n]); kind {
+			case benchbpf.Stream:
+				r.mu.Lock()
+				r.got = append(r.got, arrival{stream: stream, seq: seq, at: at})
+				r.mu.Unlock()
+			case benchbpf.RARP:
 				r.mu.Lock()
 				r.rarp = append(r.rarp, at)
 				r.mu.Unlock()

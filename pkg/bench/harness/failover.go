@@ -23,30 +23,62 @@ type bed struct {
 	cleanup  []func()
 }
 
-// uplinkUnion merges what every uplink's receiver saw of sequence numbers
-// 0..n-1, and counts duplicates: within one uplink and across uplinks.
-func (b *bed) uplinkUnion(n uint64) (union []uint64, dups uint64, err error) {
+// tally counts what the guest's stream up lost and duplicated over every
+// uplink (within one uplink and across uplinks) into res, and returns the
+// union of the sequence numbers that arrived.
+func (b *bed) tally(res *report.FailoverTrial, up *stream) ([]uint64, error) {
+	var union []uint64
+	res.Sent = up.sent
 	for slot := range len(b.tp.Uplinks) {
-		words, err := b.rec.seen(slot, n)
+		words, err := b.rec.seen(slot, up.sent)
 		if err != nil {
-			return nil, 0, err
+			return nil, err
 		}
 		st, err := b.rec.stats(slot)
 		if err != nil {
-			return nil, 0, err
+			return nil, err
 		}
 		if st.Beyond > 0 {
-			return nil, 0, fmt.Errorf("%d frames beyond the receiver's bitmap: make it larger", st.Beyond)
+			return nil, fmt.Errorf("%d frames beyond the receiver's bitmap: make it larger", st.Beyond)
 		}
-		dups += st.Dups
+		res.Duplicates += st.Dups
 		if union == nil {
 			union = words
 			continue
 		}
-		dups += stats.PopCount(stats.Intersect(union, words))
+		res.Duplicates += stats.PopCount(stats.Intersect(union, words))
 		union = stats.Union(union, words)
 	}
-	return union, dups, nil
+	res.Lost = stats.Missing(union, up.sent)
+	return union, nil
+}
+
+// prepare starts every trial alike: all uplinks back and the system
+// settled, the guests learned, receivers and sequence numbers at zero.
+func (h *harness) prepare(ctx context.Context, b *bed, guests int) error {
+	if err := h.settle(ctx, b); err != nil {
+		return err
+	}
+	if err := h.warmUp(ctx, b, guests); err != nil {
+		return err
+	}
+	if err := b.rec.reset(); err != nil {
+		return err
+	}
+	for _, g := range []*benchbpf.Generator{b.gen, b.down} {
+		if g == nil {
+			continue // tap testbeds have no upstream sender
+		}
+		if err := g.Reset(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// downTemplate is the upstream host's stream to the receive-only guest.
+func downTemplate(tp *topo.Topo) benchbpf.Template {
+	return benchbpf.Template{Dst: tp.MAC[topo.RecvOnly], Src: tp.MAC[topo.Sender], Sources: 1, Size: benchbpf.MinFrameSize, Stream: 2}
 }
 
 func (b *bed) close() {
@@ -62,17 +94,7 @@ func (h *harness) failoverTrial(ctx context.Context, b *bed, kind string, guests
 	o := h.opts
 	res := report.FailoverTrial{System: b.sys.Name(), Uplink: kind, Guests: guests, RatePPS: rate, Trial: trial,
 		SecondFailure: second, CutToSwitchNs: -1, CutToAnnounceNs: -1, CutToReceiveOnlyNs: -1}
-	if err := h.settle(ctx, b); err != nil {
-		return res, err
-	}
-	// The switch learns every guest (and the receive-only one) first.
-	if err := h.warmUp(ctx, b, guests); err != nil {
-		return res, err
-	}
-	if err := b.rec.reset(); err != nil {
-		return res, err
-	}
-	if err := b.gen.Reset(); err != nil {
+	if err := h.prepare(ctx, b, guests); err != nil {
 		return res, err
 	}
 	// Plan the cuts first: the streams must outlast the last of them.
@@ -84,14 +106,10 @@ func (h *harness) failoverTrial(ctx context.Context, b *bed, kind string, guests
 	length := max(o.TrialLength, firstCut+secondCut+o.TrialLength/2)
 	res.InterruptionNs = -1
 
-	cpu := startCPU()
+	cpu := readCPU()
 	var down *stream
 	if b.down != nil {
-		if err := b.down.Reset(); err != nil {
-			return res, err
-		}
-		tmpl := benchbpf.Template{Dst: b.tp.MAC[topo.RecvOnly], Src: b.tp.MAC[topo.Sender], Sources: 1, Size: 60, Stream: 2}
-		down = send(ctx, b.tp, b.down, topo.Sender, "sA", tmpl, o.DownRatePPS, length, 0)
+		down = send(ctx, b.tp, b.down, topo.Sender, "sA", downTemplate(b.tp), o.DownRatePPS, length, 0)
 	}
 	up := send(ctx, b.tp, b.gen, topo.Guest, "eth0", guestTemplate(b.tp, guests, 64), rate, length, 0)
 
@@ -120,14 +138,10 @@ func (h *harness) failoverTrial(ctx context.Context, b *bed, kind string, guests
 	time.Sleep(50 * time.Millisecond) // let the last frames land
 	res.CPUBusy = cpu.busy()
 
-	// Frames lost and duplicated over every uplink.
-	res.Sent = up.sent
-	union, dups, err := b.uplinkUnion(up.sent)
+	union, err := b.tally(&res, up)
 	if err != nil {
 		return res, err
 	}
-	res.Duplicates = dups
-	res.Lost = stats.Missing(union, up.sent)
 	// The failover's own loss: frames sent from 10 ms before the first cut
 	// to 100 ms after the last (the paced sender gives seq -> send time).
 	res.LostNearCut = lostBetween(union, up.sent,
@@ -247,25 +261,12 @@ func (h *harness) plannedTrial(ctx context.Context, b *bed, rate, trial int) (re
 	if !ok {
 		return res, fmt.Errorf("%s cannot be switched by hand", b.sys.Name())
 	}
-	if err := h.settle(ctx, b); err != nil {
+	if err := h.prepare(ctx, b, 1); err != nil {
 		return res, err
-	}
-	if err := h.warmUp(ctx, b, 1); err != nil {
-		return res, err
-	}
-	if err := b.rec.reset(); err != nil {
-		return res, err
-	}
-	for _, g := range []*benchbpf.Generator{b.gen, b.down} {
-		if err := g.Reset(); err != nil {
-			return res, err
-		}
 	}
 	length := max(o.TrialLength, time.Second)
-	cpu := startCPU()
-	down := send(ctx, b.tp, b.down, topo.Sender, "sA",
-		benchbpf.Template{Dst: b.tp.MAC[topo.RecvOnly], Src: b.tp.MAC[topo.Sender], Sources: 1, Size: 60, Stream: 2},
-		o.DownRatePPS, length, 0)
+	cpu := readCPU()
+	down := send(ctx, b.tp, b.down, topo.Sender, "sA", downTemplate(b.tp), o.DownRatePPS, length, 0)
 	up := send(ctx, b.tp, b.gen, topo.Guest, "eth0", guestTemplate(b.tp, 1, 64), rate, length, 0)
 	time.Sleep(length / 3)
 	switchAt := time.Now()
@@ -289,13 +290,10 @@ func (h *harness) plannedTrial(ctx context.Context, b *bed, rate, trial int) (re
 	}
 	time.Sleep(50 * time.Millisecond)
 	res.CPUBusy = cpu.busy()
-	res.Sent = up.sent
-	union, dups, err := b.uplinkUnion(up.sent)
+	union, err := b.tally(&res, up)
 	if err != nil {
 		return res, err
 	}
-	res.Duplicates = dups
-	res.Lost = stats.Missing(union, up.sent)
 	words, err := b.rec.seen(b.recvSlot, down.sent)
 	if err != nil {
 		return res, err
@@ -366,8 +364,7 @@ func quiet(ctx context.Context, s system) bool {
 // the upstream host.
 func (h *harness) warmUp(ctx context.Context, b *bed, guests int) error {
 	if b.down != nil {
-		tmpl := benchbpf.Template{Dst: b.tp.MAC[topo.RecvOnly], Src: b.tp.MAC[topo.Sender], Sources: 1, Size: 60, Stream: 2}
-		if err := send(ctx, b.tp, b.down, topo.Sender, "sA", tmpl, 10_000, time.Second, 20).wait(); err != nil {
+		if err := send(ctx, b.tp, b.down, topo.Sender, "sA", downTemplate(b.tp), 10_000, time.Second, 20).wait(); err != nil {
 			return err
 		}
 	}

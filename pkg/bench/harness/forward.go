@@ -40,7 +40,7 @@ func (h *harness) forwardRounds(ctx context.Context, b *bed) ([]report.ForwardRo
 					s    *stream
 					slot int
 				)
-				cpu := startCPU()
+				cpu := readCPU()
 				if dir == "guest-to-uplink" {
 					s = send(ctx, b.tp, b.gen, topo.Guest, "eth0", guestTemplate(b.tp, 1, size), 0, o.RoundTime, 0)
 					slot = 0

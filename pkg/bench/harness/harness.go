@@ -371,8 +371,6 @@ func readCPU() cpuSample {
 	return s
 }
 
-func startCPU() cpuSample { return readCPU() }
-
 func (s cpuSample) busy() float64 {
 	e := readCPU()
 	if e.total <= s.total {

@@ -2,11 +2,13 @@ package harness
 
 import (
 	"encoding/binary"
+	"net"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/uplinkd/uplinkd/pkg/bench/stats"
+	"github.com/uplinkd/uplinkd/pkg/datapath/benchbpf"
 )
 
 func TestOptionsDefaultsAndErrors(t *testing.T) {
@@ -34,18 +36,16 @@ func TestOptionsDefaultsAndErrors(t *testing.T) {
 	}
 }
 
-func streamFrame(seq uint32, vlan bool) []byte {
-	f := make([]byte, 60)
-	off := 12
-	if vlan {
-		binary.BigEndian.PutUint16(f[12:], etherVLAN)
-		binary.BigEndian.PutUint16(f[14:], 100)
-		off = 16
+func streamFrame(t *testing.T, seq uint32, vlan bool) []byte {
+	t.Helper()
+	f, err := benchbpf.Template{Dst: net.HardwareAddr{2, 0, 0, 0, 0, 1}, Src: net.HardwareAddr{2, 0, 0, 0, 0, 2}, Size: 60, Stream: 1}.Frame()
+	if err != nil {
+		t.Fatal(err)
 	}
-	binary.BigEndian.PutUint16(f[off:], etherStream)
-	binary.BigEndian.PutUint32(f[off+2:], streamMagic)
-	f[off+6] = 1
-	binary.BigEndian.PutUint32(f[off+7:], seq)
+	benchbpf.SetSeq(f, seq)
+	if vlan {
+		f = append(append(append([]byte{}, f[:12]...), 0x81, 0x00, 0x00, 100), f[12:]...)
+	}
 	return f
 }
 
@@ -56,12 +56,12 @@ func TestTapRecorderAccounting(t *testing.T) {
 	}
 	t0 := time.Unix(1000, 0)
 	for i, seq := range []uint32{0, 1, 2, 2, 5} { // 3,4 lost, 2 twice
-		r.record(0, streamFrame(seq, i == 4), t0.Add(time.Duration(i)*time.Millisecond))
+		r.record(0, streamFrame(t, seq, i == 4), t0.Add(time.Duration(i)*time.Millisecond))
 	}
 	rarp := make([]byte, 60)
-	binary.BigEndian.PutUint16(rarp[12:], etherRARP)
+	binary.BigEndian.PutUint16(rarp[12:], 0x8035)
 	r.record(1, rarp, t0.Add(9*time.Millisecond))
-	r.record(1, streamFrame(6, false), t0.Add(10*time.Millisecond))
+	r.record(1, streamFrame(t, 6, false), t0.Add(10*time.Millisecond))
 	r.record(1, []byte{1, 2, 3}, t0) // runt: ignored
 
 	s0, _ := r.stats(0)

@@ -4,6 +4,7 @@
 package harness
 
 import (
+	"cmp"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -58,48 +59,12 @@ func (o Options) withDefaults() (Options, error) {
 	if !ok {
 		return o, fmt.Errorf("unknown profile %q (quick, full)", o.Profile)
 	}
-	if len(o.Systems) == 0 {
-		o.Systems = p.Systems
-	}
-	if len(o.Scenarios) == 0 {
-		o.Scenarios = p.Scenarios
-	}
-	if o.Trials == 0 {
-		o.Trials = p.Trials
-	}
-	if o.RatePPS == 0 {
-		o.RatePPS = p.RatePPS
-	}
-	if o.HighRatePPS == 0 {
-		o.HighRatePPS = p.HighRatePPS
-	}
-	if len(o.Guests) == 0 {
-		o.Guests = p.Guests
-	}
-	if len(o.Uplinks) == 0 {
-		o.Uplinks = p.Uplinks
-	}
-	if o.TrialLength == 0 {
-		o.TrialLength = p.TrialLength
-	}
-	if o.DownRatePPS == 0 {
-		o.DownRatePPS = p.DownRatePPS
-	}
-	if o.SecondCutMax == 0 {
-		o.SecondCutMax = p.SecondCutMax
-	}
-	if len(o.FrameSizes) == 0 {
-		o.FrameSizes = p.FrameSizes
-	}
-	if o.Rounds == 0 {
-		o.Rounds = p.Rounds
-	}
-	if o.RoundTime == 0 {
-		o.RoundTime = p.RoundTime
-	}
-	if o.Log == nil {
-		o.Log = slog.Default()
-	}
+	o.Systems, o.Scenarios = or(o.Systems, p.Systems), or(o.Scenarios, p.Scenarios)
+	o.Guests, o.Uplinks, o.FrameSizes = or(o.Guests, p.Guests), or(o.Uplinks, p.Uplinks), or(o.FrameSizes, p.FrameSizes)
+	o.Trials, o.Rounds = cmp.Or(o.Trials, p.Trials), cmp.Or(o.Rounds, p.Rounds)
+	o.RatePPS, o.HighRatePPS, o.DownRatePPS = cmp.Or(o.RatePPS, p.RatePPS), cmp.Or(o.HighRatePPS, p.HighRatePPS), cmp.Or(o.DownRatePPS, p.DownRatePPS)
+	o.TrialLength, o.SecondCutMax, o.RoundTime = cmp.Or(o.TrialLength, p.TrialLength), cmp.Or(o.SecondCutMax, p.SecondCutMax), cmp.Or(o.RoundTime, p.RoundTime)
+	o.Log = cmp.Or(o.Log, slog.Default())
 	for _, s := range o.Systems {
 		if !slices.Contains([]string{"uplinkd", "ovs", "bridge", "xdpfwd"}, s) {
 			return o, fmt.Errorf("unknown system %q (uplinkd, ovs, bridge, xdpfwd)", s)
@@ -121,6 +86,14 @@ func (o Options) withDefaults() (Options, error) {
 		}
 	}
 	return o, nil
+}
+
+// or is cmp.Or for slices: s unless it is empty.
+func or[S ~[]E, E any](s, fallback S) S {
+	if len(s) == 0 {
+		return fallback
+	}
+	return s
 }
 
 func (o Options) wants(scenario string) bool { return slices.Contains(o.Scenarios, scenario) }

@@ -1,13 +1,13 @@
 package harness
 
 import (
-	"encoding/binary"
 	"errors"
 	"os"
 	"sync"
 	"time"
 
 	"github.com/uplinkd/uplinkd/pkg/bench/stats"
+	"github.com/uplinkd/uplinkd/pkg/datapath/benchbpf"
 )
 
 // slotStats is what a receiver saw on one interface during a trial.
@@ -26,14 +26,8 @@ type recorder interface {
 	reset() error
 }
 
-// Stream frames: see bpf/bench.c.
-const (
-	etherStream = 0x88b5
-	etherRARP   = 0x8035
-	etherVLAN   = 0x8100
-	streamMagic = 0x75706c6b
-	maxTapSeq   = 1 << 24
-)
+// maxTapSeq bounds the sequence numbers a tap reader records.
+const maxTapSeq = 1 << 24
 
 // tapRecorder reads what the switch sends into tap uplinks. Taps have no
 // peer device to attach XDP to: their far end is this process.
@@ -84,40 +78,34 @@ func (r *tapRecorder) read(slot int, f *os.File) {
 }
 
 func (r *tapRecorder) record(slot int, f []byte, at time.Time) {
-	if len(f) < 14 {
+	kind, _, seq32 := benchbpf.Parse(f)
+	if kind == benchbpf.NotOurs {
 		return
-	}
-	et := binary.BigEndian.Uint16(f[12:14])
-	off := 14
-	if et == etherVLAN && len(f) >= 18 {
-		et = binary.BigEndian.Uint16(f[16:18])
-		off = 18
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	s := &r.slots[slot]
-	switch {
-	case et == etherRARP:
+	if kind == benchbpf.RARP {
 		if s.st.RARPs == 0 {
 			s.st.FirstRARP = at
 		}
 		s.st.RARPs++
-	case et == etherStream && len(f) >= off+9 && binary.BigEndian.Uint32(f[off:off+4]) == streamMagic:
-		seq := uint64(binary.BigEndian.Uint32(f[off+5 : off+9]))
-		if seq >= maxTapSeq {
-			s.st.Beyond++
-			return
-		}
-		if s.words[seq/64]&(1<<(seq%64)) != 0 {
-			s.st.Dups++
-		}
-		stats.Set(s.words, seq)
-		if s.st.Count == 0 {
-			s.st.First = at
-		}
-		s.st.Count++
-		s.st.Last = at
+		return
 	}
+	seq := uint64(seq32)
+	if seq >= maxTapSeq {
+		s.st.Beyond++
+		return
+	}
+	if s.words[seq/64]&(1<<(seq%64)) != 0 {
+		s.st.Dups++
+	}
+	stats.Set(s.words, seq)
+	if s.st.Count == 0 {
+		s.st.First = at
+	}
+	s.st.Count++
+	s.st.Last = at
 }
 
 func (r *tapRecorder) stats(slot int) (slotStats, error) {

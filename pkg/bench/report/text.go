@@ -48,13 +48,6 @@ func knownOf(n, trials int) string {
 	return ""
 }
 
-func yesNo(b bool) string {
-	if b {
-		return "yes"
-	}
-	return "no"
-}
-
 func nsCell(ns int64) string {
 	if ns < 0 {
 		return dash

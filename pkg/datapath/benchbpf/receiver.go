@@ -7,6 +7,8 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/uplinkd/uplinkd/pkg/datapath"
+
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 )
@@ -163,10 +165,10 @@ func sumStats(perCPU []bpfBenchSlotStats) SlotStats {
 		}
 	}
 	if s.Count > 0 {
-		s.First, s.Last = KtimeToTime(first), KtimeToTime(last)
+		s.First, s.Last = datapath.KtimeToTime(first), datapath.KtimeToTime(last)
 	}
 	if s.RARPs > 0 {
-		s.FirstRARP = KtimeToTime(firstRARP)
+		s.FirstRARP = datapath.KtimeToTime(firstRARP)
 	}
 	return s
 }
