@@ -358,8 +358,7 @@ func (d *Daemon) onKernelSwitch(ev datapath.KernelSwitch) {
 	d.applyFrom(g, dec, ev.At, ev.At, "kernel")
 	if int(ev.From) < len(g.uplinks) {
 		from := g.uplinks[ev.From]
-		if snap, err := linkwatch.Snapshot([]string{from.name}); err == nil {
-			st := snap[from.name]
+		if st, err := linkwatch.Current(from.name); err == nil {
 			up := from.ifindex > 0 && st.Exists && st.AdminUp && st.Carrier
 			if dec, err := g.policy.SetCarrier(from.name, up, time.Now()); err == nil {
 				d.apply(g, dec, time.Now())

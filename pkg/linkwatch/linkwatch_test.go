@@ -3,6 +3,7 @@ package linkwatch
 import (
 	"context"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -553,5 +554,30 @@ func TestApply(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestCurrent(t *testing.T) {
+	tn := newTestNS(t)
+	tn.addVeth(t, ifA, ifB)
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	orig, err := netns.Get()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = netns.Set(orig); orig.Close() }()
+	if err := netns.Set(tn.ns); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := Current(ifA); err != nil || !st.Exists || !st.AdminUp || !st.Carrier || st.Index == 0 {
+		t.Errorf("Current(%s) with its peer up = %+v, %v", ifA, st, err)
+	}
+	tn.setUp(t, ifB, false)
+	if st, err := Current(ifA); err != nil || !st.Exists || !st.AdminUp || st.Carrier {
+		t.Errorf("Current(%s) with its peer down = %+v, %v: want no carrier", ifA, st, err)
+	}
+	if st, err := Current("ulknothere"); err != nil || st.Exists {
+		t.Errorf("Current of a missing interface = %+v, %v", st, err)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netlink/nl"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
@@ -331,4 +332,26 @@ func snapshotIn(ns netns.NsHandle, names []string) (map[string]State, error) {
 		}
 	}
 	return res, nil
+}
+
+// Current reads one interface's state now (one RTM_GETLINK, not a full
+// listing), in the caller's namespace: existence, admin state and carrier
+// (not CarrierChanges). An interface that does not exist is reported with
+// Exists false.
+func Current(name string) (State, error) {
+	l, err := netlink.LinkByName(name)
+	var notFound netlink.LinkNotFoundError
+	if errors.As(err, &notFound) {
+		return State{Name: name, Source: SourceList, Seen: time.Now()}, nil
+	}
+	if err != nil {
+		return State{}, fmt.Errorf("read %s: %w", name, err)
+	}
+	a := l.Attrs()
+	return State{
+		Name: name, Index: a.Index, Exists: true,
+		AdminUp: a.RawFlags&unix.IFF_UP != 0,
+		Carrier: a.RawFlags&unix.IFF_LOWER_UP != 0,
+		Source:  SourceList, Seen: time.Now(),
+	}, nil
 }
