@@ -21,6 +21,11 @@ PING_PIDS=()
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 inns() { local ns=$1; shift; ip netns exec "$ns" "$@"; }
 ctl() { "$BIN/uplinkctl" -socket "$WORK/uplinkd.sock" "$@"; }
+# show_fdb TITLE: where the upstream bridge believes the guests are.
+show_fdb() {
+	echo "$1"
+	inns "$NS_UP" bridge fdb show br br0 | grep -iE "$G0_MAC|$G1_MAC" || true
+}
 
 cleanup() {
 	trap - EXIT INT TERM
@@ -98,16 +103,14 @@ for ip in 10.77.0.10 10.77.0.11; do
 done
 sleep 2
 ctl fdb
-echo "upstream bridge FDB (guest MACs):"
-inns "$NS_UP" bridge fdb show br br0 | grep -iE "$G0_MAC|$G1_MAC" || true
+show_fdb "upstream bridge FDB (guest MACs):"
 
 say "cutting the active uplink: p0 goes down on the upstream side"
 inns "$NS_UP" ip link set p0 down
 sleep 1
 ctl status
 echo
-echo "upstream bridge FDB now (the guests moved behind p1: learned from uplinkd's announcements):"
-inns "$NS_UP" bridge fdb show br br0 | grep -iE "$G0_MAC|$G1_MAC" || true
+show_fdb "upstream bridge FDB now (the guests moved behind p1; uplinkd announced them at once, and they also answer pings here: test/e2e proves the relearning with a silent guest):"
 FAILOVER_LINE=$(ctl status | grep 'last failover' || true)
 
 say "restoring p0: failback to the better-priority uplink"
@@ -115,8 +118,7 @@ inns "$NS_UP" ip link set p0 up
 sleep 1.5
 ctl status
 echo
-echo "upstream bridge FDB after failback:"
-inns "$NS_UP" bridge fdb show br br0 | grep -iE "$G0_MAC|$G1_MAC" || true
+show_fdb "upstream bridge FDB after failback:"
 FAILBACK_LINE=$(ctl status | grep 'last failover' || true)
 
 say "waiting for the pings to finish"

@@ -75,25 +75,32 @@ func checkStream(t *testing.T, r *Receiver, slot int, sent uint64, senders *refu
 	return st
 }
 
-// TestLive sends live frames out of veth a (bench_gen's XDP_TX on a test run
-// with ingress a) and receives them on its peer b.
-func TestLive(t *testing.T) {
-	ns := enterNewNS(t)
+// liveBed is a veth pair ulkbba -> ulkbbb with a receiver on the far end
+// in slot, and a generator to send from a.
+func liveBed(t *testing.T, slot int) (a int, r *Receiver, g *Generator) {
+	t.Helper()
 	a, b := veth(t, "ulkbba", "ulkbbb")
 	r, err := NewReceiver()
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { r.Close() })
-	if _, err := r.Attach(b, 0); err != nil {
+	if _, err := r.Attach(b, slot); err != nil {
 		t.Fatal(err)
 	}
 	waitUp(t, "ulkbba", "ulkbbb")
-	g, err := NewGenerator()
-	if err != nil {
+	if g, err = NewGenerator(); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { g.Close() })
+	return a, r, g
+}
+
+// TestLive sends live frames out of veth a (bench_gen's XDP_TX on a test run
+// with ingress a) and receives them on its peer b.
+func TestLive(t *testing.T) {
+	ns := enterNewNS(t)
+	a, r, g := liveBed(t, 0)
 
 	tests := []struct {
 		name string
@@ -197,21 +204,7 @@ func TestLiveFlatOutRate(t *testing.T) {
 		t.Skip("one second of traffic")
 	}
 	enterNewNS(t)
-	a, b := veth(t, "ulkbba", "ulkbbb")
-	r, err := NewReceiver()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { r.Close() })
-	if _, err := r.Attach(b, 3); err != nil {
-		t.Fatal(err)
-	}
-	waitUp(t, "ulkbba", "ulkbbb")
-	g, err := NewGenerator()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { g.Close() })
+	a, r, g := liveBed(t, 3)
 	senders := newRefused(t, "ulkbba")
 	begin := time.Now()
 	sent, err := g.Send(context.Background(), a, Template{Dst: testDst, Src: testSrc, Size: 60}, 0, time.Second, 0)
