@@ -9,8 +9,11 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 
+#include <bpf/bpf_core_read.h>
+
 #include "uplinkd.h"
-#include "shared_maps.h"
+#include "kernel_types.h"
+#include "move_group.h"
 
 #define ETH_ALEN 6
 #define ETH_HLEN 14
@@ -29,6 +32,11 @@
 #define REFRESH_NS 1000000000ULL
 
 char __license[] SEC("license") = "Dual BSD/GPL";
+
+/* Set at load time when the kernel lets XDP programs read kernel memory
+ * (bpf_probe_read_kernel: root, no lockdown): then xdp_guest reads the
+ * active uplink's carrier before each redirect. */
+volatile const __u32 carrier_check = 0;
 
 /* Unused: they put the enums into BTF so bpf2go exports them to Go. */
 const enum drop_reason *_drop_reason __attribute__((unused));
@@ -204,6 +212,30 @@ static __always_inline __u32 active_slot(__u32 group)
 	return slot ? *slot : NO_SLOT;
 }
 
+/* uplink_lost_carrier reads the state bits of the device behind an
+ * uplink slot: a frame redirected into an uplink without carrier is lost,
+ * and the carrier bit goes off before the device stops accepting frames
+ * (veth_close, dev_close), so checking it first loses none. Unknown (no
+ * device recorded yet, or no longer the recorded one) counts as up. */
+static __always_inline int uplink_lost_carrier(__u32 key, __u32 *ifindex)
+{
+	struct uplink_dev *ud = bpf_map_lookup_elem(&uplink_devs, &key);
+	struct net_device *dev;
+	unsigned long state = 0;
+	int seen = 0;
+
+	if (!ud || !ud->dev)
+		return 0;
+	dev = (struct net_device *)ud->dev;
+	if (bpf_probe_read_kernel(&seen, sizeof(seen), &dev->ifindex) ||
+	    seen != (int)ud->ifindex ||
+	    bpf_probe_read_kernel(&state, sizeof(state), &dev->state))
+		return 0;
+	*ifindex = seen;
+	return !(state & (1UL << bpf_core_enum_value(enum netdev_state_t, __LINK_STATE_START))) ||
+	       (state & (1UL << bpf_core_enum_value(enum netdev_state_t, __LINK_STATE_NOCARRIER)));
+}
+
 static __always_inline void learn_mac(const struct port_info *port,
 				      __u32 ifindex, const struct frame *f,
 				      __u64 now)
@@ -352,6 +384,13 @@ int xdp_guest(struct xdp_md *ctx)
 	if (slot >= MAX_UPLINKS)
 		return drop(port, DROP_NO_UPLINK);
 	__u32 key_up = port->group * MAX_UPLINKS + slot;
+	__u32 dead = 0;
+	if (carrier_check && uplink_lost_carrier(key_up, &dead)) {
+		__u32 next = move_group(port->group, slot, dead, FO_CARRIER_SEEN, 0);
+		if (next >= MAX_UPLINKS || next == slot)
+			return drop(port, DROP_NO_UPLINK);
+		key_up = port->group * MAX_UPLINKS + next;
+	}
 	int action = bpf_redirect_map(&uplinks, key_up, XDP_DROP);
 	if (action != XDP_REDIRECT)
 		return drop(port, DROP_NO_UPLINK);

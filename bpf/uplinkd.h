@@ -108,6 +108,16 @@ struct fallback {
 enum fo_cause {
 	FO_XMIT_ERROR = 1, /* tp_btf/xdp_devmap_xmit with err != 0 */
 	FO_CARRIER_OFF = 2, /* fentry/netif_carrier_off */
+	FO_CARRIER_SEEN = 3, /* the switch read no carrier before a redirect */
+};
+
+/* uplink_devs: a struct net_device pointer (only ever read through
+ * bpf_probe_read_kernel, and trusted only while the device it points to
+ * still has the ifindex it was recorded with). */
+struct uplink_dev {
+	__u64 dev;
+	__u32 ifindex;
+	__u32 pad;
 };
 
 /* fo_events: one per switch the kernel made. */

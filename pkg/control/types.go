@@ -73,7 +73,8 @@ type FailoverEvent struct {
 	To     string `json:"to"`
 	Reason string `json:"reason"`
 	// Source is what noticed the cause: "netlink", "poll" (the carrier
-	// poll), "kernel" (the data plane switched by itself) or "operator".
+	// poll), "kernel/<path>" (the data plane switched by itself, e.g.
+	// "kernel/carrier-at-redirect") or "operator".
 	Source string `json:"source,omitempty"`
 	// Detected is when the daemon learned of the cause (the netlink event
 	// or the carrier poll that saw it); Switched is when the active slot

@@ -349,13 +349,13 @@ func (d *Daemon) onKernelSwitch(ev datapath.KernelSwitch) {
 		return
 	}
 	reason := failover.ReasonTransmitError
-	if ev.Path == datapath.PathCarrierHook {
+	if ev.Path != datapath.PathXmitError { // the carrier hook, or the switch read no carrier
 		reason = failover.ReasonCarrierHook
 	}
 	d.log.Info("kernel moved the group off a failing uplink", "group", g.cfg.Name, "path", ev.Path,
 		"from", g.policy.UplinkName(int(ev.From)), "to", g.policy.UplinkName(int(ev.To)), "err", ev.Err)
 	dec := g.policy.DataPlaneSwitched(int(ev.From), int(ev.To), reason, ev.At)
-	d.applyFrom(g, dec, ev.At, ev.At, "kernel")
+	d.applyFrom(g, dec, ev.At, ev.At, "kernel/"+ev.Path)
 	if int(ev.From) < len(g.uplinks) {
 		from := g.uplinks[ev.From]
 		if st, err := linkwatch.Current(from.name); err == nil {

@@ -22,8 +22,9 @@ type bpfFailoverFallback struct {
 type bpfFailoverFoCause uint32
 
 const (
-	bpfFailoverFoCauseFO_XMIT_ERROR  bpfFailoverFoCause = 1
-	bpfFailoverFoCauseFO_CARRIER_OFF bpfFailoverFoCause = 2
+	bpfFailoverFoCauseFO_XMIT_ERROR   bpfFailoverFoCause = 1
+	bpfFailoverFoCauseFO_CARRIER_OFF  bpfFailoverFoCause = 2
+	bpfFailoverFoCauseFO_CARRIER_SEEN bpfFailoverFoCause = 3
 )
 
 type bpfFailoverFoEvent struct {
@@ -45,6 +46,7 @@ const (
 	bpfFailoverMapFallbacks   = "fallbacks"
 	bpfFailoverMapFoEvents    = "fo_events"
 	bpfFailoverMapPorts       = "ports"
+	bpfFailoverMapUplinkDevs  = "uplink_devs"
 	bpfFailoverProgFoCarrier  = "fo_carrier"
 	bpfFailoverProgFoXmit     = "fo_xmit"
 	bpfFailoverVarFoCause     = "_fo_cause"
@@ -102,10 +104,11 @@ type bpfFailoverProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type bpfFailoverMapSpecs struct {
-	Active    *ebpf.MapSpec `ebpf:"active"`
-	Fallbacks *ebpf.MapSpec `ebpf:"fallbacks"`
-	FoEvents  *ebpf.MapSpec `ebpf:"fo_events"`
-	Ports     *ebpf.MapSpec `ebpf:"ports"`
+	Active     *ebpf.MapSpec `ebpf:"active"`
+	Fallbacks  *ebpf.MapSpec `ebpf:"fallbacks"`
+	FoEvents   *ebpf.MapSpec `ebpf:"fo_events"`
+	Ports      *ebpf.MapSpec `ebpf:"ports"`
+	UplinkDevs *ebpf.MapSpec `ebpf:"uplink_devs"`
 }
 
 // bpfFailoverVariableSpecs contains global variables before they are loaded into the kernel.
@@ -137,10 +140,11 @@ func (o *bpfFailoverObjects) Close() error {
 //
 // It can be passed to loadBpfFailoverObjects or ebpf.CollectionSpec.LoadAndAssign.
 type bpfFailoverMaps struct {
-	Active    *ebpf.Map `ebpf:"active"`
-	Fallbacks *ebpf.Map `ebpf:"fallbacks"`
-	FoEvents  *ebpf.Map `ebpf:"fo_events"`
-	Ports     *ebpf.Map `ebpf:"ports"`
+	Active     *ebpf.Map `ebpf:"active"`
+	Fallbacks  *ebpf.Map `ebpf:"fallbacks"`
+	FoEvents   *ebpf.Map `ebpf:"fo_events"`
+	Ports      *ebpf.Map `ebpf:"ports"`
+	UplinkDevs *ebpf.Map `ebpf:"uplink_devs"`
 }
 
 func (m *bpfFailoverMaps) Close() error {
@@ -149,6 +153,7 @@ func (m *bpfFailoverMaps) Close() error {
 		m.Fallbacks,
 		m.FoEvents,
 		m.Ports,
+		m.UplinkDevs,
 	)
 }
 

@@ -94,18 +94,28 @@ type bpfSwitchPortStats struct {
 	Drops       [5]uint64
 }
 
+type bpfSwitchUplinkDev struct {
+	_       structs.HostLayout
+	Dev     uint64
+	Ifindex uint32
+	Pad     uint32
+}
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
 	bpfSwitchMapActive       = "active"
 	bpfSwitchMapDraining     = "draining"
+	bpfSwitchMapFallbacks    = "fallbacks"
 	bpfSwitchMapFdb          = "fdb"
+	bpfSwitchMapFoEvents     = "fo_events"
 	bpfSwitchMapGroups       = "groups"
 	bpfSwitchMapNeigh        = "neigh"
 	bpfSwitchMapPorts        = "ports"
 	bpfSwitchMapPortsTx      = "ports_tx"
 	bpfSwitchMapStats        = "stats"
+	bpfSwitchMapUplinkDevs   = "uplink_devs"
 	bpfSwitchMapUplinks      = "uplinks"
 	bpfSwitchProgXdpEgress   = "xdp_egress"
 	bpfSwitchProgXdpEgressUp = "xdp_egress_up"
@@ -113,6 +123,7 @@ const (
 	bpfSwitchProgXdpUplink   = "xdp_uplink"
 	bpfSwitchVarDropReason   = "_drop_reason"
 	bpfSwitchVarPortRole     = "_port_role"
+	bpfSwitchVarCarrierCheck = "carrier_check"
 )
 
 // loadBpfSwitch returns the embedded CollectionSpec for bpfSwitch.
@@ -167,23 +178,27 @@ type bpfSwitchProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type bpfSwitchMapSpecs struct {
-	Active   *ebpf.MapSpec `ebpf:"active"`
-	Draining *ebpf.MapSpec `ebpf:"draining"`
-	Fdb      *ebpf.MapSpec `ebpf:"fdb"`
-	Groups   *ebpf.MapSpec `ebpf:"groups"`
-	Neigh    *ebpf.MapSpec `ebpf:"neigh"`
-	Ports    *ebpf.MapSpec `ebpf:"ports"`
-	PortsTx  *ebpf.MapSpec `ebpf:"ports_tx"`
-	Stats    *ebpf.MapSpec `ebpf:"stats"`
-	Uplinks  *ebpf.MapSpec `ebpf:"uplinks"`
+	Active     *ebpf.MapSpec `ebpf:"active"`
+	Draining   *ebpf.MapSpec `ebpf:"draining"`
+	Fallbacks  *ebpf.MapSpec `ebpf:"fallbacks"`
+	Fdb        *ebpf.MapSpec `ebpf:"fdb"`
+	FoEvents   *ebpf.MapSpec `ebpf:"fo_events"`
+	Groups     *ebpf.MapSpec `ebpf:"groups"`
+	Neigh      *ebpf.MapSpec `ebpf:"neigh"`
+	Ports      *ebpf.MapSpec `ebpf:"ports"`
+	PortsTx    *ebpf.MapSpec `ebpf:"ports_tx"`
+	Stats      *ebpf.MapSpec `ebpf:"stats"`
+	UplinkDevs *ebpf.MapSpec `ebpf:"uplink_devs"`
+	Uplinks    *ebpf.MapSpec `ebpf:"uplinks"`
 }
 
 // bpfSwitchVariableSpecs contains global variables before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type bpfSwitchVariableSpecs struct {
-	DropReason *ebpf.VariableSpec `ebpf:"_drop_reason"`
-	PortRole   *ebpf.VariableSpec `ebpf:"_port_role"`
+	DropReason   *ebpf.VariableSpec `ebpf:"_drop_reason"`
+	PortRole     *ebpf.VariableSpec `ebpf:"_port_role"`
+	CarrierCheck *ebpf.VariableSpec `ebpf:"carrier_check"`
 }
 
 // bpfSwitchObjects contains all objects after they have been loaded into the kernel.
@@ -206,27 +221,33 @@ func (o *bpfSwitchObjects) Close() error {
 //
 // It can be passed to loadBpfSwitchObjects or ebpf.CollectionSpec.LoadAndAssign.
 type bpfSwitchMaps struct {
-	Active   *ebpf.Map `ebpf:"active"`
-	Draining *ebpf.Map `ebpf:"draining"`
-	Fdb      *ebpf.Map `ebpf:"fdb"`
-	Groups   *ebpf.Map `ebpf:"groups"`
-	Neigh    *ebpf.Map `ebpf:"neigh"`
-	Ports    *ebpf.Map `ebpf:"ports"`
-	PortsTx  *ebpf.Map `ebpf:"ports_tx"`
-	Stats    *ebpf.Map `ebpf:"stats"`
-	Uplinks  *ebpf.Map `ebpf:"uplinks"`
+	Active     *ebpf.Map `ebpf:"active"`
+	Draining   *ebpf.Map `ebpf:"draining"`
+	Fallbacks  *ebpf.Map `ebpf:"fallbacks"`
+	Fdb        *ebpf.Map `ebpf:"fdb"`
+	FoEvents   *ebpf.Map `ebpf:"fo_events"`
+	Groups     *ebpf.Map `ebpf:"groups"`
+	Neigh      *ebpf.Map `ebpf:"neigh"`
+	Ports      *ebpf.Map `ebpf:"ports"`
+	PortsTx    *ebpf.Map `ebpf:"ports_tx"`
+	Stats      *ebpf.Map `ebpf:"stats"`
+	UplinkDevs *ebpf.Map `ebpf:"uplink_devs"`
+	Uplinks    *ebpf.Map `ebpf:"uplinks"`
 }
 
 func (m *bpfSwitchMaps) Close() error {
 	return _BpfSwitchClose(
 		m.Active,
 		m.Draining,
+		m.Fallbacks,
 		m.Fdb,
+		m.FoEvents,
 		m.Groups,
 		m.Neigh,
 		m.Ports,
 		m.PortsTx,
 		m.Stats,
+		m.UplinkDevs,
 		m.Uplinks,
 	)
 }
@@ -235,8 +256,9 @@ func (m *bpfSwitchMaps) Close() error {
 //
 // It can be passed to loadBpfSwitchObjects or ebpf.CollectionSpec.LoadAndAssign.
 type bpfSwitchVariables struct {
-	DropReason *ebpf.Variable `ebpf:"_drop_reason"`
-	PortRole   *ebpf.Variable `ebpf:"_port_role"`
+	DropReason   *ebpf.Variable `ebpf:"_drop_reason"`
+	PortRole     *ebpf.Variable `ebpf:"_port_role"`
+	CarrierCheck *ebpf.Variable `ebpf:"carrier_check"`
 }
 
 // bpfSwitchPrograms contains all programs after they have been loaded into the kernel.

@@ -99,6 +99,9 @@ type Datapath struct {
 	pinDir string
 	objs   bpfSwitchObjects
 	log    *slog.Logger
+	// carrierCheckRefused says why the switch runs without reading the
+	// uplinks' carrier before a redirect ("" when it reads it).
+	carrierCheckRefused string
 }
 
 // Open loads the programs and creates the maps, or re-opens the maps a
@@ -120,15 +123,32 @@ func Open(pinDir string, log *slog.Logger) (*Datapath, error) {
 	}
 	d := &Datapath{pinDir: pinDir, log: log, DrainTime: DefaultDrainTime}
 	opts := &ebpf.CollectionOptions{Maps: ebpf.MapOptions{PinPath: pinDir}}
-	if err := spec.LoadAndAssign(&d.objs, opts); err != nil {
+	// Read the uplink's carrier before each redirect where the kernel lets
+	// XDP read kernel memory; where it does not (lockdown, no
+	// CAP_PERFMON), the same programs without the check.
+	if err := spec.Variables[bpfSwitchVarCarrierCheck].Set(uint32(1)); err != nil {
+		return nil, fmt.Errorf("set carrier_check: %w", err)
+	}
+	err = spec.LoadAndAssign(&d.objs, opts)
+	var verr *ebpf.VerifierError
+	if errors.As(err, &verr) {
+		d.carrierCheckRefused = fmt.Sprintf("the kernel does not let XDP programs read the uplink's state: %v", verr)
+		if err := spec.Variables[bpfSwitchVarCarrierCheck].Set(uint32(0)); err != nil {
+			return nil, fmt.Errorf("set carrier_check: %w", err)
+		}
+		err = spec.LoadAndAssign(&d.objs, opts)
+	}
+	if err != nil {
 		if errors.Is(err, ebpf.ErrMapIncompatible) {
 			return nil, fmt.Errorf("pinned maps under %s come from an incompatible version (remove them with `uplinkd -cleanup`): %w", pinDir, err)
 		}
-		var verr *ebpf.VerifierError
 		if errors.As(err, &verr) {
 			return nil, fmt.Errorf("load BPF programs: %+v", verr)
 		}
 		return nil, fmt.Errorf("load BPF programs: %w", err)
+	}
+	if d.carrierCheckRefused != "" {
+		log.Warn("switch loaded without the carrier check at redirect", "reason", d.carrierCheckRefused)
 	}
 	return d, nil
 }

@@ -17,9 +17,10 @@ import (
 
 // Failover paths, fastest first.
 const (
-	PathCarrierHook = "carrier-hook" // fentry/netif_carrier_off
-	PathXmitError   = "xmit-error"   // tp_btf/xdp_devmap_xmit
-	PathUserspace   = "user-space"   // the daemon's netlink events and carrier poll
+	PathCarrierHook       = "carrier-hook"        // fentry/netif_carrier_off
+	PathCarrierAtRedirect = "carrier-at-redirect" // xdp_guest reads the uplink's carrier before it redirects
+	PathXmitError         = "xmit-error"          // tp_btf/xdp_devmap_xmit
+	PathUserspace         = "user-space"          // the daemon's netlink events and carrier poll
 )
 
 // hookPrograms maps each in-kernel path to its program, fastest first.
@@ -29,14 +30,14 @@ var hookPrograms = []struct{ path, prog string }{
 }
 
 // KernelFailover is the in-kernel failover: the hooks this kernel allows,
-// their shared maps and the event ring. The hooks know the uplinks from
-// the switch's own ports map; devices of other namespaces are ignored.
+// the switch's own carrier check, and the event ring they all report to.
+// The hooks know the uplinks from the switch's ports map; devices of
+// other namespaces are ignored.
 type KernelFailover struct {
 	fallbacks *ebpf.Map
 	events    *ringbuf.Reader
 	paths     []string          // in use, fastest first
 	refused   map[string]string // path -> why the kernel said no
-	closers   []func() error
 }
 
 // KernelSwitch is one switch the kernel made by itself.
@@ -44,7 +45,7 @@ type KernelSwitch struct {
 	Group    uint32
 	From, To uint32
 	Ifindex  int
-	Path     string // PathCarrierHook or PathXmitError
+	Path     string // PathCarrierHook, PathCarrierAtRedirect or PathXmitError
 	Err      int    // the transmit error, for PathXmitError
 	At       time.Time
 }
@@ -65,18 +66,27 @@ func (d *Datapath) OpenKernelFailover() (*KernelFailover, error) {
 	if err := spec.Variables[bpfFailoverVarSwitchNetns].Set(uint32(netns)); err != nil {
 		return nil, fmt.Errorf("set the switch's namespace: %w", err)
 	}
-	kf := &KernelFailover{refused: map[string]string{}}
+	events, err := ringbuf.NewReader(d.objs.FoEvents)
+	if err != nil {
+		return nil, fmt.Errorf("failover events: %w", err)
+	}
+	kf := &KernelFailover{fallbacks: d.objs.Fallbacks, events: events, refused: map[string]string{}}
 	opts := ebpf.CollectionOptions{
 		Maps: ebpf.MapOptions{PinPath: d.pinDir},
 		MapReplacements: map[string]*ebpf.Map{
-			bpfFailoverMapActive: d.objs.Active,
-			bpfFailoverMapPorts:  d.objs.Ports,
+			bpfFailoverMapActive:     d.objs.Active,
+			bpfFailoverMapPorts:      d.objs.Ports,
+			bpfFailoverMapFallbacks:  d.objs.Fallbacks,
+			bpfFailoverMapFoEvents:   d.objs.FoEvents,
+			bpfFailoverMapUplinkDevs: d.objs.UplinkDevs,
 		},
 	}
 	dir := filepath.Join(d.pinDir, "hooks")
 	if err := os.MkdirAll(dir, 0o700); err != nil {
+		events.Close()
 		return nil, err
 	}
+	loaded := map[string]bool{}
 	for _, h := range hookPrograms {
 		one := spec.Copy()
 		for name := range one.Programs {
@@ -94,22 +104,24 @@ func (d *Datapath) OpenKernelFailover() (*KernelFailover, error) {
 			coll.Close()
 			continue
 		}
-		kf.paths = append(kf.paths, h.path)
-		if kf.fallbacks == nil {
-			kf.fallbacks, _ = coll.Maps[bpfFailoverMapFallbacks].Clone()
-			ev := coll.Maps[bpfFailoverMapFoEvents]
-			if kf.events, err = ringbuf.NewReader(ev); err != nil {
-				coll.Close()
-				kf.Close()
-				return nil, fmt.Errorf("failover events: %w", err)
-			}
-		}
+		loaded[h.path] = true
 		coll.Close() // the pinned link holds the program, the pins the maps
 	}
-	kf.paths = append(kf.paths, PathUserspace)
-	if kf.fallbacks != nil {
-		kf.closers = append(kf.closers, kf.fallbacks.Close, kf.events.Close)
+	// The switch's carrier check reads devices the transmit hook records.
+	switch {
+	case d.carrierCheckRefused != "":
+		kf.refused[PathCarrierAtRedirect] = d.carrierCheckRefused
+	case !loaded[PathXmitError]:
+		kf.refused[PathCarrierAtRedirect] = "needs the transmit tracepoint to learn the uplinks' devices"
+	default:
+		loaded[PathCarrierAtRedirect] = true
 	}
+	for _, p := range []string{PathCarrierHook, PathCarrierAtRedirect, PathXmitError} {
+		if loaded[p] {
+			kf.paths = append(kf.paths, p)
+		}
+	}
+	kf.paths = append(kf.paths, PathUserspace)
 	return kf, nil
 }
 
@@ -164,14 +176,11 @@ func (kf *KernelFailover) Refused() map[string]string {
 }
 
 // InKernel reports whether any in-kernel path is in use.
-func (kf *KernelFailover) InKernel() bool { return kf.fallbacks != nil }
+func (kf *KernelFailover) InKernel() bool { return len(kf.paths) > 1 }
 
 // SetFallback gives the order in which a group's uplinks may take over,
 // best first (only usable ones).
 func (kf *KernelFailover) SetFallback(group uint32, slots []int) error {
-	if kf.fallbacks == nil {
-		return nil
-	}
 	var fb bpfFailoverFallback
 	for _, s := range slots {
 		if int(fb.Count) < len(fb.Slots) && s >= 0 && s < MaxUplinks {
@@ -199,20 +208,16 @@ func (kf *KernelFailover) Next() (KernelSwitch, error) {
 	switch ev.Cause {
 	case uint32(bpfFailoverFoCauseFO_CARRIER_OFF):
 		ks.Path = PathCarrierHook
+	case uint32(bpfFailoverFoCauseFO_CARRIER_SEEN):
+		ks.Path = PathCarrierAtRedirect
 	default:
 		ks.Path = PathXmitError
 	}
 	return ks, nil
 }
 
-// Close stops reading events and releases handles; the pinned hooks stay.
-func (kf *KernelFailover) Close() error {
-	var errs []error
-	for _, c := range kf.closers {
-		errs = append(errs, c())
-	}
-	return errors.Join(errs...)
-}
+// Close stops reading events; the pinned hooks stay.
+func (kf *KernelFailover) Close() error { return kf.events.Close() }
 
 // RemoveHooks is part of Remove: detach the pinned hooks.
 func removeHooks(pinDir string) error {

@@ -3,6 +3,7 @@ package datapath
 import (
 	"os"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -28,7 +29,7 @@ func TestKernelFailoverPaths(t *testing.T) {
 	if paths[len(paths)-1] != PathUserspace {
 		t.Errorf("paths %v: user space must always be the last resort", paths)
 	}
-	if len(paths)+len(kf.Refused()) != 3 {
+	if len(paths)+len(kf.Refused()) != 4 {
 		t.Errorf("every in-kernel path must be in use or refused with a reason: %v / %v", paths, kf.Refused())
 	}
 	// This project's kernels allow tp_btf (design.md §2); a kernel that
@@ -40,7 +41,9 @@ func TestKernelFailoverPaths(t *testing.T) {
 
 // TestXmitErrorFlipsActive: a transmit that fails (the uplink's peer is
 // down: -ENXIO) moves the group to the next uplink inside the kernel; a
-// transmit into a healthy uplink does not.
+// transmit into a healthy uplink does not. The switch does not know up0's
+// device here (as for the first frames into a new uplink), so its own
+// carrier check cannot step in first.
 func TestXmitErrorFlipsActive(t *testing.T) {
 	tp := newTopo(t)
 	kf := tp.armKernelFailover(t)
@@ -52,6 +55,9 @@ func TestXmitErrorFlipsActive(t *testing.T) {
 	}
 	if slot, _ := tp.dp.ActiveSlot(0); slot != 0 {
 		t.Fatalf("active moved to %d with a healthy uplink", slot)
+	}
+	if err := tp.dp.objs.UplinkDevs.Put(uplinkKey(0, 0), bpfSwitchUplinkDev{}); err != nil {
+		t.Fatal(err)
 	}
 
 	// up0's peer goes down: the next redirect into up0 fails.
@@ -85,7 +91,7 @@ func TestXmitErrorFlipsActive(t *testing.T) {
 	}()
 	select {
 	case ev := <-done:
-		if ev.Group != 0 || ev.From != 0 || ev.To != 1 || ev.Ifindex != tp.up0 {
+		if ev.Path == PathCarrierAtRedirect || ev.Group != 0 || ev.From != 0 || ev.To != 1 || ev.Ifindex != tp.up0 {
 			t.Errorf("event %+v", ev)
 		}
 		if d := time.Since(ev.At); d < 0 || d > time.Minute {
@@ -94,6 +100,58 @@ func TestXmitErrorFlipsActive(t *testing.T) {
 		t.Logf("kernel switch: %+v", ev)
 	case <-time.After(5 * time.Second):
 		t.Fatal("no failover event")
+	}
+}
+
+// TestCarrierAtRedirectLosesNothing: once the switch knows an uplink's
+// device (recorded by the transmit hook), it reads the carrier before it
+// redirects, so the first frame after the carrier loss already leaves
+// through the next uplink and no transmit fails.
+func TestCarrierAtRedirectLosesNothing(t *testing.T) {
+	tp := newTopo(t)
+	kf := tp.armKernelFailover(t)
+	if !tpHasPath(kf, PathCarrierAtRedirect) {
+		t.Skipf("the switch cannot read carrier here: %s", kf.Refused()[PathCarrierAtRedirect])
+	}
+	caps := []*capture{tp.capture("u0p"), tp.capture("u1p")}
+	run(t, tp.dp.objs.XdpGuest, tp.vnet0, frame(t, broadcast, macA, 0, nil), false)
+	if got := tp.delivery(t, "guest", tp.vnet0, func(m []byte) []byte { return frame(t, macUp, macA, 0, m) }, []string{"u0p"}, caps...); !slices.Equal(got, []string{"u0p"}) {
+		t.Fatalf("healthy uplink: delivered to %v", got)
+	}
+	var dev bpfSwitchUplinkDev
+	if err := tp.dp.objs.UplinkDevs.Lookup(uplinkKey(0, 0), &dev); err != nil || dev.Dev == 0 || int(dev.Ifindex) != tp.up0 {
+		t.Fatalf("the transmit hook did not record up0's device: %+v, %v", dev, err)
+	}
+
+	dropped := txDropped(t, tp.up0)
+	peer, err := netlink.LinkByName("u0p")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := netlink.LinkSetDown(peer); err != nil {
+		t.Fatal(err)
+	}
+	if got := tp.delivery(t, "guest", tp.vnet0, func(m []byte) []byte { return frame(t, macUp, macA, 0, m) }, []string{"u1p"}, caps...); !slices.Equal(got, []string{"u1p"}) {
+		t.Errorf("first frame after carrier loss delivered to %v, want u1p", got)
+	}
+	if d := txDropped(t, tp.up0) - dropped; d != 0 {
+		t.Errorf("%d frames failed to transmit into up0 after its carrier loss", d)
+	}
+	ev, err := kf.Next()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Where fentry loads, the carrier hook is first to see the loss.
+	if (ev.Path != PathCarrierAtRedirect && ev.Path != PathCarrierHook) || ev.From != 0 || ev.To != 1 || ev.Ifindex != tp.up0 {
+		t.Errorf("event %+v, want a carrier path moving slot 0 -> 1 off up0", ev)
+	}
+
+	// A slot refilled by the daemon forgets the device it held.
+	if _, err := tp.dp.Attach(Port{Ifname: "up0", Ifindex: tp.up0, Group: 0, Role: RoleUplink, Slot: 0, MAC: tp.mac("up0")}); err != nil {
+		t.Fatal(err)
+	}
+	if err := tp.dp.objs.UplinkDevs.Lookup(uplinkKey(0, 0), &dev); err != nil || dev.Dev != 0 {
+		t.Errorf("uplink_devs after refilling the slot: %+v, %v", dev, err)
 	}
 }
 

@@ -77,8 +77,8 @@ func (d *Datapath) Attach(p Port) (AttachMode, error) {
 	if p.Role == RoleUplink {
 		prog = d.objs.XdpUplink
 		up := devmapValue{Ifindex: ifindex, ProgFD: int32(d.objs.XdpEgressUp.FD())}
-		if err := d.objs.Uplinks.Put(uplinkKey(p.Group, p.Slot), up); err != nil {
-			return "", fmt.Errorf("attach %s: write uplinks: %w", p.Ifname, err)
+		if err := d.fillUplinkSlot(uplinkKey(p.Group, p.Slot), &up); err != nil {
+			return "", fmt.Errorf("attach %s: %w", p.Ifname, err)
 		}
 	}
 	mode, err := d.attachXDP(p.Ifname, p.Ifindex, prog)
@@ -89,6 +89,22 @@ func (d *Datapath) Attach(p Port) (AttachMode, error) {
 }
 
 func uplinkKey(group, slot uint32) uint32 { return group*MaxUplinks + slot }
+
+// fillUplinkSlot puts up into an uplink slot (nil empties it) and forgets
+// the device the transmit hook recorded for the slot, so the switch never
+// reads the carrier of the slot's previous occupant.
+func (d *Datapath) fillUplinkSlot(key uint32, up *devmapValue) error {
+	if err := d.objs.UplinkDevs.Put(key, bpfSwitchUplinkDev{}); err != nil {
+		return fmt.Errorf("reset uplink_devs: %w", err)
+	}
+	if up == nil {
+		return ignoreNotExist(d.objs.Uplinks.Delete(key))
+	}
+	if err := d.objs.Uplinks.Put(key, *up); err != nil {
+		return fmt.Errorf("write uplinks: %w", err)
+	}
+	return nil
+}
 
 // portID returns the counter index of ifindex: the one it already has, or
 // the lowest free one, with its counters zeroed.
@@ -196,7 +212,7 @@ func (d *Datapath) Detach(ifname string, ifindex int) error {
 				var cur devmapValue
 				k := uplinkKey(info.Group, info.Slot)
 				if d.objs.Uplinks.Lookup(k, &cur) == nil && cur.Ifindex == key {
-					errs = append(errs, ignoreNotExist(d.objs.Uplinks.Delete(k)))
+					errs = append(errs, d.fillUplinkSlot(k, nil))
 				}
 			}
 			errs = append(errs, d.forgetPort(key))

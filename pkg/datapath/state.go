@@ -75,7 +75,7 @@ func (d *Datapath) releaseGroup(id uint32) error {
 		return fmt.Errorf("release group %d: %w", id, err)
 	}
 	for slot := uint32(0); slot < MaxUplinks; slot++ {
-		_ = ignoreNotExist(d.objs.Uplinks.Delete(uplinkKey(id, slot)))
+		_ = d.fillUplinkSlot(uplinkKey(id, slot), nil)
 	}
 	if err := d.objs.Groups.Put(id, bpfSwitchGroupInfo{}); err != nil {
 		return fmt.Errorf("release group %d: %w", id, err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"time"
 
 	"github.com/uplinkd/uplinkd/pkg/bench/report"
@@ -51,6 +52,47 @@ func (b *bed) tally(res *report.FailoverTrial, up *stream) ([]uint64, error) {
 	}
 	res.Lost = stats.Missing(union, up.sent)
 	return union, nil
+}
+
+// linkLoss splits, since the uplinks were counted before, what the links
+// did with the frames redirected into them: accepted but never received
+// (lost inside a link, e.g. on the wire of one that was cut), and refused
+// by an uplink that was not cut (its peer's ring was full: the testbed's
+// receiver fell behind). ok is false when no frame was redirected into
+// the uplinks: a system that sends through the stack, which these
+// counters do not see.
+func (b *bed) linkLoss(before []topo.LinkCount, cut ...int) (inLinks, fullRing uint64, ok bool, err error) {
+	after, err := b.tp.Counts()
+	if err != nil {
+		return 0, 0, false, err
+	}
+	var accepted uint64
+	for i := range after {
+		accepted += after[i].Accepted - before[i].Accepted
+	}
+	if accepted == 0 {
+		return 0, 0, false, nil
+	}
+	for i := range after {
+		st, err := b.rec.stats(i)
+		if err != nil {
+			return 0, 0, false, err
+		}
+		if accepted := after[i].Accepted - before[i].Accepted; accepted > st.Count {
+			inLinks += accepted - st.Count
+		}
+		if !slices.Contains(cut, i) {
+			fullRing += after[i].Refused - before[i].Refused
+		}
+	}
+	return inLinks, fullRing, true, nil
+}
+
+// attribute records which part of the loss near the switch the links
+// account for; the rest is the switch's own.
+func attribute(res *report.FailoverTrial, inLinks, fullRing uint64) {
+	res.LostInLinks = int64(min(inLinks, res.LostNearCut))
+	res.LostAtFullRing = int64(min(fullRing, res.LostNearCut-uint64(res.LostInLinks)))
 }
 
 // prepare starts every trial alike: all uplinks back and the system
@@ -106,6 +148,7 @@ func (h *harness) failoverTrial(ctx context.Context, b *bed, kind string, guests
 	length := max(o.TrialLength, firstCut+secondCut+o.TrialLength/2)
 	res.InterruptionNs = -1
 
+	links, linksErr := b.tp.Counts()
 	cpu := readCPU()
 	var down *stream
 	if b.down != nil {
@@ -146,6 +189,19 @@ func (h *harness) failoverTrial(ctx context.Context, b *bed, kind string, guests
 	// to 100 ms after the last (the paced sender gives seq -> send time).
 	res.LostNearCut = lostBetween(union, up.sent,
 		seqAt(up, rate, cutAt.Add(-10*time.Millisecond)), seqAt(up, rate, lastCut.Add(100*time.Millisecond)))
+	if linksErr == nil {
+		cut := []int{0}
+		if second {
+			cut = append(cut, 1)
+		}
+		inLinks, fullRing, ok, err := b.linkLoss(links, cut...)
+		if err != nil {
+			return res, err
+		}
+		if ok {
+			attribute(&res, inLinks, fullRing)
+		}
+	}
 	if res.Lost > 0 {
 		// Where the loss was: around the cut, or spread over the run.
 		runs := stats.MissingRuns(union, up.sent, 0)
@@ -208,6 +264,9 @@ func (h *harness) failoverTrial(ctx context.Context, b *bed, kind string, guests
 			}
 		}
 	}
+	if s, ok := b.sys.(interface{ LastSwitchBy() string }); ok {
+		res.SwitchedBy = s.LastSwitchBy()
+	}
 	// The receive-only guest: sequence numbers say how long it heard
 	// nothing; the paced sender says when the first frame after that gap
 	// was sent.
@@ -265,6 +324,7 @@ func (h *harness) plannedTrial(ctx context.Context, b *bed, rate, trial int) (re
 		return res, err
 	}
 	length := max(o.TrialLength, time.Second)
+	links, linksErr := b.tp.Counts()
 	cpu := readCPU()
 	down := send(ctx, b.tp, b.down, topo.Sender, "sA", downTemplate(b.tp), o.DownRatePPS, length, 0)
 	up := send(ctx, b.tp, b.gen, topo.Guest, "eth0", guestTemplate(b.tp, 1, 64), rate, length, 0)
@@ -311,6 +371,11 @@ func (h *harness) plannedTrial(ctx context.Context, b *bed, rate, trial int) (re
 		res.Note = "traffic never moved to the second uplink"
 	} else if res.Lost > 0 {
 		res.Note = fmt.Sprintf("%d lost toward the uplinks, %d toward the receive-only guest", res.Lost-downLost, downLost)
+		if linksErr == nil {
+			if inLinks, fullRing, ok, err := b.linkLoss(links); err == nil && ok {
+				attribute(&res, inLinks, fullRing)
+			}
+		}
 		if start, n := stats.LongestMissingRun(union, up.sent); n > 0 {
 			at := up.started.Add(time.Duration(float64(start) / float64(rate) * float64(time.Second)))
 			res.Note += fmt.Sprintf("; longest gap %d frames at switch %+v / switch back %+v",

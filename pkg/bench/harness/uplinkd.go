@@ -113,6 +113,16 @@ func (u *uplinkdSystem) SwitchTimes(ctx context.Context) ([]time.Time, error) {
 	return out, nil
 }
 
+// LastSwitchBy says what made the daemon's last switch (its event source).
+func (u *uplinkdSystem) LastSwitchBy() string {
+	st, err := u.client.Status()
+	if err != nil || len(st.Groups[0].Recent) == 0 {
+		return ""
+	}
+	recent := st.Groups[0].Recent
+	return recent[len(recent)-1].Source
+}
+
 func (u *uplinkdSystem) Stop() error {
 	if u.cmd != nil && u.cmd.Process != nil {
 		_ = u.cmd.Process.Signal(syscall.SIGTERM)

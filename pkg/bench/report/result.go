@@ -90,10 +90,22 @@ type FailoverTrial struct {
 	Lost        uint64 `json:"lost"`
 	LostNearCut uint64 `json:"lost_near_cut"`
 	Duplicates  uint64 `json:"duplicates"`
+	// Of LostNearCut, what the uplinks' links account for (from their
+	// counters, where the system redirects into veths; else 0):
+	// LostInLinks were accepted by a link and never arrived there (frames
+	// on the wire of a link that was cut, dropped with its peer's ring);
+	// LostAtFullRing were refused by an uplink that was not cut because
+	// its peer's ring was full (the testbed's receiver fell behind). The
+	// rest, OwnLoss, is the switch's.
+	LostInLinks    int64 `json:"lost_in_links"`
+	LostAtFullRing int64 `json:"lost_at_full_ring"`
 	// InterruptionNs: last frame on the old uplink -> first on the new one.
 	InterruptionNs int64 `json:"interruption_ns"`
 	// CutToSwitchNs: from the system's own event timestamps.
 	CutToSwitchNs int64 `json:"cut_to_switch_ns"`
+	// SwitchedBy: what made the switch, where the system says (uplinkd:
+	// the event source, e.g. "kernel/carrier-at-redirect" or "poll").
+	SwitchedBy string `json:"switched_by,omitempty"`
 	// CutToAnnounceNs: cut -> first announcement (RARP) on the new uplink.
 	CutToAnnounceNs int64 `json:"cut_to_announce_ns"`
 	// CutToReceiveOnlyNs: cut -> first frame a receive-only guest gets from
@@ -123,6 +135,12 @@ type NotRun struct {
 	System   string `json:"system"`
 	Scenario string `json:"scenario"`
 	Reason   string `json:"reason"`
+}
+
+// OwnLoss is the switch's own loss near the switch: LostNearCut less what
+// the links account for.
+func (t FailoverTrial) OwnLoss() uint64 {
+	return t.LostNearCut - uint64(max(0, t.LostInLinks)) - uint64(max(0, t.LostAtFullRing))
 }
 
 // Check reports what would make r unwritable: a foreign format and

@@ -29,13 +29,16 @@ type FailoverRow struct {
 	Trials                 int
 	Sent, Lost, Duplicates uint64        // totals over the trials
 	LostFrames             stats.Summary // near the cut: the failover's own loss
-	LostInRun              stats.Summary // the whole run
-	Interruption           stats.Summary
-	CutToSwitch            stats.Summary
-	CutToAnnounce          stats.Summary
-	CutToReceiveOnly       stats.Summary
-	CPUBusyMax             float64 // the noisiest trial's share of busy CPU
-	NoisyTrials            int     // trials with the CPU more than 90% busy
+	// LinkLoss and OwnLoss split LostFrames: lost inside the links (on a
+	// cut link's wire, or at a full ring of a working one) and the rest.
+	LinkLoss, OwnLoss stats.Summary
+	LostInRun         stats.Summary // the whole run
+	Interruption      stats.Summary
+	CutToSwitch       stats.Summary
+	CutToAnnounce     stats.Summary
+	CutToReceiveOnly  stats.Summary
+	CPUBusyMax        float64 // the noisiest trial's share of busy CPU
+	NoisyTrials       int     // trials with the CPU more than 90% busy
 }
 
 // ForwardKey groups forwarding rounds that measured the same thing.
@@ -191,7 +194,7 @@ func Tables(r *Result) TableSet {
 	}
 	for k, trials := range groups {
 		row := FailoverRow{FailoverKey: k, Trials: len(trials)}
-		var lost, lostRun []float64
+		var lost, lostRun, link, own []float64
 		var intr, sw, ann, rx []int64
 		for _, t := range trials {
 			row.Sent += t.Sent
@@ -202,6 +205,8 @@ func Tables(r *Result) TableSet {
 				row.NoisyTrials++
 			}
 			lost = append(lost, float64(t.LostNearCut))
+			link = append(link, float64(t.LostNearCut-t.OwnLoss()))
+			own = append(own, float64(t.OwnLoss()))
 			lostRun = append(lostRun, float64(t.Lost))
 			intr = append(intr, t.InterruptionNs)
 			sw = append(sw, t.CutToSwitchNs)
@@ -209,6 +214,8 @@ func Tables(r *Result) TableSet {
 			rx = append(rx, t.CutToReceiveOnlyNs)
 		}
 		row.LostFrames = stats.Summarize(lost)
+		row.LinkLoss = stats.Summarize(link)
+		row.OwnLoss = stats.Summarize(own)
 		row.LostInRun = stats.Summarize(lostRun)
 		row.Interruption = stats.Summarize(durations(intr))
 		row.CutToSwitch = stats.Summarize(durations(sw))

@@ -196,3 +196,32 @@ func TestMarkdownEscapesCells(t *testing.T) {
 		t.Errorf("mdCell = %q", got)
 	}
 }
+
+// TestTablesSplitLoss: the loss near the cut splits into what the links
+// account for and the switch's own; a trial whose links say more than
+// was lost near the cut never yields a negative own loss.
+func TestTablesSplitLoss(t *testing.T) {
+	tr := func(near uint64, inLinks, fullRing int64) FailoverTrial {
+		return FailoverTrial{System: SystemUplinkd, Uplink: UplinkVeth, Guests: 1, RatePPS: 1_000_000, Sent: 1000,
+			Lost: near, LostNearCut: near, LostInLinks: inLinks, LostAtFullRing: fullRing,
+			InterruptionNs: -1, CutToSwitchNs: -1, CutToAnnounceNs: -1, CutToReceiveOnlyNs: -1}
+	}
+	r := &Result{Failover: []FailoverTrial{tr(0, 0, 0), tr(48, 48, 0), tr(40, 32, 0), tr(30, 0, 30), tr(5, -1, -1)}}
+	for _, x := range r.Failover {
+		if x.OwnLoss() > x.LostNearCut {
+			t.Errorf("%+v: own loss %d exceeds the loss near the cut", x, x.OwnLoss())
+		}
+	}
+	row := Tables(r).Failover[0]
+	// own: 0, 0, 8, 0, 5; links: 0, 48, 32, 30, 0 (unknown counts as none).
+	if row.OwnLoss.Max != 8 || row.OwnLoss.P50 != 0 || row.LinkLoss.Max != 48 || row.LinkLoss.P50 != 30 {
+		t.Errorf("own %+v, links %+v", row.OwnLoss, row.LinkLoss)
+	}
+	var md strings.Builder
+	if err := WriteMarkdown(&md, r); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(md.String(), "the switch's own") {
+		t.Error("the markdown table does not show the switch's own loss")
+	}
+}

@@ -58,9 +58,9 @@ func nsCell(ns int64) string {
 func failoverTable(rows []FailoverRow) textTable {
 	t := textTable{
 		Head: []string{"System", "Uplink", "Rate", "Event", "Guests", "Trials",
-			"Lost near the cut p50 / p99 / max", "Lost in the run p50", "Interruption p50 / p99 / max",
+			"Lost near the cut p50 / p99 / max", "of which in the links p50 / p99 / max", "the switch's own p50 / p99 / max", "Lost in the run p50", "Interruption p50 / p99 / max",
 			"Cut → switch p50 / p99", "Cut → announce p50 / p99", "Cut → receive-only p50 / p99", "CPU busy max (noisy)"},
-		Num: []bool{false, false, true, false, true, true, true, true, true, true, true, true, true},
+		Num: []bool{false, false, true, false, true, true, true, true, true, true, true, true, true, true, true},
 	}
 	for _, r := range rows {
 		cpu := fmtPercent(r.CPUBusyMax)
@@ -70,7 +70,7 @@ func failoverTable(rows []FailoverRow) textTable {
 		t.Rows = append(t.Rows, []string{
 			systemName(r.System), r.Uplink, fmtRate(r.RatePPS), eventName(r.SecondFailure, r.Planned),
 			fmtCount(float64(r.Guests)), fmt.Sprint(r.Trials),
-			triple(r.LostFrames, r.Trials, fmtCount), fmtCount(r.LostInRun.P50), triple(r.Interruption, r.Trials, fmtNs),
+			triple(r.LostFrames, r.Trials, fmtCount), triple(r.LinkLoss, r.Trials, fmtCount), triple(r.OwnLoss, r.Trials, fmtCount), fmtCount(r.LostInRun.P50), triple(r.Interruption, r.Trials, fmtNs),
 			pair(r.CutToSwitch, r.Trials, fmtNs), pair(r.CutToAnnounce, r.Trials, fmtNs),
 			pair(r.CutToReceiveOnly, r.Trials, fmtNs), cpu,
 		})
@@ -247,6 +247,9 @@ func WriteMarkdown(w io.Writer, r *Result) error {
 	b.WriteString("\n## Failover\n\n")
 	b.WriteString("Per setting, over its trials: p50 / p99 / max (nearest rank). Interruption is the gap between the " +
 		"last frame on the old uplink and the first on the new one; \"(n of m)\" marks figures known in only n trials. " +
+		"Of the frames lost near the cut, \"in the links\" were accepted by a cut uplink's link and died with it (frames on " +
+		"the wire) or refused by a working uplink's full ring (the testbed's receiver fell behind), from the veth counters " +
+		"where a system redirects with XDP; the rest is the switch's own. " +
 		"CPU busy max is the busiest trial's share of the machine; in brackets, the number of trials run with the CPU more than " +
 		fmtPercent(noisyCPU) + " busy.\n\n")
 	writeMarkdownTable(&b, failoverTable(ts.Failover))

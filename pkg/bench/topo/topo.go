@@ -349,3 +349,59 @@ func (t *Topo) Ifindex(role, name string) (int, error) {
 	})
 	return idx, err
 }
+
+// LinkCount is what an uplink's veth did with the frames XDP redirected
+// into it (its ethtool counters tx_queue_N_xdp_xmit and _errors; frames
+// through the stack are not in them).
+type LinkCount struct {
+	// Accepted: put into the peer's ring. A frame accepted but never
+	// received there was lost in the link itself, as frames on a cut cable
+	// are: a veth peer drops its ring when it goes down.
+	Accepted uint64
+	// Refused: not taken: the peer was down or its ring full.
+	Refused uint64
+}
+
+// Count reads uplink i's LinkCount; zero for tap uplinks.
+func (t *Topo) Count(i int) (LinkCount, error) {
+	var c LinkCount
+	if t.Kind != Veth {
+		return c, nil
+	}
+	err := t.In(Host, func() error {
+		et, err := ethtool.NewEthtool()
+		if err != nil {
+			return err
+		}
+		defer et.Close()
+		st, err := et.Stats(t.Uplinks[i])
+		if err != nil {
+			return fmt.Errorf("ethtool -S %s: %w", t.Uplinks[i], err)
+		}
+		for k, v := range st {
+			if !strings.HasPrefix(k, "tx_queue_") {
+				continue
+			}
+			switch {
+			case strings.HasSuffix(k, "_xdp_xmit"):
+				c.Accepted += v
+			case strings.HasSuffix(k, "_xdp_xmit_errors"):
+				c.Refused += v
+			}
+		}
+		return nil
+	})
+	return c, err
+}
+
+// Counts reads every uplink's LinkCount.
+func (t *Topo) Counts() ([]LinkCount, error) {
+	out := make([]LinkCount, len(t.Uplinks))
+	for i := range t.Uplinks {
+		var err error
+		if out[i], err = t.Count(i); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}

@@ -34,6 +34,16 @@ func TestBuildAndDestroy(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		// Link counters: readable on every uplink, nothing redirected yet.
+		counts, err := tp.Counts()
+		if err != nil || len(counts) != 3 {
+			t.Fatalf("%s: counts %v, %v", kind, counts, err)
+		}
+		for i, c := range counts {
+			if c != (LinkCount{}) {
+				t.Errorf("%s: uplink %d counted %+v before any traffic", kind, i, c)
+			}
+		}
 		// Cutting an uplink takes its carrier away, restoring gives it back.
 		if err := tp.Cut(1); err != nil {
 			t.Fatal(err)

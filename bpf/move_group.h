@@ -1,0 +1,55 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/* move_group: the one way the kernel side moves a group off its active
+ * uplink, shared by the switch (carrier seen at redirect) and the hooks
+ * (carrier off, transmit error). */
+#ifndef __UPLINKD_MOVE_GROUP_H
+#define __UPLINKD_MOVE_GROUP_H
+
+#include "shared_maps.h"
+
+/* move_group moves group from slot to the first other slot of its
+ * fallback order with a compare-and-swap, so the first reporter of a
+ * failure switches and the others (and the daemon) see the result, and
+ * reports the switch on fo_events. It returns the group's slot after the
+ * attempt: the new one, the one another reporter chose, or slot itself
+ * when there is nowhere to go (then the daemon decides). */
+static __always_inline __u32 move_group(__u32 group, __u32 slot, __u32 ifindex,
+					__u32 cause, int err)
+{
+	__u32 *cur = bpf_map_lookup_elem(&active, &group);
+	struct fallback *fb = bpf_map_lookup_elem(&fallbacks, &group);
+
+	if (!cur)
+		return NO_SLOT;
+	if (!fb || *cur != slot)
+		return *cur; /* a standby uplink failing moves nothing */
+
+	__u32 next = NO_SLOT;
+#pragma unroll
+	for (int i = 0; i < MAX_UPLINKS; i++) {
+		if (i < fb->count && fb->slots[i] != slot && fb->slots[i] < MAX_UPLINKS) {
+			next = fb->slots[i];
+			break;
+		}
+	}
+	if (next == NO_SLOT)
+		return slot;
+	__u32 seen = __sync_val_compare_and_swap(cur, slot, next);
+	if (seen != slot)
+		return seen;
+
+	struct fo_event *ev = bpf_ringbuf_reserve(&fo_events, sizeof(*ev), 0);
+	if (ev) {
+		ev->ts_ns = bpf_ktime_get_ns();
+		ev->group = group;
+		ev->from = slot;
+		ev->to = next;
+		ev->ifindex = ifindex;
+		ev->cause = cause;
+		ev->err = err;
+		bpf_ringbuf_submit(ev, 0);
+	}
+	return next;
+}
+
+#endif
