@@ -15,11 +15,11 @@ import (
 //
 //   - carrier_changes is read every tick. It is lock-free in the kernel and
 //     counts every carrier transition at the moment it happens.
-//   - carrier is read only when carrier_changes moved (or on first sight):
-//     the kernel takes the RTNL lock to answer it, and a 1 ms poll must not
-//     take the host's big networking lock a thousand times a second.
-//     Admin up/down does not go through the link-watch delay, so netlink
-//     reports it promptly without help.
+//   - carrier is read only on first sight of an interface, or without
+//     netlink: the kernel takes the RTNL lock to answer it (and first runs
+//     pending link-watch work). Otherwise a moved counter's parity says
+//     the carrier. Admin up/down does not go through the link-watch delay,
+//     so netlink reports it promptly without help.
 //
 // All files are opened relative to one directory fd, so they belong to the
 // same incarnation of the interface. Reads of a deleted interface's files
@@ -92,6 +92,25 @@ func (f *sysfsFiles) readCarrier() (carrier, running bool, err error) {
 	return v != 0, true, nil
 }
 
+// readConsistent reads carrier, and carrier_changes again until no change
+// slipped in between (bounded; a later tick catches the rest).
+func (f *sysfsFiles) readConsistent(changes uint32) (carrier, running bool, _ uint32, err error) {
+	for range 3 {
+		if carrier, running, err = f.readCarrier(); err != nil {
+			return false, false, 0, err
+		}
+		again, err := f.readChanges()
+		if err != nil {
+			return false, false, 0, err
+		}
+		if again == changes {
+			break
+		}
+		changes = again
+	}
+	return carrier, running, changes, nil
+}
+
 // preadUint reads a decimal sysfs attribute from offset 0 (which makes the
 // kernel produce a fresh value on every read).
 func preadUint(fd int) (uint64, error) {
@@ -111,6 +130,7 @@ func (r *runner) pollAll() {
 	for name, f := range r.files {
 		r.pollOne(name, f)
 	}
+	r.scan.sync(r.files, r.last)
 }
 
 // pollOne reads one polled interface and publishes a change of carrier or
@@ -159,23 +179,19 @@ func (r *runner) pollOne(name string, f *sysfsFiles) {
 	if known && last.Exists && last.Index == f.index && changes == last.CarrierChanges {
 		return
 	}
-	// Carrier moved: read it, and make sure no further change slipped in
-	// between the two reads (bounded; a later tick catches the rest).
 	var carrier, running bool
-	for range 3 {
-		if carrier, running, err = f.readCarrier(); err != nil {
-			r.pollFailed(name, f, err)
-			return
-		}
-		again, err := f.readChanges()
-		if err != nil {
-			r.pollFailed(name, f, err)
-			return
-		}
-		if again == changes {
-			break
-		}
-		changes = again
+	if !pollOnly && known && last.Exists && last.Index == f.index {
+		// Transitions alternate, so the counter's parity since the last
+		// known state says the carrier. Reading `carrier` instead would
+		// make the kernel run the pending link-watch work first (for a
+		// carrier loss that deactivates the qdisc and waits for an RCU
+		// grace period: ~1 ms) under the RTNL lock. Admin state comes
+		// from netlink, which reports it promptly.
+		carrier = last.Carrier != ((changes-last.CarrierChanges)%2 == 1)
+		running = last.AdminUp
+	} else if carrier, running, changes, err = f.readConsistent(changes); err != nil {
+		r.pollFailed(name, f, err)
+		return
 	}
 	r.update(State{
 		Name:           name,

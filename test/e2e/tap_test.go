@@ -55,7 +55,7 @@ func TestTapCarrierLossWithoutNetlink(t *testing.T) {
 		if ev == nil {
 			t.Fatalf("round %d: no switch to up1 after the tap lost carrier:\n%s", round, d.logs)
 		}
-		t.Logf("FIGURES tap carrier loss, round %d: cut -> switched %s, seen by %s", round, ms(ev.Switched.Sub(cutAt)), ev.Source)
+		t.Logf("FIGURES tap carrier loss, round %d: cut -> seen %s -> switched %s, seen by %s", round, ms(ev.Detected.Sub(cutAt)), ms(ev.Switched.Sub(cutAt)), ev.Source)
 		if d := ev.Switched.Sub(cutAt); d > 200*time.Millisecond || ev.Source == "netlink" {
 			t.Errorf("round %d: switched %v after the cut, seen by %q: want the poll (netlink is late for taps)", round, d, ev.Source)
 		}
