@@ -38,9 +38,10 @@ char __license[] SEC("license") = "Dual BSD/GPL";
  * active uplink's carrier before each redirect. */
 volatile const __u32 carrier_check = 0;
 
-/* Unused: they put the enums into BTF so bpf2go exports them to Go. */
+/* Unused: they put the enums and types into BTF for bpf2go. */
 const enum drop_reason *_drop_reason __attribute__((unused));
 const enum port_role *_port_role __attribute__((unused));
+const struct vlan_set *_vlan_set __attribute__((unused));
 
 /* Every port, keyed by ifindex: unicast to a guest, and flooding with
  * BPF_F_BROADCAST. Entries carry xdp_egress. */
@@ -101,12 +102,21 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } groups SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, MAX_PORTS);
+	__type(key, __u32);
+	__type(value, struct vlan_set);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} vlan_sets SEC(".maps");
+
 struct frame {
 	__u8 *dst;
 	__u8 *src;
 	void *l3;     /* first byte after Ethernet (+ one 802.1Q tag) */
 	__u16 proto;  /* ethertype after the tag, network order */
 	__u16 vlan;   /* 0 when untagged */
+	__u8 tagged;  /* an 802.1Q tag was there (VID 0 too) */
 	__u32 len;
 };
 
@@ -125,6 +135,7 @@ static __always_inline int parse(struct xdp_md *ctx, struct frame *f)
 	f->src = eth + ETH_ALEN;
 	f->len = end - data;
 	f->vlan = 0;
+	f->tagged = 0;
 	proto = *(__u16 *)(eth + 2 * ETH_ALEN);
 	f->l3 = data + ETH_HLEN;
 	if (proto == bpf_htons(ETH_P_8021Q)) {
@@ -132,6 +143,7 @@ static __always_inline int parse(struct xdp_md *ctx, struct frame *f)
 			return -1;
 		/* TPID at 12, TCI at 14, inner ethertype at 16 */
 		f->vlan = bpf_ntohs(*(__u16 *)(eth + ETH_HLEN)) & VLAN_VID_MASK;
+		f->tagged = 1;
 		proto = *(__u16 *)(eth + ETH_HLEN + 2);
 		f->l3 = data + ETH_HLEN + VLAN_HLEN;
 	}
@@ -348,6 +360,55 @@ static __always_inline int to_guest(__u32 ifindex)
 	return bpf_redirect_map(&ports_tx, ifindex, XDP_DROP);
 }
 
+/* trunk_allows says whether a trunk guest port carries VLAN vlan (0:
+ * untagged, always). */
+static __always_inline int trunk_allows(const struct port_info *port, __u16 vlan)
+{
+	if (!(port->flags & PORT_F_VLAN_FILTER) || vlan == 0)
+		return 1;
+	__u32 id = port->id;
+	struct vlan_set *set = bpf_map_lookup_elem(&vlan_sets, &id);
+	return set && (set->bits[(vlan >> 6) & 63] >> (vlan & 63)) & 1;
+}
+
+/* push_tag inserts an 802.1Q tag with vid after the MAC addresses. */
+static __always_inline int push_tag(struct xdp_md *ctx, __u16 vid)
+{
+	if (bpf_xdp_adjust_head(ctx, -VLAN_HLEN))
+		return -1;
+	__u8 *data = (void *)(long)ctx->data;
+	if ((void *)(data + ETH_HLEN + VLAN_HLEN) > (void *)(long)ctx->data_end)
+		return -1;
+	__builtin_memmove(data, data + VLAN_HLEN, 2 * ETH_ALEN);
+	*(__u16 *)(data + 2 * ETH_ALEN) = bpf_htons(ETH_P_8021Q);
+	*(__u16 *)(data + ETH_HLEN) = bpf_htons(vid);
+	return 0;
+}
+
+/* pop_tag removes the outer 802.1Q tag. */
+static __always_inline int pop_tag(struct xdp_md *ctx)
+{
+	__u8 *data = (void *)(long)ctx->data;
+	if ((void *)(data + ETH_HLEN + VLAN_HLEN) > (void *)(long)ctx->data_end)
+		return -1;
+	__builtin_memmove(data + VLAN_HLEN, data, 2 * ETH_ALEN);
+	return bpf_xdp_adjust_head(ctx, VLAN_HLEN);
+}
+
+/* frame_vlan is the VLAN of the frame at ctx (0: untagged), for the
+ * egress programs, which have not parsed it. -1: too short. */
+static __always_inline int frame_vlan(struct xdp_md *ctx)
+{
+	__u8 *data = (void *)(long)ctx->data;
+	if ((void *)(data + ETH_HLEN) > (void *)(long)ctx->data_end)
+		return -1;
+	if (*(__u16 *)(data + 2 * ETH_ALEN) != bpf_htons(ETH_P_8021Q))
+		return 0;
+	if ((void *)(data + ETH_HLEN + VLAN_HLEN) > (void *)(long)ctx->data_end)
+		return -1;
+	return bpf_ntohs(*(__u16 *)(data + ETH_HLEN)) & VLAN_VID_MASK;
+}
+
 SEC("xdp")
 int xdp_guest(struct xdp_md *ctx)
 {
@@ -362,6 +423,20 @@ int xdp_guest(struct xdp_md *ctx)
 	count_rx(port, f.len);
 	if (is_multicast(f.src) || is_zero(f.src))
 		return drop(port, DROP_BAD_SRC);
+
+	/* Inside the switch every frame carries its VLAN as a tag: an access
+	 * port's frames get the port's; the egress programs take it off
+	 * again toward access ports. */
+	if (port->vlan) {
+		if (f.tagged)
+			return drop(port, DROP_VLAN);
+		if (is_link_local(f.dst)) /* for the host, as it came */
+			return to_host(port);
+		if (push_tag(ctx, port->vlan) < 0 || parse(ctx, &f) < 0)
+			return drop(port, DROP_MALFORMED);
+	} else if (!trunk_allows(port, f.vlan)) {
+		return drop(port, DROP_VLAN);
+	}
 
 	learn(port, ifindex, &f, (void *)(long)ctx->data_end);
 
@@ -472,6 +547,18 @@ int xdp_egress(struct xdp_md *ctx)
 	if (dst->role == ROLE_UPLINK &&
 	    (src->role == ROLE_UPLINK || active_slot(dst->group) != dst->slot))
 		return XDP_DROP;
+	if (dst->role == ROLE_GUEST) {
+		/* Only the port's VLANs, untagged toward an access port. */
+		int vlan = frame_vlan(ctx);
+		if (vlan < 0)
+			return XDP_DROP;
+		if (dst->vlan) {
+			if (vlan != dst->vlan || pop_tag(ctx) < 0)
+				return XDP_DROP;
+		} else if (!trunk_allows(dst, vlan)) {
+			return XDP_DROP;
+		}
+	}
 	return count_tx(ctx, dst);
 }
 

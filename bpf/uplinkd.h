@@ -29,6 +29,7 @@ enum drop_reason {
 	DROP_STANDBY,       /* guest-bound frame on a standby uplink */
 	DROP_NO_UPLINK,     /* no active uplink, or its slot is empty */
 	DROP_HAIRPIN,       /* destination is behind the ingress port */
+	DROP_VLAN,          /* VLAN not allowed on the port (tagged frame on an access port, VLAN outside a trunk's list) */
 	DROP_REASONS,
 };
 
@@ -39,7 +40,17 @@ struct port_info {
 	__u32 role;  /* enum port_role */
 	__u32 slot;  /* uplinks: slot in the group; guests: NO_SLOT */
 	__u8 mac[6]; /* the port's own address: frames to it go to the host */
-	__u16 vlan;  /* access VLAN; 0 = trunk, tags pass unchanged */
+	__u16 vlan;  /* guests: access VLAN, 0 = trunk; uplinks: 0 (tags pass) */
+	__u32 flags; /* PORT_F_* */
+};
+
+/* A trunk guest port with an allowed-VLAN list (vlan_sets[port id]);
+ * without it every VLAN passes. Untagged frames pass on every trunk. */
+#define PORT_F_VLAN_FILTER 1
+
+/* vlan_sets[port id]: bit v set = VLAN v allowed. */
+struct vlan_set {
+	__u64 bits[64];
 };
 
 /* fdb: which guest port a (group, VLAN, MAC) lives behind. */

@@ -31,6 +31,7 @@ func main() {
 	flag.IntVar(&o.RatePPS, "rate", 0, "guest frames per second in failover trials every system carries (default 50000)")
 	flag.IntVar(&o.HighRatePPS, "high-rate", 0, "uplinkd-only failover rate (default 1000000)")
 	flag.IntVar(&o.Rounds, "rounds", 0, "forwarding rounds (median is reported; default 5)")
+	flag.DurationVar(&o.UplinkdPoll, "uplinkd-poll", 0, "uplinkd's carrier_poll_interval (default: uplinkd's own)")
 	flag.StringVar(&o.BinDir, "bin", "bin", "directory with uplinkd")
 	out := flag.String("out", "bench-results", "output directory for results.json and report.html")
 	md := flag.String("markdown", "docs/benchmarks.md", "markdown table to write ('' to skip)")

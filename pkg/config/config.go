@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/netip"
 	"os"
 	"time"
 
@@ -40,6 +41,16 @@ const (
 	DefaultAnnounceCount       = 3
 	DefaultAnnounceInterval    = 100 * time.Millisecond
 	DefaultPriority            = 100
+	DefaultUplinkState         = "usable"
+	// MaxHoldDelay bounds up_delay and down_delay (default 0: none).
+	MaxHoldDelay = 10 * time.Minute
+
+	DefaultProbeInterval = 100 * time.Millisecond
+	DefaultProbeMissed   = 3
+	MinProbeInterval     = 10 * time.Millisecond
+	MaxProbeInterval     = 10 * time.Second
+	MaxProbeMissed       = 100
+	MaxProbeTargets      = 16
 
 	// MinCarrierPollInterval keeps a non-zero poll interval from turning
 	// the backstop poll into a busy loop.
@@ -55,6 +66,7 @@ const (
 	MaxGuestPorts          = 200 // per group
 	MaxUplinks             = 8   // per group; the data plane has 8 slots
 	MaxPriority            = 65535
+	MaxVLAN                = 4094
 	MaxInterfaces          = 256 // guest ports + uplinks over all groups
 	MaxIfNameLen           = 15  // IFNAMSIZ - 1
 
@@ -63,6 +75,10 @@ const (
 	// maxUnixPath is sizeof(sockaddr_un.sun_path) minus the terminating NUL.
 	maxUnixPath = 107
 )
+
+// UplinkStates are the admin states an uplink may be given: usable,
+// standby (used only when no usable uplink is left) and disabled (never).
+var UplinkStates = []string{"usable", "standby", "disabled"}
 
 // Config is a validated configuration with all defaults applied.
 type Config struct {
@@ -82,11 +98,28 @@ type Group struct {
 	Name string
 	// Failback makes a recovered uplink with a better (lower) priority
 	// take over again from the active one.
-	Failback   bool
-	Announce   Announce
-	GuestPorts []string
+	Failback bool
+	// UpDelay: a recovered uplink is used only after its carrier stayed up
+	// this long. DownDelay: a carrier loss must last this long before the
+	// group fails over (the in-kernel failover paths then stand aside).
+	UpDelay, DownDelay time.Duration
+	Announce           Announce
+	// Probe checks the path behind every uplink; nil: carrier only.
+	Probe      *Probe
+	GuestPorts []GuestPort
 	// Uplinks are in configuration order; an uplink's index is its slot.
 	Uplinks []Uplink
+}
+
+// Probe is a group's path probing: ARP requests (IPv4 targets) and
+// neighbour solicitations (IPv6 targets) from every uplink each Interval;
+// an uplink with no valid reply from any target for Missed intervals in a
+// row is not used even with carrier.
+type Probe struct {
+	Targets  []netip.Addr
+	Interval time.Duration
+	Missed   int
+	Source   netip.Addr // IPv4 source of ARP requests; zero value: 0.0.0.0 (an ARP probe)
 }
 
 // Announce controls the guest announcements sent after a failover.
@@ -95,10 +128,21 @@ type Announce struct {
 	Interval time.Duration
 }
 
+// GuestPort is one guest interface. With VLAN set it is an access port:
+// its frames are untagged at the guest and carry VLAN on the uplinks.
+// Otherwise it is a trunk: tags pass; with Trunk set only those VLANs
+// (and untagged frames).
+type GuestPort struct {
+	Name  string
+	VLAN  uint16
+	Trunk []uint16
+}
+
 // Uplink is one uplink interface of a group.
 type Uplink struct {
 	Name     string
-	Priority int // 0..65535, lower is preferred
+	Priority int    // 0..65535, lower is preferred
+	State    string // one of UplinkStates
 }
 
 // Load reads and parses the configuration file at path.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -28,15 +29,24 @@ func defaults(groups ...Group) *Config {
 
 // group returns a group with default settings and the given uplinks at the
 // default priority.
+// guestPorts are trunk ports (names only).
+func guestPorts(names ...string) []GuestPort {
+	var out []GuestPort
+	for _, n := range names {
+		out = append(out, GuestPort{Name: n})
+	}
+	return out
+}
+
 func group(name string, guests []string, uplinks ...string) Group {
 	g := Group{
 		Name:       name,
 		Failback:   true,
 		Announce:   Announce{Count: 3, Interval: 100 * time.Millisecond},
-		GuestPorts: guests,
+		GuestPorts: guestPorts(guests...),
 	}
 	for _, u := range uplinks {
-		g.Uplinks = append(g.Uplinks, Uplink{Name: u, Priority: 100})
+		g.Uplinks = append(g.Uplinks, Uplink{Name: u, Priority: 100, State: "usable"})
 	}
 	return g
 }
@@ -82,6 +92,8 @@ log_level: debug
 groups:
   - name: Tenant_A.1-x
     failback: false
+    up_delay: 10m
+    down_delay: 200ms
     announce:
       count: 100
       interval: 60s
@@ -89,8 +101,10 @@ groups:
     uplinks:
       - name: eth1
         priority: 65535
+        state: standby
       - name: eth2
         priority: 20
+        state: disabled
 `,
 			want: &Config{
 				PinPath:             "/sys/fs/bpf/other",
@@ -102,9 +116,11 @@ groups:
 				Groups: []Group{{
 					Name:       "Tenant_A.1-x",
 					Failback:   false,
+					UpDelay:    10 * time.Minute,
+					DownDelay:  200 * time.Millisecond,
 					Announce:   Announce{Count: 100, Interval: time.Minute},
-					GuestPorts: []string{"vnet0", "vnet1"},
-					Uplinks:    []Uplink{{"eth1", 65535}, {"eth2", 20}},
+					GuestPorts: guestPorts("vnet0", "vnet1"),
+					Uplinks:    []Uplink{{"eth1", 65535, "standby"}, {"eth2", 20, "disabled"}},
 				}},
 			},
 		},
@@ -121,7 +137,7 @@ groups:
 				c := defaults(Group{
 					Name: "z", Failback: true,
 					Announce: Announce{Count: 0, Interval: time.Millisecond},
-					Uplinks:  []Uplink{{"eth1", 0}},
+					Uplinks:  []Uplink{{"eth1", 0, "usable"}},
 				})
 				c.CarrierPollInterval = 0
 				return c
@@ -147,6 +163,27 @@ groups:
 			want: func() *Config {
 				g := group("a", nil, "e")
 				g.Announce.Count = 5
+				return defaults(g)
+			}(),
+		},
+		{
+			name: "probe with defaults and with everything given",
+			yaml: "groups:\n  - {name: a, probe: {targets: [10.0.0.1]}, uplinks: [{name: e}]}\n" +
+				"  - {name: b, probe: {targets: ['::ffff:10.0.0.2', 2001:db8::1], interval: 10s, missed: 100, source: 10.0.0.9}, uplinks: [{name: f}]}\n",
+			want: func() *Config {
+				a, b := group("a", nil, "e"), group("b", nil, "f")
+				a.Probe = &Probe{Targets: []netip.Addr{netip.MustParseAddr("10.0.0.1")}, Interval: 100 * time.Millisecond, Missed: 3}
+				b.Probe = &Probe{Targets: []netip.Addr{netip.MustParseAddr("10.0.0.2"), netip.MustParseAddr("2001:db8::1")},
+					Interval: 10 * time.Second, Missed: 100, Source: netip.MustParseAddr("10.0.0.9")}
+				return defaults(a, b)
+			}(),
+		},
+		{
+			name: "guest ports: trunk by name, access, trunk with a list",
+			yaml: "groups:\n  - {name: a, guest_ports: [v0, {name: v1, vlan: 100}, {name: v2, trunk: [10, 4094]}], uplinks: [{name: e}]}\n",
+			want: func() *Config {
+				g := group("a", nil, "e")
+				g.GuestPorts = []GuestPort{{Name: "v0"}, {Name: "v1", VLAN: 100}, {Name: "v2", Trunk: []uint16{10, 4094}}}
 				return defaults(g)
 			}(),
 		},
@@ -198,7 +235,7 @@ groups:
 					t.Fatalf("got %d groups, want 64", len(c.Groups))
 				}
 				last := c.Groups[63]
-				if last.Name != "g63" || last.Uplinks[0].Name != "up63" || len(last.GuestPorts) != 3 || last.GuestPorts[2] != "g63p2" {
+				if last.Name != "g63" || last.Uplinks[0].Name != "up63" || len(last.GuestPorts) != 3 || last.GuestPorts[2].Name != "g63p2" {
 					t.Errorf("last group = %+v", last)
 				}
 			},
@@ -313,6 +350,19 @@ func TestParseBad(t *testing.T) {
 
 		{"group without name", "groups:\n  - uplinks: [{name: e}]\n", []string{"groups[0].name: is required"}},
 		{"group name too long", "groups:\n  - name: " + strings.Repeat("a", 33) + "\n    uplinks: [{name: e}]\n", []string{"groups[0].name:", "longer than 32"}},
+		{"probe without targets", "groups:\n  - name: a\n    probe: {interval: 1s}\n    uplinks: [{name: e}]\n", []string{`groups[0].probe.targets: at least one IPv4 or IPv6 address is required`}},
+		{"probe bad target", "groups:\n  - name: a\n    probe: {targets: [10.0.0.1, gateway, ff02::1]}\n    uplinks: [{name: e}]\n",
+			[]string{`groups[0].probe.targets[1]: "gateway" is not an IP address`, `groups[0].probe.targets[2]: ff02::1: need a unicast address`}},
+		{"probe bad interval and missed", "groups:\n  - name: a\n    probe: {targets: [10.0.0.1], interval: 1ms, missed: 0, source: fe80::1}\n    uplinks: [{name: e}]\n",
+			[]string{`groups[0].probe.interval: must be between 10ms and 10s, got 1ms`, `groups[0].probe.missed: must be between 1 and 100, got 0`, `groups[0].probe.source: "fe80::1" is not an IPv4 address`}},
+		{"guest port VLANs", "groups:\n  - name: a\n    guest_ports: [{name: v0, vlan: 4095}, {name: v1, vlan: 10, trunk: [20]}, {name: v2, trunk: []}, {name: v3, trunk: [0]}]\n    uplinks: [{name: e}]\n",
+			[]string{`groups[0].guest_ports[0].vlan: must be between 1 and 4094, got 4095`, `groups[0].guest_ports[1]: give vlan (an access port) or trunk (its VLANs), not both`,
+				`groups[0].guest_ports[2].trunk: lists no VLAN`, `groups[0].guest_ports[3].trunk[0]: must be between 1 and 4094, got 0`}},
+		{"guest port shapes", "groups:\n  - name: a\n    guest_ports: [{name: v3, vlans: 3}, [v4]]\n    uplinks: [{name: e}]\n",
+			[]string{`line 3: field vlans not found in type config.guestPort (name, vlan, trunk)`, `expected guest port (a name, or {name, vlan} or {name, trunk}), got a list`}},
+		{"bad uplink state", "groups:\n  - name: a\n    uplinks: [{name: e, state: down}]\n", []string{`groups[0].uplinks[0].state: "down" is not one of usable, standby, disabled`}},
+		{"hold timer too long", "groups:\n  - name: a\n    up_delay: 11m\n    uplinks: [{name: e}]\n", []string{`groups[0].up_delay: must be between 0s and 10m0s, got 11m0s`}},
+		{"hold timer not a duration", "groups:\n  - name: a\n    down_delay: soon\n    uplinks: [{name: e}]\n", []string{`groups[0].down_delay: "soon" is not a duration`}},
 		{"group name with space", "groups:\n  - name: tenant a\n    uplinks: [{name: e}]\n", []string{`groups[0].name: "tenant a" contains ' '`}},
 		{"group name with slash", "groups:\n  - name: a/b\n    uplinks: [{name: e}]\n", []string{`groups[0].name: "a/b" contains '/'`}},
 		{"duplicate group name", "groups:\n  - name: tenant-a\n    uplinks: [{name: e1}]\n  - name: tenant-a\n    uplinks: [{name: e2}]\n",

@@ -4,7 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"path/filepath"
+	"slices"
+	"strings"
 	"time"
 
 	"go.yaml.in/yaml/v3"
@@ -24,11 +27,54 @@ type fileConfig struct {
 }
 
 type fileGroup struct {
-	Name       string        `yaml:"name"`
-	Failback   *bool         `yaml:"failback"`
-	Announce   *fileAnnounce `yaml:"announce"`
-	GuestPorts []string      `yaml:"guest_ports"`
-	Uplinks    []fileUplink  `yaml:"uplinks"`
+	Name       string          `yaml:"name"`
+	Failback   *bool           `yaml:"failback"`
+	UpDelay    *fileDuration   `yaml:"up_delay"`
+	DownDelay  *fileDuration   `yaml:"down_delay"`
+	Announce   *fileAnnounce   `yaml:"announce"`
+	Probe      *fileProbe      `yaml:"probe"`
+	GuestPorts []fileGuestPort `yaml:"guest_ports"`
+	Uplinks    []fileUplink    `yaml:"uplinks"`
+}
+
+// fileGuestPort is a name (a trunk: tags pass) or {name, vlan} (an access
+// port) or {name, trunk: [VLANs]} (a trunk carrying only those).
+type fileGuestPort struct {
+	Name  string
+	VLAN  *fileInt
+	Trunk []fileInt
+}
+
+func (g *fileGuestPort) UnmarshalYAML(n *yaml.Node) error {
+	switch n.Kind {
+	case yaml.ScalarNode:
+		g.Name = n.Value
+		return nil
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			if k := n.Content[i]; k.Value != "name" && k.Value != "vlan" && k.Value != "trunk" {
+				return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: field %s not found in type config.guestPort (name, vlan, trunk)", k.Line, k.Value)}}
+			}
+		}
+		var aux struct {
+			Name  string    `yaml:"name"`
+			VLAN  *fileInt  `yaml:"vlan"`
+			Trunk []fileInt `yaml:"trunk"`
+		}
+		if err := n.Decode(&aux); err != nil {
+			return err
+		}
+		g.Name, g.VLAN, g.Trunk = aux.Name, aux.VLAN, aux.Trunk
+		return nil
+	}
+	return typeMismatch(n, "guest port (a name, or {name, vlan} or {name, trunk})")
+}
+
+type fileProbe struct {
+	Targets  []string      `yaml:"targets"`
+	Interval *fileDuration `yaml:"interval"`
+	Missed   *fileInt      `yaml:"missed"`
+	Source   *string       `yaml:"source"`
 }
 
 type fileAnnounce struct {
@@ -39,6 +85,7 @@ type fileAnnounce struct {
 type fileUplink struct {
 	Name     string   `yaml:"name"`
 	Priority *fileInt `yaml:"priority"`
+	State    *string  `yaml:"state"`
 }
 
 // fileDuration keeps a duration's text until validation, which knows the
@@ -119,13 +166,24 @@ func (v *validator) duration(path string, d *fileDuration, def, lo, hi time.Dura
 		return 0
 	}
 	if val < lo || val > hi {
-		if zeroOK {
+		if zeroOK && lo > 0 {
 			v.errorf(path, "must be 0 (disabled) or between %v and %v, got %v", lo, hi, val)
 		} else {
 			v.errorf(path, "must be between %v and %v, got %v", lo, hi, val)
 		}
 	}
 	return val
+}
+
+func (v *validator) oneOf(path string, p *string, def string, allowed []string) string {
+	if p == nil {
+		return def
+	}
+	if !slices.Contains(allowed, *p) {
+		v.errorf(path, "%q is not one of %s", *p, strings.Join(allowed, ", "))
+		return def
+	}
+	return *p
 }
 
 func (v *validator) absPath(path string, p *string, def string, maxLen int) string {
@@ -179,7 +237,7 @@ func (raw *fileConfig) validate() (*Config, error) {
 	groupNames := map[string]string{} // group name -> path
 	interfaces := map[string]string{} // interface name -> path of its first use
 	useInterface := func(path, name string) {
-		if err := checkIfName(name); err != nil {
+		if err := CheckIfName(name); err != nil {
 			v.errorf(path, "%v", err)
 			return
 		}
@@ -207,19 +265,69 @@ func (raw *fileConfig) validate() (*Config, error) {
 		if rg.Failback != nil {
 			g.Failback = *rg.Failback
 		}
+		g.UpDelay = v.duration(gp+".up_delay", rg.UpDelay, 0, 0, MaxHoldDelay, true)
+		g.DownDelay = v.duration(gp+".down_delay", rg.DownDelay, 0, 0, MaxHoldDelay, true)
 		if a := rg.Announce; a != nil {
 			g.Announce.Count = v.intRange(gp+".announce.count", a.Count, DefaultAnnounceCount, 0, MaxAnnounceCount)
 			g.Announce.Interval = v.duration(gp+".announce.interval", a.Interval,
 				DefaultAnnounceInterval, MinAnnounceInterval, MaxAnnounceInterval, false)
 		}
 
+		if rp := rg.Probe; rp != nil {
+			pp := gp + ".probe"
+			pr := &Probe{
+				Interval: v.duration(pp+".interval", rp.Interval, DefaultProbeInterval, MinProbeInterval, MaxProbeInterval, false),
+				Missed:   v.intRange(pp+".missed", rp.Missed, DefaultProbeMissed, 1, MaxProbeMissed),
+			}
+			switch n := len(rp.Targets); {
+			case n == 0:
+				v.errorf(pp+".targets", "at least one IPv4 or IPv6 address is required")
+			case n > MaxProbeTargets:
+				v.errorf(pp+".targets", "at most %d targets are allowed, got %d", MaxProbeTargets, n)
+			}
+			for k, t := range rp.Targets {
+				a, err := netip.ParseAddr(t)
+				switch {
+				case err != nil:
+					v.errorf(fmt.Sprintf("%s.targets[%d]", pp, k), "%q is not an IP address", t)
+				case a.IsUnspecified() || a.IsMulticast() || a.Zone() != "":
+					v.errorf(fmt.Sprintf("%s.targets[%d]", pp, k), "%s: need a unicast address without zone", t)
+				default:
+					pr.Targets = append(pr.Targets, a.Unmap())
+				}
+			}
+			if rp.Source != nil {
+				a, err := netip.ParseAddr(*rp.Source)
+				if err != nil || !a.Unmap().Is4() {
+					v.errorf(pp+".source", "%q is not an IPv4 address", *rp.Source)
+				} else {
+					pr.Source = a.Unmap()
+				}
+			}
+			g.Probe = pr
+		}
+
 		if n := len(rg.GuestPorts); n > MaxGuestPorts {
 			v.errorf(gp+".guest_ports", "at most %d guest ports are allowed per group, got %d", MaxGuestPorts, n)
 		}
-		for j, name := range rg.GuestPorts {
-			useInterface(fmt.Sprintf("%s.guest_ports[%d]", gp, j), name)
+		for j, rp := range rg.GuestPorts {
+			pp := fmt.Sprintf("%s.guest_ports[%d]", gp, j)
+			useInterface(pp, rp.Name)
+			port := GuestPort{Name: rp.Name}
+			if rp.VLAN != nil {
+				port.VLAN = uint16(v.intRange(pp+".vlan", rp.VLAN, 0, 1, MaxVLAN))
+			}
+			if rp.VLAN != nil && rp.Trunk != nil {
+				v.errorf(pp, "give vlan (an access port) or trunk (its VLANs), not both")
+			}
+			for k, id := range rp.Trunk {
+				port.Trunk = append(port.Trunk, uint16(v.intRange(fmt.Sprintf("%s.trunk[%d]", pp, k), &id, 0, 1, MaxVLAN)))
+			}
+			if rp.Trunk != nil && len(rp.Trunk) == 0 {
+				v.errorf(pp+".trunk", "lists no VLAN; leave it out to carry every VLAN")
+			}
+			g.GuestPorts = append(g.GuestPorts, port)
 		}
-		g.GuestPorts = rg.GuestPorts
 
 		switch n := len(rg.Uplinks); {
 		case n == 0:
@@ -233,6 +341,7 @@ func (raw *fileConfig) validate() (*Config, error) {
 			g.Uplinks = append(g.Uplinks, Uplink{
 				Name:     ru.Name,
 				Priority: v.intRange(up+".priority", ru.Priority, DefaultPriority, 0, MaxPriority),
+				State:    v.oneOf(up+".state", ru.State, DefaultUplinkState, UplinkStates),
 			})
 		}
 		total += len(rg.GuestPorts) + len(rg.Uplinks)
@@ -265,11 +374,11 @@ func checkGroupName(name string) error {
 	return nil
 }
 
-// checkIfName applies the kernel's rules for interface names (dev_valid_name:
+// CheckIfName applies the kernel's rules for interface names (dev_valid_name:
 // shorter than IFNAMSIZ, not "." or "..", no '/', ':' or whitespace) and
 // also refuses control characters, which cannot be a real NIC's name and
 // would garble logs.
-func checkIfName(name string) error {
+func CheckIfName(name string) error {
 	switch {
 	case name == "":
 		return errors.New("interface name is required")

@@ -64,6 +64,36 @@ func (c *Client) ClearManual(group string) (Status, error) {
 	return s, c.do(http.MethodPost, "/v1/groups/"+url.PathEscape(group)+"/active", SetActiveRequest{Auto: true}, &s)
 }
 
+// SetUplink changes an uplink's priority and/or admin state.
+func (c *Client) SetUplink(group, uplink string, req SetUplinkRequest) (Status, error) {
+	var s Status
+	return s, c.do(http.MethodPost, "/v1/groups/"+url.PathEscape(group)+"/uplinks/"+url.PathEscape(uplink), req, &s)
+}
+
+// AddUplink adds an uplink to group.
+func (c *Client) AddUplink(group string, req AddUplinkRequest) (Status, error) {
+	var s Status
+	return s, c.do(http.MethodPost, "/v1/groups/"+url.PathEscape(group)+"/uplinks", req, &s)
+}
+
+// RemoveUplink removes an uplink from group.
+func (c *Client) RemoveUplink(group, uplink string) (Status, error) {
+	var s Status
+	return s, c.do(http.MethodDelete, "/v1/groups/"+url.PathEscape(group)+"/uplinks/"+url.PathEscape(uplink), nil, &s)
+}
+
+// AddPort adds a guest port to group.
+func (c *Client) AddPort(group, port string) (Status, error) {
+	var s Status
+	return s, c.do(http.MethodPost, "/v1/groups/"+url.PathEscape(group)+"/ports", AddPortRequest{Name: port}, &s)
+}
+
+// RemovePort removes a guest port from group.
+func (c *Client) RemovePort(group, port string) (Status, error) {
+	var s Status
+	return s, c.do(http.MethodDelete, "/v1/groups/"+url.PathEscape(group)+"/ports/"+url.PathEscape(port), nil, &s)
+}
+
 func (c *Client) do(method, path string, body, out any) error {
 	var rd *bytes.Reader
 	if body != nil {

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -18,6 +19,8 @@ type backend struct {
 	mu     sync.Mutex
 	active string
 	manual bool
+	set    []SetUplinkRequest // what SetUplink was asked
+	calls  []string           // the add and remove calls
 }
 
 func (b *backend) Status() Status {
@@ -60,10 +63,51 @@ func (b *backend) ClearManual(group string) error {
 	return nil
 }
 
-func serve(t *testing.T) string {
+func (b *backend) SetUplink(group, uplink string, req SetUplinkRequest) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if uplink != "eth1" {
+		return fmt.Errorf("uplink %q: %w", uplink, ErrNotFound)
+	}
+	b.set = append(b.set, req)
+	return nil
+}
+
+func (b *backend) AddUplink(group string, req AddUplinkRequest) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.calls = append(b.calls, fmt.Sprintf("add-uplink %s %s", group, req.Name))
+	return nil
+}
+
+func (b *backend) RemoveUplink(group, uplink string) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.calls = append(b.calls, fmt.Sprintf("remove-uplink %s %s", group, uplink))
+	return nil
+}
+
+func (b *backend) AddPort(group, port string) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.calls = append(b.calls, fmt.Sprintf("add-port %s %s", group, port))
+	return nil
+}
+
+func (b *backend) RemovePort(group, port string) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if port == "vnet9" {
+		return fmt.Errorf("port %q: %w", port, ErrNotFound)
+	}
+	b.calls = append(b.calls, fmt.Sprintf("remove-port %s %s", group, port))
+	return nil
+}
+
+func serve(t *testing.T, b *backend) string {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "run", "uplinkd.sock")
-	s, err := Listen(path, &backend{active: "eth1"}, slog.Default())
+	s, err := Listen(path, b, slog.Default())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,7 +120,8 @@ func TestAPI(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("the socket admits root only")
 	}
-	path := serve(t)
+	testBackend := &backend{active: "eth1"}
+	path := serve(t, testBackend)
 	fi, err := os.Stat(path)
 	if err != nil {
 		t.Fatal(err)
@@ -109,6 +154,29 @@ func TestAPI(t *testing.T) {
 			t.Errorf("set-active %s %s: %v, want %q", tc.group, tc.uplink, err, tc.want)
 		}
 	}
+	prio := 5
+	if _, err := c.SetUplink("red", "eth1", SetUplinkRequest{Priority: &prio, State: "standby"}); err != nil {
+		t.Errorf("set uplink: %v", err)
+	}
+	if len(testBackend.set) != 1 || *testBackend.set[0].Priority != 5 || testBackend.set[0].State != "standby" {
+		t.Errorf("backend was asked %+v", testBackend.set)
+	}
+	if _, err := c.SetUplink("red", "eth1", SetUplinkRequest{}); err == nil || !strings.Contains(err.Error(), "give a priority or a state") {
+		t.Errorf("empty set uplink: %v", err)
+	}
+	if _, err := c.SetUplink("red", "eth7", SetUplinkRequest{State: "usable"}); err == nil || !strings.Contains(err.Error(), "not found") {
+		t.Errorf("set unknown uplink: %v", err)
+	}
+	c.AddUplink("red", AddUplinkRequest{Name: "eth3"})
+	c.RemoveUplink("red", "eth3")
+	c.AddPort("red", "vnet7")
+	c.RemovePort("red", "vnet7")
+	if want := []string{"add-uplink red eth3", "remove-uplink red eth3", "add-port red vnet7", "remove-port red vnet7"}; !slices.Equal(testBackend.calls, want) {
+		t.Errorf("calls %v, want %v", testBackend.calls, want)
+	}
+	if _, err := c.RemovePort("red", "vnet9"); err == nil || !strings.Contains(err.Error(), "not found") {
+		t.Errorf("remove unknown port: %v", err)
+	}
 	if _, err := c.Counters(); err == nil || !strings.Contains(err.Error(), "counters unreadable") {
 		t.Errorf("counters error not passed on: %v", err)
 	}
@@ -130,7 +198,7 @@ func TestNonRootRefused(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to run a client as another user")
 	}
-	path := serve(t)
+	path := serve(t, &backend{active: "eth1"})
 	for _, p := range []string{filepath.Dir(filepath.Dir(path)), filepath.Dir(path)} {
 		if err := os.Chmod(p, 0o755); err != nil {
 			t.Fatal(err)

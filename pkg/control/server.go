@@ -22,6 +22,11 @@ type Backend interface {
 	Counters() ([]PortCounters, error)
 	SetActive(group, uplink string) error
 	ClearManual(group string) error
+	SetUplink(group, uplink string, req SetUplinkRequest) error
+	AddUplink(group string, req AddUplinkRequest) error
+	RemoveUplink(group, uplink string) error
+	AddPort(group, port string) error
+	RemovePort(group, port string) error
 }
 
 // ErrNotFound marks an unknown group or uplink (HTTP 404).
@@ -71,10 +76,7 @@ func Listen(path string, b Backend, log *slog.Logger) (*Server, error) {
 	})
 	mux.HandleFunc("POST /v1/groups/{group}/active", func(w http.ResponseWriter, r *http.Request) {
 		var req SetActiveRequest
-		dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4096))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&req); err != nil {
-			writeError(w, http.StatusBadRequest, fmt.Errorf("request body: %w", err))
+		if !decodeBody(w, r, &req) {
 			return
 		}
 		group := r.PathValue("group")
@@ -88,6 +90,41 @@ func Listen(path string, b Backend, log *slog.Logger) (*Server, error) {
 			err = fmt.Errorf("%w: no uplink given", ErrRefused)
 		default:
 			err = b.SetActive(group, req.Uplink)
+		}
+		reply(w, b.Status(), err)
+	})
+	mux.HandleFunc("POST /v1/groups/{group}/uplinks", func(w http.ResponseWriter, r *http.Request) {
+		var req AddUplinkRequest
+		if decodeBody(w, r, &req) {
+			err := b.AddUplink(r.PathValue("group"), req)
+			reply(w, b.Status(), err)
+		}
+	})
+	mux.HandleFunc("DELETE /v1/groups/{group}/uplinks/{uplink}", func(w http.ResponseWriter, r *http.Request) {
+		err := b.RemoveUplink(r.PathValue("group"), r.PathValue("uplink"))
+		reply(w, b.Status(), err)
+	})
+	mux.HandleFunc("POST /v1/groups/{group}/ports", func(w http.ResponseWriter, r *http.Request) {
+		var req AddPortRequest
+		if decodeBody(w, r, &req) {
+			err := b.AddPort(r.PathValue("group"), req.Name)
+			reply(w, b.Status(), err)
+		}
+	})
+	mux.HandleFunc("DELETE /v1/groups/{group}/ports/{port}", func(w http.ResponseWriter, r *http.Request) {
+		err := b.RemovePort(r.PathValue("group"), r.PathValue("port"))
+		reply(w, b.Status(), err)
+	})
+	mux.HandleFunc("POST /v1/groups/{group}/uplinks/{uplink}", func(w http.ResponseWriter, r *http.Request) {
+		var req SetUplinkRequest
+		if !decodeBody(w, r, &req) {
+			return
+		}
+		var err error
+		if req.Priority == nil && req.State == "" {
+			err = fmt.Errorf("%w: give a priority or a state", ErrRefused)
+		} else {
+			err = b.SetUplink(r.PathValue("group"), r.PathValue("uplink"), req)
 		}
 		reply(w, b.Status(), err)
 	})
@@ -151,6 +188,18 @@ func rootOnly(next http.Handler) http.Handler {
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// decodeBody reads a small JSON request strictly; on error it answers 400
+// and returns false.
+func decodeBody(w http.ResponseWriter, r *http.Request, v any) bool {
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4096))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		writeError(w, http.StatusBadRequest, fmt.Errorf("request body: %w", err))
+		return false
+	}
+	return true
 }
 
 func reply(w http.ResponseWriter, v any, err error) {

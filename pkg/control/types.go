@@ -13,7 +13,8 @@ type Status struct {
 	Started time.Time `json:"started"`
 	PinPath string    `json:"pin_path"`
 	// FailoverPaths are the ways a dead uplink is left, fastest first:
-	// "carrier-hook", "xmit-error" (in the kernel), "user-space".
+	// "carrier-hook", "carrier-at-redirect", "xmit-error" (in the kernel),
+	// "user-space".
 	FailoverPaths []string          `json:"failover_paths"`
 	RefusedPaths  map[string]string `json:"refused_paths,omitempty"` // path -> why the kernel refused it
 	Groups        []GroupStatus     `json:"groups"`
@@ -21,10 +22,14 @@ type Status struct {
 
 // GroupStatus is one virtual switch.
 type GroupStatus struct {
-	Name         string         `json:"name"`
-	ID           uint32         `json:"id"`
-	Active       string         `json:"active"` // "" when no uplink is usable
-	Failback     bool           `json:"failback"`
+	Name     string `json:"name"`
+	ID       uint32 `json:"id"`
+	Active   string `json:"active"` // "" when no uplink is usable
+	Failback bool   `json:"failback"`
+	// Hold timers: a recovered carrier counts after UpDelay, a lost one
+	// after DownDelay.
+	UpDelay      time.Duration  `json:"up_delay_ns"`
+	DownDelay    time.Duration  `json:"down_delay_ns"`
 	Manual       string         `json:"manual,omitempty"` // uplink pinned by set-active
 	Failovers    int            `json:"failovers"`
 	LastChange   time.Time      `json:"last_change,omitzero"`
@@ -51,19 +56,28 @@ type UplinkStatus struct {
 	Ifindex  int       `json:"ifindex"`
 	Slot     int       `json:"slot"`
 	Priority int       `json:"priority"`
+	State    string    `json:"state"` // admin state: usable, standby, disabled
+	Probe    string    `json:"probe"` // path probes: none, ok, failed
 	Carrier  bool      `json:"carrier"`
+	Usable   bool      `json:"usable"` // may carry traffic now
 	Active   bool      `json:"active"`
 	Since    time.Time `json:"since,omitzero"` // last carrier change seen
-	XDPMode  string    `json:"xdp_mode"`
-	Error    string    `json:"error,omitempty"` // why it is not attached
+	// Hold is what is left of a running up- or down-delay.
+	Hold       time.Duration `json:"hold_ns,omitempty"`
+	Failovers  int           `json:"failovers"`             // times the group left it because it stopped being usable
+	LastReason string        `json:"last_reason,omitempty"` // why, the last time
+	XDPMode    string        `json:"xdp_mode"`
+	Error      string        `json:"error,omitempty"` // why it is not attached
 }
 
 // PortStatus is one guest port.
 type PortStatus struct {
-	Name    string `json:"name"`
-	Ifindex int    `json:"ifindex"`
-	XDPMode string `json:"xdp_mode"`
-	Error   string `json:"error,omitempty"`
+	Name    string   `json:"name"`
+	Ifindex int      `json:"ifindex"`
+	VLAN    uint16   `json:"vlan,omitempty"`  // access VLAN
+	Trunk   []uint16 `json:"trunk,omitempty"` // a trunk's VLANs (none: all)
+	XDPMode string   `json:"xdp_mode"`
+	Error   string   `json:"error,omitempty"`
 }
 
 // FailoverEvent is the timeline of one switch of a group's active uplink.
@@ -117,6 +131,26 @@ type PortCounters struct {
 type SetActiveRequest struct {
 	Uplink string `json:"uplink,omitempty"`
 	Auto   bool   `json:"auto,omitempty"`
+}
+
+// SetUplinkRequest changes an uplink at run time: its priority, its admin
+// state, or both.
+type SetUplinkRequest struct {
+	Priority *int   `json:"priority,omitempty"`
+	State    string `json:"state,omitempty"`
+}
+
+// AddUplinkRequest adds an uplink to a group at run time; priority and
+// state default as in the configuration file.
+type AddUplinkRequest struct {
+	Name     string `json:"name"`
+	Priority *int   `json:"priority,omitempty"`
+	State    string `json:"state,omitempty"`
+}
+
+// AddPortRequest adds a guest port to a group at run time.
+type AddPortRequest struct {
+	Name string `json:"name"`
 }
 
 // Error is the body of every non-2xx answer.

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -24,6 +25,12 @@ commands:
   counters [--json]               per-port packets, bytes and drops by reason
   set-active GROUP UPLINK         switch GROUP to UPLINK now and keep it there while it has carrier
   set-active GROUP auto           return GROUP to automatic selection (priority, failback)
+  set-priority GROUP UPLINK N     give UPLINK priority N (0..65535, lower is preferred) now
+  set-state GROUP UPLINK STATE    usable | standby (used only when no usable uplink is left) | disabled
+  add-uplink GROUP IF [PRIO [STATE]]  add an uplink now (priority default 100, state usable)
+  remove-uplink GROUP IF          remove an uplink now (if active, the group moves first)
+  add-port GROUP IF               add a guest port now
+  remove-port GROUP IF            remove a guest port now (what was learned behind it is forgotten)
   version
 `
 
@@ -66,6 +73,49 @@ func Main(args []string, stdout, stderr io.Writer) int {
 			return 2
 		}
 		err = setActive(c, stdout, pos[0], pos[1])
+	case "set-priority", "set-state":
+		if len(pos) != 3 {
+			fmt.Fprintf(stderr, "usage: uplinkctl %s GROUP UPLINK %s\n", cmd, map[string]string{"set-priority": "N", "set-state": "usable|standby|disabled"}[cmd])
+			return 2
+		}
+		var req control.SetUplinkRequest
+		if cmd == "set-state" {
+			req.State = pos[2]
+		} else {
+			n, convErr := strconv.Atoi(pos[2])
+			if convErr != nil {
+				fmt.Fprintf(stderr, "uplinkctl: priority %q is not a number\n", pos[2])
+				return 2
+			}
+			req.Priority = &n
+		}
+		err = setUplink(c, stdout, pos[0], pos[1], req)
+	case "add-uplink":
+		if len(pos) < 2 || len(pos) > 4 {
+			fmt.Fprint(stderr, "usage: uplinkctl add-uplink GROUP IF [PRIORITY [STATE]]\n")
+			return 2
+		}
+		req := control.AddUplinkRequest{Name: pos[1]}
+		if len(pos) > 2 {
+			n, convErr := strconv.Atoi(pos[2])
+			if convErr != nil {
+				fmt.Fprintf(stderr, "uplinkctl: priority %q is not a number\n", pos[2])
+				return 2
+			}
+			req.Priority = &n
+		}
+		if len(pos) > 3 {
+			req.State = pos[3]
+		}
+		err = changed(stdout, pos[0], func() (control.Status, error) { return c.AddUplink(pos[0], req) })
+	case "remove-uplink", "add-port", "remove-port":
+		if len(pos) != 2 {
+			fmt.Fprintf(stderr, "usage: uplinkctl %s GROUP IF\n", cmd)
+			return 2
+		}
+		call := map[string]func(string, string) (control.Status, error){
+			"remove-uplink": c.RemoveUplink, "add-port": c.AddPort, "remove-port": c.RemovePort}[cmd]
+		err = changed(stdout, pos[0], func() (control.Status, error) { return call(pos[0], pos[1]) })
 	case "version":
 		fmt.Fprintln(stdout, "uplinkctl", version.String())
 	case "help", "-h", "--help":
@@ -143,22 +193,39 @@ func writeStatus(w io.Writer, st control.Status, now time.Time) {
 			}
 			fmt.Fprintln(w)
 		}
+		if g.UpDelay > 0 || g.DownDelay > 0 {
+			fmt.Fprintf(w, "  up-delay %s, down-delay %s\n", g.UpDelay, g.DownDelay)
+		}
+		// Like a vNIC failover listing: one line per backing uplink.
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "  UPLINK\tPRIO\tCARRIER\tSTATE\tSINCE\tXDP")
+		fmt.Fprintln(tw, "  UPLINK\tPRIO\tROLE\tCARRIER\tPROBE\tADMIN\tHOLD\tSINCE\tFAILOVERS\tLAST REASON\tXDP")
 		for _, u := range g.Uplinks {
-			state := "standby"
-			if u.Active {
-				state = "ACTIVE"
+			role := "standby"
+			switch {
+			case u.Error != "":
+				role = "error: " + u.Error
+			case u.Active:
+				role = "ACTIVE"
+			case !u.Usable:
+				role = "unusable"
 			}
-			if u.Error != "" {
-				state = "error: " + u.Error
+			hold := "-"
+			if u.Hold > 0 {
+				hold = u.Hold.Round(time.Millisecond).String()
 			}
-			fmt.Fprintf(tw, "  %s\t%d\t%s\t%s\t%s\t%s\n", u.Name, u.Priority, upDown(u.Carrier), state, ago(now, u.Since), u.XDPMode)
+			fmt.Fprintf(tw, "  %s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", u.Name, u.Priority, role, upDown(u.Carrier),
+				orDash(u.Probe, "none"), orDash(u.State, ""), hold, ago(now, u.Since), u.Failovers, orDash(u.LastReason, ""), u.XDPMode)
 		}
 		tw.Flush()
 		var ports []string
 		for _, p := range g.GuestPorts {
 			s := p.Name
+			switch {
+			case p.VLAN != 0:
+				s += fmt.Sprintf(" (vlan %d)", p.VLAN)
+			case len(p.Trunk) > 0:
+				s += fmt.Sprintf(" (trunk %v)", p.Trunk)
+			}
 			if p.Error != "" {
 				s += " (error: " + p.Error + ")"
 			} else if p.XDPMode != "" && p.XDPMode != "native" {
@@ -249,6 +316,63 @@ func setActive(c *control.Client, w io.Writer, group, uplink string) error {
 		}
 	}
 	return nil
+}
+
+// changed runs a change of group's ports and prints the group's ports after.
+func changed(w io.Writer, group string, do func() (control.Status, error)) error {
+	st, err := do()
+	if err != nil {
+		return err
+	}
+	for _, g := range st.Groups {
+		if g.Name != group {
+			continue
+		}
+		var ups, guests []string
+		for _, u := range g.Uplinks {
+			s := fmt.Sprintf("%s (prio %d)", u.Name, u.Priority)
+			if u.Error != "" {
+				s += " error: " + u.Error
+			}
+			ups = append(ups, s)
+		}
+		for _, p := range g.GuestPorts {
+			s := p.Name
+			if p.Error != "" {
+				s += " (error: " + p.Error + ")"
+			}
+			guests = append(guests, s)
+		}
+		fmt.Fprintf(w, "group %s: active %s; uplinks %s; guest ports %s\n", g.Name, orNone(g.Active),
+			orNone(strings.Join(ups, ", ")), orNone(strings.Join(guests, ", ")))
+	}
+	return nil
+}
+
+func setUplink(c *control.Client, w io.Writer, group, uplink string, req control.SetUplinkRequest) error {
+	st, err := c.SetUplink(group, uplink, req)
+	if err != nil {
+		return err
+	}
+	for _, g := range st.Groups {
+		if g.Name != group {
+			continue
+		}
+		for _, u := range g.Uplinks {
+			if u.Name == uplink {
+				fmt.Fprintf(w, "group %s: uplink %s priority %d, %s; active %s\n", g.Name, u.Name, u.Priority, u.State, orNone(g.Active))
+			}
+		}
+	}
+	return nil
+}
+
+// orDash shows "-" for an empty value or the given default.
+func orDash(s, dflt string) string {
+	if s == "" || s == dflt {
+		return "-"
+	}
+	return s
 }
 
 func ago(now, t time.Time) string {

@@ -22,6 +22,7 @@ import (
 	"github.com/uplinkd/uplinkd/pkg/datapath"
 	"github.com/uplinkd/uplinkd/pkg/failover"
 	"github.com/uplinkd/uplinkd/pkg/linkwatch"
+	"github.com/uplinkd/uplinkd/pkg/probe"
 	"github.com/uplinkd/uplinkd/pkg/version"
 	"github.com/uplinkd/uplinkd/pkg/vethpeer"
 )
@@ -42,16 +43,19 @@ type Daemon struct {
 	mu     sync.Mutex
 	groups []*group
 	ports  map[string]*port // every configured interface by name
+	hold   *time.Timer      // fires at the earliest hold-timer deadline (up/down delay)
 }
 
 type group struct {
-	cfg      config.Group
-	id       uint32
-	policy   *failover.Group
-	uplinks  []*port // by slot
+	cfg     config.Group
+	id      uint32
+	policy  *failover.Group
+	uplinks [failover.MaxUplinks]*port // by slot; nil: free
+
 	guests   []*port
 	recent   []*control.FailoverEvent // the last maxRecent switches, oldest first
 	announce uint64                   // generation of the newest announcement
+	prober   *probe.Prober            // nil: no path probes
 }
 
 // port is one configured interface and what the daemon knows of it.
@@ -63,7 +67,9 @@ type port struct {
 	ifindex int // attached index; 0 when not attached
 	mac     net.HardwareAddr
 	mode    datapath.AttachMode
-	err     error // why it is not attached
+	err     error    // why it is not attached
+	vlan    uint16   // guests: access VLAN (0: a trunk)
+	trunk   []uint16 // guests: a trunk's VLANs (nil: all)
 	// changes is the last carrier_changes seen, to spot a flap that
 	// happened between two polls.
 	changes uint32
@@ -83,7 +89,9 @@ func New(cfg *config.Config, log *slog.Logger) (*Daemon, error) {
 		ann:     announce.New(cfg.AnnounceRateLimit, cfg.AnnounceBurst, log),
 		started: time.Now(),
 		ports:   map[string]*port{},
+		hold:    time.NewTimer(time.Hour),
 	}
+	d.hold.Stop() // armed by armHold when a hold timer runs
 	// In-kernel failover where the kernel allows it; the daemon's own
 	// path always remains.
 	if kf, err := dp.OpenKernelFailover(); err != nil {
@@ -121,17 +129,21 @@ func (d *Daemon) setup() error {
 	}
 	for _, gc := range d.cfg.Groups {
 		g := &group{cfg: gc, id: ids[gc.Name]}
-		pc := failover.Config{Name: gc.Name, Failback: gc.Failback}
+		pc := failover.Config{Name: gc.Name, Failback: gc.Failback, UpDelay: gc.UpDelay, DownDelay: gc.DownDelay}
 		for slot, u := range gc.Uplinks {
-			pc.Uplinks = append(pc.Uplinks, failover.UplinkConfig{Name: u.Name, Priority: u.Priority})
+			state, err := failover.ParseAdminState(u.State)
+			if err != nil {
+				return fmt.Errorf("group %s uplink %s: %w", gc.Name, u.Name, err)
+			}
+			pc.Uplinks = append(pc.Uplinks, failover.UplinkConfig{Name: u.Name, Priority: u.Priority, State: state})
 			p := &port{name: u.Name, group: g, role: datapath.RoleUplink, slot: slot}
-			g.uplinks = append(g.uplinks, p)
+			g.uplinks[slot] = p
 			d.ports[u.Name] = p
 		}
-		for _, name := range gc.GuestPorts {
-			p := &port{name: name, group: g, role: datapath.RoleGuest, slot: -1}
+		for _, gp := range gc.GuestPorts {
+			p := &port{name: gp.Name, group: g, role: datapath.RoleGuest, slot: -1, vlan: gp.VLAN, trunk: gp.Trunk}
 			g.guests = append(g.guests, p)
-			d.ports[name] = p
+			d.ports[gp.Name] = p
 		}
 		// Adopt the active uplink a previous daemon left, if its slot
 		// still holds the interface the configuration puts there.
@@ -142,16 +154,71 @@ func (d *Daemon) setup() error {
 		if g.policy, err = failover.New(pc, initial); err != nil {
 			return err
 		}
+		if pc := gc.Probe; pc != nil {
+			g.prober, err = probe.New(probe.Config{Targets: pc.Targets, Interval: pc.Interval, Missed: pc.Missed, Source: pc.Source},
+				func(uplink string, st failover.ProbeState) { d.onProbe(g, uplink, st) }, d.log.With("group", gc.Name))
+			if err != nil {
+				return fmt.Errorf("group %s: %w", gc.Name, err)
+			}
+		}
 		d.groups = append(d.groups, g)
 	}
 	d.detachUnconfigured()
 
 	for _, g := range d.groups {
-		for _, p := range append(append([]*port{}, g.uplinks...), g.guests...) {
+		for _, p := range g.ports() {
 			d.attach(p, 0)
 		}
+		d.syncProbes(g)
 	}
 	return nil
+}
+
+// uplinkPorts are g's uplinks in slot order.
+func (g *group) uplinkPorts() []*port {
+	var out []*port
+	for _, p := range g.uplinks {
+		if p != nil {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// ports are g's uplinks and guest ports.
+func (g *group) ports() []*port { return append(g.uplinkPorts(), g.guests...) }
+
+// syncProbes makes g's prober probe exactly its attached uplinks.
+func (d *Daemon) syncProbes(g *group) {
+	if g.prober == nil {
+		return
+	}
+	var ups []probe.Uplink
+	for _, p := range g.uplinkPorts() {
+		if p.ifindex > 0 {
+			ups = append(ups, probe.Uplink{Name: p.name, Ifindex: p.ifindex, MAC: p.mac})
+		}
+	}
+	// Newly probed uplinks start ok (see probe.Tracker).
+	now := time.Now()
+	for _, name := range g.prober.Set(ups) {
+		if dec, err := g.policy.SetProbe(name, failover.ProbeOK, now); err == nil {
+			d.applyFrom(g, dec, now, time.Time{}, "probe")
+		}
+	}
+}
+
+// onProbe takes a change of an uplink's path probes to the policy.
+func (d *Daemon) onProbe(g *group, uplink string, st failover.ProbeState) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	now := time.Now()
+	dec, err := g.policy.SetProbe(uplink, st, now)
+	if err != nil {
+		d.log.Error("policy", "group", g.cfg.Name, "uplink", uplink, "err", err)
+		return
+	}
+	d.applyFrom(g, dec, now, time.Time{}, "probe")
 }
 
 // pinnedActive returns the slot of the uplink the data plane already uses
@@ -233,6 +300,8 @@ func (d *Daemon) attach(p *port, ifindex int) {
 	}
 	if p.role == datapath.RoleUplink {
 		dpPort.Slot = uint32(p.slot)
+	} else {
+		dpPort.VLAN, dpPort.Trunk = p.vlan, p.trunk
 	}
 	mode, err := d.dp.Attach(dpPort)
 	if err != nil {
@@ -271,7 +340,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	d.mu.Lock()
 	for _, g := range d.groups {
 		carriers := map[string]bool{}
-		for _, u := range g.uplinks {
+		for _, u := range g.uplinkPorts() {
 			st := snap[u.name]
 			carriers[u.name] = u.ifindex > 0 && st.Exists && st.AdminUp && st.Carrier
 		}
@@ -307,6 +376,8 @@ func (d *Daemon) Run(ctx context.Context) error {
 
 	for {
 		select {
+		case now := <-d.hold.C:
+			d.onHold(now)
 		case <-ctx.Done():
 			d.ann.Close()
 			<-watchDone
@@ -326,6 +397,11 @@ func (d *Daemon) Run(ctx context.Context) error {
 // in-kernel failover hooks) stay.
 func (d *Daemon) Close() error {
 	d.ann.Close()
+	for _, g := range d.groups {
+		if g.prober != nil {
+			g.prober.Close()
+		}
+	}
 	if d.kf != nil {
 		d.kf.Close()
 	}
@@ -356,7 +432,7 @@ func (d *Daemon) onKernelSwitch(ev datapath.KernelSwitch) {
 		"from", g.policy.UplinkName(int(ev.From)), "to", g.policy.UplinkName(int(ev.To)), "err", ev.Err)
 	dec := g.policy.DataPlaneSwitched(int(ev.From), int(ev.To), reason, ev.At)
 	d.applyFrom(g, dec, ev.At, ev.At, "kernel/"+ev.Path)
-	if int(ev.From) < len(g.uplinks) {
+	if int(ev.From) < len(g.uplinks) && g.uplinks[ev.From] != nil {
 		from := g.uplinks[ev.From]
 		if st, err := linkwatch.Current(from.name); err == nil {
 			up := from.ifindex > 0 && st.Exists && st.AdminUp && st.Carrier
@@ -380,9 +456,11 @@ func (d *Daemon) onLink(st linkwatch.State) {
 			d.log.Warn("port interface removed", "port", p.name, "group", p.group.cfg.Name)
 		}
 		p.ifindex, p.err = 0, fmt.Errorf("interface not found")
+		d.syncProbes(p.group)
 	case st.Index != p.ifindex:
 		// New, or deleted and re-created with a new index.
 		d.attach(p, st.Index)
+		d.syncProbes(p.group)
 	}
 	if p.role != datapath.RoleUplink {
 		return
@@ -407,6 +485,30 @@ func (d *Daemon) onLink(st linkwatch.State) {
 	}
 }
 
+// armHold sets the hold timer to the earliest pending deadline. Called
+// with d.mu held.
+func (d *Daemon) armHold() {
+	var next time.Time
+	for _, g := range d.groups {
+		if at, ok := g.policy.Deadline(); ok && (next.IsZero() || at.Before(next)) {
+			next = at
+		}
+	}
+	d.hold.Stop()
+	if !next.IsZero() {
+		d.hold.Reset(max(0, time.Until(next)))
+	}
+}
+
+// onHold lets expired hold timers take effect.
+func (d *Daemon) onHold(now time.Time) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, g := range d.groups {
+		d.applyFrom(g, g.policy.Advance(now), now, time.Time{}, "hold timer")
+	}
+}
+
 // apply carries out a policy decision: the active slot first, then the
 // announcements. Called with d.mu held.
 func (d *Daemon) apply(g *group, dec failover.Decision, detected time.Time) {
@@ -418,6 +520,7 @@ func (d *Daemon) apply(g *group, dec failover.Decision, detected time.Time) {
 // now), noticed by source.
 func (d *Daemon) applyFrom(g *group, dec failover.Decision, detected, switched time.Time, source string) {
 	d.updateFallback(g)
+	d.armHold()
 	if !dec.Changed {
 		return
 	}
@@ -562,13 +665,60 @@ func (d *Daemon) SetActive(groupName, uplink string) error {
 	case errors.Is(err, failover.ErrUnknownUplink):
 		return fmt.Errorf("group %s has no uplink %q: %w", groupName, uplink, control.ErrNotFound)
 	case errors.Is(err, failover.ErrNotUsable):
-		return fmt.Errorf("%w: uplink %s of group %s has no carrier", control.ErrRefused, uplink, groupName)
+		return fmt.Errorf("%w: %v", control.ErrRefused, err)
 	case err != nil:
 		return fmt.Errorf("%w: %v", control.ErrRefused, err)
 	}
 	d.log.Info("manual switch", "group", groupName, "uplink", uplink)
 	d.applyFrom(g, dec, now, time.Time{}, "operator")
 	return nil
+}
+
+// SetUplink is `uplinkctl set-priority` and `uplinkctl set-state`: the
+// change applies at once, and moves traffic only if policy says so.
+func (d *Daemon) SetUplink(groupName, uplink string, req control.SetUplinkRequest) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	g, err := d.groupByName(groupName)
+	if err != nil {
+		return err
+	}
+	var state failover.AdminState
+	if req.State != "" {
+		if state, err = failover.ParseAdminState(req.State); err != nil {
+			return fmt.Errorf("%w: %v", control.ErrRefused, err)
+		}
+	}
+	now := time.Now()
+	var decs []failover.Decision
+	if req.Priority != nil {
+		dec, err := g.policy.SetPriority(uplink, *req.Priority, now)
+		if err != nil {
+			return policyError(err)
+		}
+		d.log.Info("uplink priority changed", "group", groupName, "uplink", uplink, "priority", *req.Priority)
+		decs = append(decs, dec)
+	}
+	if req.State != "" {
+		dec, err := g.policy.SetState(uplink, state, now)
+		if err != nil {
+			return policyError(err)
+		}
+		d.log.Info("uplink admin state changed", "group", groupName, "uplink", uplink, "state", state)
+		decs = append(decs, dec)
+	}
+	for _, dec := range decs {
+		d.applyFrom(g, dec, now, time.Time{}, "operator")
+	}
+	return nil
+}
+
+// policyError maps the policy's errors to the control API's.
+func policyError(err error) error {
+	if errors.Is(err, failover.ErrUnknownUplink) {
+		return fmt.Errorf("%w: %v", control.ErrNotFound, err)
+	}
+	return fmt.Errorf("%w: %v", control.ErrRefused, err)
 }
 
 // ClearManual is `uplinkctl set-active GROUP auto`.

@@ -17,7 +17,7 @@ func TestPolledUplinks(t *testing.T) {
 	if _, err := pol.Start(map[string]bool{"eth1": true, "eth2": true}, time.Now()); err != nil {
 		t.Fatal(err)
 	}
-	g := &group{policy: pol, uplinks: []*port{{name: "eth1"}, {name: "eth2"}}}
+	g := &group{policy: pol, uplinks: [failover.MaxUplinks]*port{{name: "eth1"}, {name: "eth2"}}}
 	for _, tc := range []struct {
 		interval time.Duration
 		want     []string

@@ -1,6 +1,8 @@
 package daemon
 
 import (
+	"time"
+
 	"github.com/uplinkd/uplinkd/pkg/control"
 	"github.com/uplinkd/uplinkd/pkg/datapath"
 	"github.com/uplinkd/uplinkd/pkg/failover"
@@ -23,13 +25,16 @@ func (d *Daemon) Status() control.Status {
 	defer d.mu.Unlock()
 	st := control.Status{Version: version.String(), Started: d.started, PinPath: d.cfg.PinPath}
 	st.FailoverPaths, st.RefusedPaths = d.FailoverPaths()
+	now := time.Now()
 	for _, g := range d.groups {
-		ps := g.policy.Status()
+		ps := g.policy.Status(now)
 		gs := control.GroupStatus{
 			Name:          g.cfg.Name,
 			ID:            g.id,
 			Active:        g.policy.UplinkName(ps.Active),
 			Failback:      ps.Failback,
+			UpDelay:       ps.UpDelay,
+			DownDelay:     ps.DownDelay,
 			Failovers:     int(ps.Failovers),
 			LastChange:    ps.LastChange,
 			LastReason:    ps.LastReason.String(),
@@ -48,15 +53,20 @@ func (d *Daemon) Status() control.Status {
 		}
 		for _, u := range ps.Uplinks {
 			p := g.uplinks[u.Slot]
-			gs.Uplinks = append(gs.Uplinks, control.UplinkStatus{
+			us := control.UplinkStatus{
 				Name: u.Name, Ifindex: p.ifindex, Slot: u.Slot, Priority: u.Priority,
-				Carrier: u.Carrier, Active: u.Active, Since: u.Since,
+				State: u.State.String(), Probe: u.Probe.String(), Carrier: u.Carrier, Usable: u.Usable,
+				Active: u.Active, Since: u.Since, Hold: u.Hold, Failovers: int(u.Failovers),
 				XDPMode: string(p.mode), Error: errString(p.err),
-			})
+			}
+			if u.Failovers > 0 {
+				us.LastReason = u.LastReason.String()
+			}
+			gs.Uplinks = append(gs.Uplinks, us)
 		}
 		for _, p := range g.guests {
 			gs.GuestPorts = append(gs.GuestPorts, control.PortStatus{
-				Name: p.name, Ifindex: p.ifindex, XDPMode: string(p.mode), Error: errString(p.err),
+				Name: p.name, Ifindex: p.ifindex, VLAN: p.vlan, Trunk: p.trunk, XDPMode: string(p.mode), Error: errString(p.err),
 			})
 		}
 		st.Groups = append(st.Groups, gs)
@@ -99,7 +109,7 @@ func (d *Daemon) Counters() ([]control.PortCounters, error) {
 	defer d.mu.Unlock()
 	var out []control.PortCounters
 	for _, g := range d.groups {
-		for _, p := range append(append([]*port{}, g.uplinks...), g.guests...) {
+		for _, p := range g.ports() {
 			if p.ifindex == 0 {
 				continue
 			}

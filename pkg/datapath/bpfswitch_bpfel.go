@@ -28,7 +28,8 @@ const (
 	bpfSwitchDropReasonDROP_STANDBY   bpfSwitchDropReason = 2
 	bpfSwitchDropReasonDROP_NO_UPLINK bpfSwitchDropReason = 3
 	bpfSwitchDropReasonDROP_HAIRPIN   bpfSwitchDropReason = 4
-	bpfSwitchDropReasonDROP_REASONS   bpfSwitchDropReason = 5
+	bpfSwitchDropReasonDROP_VLAN      bpfSwitchDropReason = 5
+	bpfSwitchDropReasonDROP_REASONS   bpfSwitchDropReason = 6
 )
 
 type bpfSwitchFdbEntry struct {
@@ -75,6 +76,7 @@ type bpfSwitchPortInfo struct {
 	Slot  uint32
 	Mac   [6]uint8
 	Vlan  uint16
+	Flags uint32
 }
 
 type bpfSwitchPortRole uint32
@@ -91,7 +93,7 @@ type bpfSwitchPortStats struct {
 	TxPackets   uint64
 	TxBytes     uint64
 	HostPackets uint64
-	Drops       [5]uint64
+	Drops       [6]uint64
 }
 
 type bpfSwitchUplinkDev struct {
@@ -99,6 +101,11 @@ type bpfSwitchUplinkDev struct {
 	Dev     uint64
 	Ifindex uint32
 	Pad     uint32
+}
+
+type bpfSwitchVlanSet struct {
+	_    structs.HostLayout
+	Bits [64]uint64
 }
 
 // Names of all BPF objects in the ELF.
@@ -117,12 +124,14 @@ const (
 	bpfSwitchMapStats        = "stats"
 	bpfSwitchMapUplinkDevs   = "uplink_devs"
 	bpfSwitchMapUplinks      = "uplinks"
+	bpfSwitchMapVlanSets     = "vlan_sets"
 	bpfSwitchProgXdpEgress   = "xdp_egress"
 	bpfSwitchProgXdpEgressUp = "xdp_egress_up"
 	bpfSwitchProgXdpGuest    = "xdp_guest"
 	bpfSwitchProgXdpUplink   = "xdp_uplink"
 	bpfSwitchVarDropReason   = "_drop_reason"
 	bpfSwitchVarPortRole     = "_port_role"
+	bpfSwitchVarVlanSet      = "_vlan_set"
 	bpfSwitchVarCarrierCheck = "carrier_check"
 )
 
@@ -190,6 +199,7 @@ type bpfSwitchMapSpecs struct {
 	Stats      *ebpf.MapSpec `ebpf:"stats"`
 	UplinkDevs *ebpf.MapSpec `ebpf:"uplink_devs"`
 	Uplinks    *ebpf.MapSpec `ebpf:"uplinks"`
+	VlanSets   *ebpf.MapSpec `ebpf:"vlan_sets"`
 }
 
 // bpfSwitchVariableSpecs contains global variables before they are loaded into the kernel.
@@ -198,6 +208,7 @@ type bpfSwitchMapSpecs struct {
 type bpfSwitchVariableSpecs struct {
 	DropReason   *ebpf.VariableSpec `ebpf:"_drop_reason"`
 	PortRole     *ebpf.VariableSpec `ebpf:"_port_role"`
+	VlanSet      *ebpf.VariableSpec `ebpf:"_vlan_set"`
 	CarrierCheck *ebpf.VariableSpec `ebpf:"carrier_check"`
 }
 
@@ -233,6 +244,7 @@ type bpfSwitchMaps struct {
 	Stats      *ebpf.Map `ebpf:"stats"`
 	UplinkDevs *ebpf.Map `ebpf:"uplink_devs"`
 	Uplinks    *ebpf.Map `ebpf:"uplinks"`
+	VlanSets   *ebpf.Map `ebpf:"vlan_sets"`
 }
 
 func (m *bpfSwitchMaps) Close() error {
@@ -249,6 +261,7 @@ func (m *bpfSwitchMaps) Close() error {
 		m.Stats,
 		m.UplinkDevs,
 		m.Uplinks,
+		m.VlanSets,
 	)
 }
 
@@ -258,6 +271,7 @@ func (m *bpfSwitchMaps) Close() error {
 type bpfSwitchVariables struct {
 	DropReason   *ebpf.Variable `ebpf:"_drop_reason"`
 	PortRole     *ebpf.Variable `ebpf:"_port_role"`
+	VlanSet      *ebpf.Variable `ebpf:"_vlan_set"`
 	CarrierCheck *ebpf.Variable `ebpf:"carrier_check"`
 }
 

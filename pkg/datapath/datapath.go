@@ -58,6 +58,7 @@ const (
 	DropStandby   DropReason = DropReason(bpfSwitchDropReasonDROP_STANDBY)
 	DropNoUplink  DropReason = DropReason(bpfSwitchDropReasonDROP_NO_UPLINK)
 	DropHairpin   DropReason = DropReason(bpfSwitchDropReasonDROP_HAIRPIN)
+	DropVLAN      DropReason = DropReason(bpfSwitchDropReasonDROP_VLAN)
 	dropReasons              = int(bpfSwitchDropReasonDROP_REASONS)
 )
 
@@ -67,6 +68,7 @@ var dropReasonNames = [...]string{
 	DropStandby:   "standby",
 	DropNoUplink:  "no_uplink",
 	DropHairpin:   "hairpin",
+	DropVLAN:      "vlan",
 }
 
 func (r DropReason) String() string {

@@ -21,6 +21,11 @@ type Port struct {
 	Group   uint32
 	Role    Role
 	Slot    uint32 // uplinks only: position in the group, 0..MaxUplinks-1
+	// Guests only: VLAN makes an access port (untagged at the guest, that
+	// VLAN upstream); otherwise a trunk, carrying only Trunk's VLANs (and
+	// untagged frames) when Trunk is set.
+	VLAN  uint16
+	Trunk []uint16
 }
 
 // AttachMode says how the XDP program runs on a port.
@@ -64,6 +69,21 @@ func (d *Datapath) Attach(p Port) (AttachMode, error) {
 	}
 	if p.Role == RoleUplink {
 		info.Slot = p.Slot
+	} else {
+		info.Vlan = p.VLAN
+	}
+	var set bpfSwitchVlanSet
+	if p.Role == RoleGuest && p.VLAN == 0 && len(p.Trunk) > 0 {
+		info.Flags |= portFlagVLANFilter
+		for _, v := range p.Trunk {
+			if v == 0 || v > 4094 {
+				return "", fmt.Errorf("attach %s: VLAN %d out of range 1..4094", p.Ifname, v)
+			}
+			set.Bits[v/64] |= 1 << (v % 64)
+		}
+	}
+	if err := d.objs.VlanSets.Put(id, set); err != nil {
+		return "", fmt.Errorf("attach %s: write vlan_sets: %w", p.Ifname, err)
 	}
 	ifindex := uint32(p.Ifindex)
 	if err := d.objs.Ports.Put(ifindex, info); err != nil {
@@ -89,6 +109,9 @@ func (d *Datapath) Attach(p Port) (AttachMode, error) {
 }
 
 func uplinkKey(group, slot uint32) uint32 { return group*MaxUplinks + slot }
+
+// portFlagVLANFilter is PORT_F_VLAN_FILTER (bpf/uplinkd.h).
+const portFlagVLANFilter = 1
 
 // fillUplinkSlot puts up into an uplink slot (nil empties it) and forgets
 // the device the transmit hook recorded for the slot, so the switch never

@@ -6,18 +6,23 @@
 // A Group is not safe for concurrent use; the daemon serializes events.
 //
 // Policy:
-//   - An uplink is usable when it has carrier. (Probes, admin state and
-//     up/down hold timers will extend usable; everything else keeps working
-//     through the one evaluate function.)
-//   - Preference is by priority, lower first; equal priorities keep
-//     configuration order.
+//   - An uplink is usable when it is not disabled, its carrier is up as the
+//     hold timers see it (up-delay: a recovered carrier counts only after
+//     it stayed up that long; down-delay: a lost carrier counts only after
+//     it stayed down that long), and its path probes (if any) succeed.
+//   - Preference: uplinks in the usable admin state before standby-only
+//     ones (used only when no usable-state uplink is left), then by
+//     priority, lower first; equal priorities keep configuration order
+//     (uplinks added at run time come after).
 //   - When the active uplink stops being usable, the most preferred usable
 //     uplink takes over; when none is usable the group has NoActive.
-//   - Failback on: an uplink with a strictly better (lower) priority than the
-//     active one takes over as soon as it is usable. Equal priorities never
-//     preempt each other, so peers of equal priority do not flap traffic (and
-//     re-announce every guest) when one of them comes back.
-//   - Failback off: the active uplink stays until it stops being usable.
+//   - Failback on: an uplink strictly preferred to the active one takes
+//     over as soon as it is usable, whatever made it preferred (recovery, a
+//     priority changed at run time, an uplink added). Equal priorities
+//     never preempt each other, so peers of equal priority do not flap
+//     traffic (and re-announce every guest) when one of them comes back.
+//   - Failback off: the active uplink stays until it stops being usable,
+//     except that a standby-only uplink always yields to a usable-state one.
 //   - A manual pin (SetManual) overrides both while the pinned uplink is
 //     usable; when it stops being usable the pin is dropped.
 package failover
@@ -41,10 +46,57 @@ const (
 	MaxPriority = 65535
 )
 
+// AdminState is what an operator allows an uplink to do.
+type AdminState uint8
+
+const (
+	StateUsable   AdminState = iota // may be active
+	StateStandby                    // only while no usable-state uplink is usable
+	StateDisabled                   // never active
+)
+
+var stateNames = [...]string{StateUsable: "usable", StateStandby: "standby", StateDisabled: "disabled"}
+
+func (s AdminState) String() string {
+	if int(s) < len(stateNames) {
+		return stateNames[s]
+	}
+	return fmt.Sprintf("AdminState(%d)", uint8(s))
+}
+
+// ParseAdminState reads "usable", "standby" or "disabled".
+func ParseAdminState(s string) (AdminState, error) {
+	for i, n := range stateNames {
+		if n == s {
+			return AdminState(i), nil
+		}
+	}
+	return 0, fmt.Errorf("admin state %q: want %s", s, strings.Join(stateNames[:], ", "))
+}
+
+// ProbeState is what an uplink's path probes say.
+type ProbeState uint8
+
+const (
+	ProbeNone   ProbeState = iota // no probes configured: the path counts as good
+	ProbeOK                       // replies arrive
+	ProbeFailed                   // too many replies missed
+)
+
+var probeNames = [...]string{ProbeNone: "none", ProbeOK: "ok", ProbeFailed: "failed"}
+
+func (p ProbeState) String() string {
+	if int(p) < len(probeNames) {
+		return probeNames[p]
+	}
+	return fmt.Sprintf("ProbeState(%d)", uint8(p))
+}
+
 // UplinkConfig describes one uplink. Its index in Config.Uplinks is its slot.
 type UplinkConfig struct {
 	Name     string
 	Priority int // 0..MaxPriority, lower is preferred
+	State    AdminState
 }
 
 // Config describes one group.
@@ -52,6 +104,9 @@ type Config struct {
 	Name     string // group name, used in errors and status
 	Uplinks  []UplinkConfig
 	Failback bool
+	// UpDelay: a recovered carrier counts after it stayed up this long.
+	// DownDelay: a lost carrier counts after it stayed down this long.
+	UpDelay, DownDelay time.Duration
 }
 
 // Reason says why a decision was made.
@@ -63,12 +118,15 @@ const (
 	ReasonKept                          // a restarted daemon kept the active uplink it found
 	ReasonCarrierLost                   // the active uplink lost carrier
 	ReasonCarrierRestored               // an uplink came back while none was active
-	ReasonFailback                      // a better uplink came back and took over
+	ReasonFailback                      // a preferred uplink became usable and took over
 	ReasonManual                        // an operator pinned an uplink
 	ReasonManualCleared                 // an operator removed the pin
 	ReasonAllDown                       // no uplink is usable
 	ReasonTransmitError                 // the data plane moved off an uplink whose transmit failed
 	ReasonCarrierHook                   // the data plane moved off an uplink at its carrier loss
+	ReasonProbeFailed                   // the active uplink's path probes failed
+	ReasonDisabled                      // an operator disabled the active uplink or made it standby-only
+	ReasonRemoved                       // an operator removed the active uplink
 )
 
 var reasonNames = [...]string{
@@ -83,6 +141,9 @@ var reasonNames = [...]string{
 	ReasonAllDown:         "all uplinks down",
 	ReasonTransmitError:   "transmit error (in kernel)",
 	ReasonCarrierHook:     "carrier lost (in kernel)",
+	ReasonProbeFailed:     "path probes failed",
+	ReasonDisabled:        "admin state",
+	ReasonRemoved:         "uplink removed",
 }
 
 func (r Reason) String() string {
@@ -104,19 +165,53 @@ type Decision struct {
 type uplink struct {
 	name     string
 	priority int
-	carrier  bool
-	since    time.Time // last carrier change; zero until the carrier is known
+	order    int // configuration order; uplinks added later come after
+	state    AdminState
+	probe    ProbeState
+
+	carrier bool      // as last reported
+	since   time.Time // last carrier report that changed it; zero until known
+	// linkUp is the carrier as the hold timers let the policy see it; a
+	// pending hold (holdUntil non-zero) makes it follow carrier then.
+	linkUp    bool
+	holdUntil time.Time
+
+	failovers  uint64 // times the group left this uplink because it stopped being usable
+	lastReason Reason // why, the last time
 }
 
 // usable is the one place that says whether an uplink may carry traffic.
-func (u *uplink) usable() bool { return u.carrier }
+func (u *uplink) usable() bool {
+	return u.state != StateDisabled && u.linkUp && u.probe != ProbeFailed
+}
+
+// class orders admin states: usable-state uplinks before standby-only ones.
+func (u *uplink) class() int {
+	if u.state == StateStandby {
+		return 1
+	}
+	return 0
+}
+
+// preferred reports whether a is preferred to b.
+func preferred(a, b *uplink) bool {
+	if a.class() != b.class() {
+		return a.class() < b.class()
+	}
+	if a.priority != b.priority {
+		return a.priority < b.priority
+	}
+	return a.order < b.order
+}
 
 // Group is the failover state of one group.
 type Group struct {
-	name     string
-	failback bool
-	uplinks  []uplink
-	bySlot   map[string]int
+	name               string
+	failback           bool
+	upDelay, downDelay time.Duration
+	uplinks            [MaxUplinks]*uplink // by slot; nil: free
+	bySlot             map[string]int
+	nextOrder          int
 
 	started bool
 	active  int
@@ -141,36 +236,53 @@ func New(cfg Config, initialActive int) (*Group, error) {
 	if initialActive < NoActive || initialActive >= n {
 		return nil, fmt.Errorf("group %q: initial active slot %d out of range (-1..%d)", cfg.Name, initialActive, n-1)
 	}
+	if cfg.UpDelay < 0 || cfg.DownDelay < 0 {
+		return nil, fmt.Errorf("group %q: hold timers must not be negative", cfg.Name)
+	}
 	g := &Group{
-		name:     cfg.Name,
-		failback: cfg.Failback,
-		bySlot:   make(map[string]int, n),
-		active:   initialActive,
-		manual:   NoSlot,
-		selected: initialActive != NoActive,
+		name:      cfg.Name,
+		failback:  cfg.Failback,
+		upDelay:   cfg.UpDelay,
+		downDelay: cfg.DownDelay,
+		bySlot:    make(map[string]int, n),
+		active:    initialActive,
+		manual:    NoSlot,
+		selected:  initialActive != NoActive,
 	}
 	for slot, u := range cfg.Uplinks {
-		switch {
-		case u.Name == "":
-			return nil, fmt.Errorf("group %q: uplink in slot %d has no name", cfg.Name, slot)
-		case u.Priority < 0 || u.Priority > MaxPriority:
-			return nil, fmt.Errorf("group %q: uplink %q: priority %d out of range (0..%d)", cfg.Name, u.Name, u.Priority, MaxPriority)
+		if err := g.place(slot, u); err != nil {
+			return nil, err
 		}
-		if first, dup := g.bySlot[u.Name]; dup {
-			return nil, fmt.Errorf("group %q: uplink %q is in slots %d and %d", cfg.Name, u.Name, first, slot)
-		}
-		g.bySlot[u.Name] = slot
-		g.uplinks = append(g.uplinks, uplink{name: u.Name, priority: u.Priority})
 	}
 	return g, nil
 }
 
+// place puts a new uplink into a free slot.
+func (g *Group) place(slot int, u UplinkConfig) error {
+	switch {
+	case u.Name == "":
+		return fmt.Errorf("group %q: uplink in slot %d has no name", g.name, slot)
+	case u.Priority < 0 || u.Priority > MaxPriority:
+		return fmt.Errorf("group %q: uplink %q: priority %d out of range (0..%d)", g.name, u.Name, u.Priority, MaxPriority)
+	case u.State > StateDisabled:
+		return fmt.Errorf("group %q: uplink %q: %v", g.name, u.Name, u.State)
+	}
+	if first, dup := g.bySlot[u.Name]; dup {
+		return fmt.Errorf("group %q: uplink %q is in slots %d and %d", g.name, u.Name, first, slot)
+	}
+	g.bySlot[u.Name] = slot
+	g.uplinks[slot] = &uplink{name: u.Name, priority: u.Priority, state: u.State, order: g.nextOrder}
+	g.nextOrder++
+	return nil
+}
+
 // Start seeds the carriers (uplinks not in the map keep what SetCarrier
-// reported, or unknown = down) and makes the first decision.
+// reported, or unknown = down) and makes the first decision. Hold timers
+// do not apply to what is known at start: a restarted daemon must not
+// leave its guests without an uplink for an up-delay.
 //
 // A restarted daemon keeps the active uplink it found when that uplink is
-// usable and is one policy would keep anyway: failback is off, or no usable
-// uplink has a strictly better priority. Then nothing changes (Reason
+// usable and is one policy would keep anyway. Then nothing changes (Reason
 // ReasonKept) and nothing is re-announced. Otherwise the usual rules apply
 // and the change counts as a failover. A first selection with no previous
 // active (ReasonInitial) is not a failover. Manual pins do not survive a
@@ -185,7 +297,8 @@ func (g *Group) Start(carriers map[string]bool, now time.Time) (Decision, error)
 		}
 	}
 	for name, up := range carriers {
-		g.setCarrier(g.bySlot[name], up, now)
+		u := g.uplinks[g.bySlot[name]]
+		u.carrier, u.since, u.linkUp, u.holdUntil = up, now, up, time.Time{}
 	}
 	g.started = true
 	d := g.decide(now, ReasonInitial)
@@ -199,16 +312,159 @@ func (g *Group) Start(carriers map[string]bool, now time.Time) (Decision, error)
 	return d, nil
 }
 
-// SetCarrier reports an uplink's carrier. Before Start it only records it.
+// SetCarrier reports an uplink's carrier. Before Start it only records it
+// (with no hold: Start takes carriers as they are).
 func (g *Group) SetCarrier(name string, up bool, now time.Time) (Decision, error) {
+	u, err := g.lookup(name)
+	if err != nil {
+		return g.unchanged(ReasonNone), err
+	}
+	first := u.since.IsZero()
+	if u.carrier == up && !first {
+		return g.unchanged(ReasonNone), nil
+	}
+	u.carrier, u.since = up, now
+	switch {
+	case !g.started || first:
+		u.linkUp, u.holdUntil = up, time.Time{}
+	case up == u.linkUp:
+		u.holdUntil = time.Time{} // back before the hold expired: nothing happened
+	case up && g.upDelay > 0:
+		u.holdUntil = now.Add(g.upDelay)
+	case !up && g.downDelay > 0:
+		u.holdUntil = now.Add(g.downDelay)
+	default:
+		u.linkUp, u.holdUntil = up, time.Time{}
+	}
+	if !g.started {
+		return g.unchanged(ReasonNone), nil
+	}
+	return g.decide(now, ReasonNone), nil
+}
+
+// SetProbe reports what an uplink's path probes say.
+func (g *Group) SetProbe(name string, p ProbeState, now time.Time) (Decision, error) {
+	u, err := g.lookup(name)
+	if err != nil {
+		return g.unchanged(ReasonNone), err
+	}
+	if u.probe == p {
+		return g.unchanged(ReasonNone), nil
+	}
+	u.probe = p
+	if !g.started {
+		return g.unchanged(ReasonNone), nil
+	}
+	return g.decide(now, ReasonNone), nil
+}
+
+// SetPriority changes an uplink's priority at run time.
+func (g *Group) SetPriority(name string, priority int, now time.Time) (Decision, error) {
+	u, err := g.lookup(name)
+	if err != nil {
+		return g.unchanged(ReasonNone), err
+	}
+	if priority < 0 || priority > MaxPriority {
+		return g.unchanged(ReasonNone), fmt.Errorf("group %q: uplink %q: priority %d out of range (0..%d)", g.name, name, priority, MaxPriority)
+	}
+	u.priority = priority
+	return g.decideIfStarted(now)
+}
+
+// SetState changes an uplink's admin state at run time. Disabling the
+// pinned uplink drops the pin.
+func (g *Group) SetState(name string, s AdminState, now time.Time) (Decision, error) {
+	u, err := g.lookup(name)
+	if err != nil {
+		return g.unchanged(ReasonNone), err
+	}
+	if s > StateDisabled {
+		return g.unchanged(ReasonNone), fmt.Errorf("group %q: uplink %q: %v", g.name, name, s)
+	}
+	u.state = s
+	return g.decideIfStarted(now)
+}
+
+// AddUplink adds an uplink at run time in the lowest free slot, which it
+// returns. Its carrier is unknown (down) until SetCarrier reports it; that
+// first report is taken without hold.
+func (g *Group) AddUplink(cfg UplinkConfig, now time.Time) (int, Decision, error) {
+	slot := NoSlot
+	for s := range g.uplinks {
+		if g.uplinks[s] == nil {
+			slot = s
+			break
+		}
+	}
+	if slot == NoSlot {
+		return NoSlot, g.unchanged(ReasonNone), fmt.Errorf("group %q: all %d uplink slots are in use", g.name, MaxUplinks)
+	}
+	if err := g.place(slot, cfg); err != nil {
+		return NoSlot, g.unchanged(ReasonNone), err
+	}
+	d, err := g.decideIfStarted(now)
+	return slot, d, err
+}
+
+// RemoveUplink removes an uplink; its slot becomes free. The last uplink
+// of a group cannot be removed.
+func (g *Group) RemoveUplink(name string, now time.Time) (Decision, error) {
 	slot, ok := g.bySlot[name]
 	if !ok {
 		return g.unchanged(ReasonNone), g.unknownUplink(name)
 	}
-	if !g.setCarrier(slot, up, now) || !g.started {
-		return g.unchanged(ReasonNone), nil
+	if len(g.bySlot) == 1 {
+		return g.unchanged(ReasonNone), fmt.Errorf("group %q: cannot remove %q, its last uplink", g.name, name)
 	}
-	return g.decide(now, ReasonNone), nil
+	delete(g.bySlot, name)
+	g.uplinks[slot] = nil
+	if g.manual == slot {
+		g.manual = NoSlot
+	}
+	if g.active != slot || !g.started {
+		if g.active == slot {
+			g.active = NoActive
+		}
+		return g.decideIfStarted(now)
+	}
+	// The active uplink is gone: pick the next as after a failure.
+	to, _ := g.evaluate()
+	g.active = to
+	if g.selected {
+		g.failovers++
+	}
+	reason := ReasonRemoved
+	if to == NoActive {
+		reason = ReasonAllDown
+	}
+	g.lastChange, g.lastReason = now, reason
+	return Decision{From: slot, To: to, Reason: reason, Changed: true}, nil
+}
+
+// Deadline is when the next hold timer expires; the caller calls Advance
+// then. ok is false while no hold is pending.
+func (g *Group) Deadline() (at time.Time, ok bool) {
+	for _, u := range g.uplinks {
+		if u != nil && !u.holdUntil.IsZero() && (!ok || u.holdUntil.Before(at)) {
+			at, ok = u.holdUntil, true
+		}
+	}
+	return at, ok
+}
+
+// Advance lets the hold timers that expired by now take effect.
+func (g *Group) Advance(now time.Time) Decision {
+	moved := false
+	for _, u := range g.uplinks {
+		if u != nil && !u.holdUntil.IsZero() && !now.Before(u.holdUntil) {
+			u.linkUp, u.holdUntil = u.carrier, time.Time{}
+			moved = true
+		}
+	}
+	if !moved || !g.started {
+		return g.unchanged(ReasonNone)
+	}
+	return g.decide(now, ReasonNone)
 }
 
 // SetManual pins the named uplink: it becomes active and stays active while
@@ -218,14 +474,14 @@ func (g *Group) SetManual(name string, now time.Time) (Decision, error) {
 	if !g.started {
 		return g.unchanged(ReasonNone), fmt.Errorf("group %q: %w", g.name, ErrNotStarted)
 	}
-	slot, ok := g.bySlot[name]
-	if !ok {
-		return g.unchanged(ReasonNone), g.unknownUplink(name)
+	u, err := g.lookup(name)
+	if err != nil {
+		return g.unchanged(ReasonNone), err
 	}
-	if !g.uplinks[slot].usable() {
-		return g.unchanged(ReasonNone), fmt.Errorf("group %q: cannot pin uplink %q: %w (no carrier)", g.name, name, ErrNotUsable)
+	if !u.usable() {
+		return g.unchanged(ReasonNone), fmt.Errorf("group %q: cannot pin uplink %q: %w (%s)", g.name, name, ErrNotUsable, u.why())
 	}
-	g.manual = slot
+	g.manual = g.bySlot[name]
 	return g.decide(now, ReasonManual), nil
 }
 
@@ -242,21 +498,23 @@ func (g *Group) ClearManual(now time.Time) Decision {
 // DataPlaneSwitched records a switch the data plane made by itself: it
 // moved the group from slot from to slot to because from failed (reason
 // ReasonTransmitError or ReasonCarrierHook). from counts as without
-// carrier until SetCarrier reports it again. The decision covers the whole
-// move; its To is the policy's own choice, which differs from to only when
-// the data plane's fallback order was out of date. A report that does not
-// start from the current active uplink is stale (the policy has moved on)
-// and changes nothing.
+// carrier (no hold: the data plane already acted) until SetCarrier reports
+// it again. The decision covers the whole move; its To is the policy's own
+// choice, which differs from to only when the data plane's fallback order
+// was out of date. A report that does not start from the current active
+// uplink is stale (the policy has moved on) and changes nothing.
 func (g *Group) DataPlaneSwitched(from, to int, reason Reason, now time.Time) Decision {
-	valid := func(s int) bool { return s >= 0 && s < len(g.uplinks) }
+	valid := func(s int) bool { return s >= 0 && s < MaxUplinks && g.uplinks[s] != nil }
 	if !g.started || from != g.active || !valid(from) || !valid(to) || from == to {
 		return g.unchanged(ReasonNone)
 	}
-	u := &g.uplinks[from]
-	u.carrier, u.since = false, now
+	u := g.uplinks[from]
+	u.carrier, u.since, u.linkUp, u.holdUntil = false, now, false, time.Time{}
 	if g.manual == from {
 		g.manual = NoSlot
 	}
+	u.failovers++
+	u.lastReason = reason
 	g.active = to
 	g.selected = true
 	g.failovers++
@@ -267,16 +525,20 @@ func (g *Group) DataPlaneSwitched(from, to int, reason Reason, now time.Time) De
 	return Decision{From: from, To: to, Reason: reason, Changed: true}
 }
 
-// Fallback lists the usable uplinks best first: where the data plane may
-// move by itself if the active one fails.
+// Fallback lists the uplinks the data plane may move to by itself when the
+// active one fails, best first. With a down-delay there are none: the data
+// plane would move at once, and the operator asked to wait.
 func (g *Group) Fallback() []int {
+	if g.downDelay > 0 {
+		return nil
+	}
 	var out []int
-	for slot := range g.uplinks {
-		if g.uplinks[slot].usable() {
+	for slot, u := range g.uplinks {
+		if u != nil && u.usable() {
 			out = append(out, slot)
 		}
 	}
-	sort.SliceStable(out, func(i, j int) bool { return g.uplinks[out[i]].priority < g.uplinks[out[j]].priority })
+	sort.SliceStable(out, func(i, j int) bool { return preferred(g.uplinks[out[i]], g.uplinks[out[j]]) })
 	return out
 }
 
@@ -290,31 +552,32 @@ func (g *Group) Slot(name string) (int, bool) {
 }
 
 // UplinkName returns the name of the uplink in slot, "" for NoActive or an
-// invalid slot.
+// invalid or free slot.
 func (g *Group) UplinkName(slot int) string {
-	if slot < 0 || slot >= len(g.uplinks) {
+	if slot < 0 || slot >= MaxUplinks || g.uplinks[slot] == nil {
 		return ""
 	}
 	return g.uplinks[slot].name
 }
 
-// setCarrier records a carrier state and reports whether it changed.
-func (g *Group) setCarrier(slot int, up bool, now time.Time) bool {
-	u := &g.uplinks[slot]
-	if u.carrier == up && !u.since.IsZero() {
-		return false
+func (g *Group) lookup(name string) (*uplink, error) {
+	slot, ok := g.bySlot[name]
+	if !ok {
+		return nil, g.unknownUplink(name)
 	}
-	u.since = now
-	if u.carrier == up {
-		return false // first report, confirming the assumed "down"
+	return g.uplinks[slot], nil
+}
+
+func (g *Group) decideIfStarted(now time.Time) (Decision, error) {
+	if !g.started {
+		return g.unchanged(ReasonNone), nil
 	}
-	u.carrier = up
-	return true
+	return g.decide(now, ReasonNone), nil
 }
 
 // decide applies policy after an event caused by cause. An unchanged
 // decision carries cause as its reason; a change carries the reason for the
-// change, except that an operator's action or the start is named as such.
+// change, except that an operator's pin or the start is named as such.
 func (g *Group) decide(now time.Time, cause Reason) Decision {
 	if g.manual != NoSlot && !g.uplinks[g.manual].usable() {
 		g.manual = NoSlot
@@ -329,6 +592,10 @@ func (g *Group) decide(now time.Time, cause Reason) Decision {
 		reason = cause
 	case cause == ReasonInitial && from == NoActive:
 		reason = ReasonInitial
+	}
+	if from != NoActive && !g.uplinks[from].usable() {
+		g.uplinks[from].failovers++
+		g.uplinks[from].lastReason = reason
 	}
 	if g.selected {
 		g.failovers++
@@ -349,8 +616,16 @@ func (g *Group) evaluate() (int, Reason) {
 	}
 	best := g.best()
 	cur := g.active
-	if cur != NoActive && g.uplinks[cur].usable() {
-		if g.failback && best != NoSlot && g.uplinks[best].priority < g.uplinks[cur].priority {
+	if cur != NoActive && g.uplinks[cur] != nil && g.uplinks[cur].usable() {
+		c := g.uplinks[cur]
+		if best == NoSlot || best == cur {
+			return cur, ReasonNone
+		}
+		b := g.uplinks[best]
+		switch {
+		case b.class() < c.class():
+			return best, ReasonFailback // standby-only always yields
+		case g.failback && b.class() == c.class() && b.priority < c.priority:
 			return best, ReasonFailback
 		}
 		return cur, ReasonNone
@@ -358,20 +633,42 @@ func (g *Group) evaluate() (int, Reason) {
 	switch {
 	case best == NoSlot:
 		return NoActive, ReasonAllDown
-	case cur == NoActive:
+	case cur == NoActive || g.uplinks[cur] == nil:
 		return best, ReasonCarrierRestored
 	default:
-		return best, ReasonCarrierLost
+		return best, g.uplinks[cur].whyNot()
 	}
 }
 
-// best returns the most preferred usable uplink: lowest priority, then
-// lowest slot.
+// whyNot says why a formerly usable uplink is not usable now.
+func (u *uplink) whyNot() Reason {
+	switch {
+	case u.state == StateDisabled:
+		return ReasonDisabled
+	case u.probe == ProbeFailed:
+		return ReasonProbeFailed
+	}
+	return ReasonCarrierLost
+}
+
+// why is whyNot for people.
+func (u *uplink) why() string {
+	switch {
+	case u.state == StateDisabled:
+		return "disabled"
+	case u.probe == ProbeFailed:
+		return "path probes failed"
+	case !u.linkUp && u.carrier:
+		return "carrier up, up-delay running"
+	}
+	return "no carrier"
+}
+
+// best returns the most preferred usable uplink, or NoSlot.
 func (g *Group) best() int {
 	best := NoSlot
-	for slot := range g.uplinks {
-		u := &g.uplinks[slot]
-		if u.usable() && (best == NoSlot || u.priority < g.uplinks[best].priority) {
+	for slot, u := range g.uplinks {
+		if u != nil && u.usable() && (best == NoSlot || preferred(u, g.uplinks[best])) {
 			best = slot
 		}
 	}
@@ -383,9 +680,11 @@ func (g *Group) unchanged(reason Reason) Decision {
 }
 
 func (g *Group) unknownUplink(name string) error {
-	names := make([]string, len(g.uplinks))
-	for i, u := range g.uplinks {
-		names[i] = u.name
+	var names []string
+	for _, u := range g.uplinks {
+		if u != nil {
+			names = append(names, u.name)
+		}
 	}
 	return fmt.Errorf("group %q: %w %q (uplinks: %s)", g.name, ErrUnknownUplink, name, strings.Join(names, ", "))
 }

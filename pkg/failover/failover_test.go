@@ -33,9 +33,12 @@ func uplinks(specs ...string) []UplinkConfig {
 
 // step is one event and what must come of it.
 type step struct {
-	op       string // start, up, down, manual, clear
+	op       string // start, up, down, manual, clear, prio, state, probe, add, remove, advance
 	name     string
 	carriers map[string]bool // for start
+	value    int             // prio: the priority; add: the priority
+	state    AdminState      // state, add
+	probe    ProbeState      // probe
 
 	active  string // expected active uplink after the step, "" = none
 	changed bool
@@ -56,6 +59,18 @@ func up(name string) step              { return step{op: "up", name: name} }
 func down(name string) step            { return step{op: "down", name: name} }
 func manual(name string) step          { return step{op: "manual", name: name} }
 func clear() step                      { return step{op: "clear"} }
+func prio(name string, p int) step     { return step{op: "prio", name: name, value: p} }
+func state(name string, st AdminState) step {
+	return step{op: "state", name: name, state: st}
+}
+func probe(name string, p ProbeState) step { return step{op: "probe", name: name, probe: p} }
+func add(name string, p int, st AdminState) step {
+	return step{op: "add", name: name, value: p, state: st}
+}
+func remove(name string) step { return step{op: "remove", name: name} }
+
+// advance lets the hold timers run to the step's time.
+func advance() step { return step{op: "advance"} }
 
 // to expects a switch to active (or to none for "") for reason.
 func (s step) to(active string, reason Reason) step {
@@ -80,12 +95,13 @@ func (s step) pin(name string) step {
 }
 
 type scenario struct {
-	name      string
-	uplinks   []UplinkConfig
-	failback  bool
-	initial   int
-	steps     []step
-	failovers uint64
+	name               string
+	uplinks            []UplinkConfig
+	failback           bool
+	upDelay, downDelay time.Duration // steps are 1 s apart
+	initial            int
+	steps              []step
+	failovers          uint64
 }
 
 func TestScenarios(t *testing.T) {
@@ -400,6 +416,127 @@ func TestScenarios(t *testing.T) {
 			},
 			failovers: 0,
 		},
+		{
+			name:     "four uplinks: the best remaining takes over, not the next in the list",
+			uplinks:  uplinks("a:40", "b:10", "c:30", "d:20"),
+			failback: false, initial: NoActive,
+			steps: []step{
+				start("a", "b", "c", "d").to("b", ReasonInitial),
+				down("b").to("d", ReasonCarrierLost),
+				down("d").to("c", ReasonCarrierLost),
+				down("c").to("a", ReasonCarrierLost),
+			},
+			failovers: 3,
+		},
+		{
+			name:     "failback on: a priority changed at run time moves traffic either way",
+			uplinks:  uplinks("a:10", "b:20", "c:30"),
+			failback: true, initial: NoActive,
+			steps: []step{
+				start("a", "b", "c").to("a", ReasonInitial),
+				prio("c", 5).to("c", ReasonFailback),
+				prio("c", 15).to("a", ReasonFailback), // the active one made worse
+				prio("b", 10).stays("a", ReasonNone),  // equal: no preemption
+				prio("x", 1).fails("a", "unknown uplink"),
+				prio("b", 70000).fails("a", "out of range"),
+			},
+			failovers: 2,
+		},
+		{
+			name:     "failback off: priorities change, the active stays until it fails",
+			uplinks:  uplinks("a:10", "b:20"),
+			failback: false, initial: NoActive,
+			steps: []step{
+				start("a", "b").to("a", ReasonInitial),
+				prio("b", 1).stays("a", ReasonNone),
+				down("a").to("b", ReasonCarrierLost),
+				up("a").stays("b", ReasonNone),
+			},
+			failovers: 1,
+		},
+		{
+			name:     "uplinks added and removed at run time",
+			uplinks:  uplinks("a:10", "b:20"),
+			failback: true, initial: NoActive,
+			steps: []step{
+				start("a", "b").to("a", ReasonInitial),
+				add("c", 5, StateUsable).stays("a", ReasonNone), // carrier unknown yet
+				up("c").to("c", ReasonFailback),
+				add("a", 1, StateUsable).fails("c", "slots"),
+				remove("c").to("a", ReasonRemoved),
+				remove("b").stays("a", ReasonNone),
+				remove("a").fails("a", "last uplink"),
+				remove("zz").fails("a", "unknown uplink"),
+			},
+			failovers: 2,
+		},
+		{
+			name:     "up-delay: a recovered uplink is used only after it stayed up",
+			uplinks:  uplinks("a:10", "b:20"),
+			failback: true, upDelay: 2500 * time.Millisecond, initial: NoActive,
+			steps: []step{
+				startWith(map[string]bool{"a": false, "b": true}).to("b", ReasonInitial), // at start no hold
+				up("a").stays("b", ReasonNone),                                           // 1: hold until 3.5
+				advance().stays("b", ReasonNone),                                         // 2
+				down("a").stays("b", ReasonNone),                                         // 3: flapped, hold cancelled
+				up("a").stays("b", ReasonNone),                                           // 4: hold until 6.5
+				advance().stays("b", ReasonNone),                                         // 5
+				advance().stays("b", ReasonNone),                                         // 6
+				advance().to("a", ReasonFailback),                                        // 7
+				down("a").to("b", ReasonCarrierLost),                                     // losses count at once
+			},
+			failovers: 2,
+		},
+		{
+			name:     "down-delay: a carrier loss must last before the group moves",
+			uplinks:  uplinks("a:10", "b:20"),
+			failback: true, downDelay: 1500 * time.Millisecond, initial: NoActive,
+			steps: []step{
+				start("a", "b").to("a", ReasonInitial),
+				down("a").stays("a", ReasonNone),     // 1: hold until 2.5
+				up("a").stays("a", ReasonNone),       // 2: back in time
+				advance().stays("a", ReasonNone),     // 3
+				down("a").stays("a", ReasonNone),     // 4: hold until 5.5
+				advance().stays("a", ReasonNone),     // 5
+				advance().to("b", ReasonCarrierLost), // 6
+				up("a").to("a", ReasonFailback),      // recoveries count at once
+			},
+			failovers: 2,
+		},
+		{
+			name: "admin states: standby-only only when no usable uplink is left, disabled never",
+			uplinks: []UplinkConfig{{Name: "a", Priority: 10}, {Name: "b", Priority: 20},
+				{Name: "s", Priority: 1, State: StateStandby}},
+			failback: false, initial: NoActive,
+			steps: []step{
+				start("a", "b", "s").to("a", ReasonInitial),
+				down("a").to("b", ReasonCarrierLost),
+				down("b").to("s", ReasonCarrierLost),
+				up("b").to("b", ReasonFailback), // standby-only yields, failback off or not
+				state("b", StateDisabled).to("s", ReasonDisabled),
+				manual("b").fails("s", "disabled"),
+				up("a").to("a", ReasonFailback),
+				state("b", StateUsable).stays("a", ReasonNone),
+				manual("b").to("b", ReasonManual).pin("b"),
+				state("b", StateDisabled).to("a", ReasonDisabled), // the pin goes with it
+				state("a", StateStandby).stays("a", ReasonNone),   // s and a are both standby-only now
+				state("b", StateUsable).to("b", ReasonFailback),
+			},
+			failovers: 8,
+		},
+		{
+			name:     "path probes: carrier up but the path is dead",
+			uplinks:  uplinks("a:10", "b:20"),
+			failback: true, initial: NoActive,
+			steps: []step{
+				start("a", "b").to("a", ReasonInitial),
+				probe("a", ProbeOK).stays("a", ReasonNone),
+				probe("a", ProbeFailed).to("b", ReasonProbeFailed),
+				probe("b", ProbeFailed).to("", ReasonAllDown),
+				probe("a", ProbeOK).to("a", ReasonCarrierRestored),
+			},
+			failovers: 3,
+		},
 	}
 	for _, sc := range scenarios {
 		t.Run(sc.name, func(t *testing.T) { runScenario(t, sc) })
@@ -408,7 +545,7 @@ func TestScenarios(t *testing.T) {
 
 func runScenario(t *testing.T, sc scenario) {
 	t.Helper()
-	g, err := New(Config{Name: "g", Uplinks: sc.uplinks, Failback: sc.failback}, sc.initial)
+	g, err := New(Config{Name: "g", Uplinks: sc.uplinks, Failback: sc.failback, UpDelay: sc.upDelay, DownDelay: sc.downDelay}, sc.initial)
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
@@ -424,7 +561,7 @@ func runScenario(t *testing.T, sc scenario) {
 	}
 	for i, s := range sc.steps {
 		now := at(i + 1)
-		before := g.Status()
+		before := g.Status(now)
 		var d Decision
 		var err error
 		switch s.op {
@@ -436,6 +573,18 @@ func runScenario(t *testing.T, sc scenario) {
 			d, err = g.SetManual(s.name, now)
 		case "clear":
 			d = g.ClearManual(now)
+		case "prio":
+			d, err = g.SetPriority(s.name, s.value, now)
+		case "state":
+			d, err = g.SetState(s.name, s.state, now)
+		case "probe":
+			d, err = g.SetProbe(s.name, s.probe, now)
+		case "add":
+			_, d, err = g.AddUplink(UplinkConfig{Name: s.name, Priority: s.value, State: s.state}, now)
+		case "remove":
+			d, err = g.RemoveUplink(s.name, now)
+		case "advance":
+			d = g.Advance(now)
 		default:
 			t.Fatalf("bad op %q", s.op)
 		}
@@ -462,7 +611,7 @@ func runScenario(t *testing.T, sc scenario) {
 		if got := g.Active(); got != wantTo {
 			t.Fatalf("%s: active %q, want %q", desc, g.UplinkName(got), s.active)
 		}
-		st := g.Status()
+		st := g.Status(now)
 		if st.Manual != slotOf(s.pinned) {
 			t.Errorf("%s: manual pin %q, want %q", desc, g.UplinkName(st.Manual), s.pinned)
 		}
@@ -473,53 +622,77 @@ func runScenario(t *testing.T, sc scenario) {
 		} else if s.op != "start" && (st.LastChange != before.LastChange || st.LastReason != before.LastReason) {
 			t.Errorf("%s: last change moved without a change", desc)
 		}
-		checkInvariants(t, desc, g, sc.failback)
+		checkInvariants(t, desc, g, sc.failback, now)
 	}
-	if got := g.Status().Failovers; got != sc.failovers {
+	if got := g.Status(at(0)).Failovers; got != sc.failovers {
 		t.Errorf("failovers = %d, want %d", got, sc.failovers)
 	}
 }
 
 // checkInvariants asserts what must hold after every event once started.
-func checkInvariants(t *testing.T, desc string, g *Group, failback bool) {
+func checkInvariants(t *testing.T, desc string, g *Group, failback bool, now time.Time) {
 	t.Helper()
-	st := g.Status()
+	st := g.Status(now)
 	if !g.started {
 		return
 	}
-	anyUp, bestPrio := false, MaxPriority+1
+	bySlot := map[int]UplinkStatus{}
+	anyUsable, bestClass, bestPrio := false, 2, MaxPriority+1
+	class := func(u UplinkStatus) int {
+		if u.State == StateStandby {
+			return 1
+		}
+		return 0
+	}
 	for _, u := range st.Uplinks {
-		if u.Carrier {
-			anyUp = true
-			bestPrio = min(bestPrio, u.Priority)
+		bySlot[u.Slot] = u
+		if u.Usable != (u.State != StateDisabled && u.Probe != ProbeFailed && u.LinkUp) {
+			t.Errorf("%s: uplink %s usable=%v with %+v", desc, u.Name, u.Usable, u)
+		}
+		if u.Usable {
+			anyUsable = true
+			if c := class(u); c < bestClass || c == bestClass && u.Priority < bestPrio {
+				bestClass, bestPrio = c, u.Priority
+			}
 		}
 		if u.Active != (u.Slot == st.Active) {
 			t.Errorf("%s: uplink %s Active=%v but group active slot is %d", desc, u.Name, u.Active, st.Active)
 		}
 	}
+	active, hasActive := bySlot[st.Active]
 	switch {
-	case st.Active == NoActive && anyUp:
-		t.Errorf("%s: no active uplink although one has carrier", desc)
-	case st.Active != NoActive && !st.Uplinks[st.Active].Carrier:
-		t.Errorf("%s: active uplink %s has no carrier", desc, st.Uplinks[st.Active].Name)
+	case st.Active == NoActive && anyUsable:
+		t.Errorf("%s: no active uplink although one is usable", desc)
+	case st.Active != NoActive && (!hasActive || !active.Usable):
+		t.Errorf("%s: active uplink %s is not usable", desc, active.Name)
 	case st.Manual != NoSlot && st.Manual != st.Active:
 		t.Errorf("%s: pinned %d but active %d", desc, st.Manual, st.Active)
-	case failback && st.Manual == NoSlot && st.Active != NoActive && st.Uplinks[st.Active].Priority != bestPrio:
+	case st.Manual == NoSlot && hasActive && class(active) > bestClass:
+		t.Errorf("%s: standby-only %s active while a usable-state uplink is usable", desc, active.Name)
+	case failback && st.Manual == NoSlot && hasActive && active.Priority != bestPrio:
 		t.Errorf("%s: failback on but active %s (prio %d) is not among the best (prio %d)",
-			desc, st.Uplinks[st.Active].Name, st.Uplinks[st.Active].Priority, bestPrio)
+			desc, active.Name, active.Priority, bestPrio)
 	}
 }
 
-// TestRandomEvents drives groups with random event sequences and checks the
-// invariants and an independent count of failovers after every event.
+// TestRandomEvents drives groups with random event sequences (carrier,
+// pins, priorities, admin states, probes, hold timers, uplinks added and
+// removed) and checks the invariants and an independent count of
+// failovers after every event.
 func TestRandomEvents(t *testing.T) {
-	for seed := range uint64(200) {
+	for seed := range uint64(300) {
 		rng := rand.New(rand.NewPCG(seed, 42))
 		n := 1 + rng.IntN(MaxUplinks)
 		cfg := Config{Name: "r", Failback: rng.IntN(2) == 0}
+		if rng.IntN(3) == 0 {
+			cfg.UpDelay = time.Duration(rng.IntN(4)) * time.Second
+			cfg.DownDelay = time.Duration(rng.IntN(3)) * time.Second
+		}
+		names := []string{}
 		for i := range n {
 			// Few distinct priorities so that ties are common.
-			cfg.Uplinks = append(cfg.Uplinks, UplinkConfig{Name: fmt.Sprintf("u%d", i), Priority: 10 * rng.IntN(3)})
+			cfg.Uplinks = append(cfg.Uplinks, UplinkConfig{Name: fmt.Sprintf("u%d", i), Priority: 10 * rng.IntN(3), State: AdminState(rng.IntN(3))})
+			names = append(names, cfg.Uplinks[i].Name)
 		}
 		initial := rng.IntN(n+1) - 1
 		g, err := New(cfg, initial)
@@ -535,7 +708,7 @@ func TestRandomEvents(t *testing.T) {
 			t.Fatal(err)
 		}
 		desc := fmt.Sprintf("seed %d start", seed)
-		checkInvariants(t, desc, g, cfg.Failback)
+		checkInvariants(t, desc, g, cfg.Failback, at(0))
 		if d.From != initial || d.Changed != (d.From != d.To) {
 			t.Fatalf("%s: decision %+v from initial %d", desc, d, initial)
 		}
@@ -546,15 +719,16 @@ func TestRandomEvents(t *testing.T) {
 		}
 		everActive = everActive || d.To != NoActive
 
-		for i := range 100 {
-			name := cfg.Uplinks[rng.IntN(n)].Name
+		added := n
+		for i := range 150 {
+			name := names[rng.IntN(len(names))]
 			prev := g.Active()
 			now := at(i + 1)
 			desc = fmt.Sprintf("seed %d step %d", seed, i)
-			switch r := rng.IntN(10); {
-			case r < 7:
-				d, err = g.SetCarrier(name, rng.IntN(2) == 0, now)
+			switch r := rng.IntN(20); {
 			case r < 9:
+				d, err = g.SetCarrier(name, rng.IntN(2) == 0, now)
+			case r < 11:
 				d, err = g.SetManual(name, now)
 				if err != nil && !errors.Is(err, ErrNotUsable) {
 					t.Fatalf("%s: SetManual: %v", desc, err)
@@ -563,8 +737,35 @@ func TestRandomEvents(t *testing.T) {
 					t.Fatalf("%s: SetManual(%s) left %d active", desc, name, g.Active())
 				}
 				err = nil
-			default:
+			case r < 12:
 				d = g.ClearManual(now)
+			case r < 13:
+				d, err = g.SetPriority(name, 10*rng.IntN(3), now)
+			case r < 14:
+				d, err = g.SetState(name, AdminState(rng.IntN(3)), now)
+			case r < 15:
+				d, err = g.SetProbe(name, ProbeState(rng.IntN(3)), now)
+			case r < 16:
+				var slot int
+				slot, d, err = g.AddUplink(UplinkConfig{Name: fmt.Sprintf("u%d", added), Priority: 10 * rng.IntN(3)}, now)
+				if err != nil && len(names) == MaxUplinks {
+					err = nil // full: refused, nothing changed
+				} else if err == nil {
+					if g.UplinkName(slot) != fmt.Sprintf("u%d", added) {
+						t.Fatalf("%s: added uplink not in slot %d", desc, slot)
+					}
+					names = append(names, fmt.Sprintf("u%d", added))
+					added++
+				}
+			case r < 17:
+				d, err = g.RemoveUplink(name, now)
+				if err != nil && len(names) == 1 {
+					err = nil // the last one stays
+				} else if err == nil {
+					names = slices.DeleteFunc(names, func(s string) bool { return s == name })
+				}
+			default:
+				d = g.Advance(now)
 			}
 			if err != nil {
 				t.Fatalf("%s: %v", desc, err)
@@ -576,9 +777,9 @@ func TestRandomEvents(t *testing.T) {
 				want++
 			}
 			everActive = everActive || d.To != NoActive
-			checkInvariants(t, desc, g, cfg.Failback)
+			checkInvariants(t, desc, g, cfg.Failback, now)
 		}
-		if got := g.Status().Failovers; got != want {
+		if got := g.Status(at(0)).Failovers; got != want {
 			t.Errorf("seed %d: failovers %d, want %d", seed, got, want)
 		}
 	}
@@ -607,19 +808,19 @@ func TestStatus(t *testing.T) {
 		Active: 1, Manual: 1, Failovers: 1,
 		LastChange: at(2), LastReason: ReasonCarrierLost, // pinning the active is no change
 		Uplinks: []UplinkStatus{
-			{Name: "eth1", Slot: 0, Priority: 10, Carrier: false, Active: false, Since: at(2)},
-			{Name: "eth2", Slot: 1, Priority: 20, Carrier: true, Active: true, Since: at(1)},
+			{Name: "eth1", Slot: 0, Priority: 10, Carrier: false, Active: false, Since: at(2), Failovers: 1, LastReason: ReasonCarrierLost},
+			{Name: "eth2", Slot: 1, Priority: 20, Carrier: true, LinkUp: true, Usable: true, Active: true, Since: at(1)},
 			{Name: "eth3", Slot: 2, Priority: 30, Carrier: false, Active: false}, // never reported
 		},
 	}
-	got := g.Status()
+	got := g.Status(at(0))
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("Status =\n%+v\nwant\n%+v", got, want)
 	}
 
 	// The snapshot is a copy.
 	got.Uplinks[0].Name = "changed"
-	if g.Status().Uplinks[0].Name != "eth1" {
+	if g.Status(at(0)).Uplinks[0].Name != "eth1" {
 		t.Error("modifying a Status changed the group")
 	}
 
@@ -631,7 +832,7 @@ func TestStatus(t *testing.T) {
 	if _, err := k.Start(map[string]bool{"b": true}, at(5)); err != nil {
 		t.Fatal(err)
 	}
-	if st := k.Status(); st.Active != 1 || !st.LastChange.Equal(at(5)) || st.LastReason != ReasonKept || st.Failovers != 0 {
+	if st := k.Status(at(0)); st.Active != 1 || !st.LastChange.Equal(at(5)) || st.LastReason != ReasonKept || st.Failovers != 0 {
 		t.Errorf("kept status = %+v", st)
 	}
 }
@@ -661,8 +862,8 @@ func TestNew(t *testing.T) {
 				if err != nil {
 					t.Fatalf("New: %v", err)
 				}
-				if g.Active() != tt.initial || g.Status().Failovers != 0 {
-					t.Errorf("new group: active %d, status %+v", g.Active(), g.Status())
+				if g.Active() != tt.initial || g.Status(at(0)).Failovers != 0 {
+					t.Errorf("new group: active %d, status %+v", g.Active(), g.Status(at(0)))
 				}
 				return
 			}
@@ -754,7 +955,7 @@ func TestDataPlaneSwitched(t *testing.T) {
 	if !d.Changed || d.From != 0 || d.To != 2 || d.Reason != ReasonCarrierHook || g.Active() != 2 {
 		t.Errorf("kernel switch a->c: %+v, active %d", d, g.Active())
 	}
-	if st := g.Status(); st.Failovers != 1 || st.Uplinks[0].Carrier {
+	if st := g.Status(at(0)); st.Failovers != 1 || st.Uplinks[0].Carrier {
 		t.Errorf("after the kernel switch: failovers %d, a carrier %v", st.Failovers, st.Uplinks[0].Carrier)
 	}
 	// The netlink event that follows confirms it: nothing more to do.
@@ -781,5 +982,60 @@ func TestDataPlaneSwitched(t *testing.T) {
 	d = g.DataPlaneSwitched(0, 1, ReasonTransmitError, t0.Add(time.Second))
 	if !d.Changed || d.From != 0 || d.To != 2 {
 		t.Errorf("with failback the policy corrects a stale order to c: %+v", d)
+	}
+}
+
+// TestHoldDeadlineAndStatus: a running hold shows in Deadline and in the
+// status (time left), and a down-delay keeps the data plane from moving
+// by itself (no fallback order).
+func TestHoldDeadlineAndStatus(t *testing.T) {
+	g, err := New(Config{Name: "g", Uplinks: uplinks("a:10", "b:20"), Failback: true,
+		UpDelay: 3 * time.Second, DownDelay: 2 * time.Second}, NoActive)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := g.Start(map[string]bool{"a": true, "b": false}, at(0)); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := g.Deadline(); ok {
+		t.Error("a deadline with no hold running")
+	}
+	if fb := g.Fallback(); fb != nil {
+		t.Errorf("fallback %v with a down-delay: the data plane would not wait", fb)
+	}
+	if _, err := g.SetCarrier("b", true, at(1)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := g.SetCarrier("a", false, at(2)); err != nil {
+		t.Fatal(err)
+	}
+	if dl, ok := g.Deadline(); !ok || !dl.Equal(at(4)) {
+		t.Errorf("deadline %v %v, want a's down-delay ending at %v (b's up-delay ends at %v)", dl, ok, at(4), at(4))
+	}
+	st := g.Status(at(3))
+	if st.UpDelay != 3*time.Second || st.DownDelay != 2*time.Second {
+		t.Errorf("status delays %v %v", st.UpDelay, st.DownDelay)
+	}
+	for _, u := range st.Uplinks {
+		if u.Hold != time.Second {
+			t.Errorf("%s: hold left %v at %v, want 1s", u.Name, u.Hold, at(3))
+		}
+	}
+	if d := g.Advance(at(4)); !d.Changed || g.UplinkName(d.To) != "b" || d.Reason != ReasonCarrierLost {
+		t.Errorf("after both holds: %+v", d)
+	}
+	if _, ok := g.Deadline(); ok {
+		t.Error("a deadline left after every hold expired")
+	}
+}
+
+func TestParseAdminState(t *testing.T) {
+	for _, s := range []AdminState{StateUsable, StateStandby, StateDisabled} {
+		if got, err := ParseAdminState(s.String()); err != nil || got != s {
+			t.Errorf("%v: %v, %v", s, got, err)
+		}
+	}
+	if _, err := ParseAdminState("down"); err == nil || !strings.Contains(err.Error(), "usable, standby, disabled") {
+		t.Errorf("bad state: %v", err)
 	}
 }

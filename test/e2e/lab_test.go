@@ -4,9 +4,11 @@
 //	ns G0: eth0 ─┐                       ┌─ up0 ══ p0 ─┐
 //	             vnet0   ns H (uplinkd)              br0 (ns U, gateway)
 //	ns G1: eth0 ─┘vnet1                  └─ up1 ══ p1 ─┘
+//	                                       (up2 ══ p2 ... with more priorities)
 package e2e
 
 import (
+	"cmp"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
@@ -76,6 +78,15 @@ func requireRoot(t *testing.T) {
 type labOptions struct {
 	failback bool
 	count    int // announce rounds
+	// priorities of up0, up1, ...; default 10, 20.
+	priorities []int
+	// extra YAML keys for the group (indented four spaces), e.g. up_delay.
+	extra string
+	// guestPorts replaces the group's guest_ports (YAML flow), e.g. to
+	// give vnet0 a VLAN.
+	guestPorts string
+	// moreGroups is YAML for further groups (list items at two spaces).
+	moreGroups string
 }
 
 func newLab(t *testing.T, opts labOptions) *lab {
@@ -107,13 +118,19 @@ func newLab(t *testing.T, opts labOptions) *lab {
 		br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: "br0"}}
 		l.check(netlink.LinkAdd(br))
 	})
-	for i := range 2 {
-		l.veth(fmt.Sprintf("up%d", i), "H", fmt.Sprintf("p%d", i), "U")
+	prios := opts.priorities
+	if len(prios) == 0 {
+		prios = []int{10, 20}
+	}
+	var ups, peers []string
+	for i := range prios {
+		ups, peers = append(ups, fmt.Sprintf("up%d", i)), append(peers, fmt.Sprintf("p%d", i))
+		l.veth(ups[i], "H", peers[i], "U")
 	}
 	l.in("U", func() {
 		br, err := netlink.LinkByName("br0")
 		l.check(err)
-		for _, p := range []string{"p0", "p1"} {
+		for _, p := range peers {
 			pl, err := netlink.LinkByName(p)
 			l.check(err)
 			l.check(netlink.LinkSetMaster(pl, br))
@@ -124,7 +141,7 @@ func newLab(t *testing.T, opts labOptions) *lab {
 		l.macs["br0"] = l.mac("br0")
 	})
 	l.in("H", func() {
-		for _, n := range []string{"vnet0", "vnet1", "up0", "up1"} {
+		for _, n := range append([]string{"vnet0", "vnet1"}, ups...) {
 			l.setUp(n)
 		}
 	})
@@ -133,14 +150,16 @@ func newLab(t *testing.T, opts labOptions) *lab {
 	if count == 0 {
 		count = 3
 	}
+	var uplinks strings.Builder
+	for i, p := range prios {
+		fmt.Fprintf(&uplinks, "      - {name: %s, priority: %d}\n", ups[i], p)
+	}
 	l.d = newDaemon(t, l.nsName("H"), fmt.Sprintf(`  - name: lab
     failback: %t
     announce: {count: %d, interval: 50ms}
-    guest_ports: [vnet0, vnet1]
+%s    guest_ports: %s
     uplinks:
-      - {name: up0, priority: 10}
-      - {name: up1, priority: 20}
-`, opts.failback, count))
+%s%s`, opts.failback, count, opts.extra, cmp.Or(opts.guestPorts, "[vnet0, vnet1]"), uplinks.String(), opts.moreGroups))
 	return l
 }
 
@@ -216,6 +235,12 @@ func (l *lab) mac(name string) net.HardwareAddr {
 	link, err := netlink.LinkByName(name)
 	l.check(err)
 	return link.Attrs().HardwareAddr
+}
+
+// macOf is mac of name inside role's namespace.
+func (l *lab) macOf(role, name string) (mac net.HardwareAddr) {
+	l.in(role, func() { mac = l.mac(name) })
+	return mac
 }
 
 func (l *lab) destroy() {

@@ -265,7 +265,7 @@ func (h *harness) newBed(ctx context.Context, name string, kind topo.Kind) (b *b
 func (h *harness) startSystem(ctx context.Context, name string, tp *topo.Topo, work string) (system, error) {
 	switch name {
 	case "uplinkd":
-		u := newUplinkd(h.opts.BinDir)
+		u := newUplinkd(h.opts.BinDir, h.opts.UplinkdPoll)
 		if err := u.Start(ctx, tp.NSName(topo.Host), tp.Guests, tp.Uplinks, work); err != nil {
 			_ = u.Stop()
 			return nil, err

@@ -29,6 +29,8 @@ type Options struct {
 	FrameSizes []int
 	Rounds     int
 	RoundTime  time.Duration
+	// UplinkdPoll is uplinkd's carrier_poll_interval; 0: its default.
+	UplinkdPoll time.Duration
 	// Where uplinkd and uplinkctl are.
 	BinDir string
 	Log    *slog.Logger

@@ -19,6 +19,7 @@ import (
 // uplinkdSystem runs the real uplinkd binary inside the host namespace.
 type uplinkdSystem struct {
 	bin    string
+	poll   time.Duration // carrier_poll_interval; 0: the default
 	dir    string
 	config string
 	cmd    *exec.Cmd
@@ -27,7 +28,9 @@ type uplinkdSystem struct {
 	client *control.Client
 }
 
-func newUplinkd(binDir string) *uplinkdSystem { return &uplinkdSystem{bin: binDir} }
+func newUplinkd(binDir string, poll time.Duration) *uplinkdSystem {
+	return &uplinkdSystem{bin: binDir, poll: poll}
+}
 
 func (u *uplinkdSystem) Name() string { return "uplinkd" }
 
@@ -45,15 +48,19 @@ func (u *uplinkdSystem) Start(ctx context.Context, hostNS string, guests, uplink
 		fmt.Fprintf(&ups, "      - {name: %s, priority: %d}\n", name, 10*(i+1))
 	}
 	socket := filepath.Join(workDir, "uplinkd.sock")
+	poll := ""
+	if u.poll > 0 {
+		poll = fmt.Sprintf("carrier_poll_interval: %s\n", u.poll)
+	}
 	cfg := fmt.Sprintf(`pin_path: %s/uplinkd
 control_socket: %s
-groups:
+%sgroups:
   - name: bench
     failback: true
     announce: {count: 3, interval: 100ms}
     guest_ports: [%s]
     uplinks:
-%s`, pin, socket, strings.Join(guests, ", "), ups.String())
+%s`, pin, socket, poll, strings.Join(guests, ", "), ups.String())
 	u.config = filepath.Join(workDir, "uplinkd.yaml")
 	if err := os.WriteFile(u.config, []byte(cfg), 0o600); err != nil {
 		return err

@@ -94,8 +94,9 @@ type FailoverTrial struct {
 	// counters, where the system redirects into veths; else 0):
 	// LostInLinks were accepted by a link and never arrived there (frames
 	// on the wire of a link that was cut, dropped with its peer's ring);
-	// LostAtFullRing were refused by an uplink that was not cut because
-	// its peer's ring was full (the testbed's receiver fell behind). The
+	// LostAtFullRing were refused by a link that was not cut because its
+	// peer's ring was full: an uplink's (the testbed's receiver fell
+	// behind) or the sending guest's (the switch's guest port did). The
 	// rest, OwnLoss, is the switch's.
 	LostInLinks    int64 `json:"lost_in_links"`
 	LostAtFullRing int64 `json:"lost_at_full_ring"`

@@ -248,7 +248,7 @@ func WriteMarkdown(w io.Writer, r *Result) error {
 	b.WriteString("Per setting, over its trials: p50 / p99 / max (nearest rank). Interruption is the gap between the " +
 		"last frame on the old uplink and the first on the new one; \"(n of m)\" marks figures known in only n trials. " +
 		"Of the frames lost near the cut, \"in the links\" were accepted by a cut uplink's link and died with it (frames on " +
-		"the wire) or refused by a working uplink's full ring (the testbed's receiver fell behind), from the veth counters " +
+		"the wire) or refused by a full ring of a link that was not cut (the testbed's receiver or the switch's guest port fell behind), from the veth counters " +
 		"where a system redirects with XDP; the rest is the switch's own. " +
 		"CPU busy max is the busiest trial's share of the machine; in brackets, the number of trials run with the CPU more than " +
 		fmtPercent(noisyCPU) + " busy.\n\n")

@@ -364,19 +364,26 @@ type LinkCount struct {
 
 // Count reads uplink i's LinkCount; zero for tap uplinks.
 func (t *Topo) Count(i int) (LinkCount, error) {
-	var c LinkCount
 	if t.Kind != Veth {
-		return c, nil
+		return LinkCount{}, nil
 	}
-	err := t.In(Host, func() error {
+	return t.CountOf(Host, t.Uplinks[i])
+}
+
+// CountOf reads the LinkCount of the veth ifname in role's namespace, e.g.
+// the sending guest's eth0, whose refusals are frames that never reached
+// the switch.
+func (t *Topo) CountOf(role, ifname string) (LinkCount, error) {
+	var c LinkCount
+	err := t.In(role, func() error {
 		et, err := ethtool.NewEthtool()
 		if err != nil {
 			return err
 		}
 		defer et.Close()
-		st, err := et.Stats(t.Uplinks[i])
+		st, err := et.Stats(ifname)
 		if err != nil {
-			return fmt.Errorf("ethtool -S %s: %w", t.Uplinks[i], err)
+			return fmt.Errorf("ethtool -S %s: %w", ifname, err)
 		}
 		for k, v := range st {
 			if !strings.HasPrefix(k, "tx_queue_") {
@@ -394,14 +401,16 @@ func (t *Topo) Count(i int) (LinkCount, error) {
 	return c, err
 }
 
-// Counts reads every uplink's LinkCount.
+// Counts reads every uplink's LinkCount and, last, the sending guest's.
 func (t *Topo) Counts() ([]LinkCount, error) {
-	out := make([]LinkCount, len(t.Uplinks))
+	out := make([]LinkCount, len(t.Uplinks)+1)
 	for i := range t.Uplinks {
 		var err error
 		if out[i], err = t.Count(i); err != nil {
 			return nil, err
 		}
 	}
-	return out, nil
+	var err error
+	out[len(t.Uplinks)], err = t.CountOf(Guest, "eth0")
+	return out, err
 }

@@ -36,7 +36,7 @@ func TestBuildAndDestroy(t *testing.T) {
 		}
 		// Link counters: readable on every uplink, nothing redirected yet.
 		counts, err := tp.Counts()
-		if err != nil || len(counts) != 3 {
+		if err != nil || len(counts) != 4 { // three uplinks and the guest
 			t.Fatalf("%s: counts %v, %v", kind, counts, err)
 		}
 		for i, c := range counts {

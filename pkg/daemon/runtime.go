@@ -1,0 +1,176 @@
+package daemon
+
+import (
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/uplinkd/uplinkd/pkg/config"
+	"github.com/uplinkd/uplinkd/pkg/control"
+	"github.com/uplinkd/uplinkd/pkg/datapath"
+	"github.com/uplinkd/uplinkd/pkg/failover"
+	"github.com/uplinkd/uplinkd/pkg/linkwatch"
+)
+
+// Run-time changes of a group's ports (uplinkctl add-uplink, remove-uplink,
+// add-port, remove-port). Each touches only its own port's map entries and
+// program, and the group's active slot only when policy says so. They are
+// not written back to the configuration file: a restarted daemon starts
+// from the file again.
+
+// checkNewPort refuses a name that is not a valid interface name or is a
+// port already.
+func (d *Daemon) checkNewPort(name string) error {
+	if err := config.CheckIfName(name); err != nil {
+		return fmt.Errorf("%w: %v", control.ErrRefused, err)
+	}
+	if p, used := d.ports[name]; used {
+		return fmt.Errorf("%w: %s is already a %s of group %s", control.ErrRefused, name, p.role, p.group.cfg.Name)
+	}
+	return nil
+}
+
+// portOf finds a port of g by name and role.
+func (d *Daemon) portOf(g *group, name string, role datapath.Role) (*port, error) {
+	p, ok := d.ports[name]
+	if !ok || p.group != g || p.role != role {
+		return nil, fmt.Errorf("group %s has no %s %q: %w", g.cfg.Name, role, name, control.ErrNotFound)
+	}
+	return p, nil
+}
+
+// AddUplink is `uplinkctl add-uplink`: the uplink gets the lowest free
+// slot, is attached, and its carrier (as it is now) is given to the policy,
+// which may make it active at once (failback on, preferred).
+func (d *Daemon) AddUplink(groupName string, req control.AddUplinkRequest) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	g, err := d.groupByName(groupName)
+	if err != nil {
+		return err
+	}
+	if err := d.checkNewPort(req.Name); err != nil {
+		return err
+	}
+	uc := failover.UplinkConfig{Name: req.Name, Priority: config.DefaultPriority}
+	if req.Priority != nil {
+		uc.Priority = *req.Priority
+	}
+	if req.State != "" {
+		if uc.State, err = failover.ParseAdminState(req.State); err != nil {
+			return fmt.Errorf("%w: %v", control.ErrRefused, err)
+		}
+	}
+	now := time.Now()
+	slot, dec, err := g.policy.AddUplink(uc, now)
+	if err != nil {
+		return policyError(err)
+	}
+	p := &port{name: req.Name, group: g, role: datapath.RoleUplink, slot: slot}
+	g.uplinks[slot], d.ports[req.Name] = p, p
+	d.attach(p, 0)
+	d.log.Info("uplink added", "group", groupName, "uplink", req.Name, "slot", slot, "priority", uc.Priority, "state", uc.State)
+	d.applyFrom(g, dec, now, time.Time{}, "operator")
+	st, err := linkwatch.Current(req.Name)
+	up := err == nil && p.ifindex > 0 && st.Exists && st.AdminUp && st.Carrier
+	if err == nil {
+		p.changes = st.CarrierChanges
+	}
+	if dec, err := g.policy.SetCarrier(req.Name, up, now); err == nil {
+		d.applyFrom(g, dec, now, time.Time{}, "operator")
+	}
+	d.syncProbes(g)
+	d.rewatch()
+	return nil
+}
+
+// RemoveUplink is `uplinkctl remove-uplink`: if it is the active uplink the
+// group moves first (to the best usable one, guests announced there), then
+// the uplink is detached.
+func (d *Daemon) RemoveUplink(groupName, name string) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	g, err := d.groupByName(groupName)
+	if err != nil {
+		return err
+	}
+	p, err := d.portOf(g, name, datapath.RoleUplink)
+	if err != nil {
+		return err
+	}
+	now := time.Now()
+	dec, err := g.policy.RemoveUplink(name, now)
+	if err != nil {
+		return policyError(err)
+	}
+	// Announce on the new uplink needs its port, so move before forgetting.
+	d.applyFrom(g, dec, now, time.Time{}, "operator")
+	g.uplinks[p.slot] = nil
+	delete(d.ports, name)
+	if err := d.dp.Detach(name, p.ifindex); err != nil {
+		d.log.Warn("detach removed uplink", "group", groupName, "uplink", name, "err", err)
+	}
+	d.log.Info("uplink removed", "group", groupName, "uplink", name, "slot", p.slot)
+	d.syncProbes(g)
+	d.rewatch()
+	return nil
+}
+
+// AddPort is `uplinkctl add-port`: a guest port, attached at once.
+func (d *Daemon) AddPort(groupName, name string) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	g, err := d.groupByName(groupName)
+	if err != nil {
+		return err
+	}
+	if err := d.checkNewPort(name); err != nil {
+		return err
+	}
+	if len(g.guests) >= config.MaxGuestPorts {
+		return fmt.Errorf("%w: group %s has %d guest ports already", control.ErrRefused, groupName, len(g.guests))
+	}
+	p := &port{name: name, group: g, role: datapath.RoleGuest, slot: -1}
+	g.guests = append(g.guests, p)
+	d.ports[name] = p
+	d.attach(p, 0)
+	d.log.Info("guest port added", "group", groupName, "port", name)
+	d.rewatch()
+	return nil
+}
+
+// RemovePort is `uplinkctl remove-port`: the port is detached and what was
+// learned behind it forgotten.
+func (d *Daemon) RemovePort(groupName, name string) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	g, err := d.groupByName(groupName)
+	if err != nil {
+		return err
+	}
+	p, err := d.portOf(g, name, datapath.RoleGuest)
+	if err != nil {
+		return err
+	}
+	g.guests = slices.DeleteFunc(g.guests, func(x *port) bool { return x == p })
+	delete(d.ports, name)
+	if err := d.dp.Detach(name, p.ifindex); err != nil {
+		d.log.Warn("detach removed guest port", "group", groupName, "port", name, "err", err)
+	}
+	d.log.Info("guest port removed", "group", groupName, "port", name)
+	d.rewatch()
+	return nil
+}
+
+// rewatch gives the link watcher the current set of ports.
+func (d *Daemon) rewatch() {
+	if d.watch == nil {
+		return
+	}
+	names := make([]string, 0, len(d.ports))
+	for name := range d.ports {
+		names = append(names, name)
+	}
+	d.watch.SetNames(names...)
+	d.watch.SetPolled(d.activeUplinkNames()...)
+}
