@@ -33,7 +33,7 @@ var Example []byte
 const (
 	DefaultPinPath             = "/sys/fs/bpf/uplinkd"
 	DefaultControlSocket       = "/run/uplinkd/uplinkd.sock"
-	DefaultCarrierPollInterval = time.Millisecond
+	DefaultCarrierPollInterval = 500 * time.Microsecond
 	DefaultAnnounceRateLimit   = 2000
 	DefaultAnnounceBurst       = 256
 	DefaultLogLevel            = slog.LevelInfo

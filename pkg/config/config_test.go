@@ -19,7 +19,7 @@ func defaults(groups ...Group) *Config {
 	return &Config{
 		PinPath:             "/sys/fs/bpf/uplinkd",
 		ControlSocket:       "/run/uplinkd/uplinkd.sock",
-		CarrierPollInterval: time.Millisecond,
+		CarrierPollInterval: 500 * time.Microsecond,
 		AnnounceRateLimit:   2000,
 		AnnounceBurst:       256,
 		LogLevel:            slog.LevelInfo,

@@ -2,27 +2,36 @@ package linkwatch
 
 import (
 	"log/slog"
-	"os"
+	"runtime"
+	"strconv"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
 
 // scanner reads the carrier_changes counter of every polled interface each
 // interval and wakes the runner only when a counter moved (or could not be
-// read). Its clock is a timerfd read through Go's network poller: Go's own
-// timers sleep in epoll with millisecond resolution while the process is
-// idle, which would add up to a millisecond to every detection, while an
-// expiring timerfd wakes epoll at once. (A thread of its own in nanosleep
-// is as precise but costs more: the runtime hands its P to another thread
-// and takes it back on every tick.)
+// read).
+//
+// It owns one OS thread that sleeps in a blocking read of a periodic
+// timerfd and reads the counters with raw system calls, which keep the
+// thread's P instead of handing it to the scheduler and taking it back:
+// measured on a 2-vCPU VM, a tick costs ~20 µs this way and ~55 µs through
+// the runtime (Go's netpoller, or a plain syscall on a locked thread), and
+// Go's own timers sleep with millisecond resolution while the process is
+// idle. The P the scanner holds is paid for with one more GOMAXPROCS, so
+// the rest of the process keeps its parallelism (and a 1-CPU host is not
+// starved).
 type scanner struct {
 	interval time.Duration
 	moved    chan struct{} // capacity 1
-	quit     chan struct{}
+	quit     atomic.Bool
 	done     chan struct{}
-	clock    *os.File // timerfd, nil when it could not be made
+	clock    int // timerfd; -1 when it could not be made
 
 	mu      sync.Mutex
 	files   map[string]*scanFile
@@ -38,62 +47,70 @@ type scanFile struct {
 	failed bool // reported once; not read again until re-synced
 }
 
+// procsMu makes GOMAXPROCS's read-modify-write one step: each running
+// scanner owns one extra P.
+var procsMu sync.Mutex
+
+func addProc(delta int) {
+	procsMu.Lock()
+	defer procsMu.Unlock()
+	runtime.GOMAXPROCS(runtime.GOMAXPROCS(0) + delta)
+}
+
 // newScanner starts a scanner; without a timerfd (which every supported
 // kernel has) it does nothing and the runner's own tick polls.
 func newScanner(interval time.Duration, log *slog.Logger) *scanner {
 	s := &scanner{
 		interval: interval,
 		moved:    make(chan struct{}, 1),
-		quit:     make(chan struct{}),
 		done:     make(chan struct{}),
 		files:    map[string]*scanFile{},
 		changed:  make(chan struct{}, 1),
+		clock:    -1,
 	}
-	clock, err := newClock(interval)
+	fd, err := unix.TimerfdCreate(unix.CLOCK_MONOTONIC, unix.TFD_CLOEXEC)
+	if err == nil {
+		ts := unix.NsecToTimespec(interval.Nanoseconds())
+		if err = unix.TimerfdSettime(fd, 0, &unix.ItimerSpec{Interval: ts, Value: ts}, nil); err != nil {
+			unix.Close(fd)
+		}
+	}
 	if err != nil {
 		log.Warn("no timerfd: carrier polling falls back to Go timers (about 1 ms coarser)", "err", err)
 		close(s.done)
 		return s
 	}
-	s.clock = clock
+	s.clock = fd
+	addProc(1)
 	go s.run()
 	return s
 }
 
-// newClock returns a non-blocking periodic timerfd as an *os.File, which
-// Go's poller waits on.
-func newClock(interval time.Duration) (*os.File, error) {
-	fd, err := unix.TimerfdCreate(unix.CLOCK_MONOTONIC, unix.TFD_NONBLOCK|unix.TFD_CLOEXEC)
-	if err != nil {
-		return nil, err
-	}
-	ts := unix.NsecToTimespec(interval.Nanoseconds())
-	if err := unix.TimerfdSettime(fd, 0, &unix.ItimerSpec{Interval: ts, Value: ts}, nil); err != nil {
-		unix.Close(fd)
-		return nil, err
-	}
-	return os.NewFile(uintptr(fd), "linkwatch-clock"), nil
-}
-
 func (s *scanner) run() {
 	defer close(s.done)
+	defer addProc(-1)
+	// The thread is the scanner's alone; it is never unlocked, so it ends
+	// with the goroutine.
+	runtime.LockOSThread()
 	var expirations [8]byte
 	for {
 		s.mu.Lock()
 		idle := len(s.files) == 0
 		s.mu.Unlock()
 		if idle {
-			select {
-			case <-s.quit:
+			// Nothing to read: wait in the scheduler, P released, until
+			// sync adds a file or stop asks to end.
+			<-s.changed
+		} else {
+			_, _, errno := unix.RawSyscall(unix.SYS_READ, uintptr(s.clock), uintptr(unsafe.Pointer(&expirations[0])), 8)
+			if errno != 0 && errno != unix.EINTR && errno != unix.EAGAIN {
 				return
-			case <-s.changed:
 			}
-			continue
 		}
-		if _, err := s.clock.Read(expirations[:]); err != nil {
-			return // closed by stop
+		if s.quit.Load() {
+			return
 		}
-		if s.scan() {
+		if !idle && s.scan() {
 			select {
 			case s.moved <- struct{}{}:
 			default:
@@ -111,7 +128,7 @@ func (s *scanner) scan() bool {
 		if f.failed {
 			continue
 		}
-		v, err := preadUint(f.fd)
+		v, err := rawPreadUint(f.fd)
 		if err != nil {
 			f.failed, moved = true, true
 			continue
@@ -121,6 +138,17 @@ func (s *scanner) scan() bool {
 		}
 	}
 	return moved
+}
+
+// rawPreadUint is preadUint without the scheduler's round trip: a sysfs
+// read of carrier_changes does not block.
+func rawPreadUint(fd int) (uint64, error) {
+	var buf [24]byte
+	n, _, errno := unix.RawSyscall6(unix.SYS_PREAD64, uintptr(fd), uintptr(unsafe.Pointer(&buf[0])), uintptr(len(buf)), 0, 0, 0)
+	if errno != 0 {
+		return 0, errno
+	}
+	return strconv.ParseUint(strings.TrimSpace(string(buf[:n])), 10, 64)
 }
 
 // sync makes the scanner watch exactly the open files among files. A new
@@ -162,12 +190,18 @@ func (s *scanner) sync(files map[string]*sysfsFiles, published map[string]State)
 	}
 }
 
+// stop ends the scanner within one interval (its thread wakes at the next
+// tick and sees quit) and closes its files.
 func (s *scanner) stop() {
-	close(s.quit)
-	if s.clock != nil {
-		s.clock.Close()
+	s.quit.Store(true)
+	select {
+	case s.changed <- struct{}{}:
+	default:
 	}
 	<-s.done
+	if s.clock >= 0 {
+		unix.Close(s.clock)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for name, f := range s.files {
