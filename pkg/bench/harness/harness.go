@@ -114,7 +114,7 @@ func (h *harness) failoverSeries(ctx context.Context, b *bed, kind string) error
 			h.res.Failover = append(h.res.Failover, t)
 			h.opts.Log.Info("failover trial", "system", t.System, "uplink", kind, "guests", guests, "pps", rate,
 				"second", second, "trial", trial, "lost", t.Lost, "near_cut", t.LostNearCut, "in_links", t.LostInLinks, "full_ring", t.LostAtFullRing, "sent", t.Sent,
-				"interruption", time.Duration(t.InterruptionNs), "cut_to_switch", time.Duration(t.CutToSwitchNs), "by", t.SwitchedBy)
+				"interruption", time.Duration(t.InterruptionNs), "cut_to_switch", time.Duration(t.CutToSwitchNs), "cut_call", time.Duration(t.CutCallNs), "by", t.SwitchedBy)
 		}
 		return nil
 	}

@@ -102,8 +102,13 @@ type FailoverTrial struct {
 	LostAtFullRing int64 `json:"lost_at_full_ring"`
 	// InterruptionNs: last frame on the old uplink -> first on the new one.
 	InterruptionNs int64 `json:"interruption_ns"`
-	// CutToSwitchNs: from the system's own event timestamps.
+	// CutToSwitchNs: from the system's own event timestamps. The cut is
+	// when the carrier went (see harness: a tap's at the end of the
+	// TUNSETCARRIER call, a veth's at the start of `ip link set down`).
 	CutToSwitchNs int64 `json:"cut_to_switch_ns"`
+	// CutCallNs is how long the longest cut call took (waiting for the
+	// RTNL lock, for a tap; the close path, for a veth).
+	CutCallNs int64 `json:"cut_call_ns,omitempty"`
 	// SwitchedBy: what made the switch, where the system says (uplinkd:
 	// the event source, e.g. "kernel/carrier-at-redirect" or "poll").
 	SwitchedBy string `json:"switched_by,omitempty"`
