@@ -347,7 +347,7 @@ func (r *runner) applyConfig() {
 	case len(polled) > 0 && r.ticker == nil:
 		r.ticker = time.NewTicker(r.tickInterval())
 	}
-	r.scan.sync(r.files, r.last)
+	r.syncScan()
 }
 
 // maintenanceInterval is how often the runner itself checks the polled

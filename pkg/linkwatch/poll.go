@@ -130,7 +130,7 @@ func (r *runner) pollAll() {
 	for name, f := range r.files {
 		r.pollOne(name, f)
 	}
-	r.scan.sync(r.files, r.last)
+	r.syncScan()
 }
 
 // pollOne reads one polled interface and publishes a change of carrier or

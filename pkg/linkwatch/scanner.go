@@ -209,3 +209,12 @@ func (s *scanner) stop() {
 		delete(s.files, name)
 	}
 }
+
+// syncScan hands the open files to the scanner. Without netlink the
+// runner's own tick is the poll (existence included) at PollInterval, and
+// the scanner stays idle.
+func (r *runner) syncScan() {
+	if !r.w.opts.DisableNetlink {
+		r.scan.sync(r.files, r.last)
+	}
+}
