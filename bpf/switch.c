@@ -368,7 +368,14 @@ static __always_inline int trunk_allows(const struct port_info *port, __u16 vlan
 		return 1;
 	__u32 id = port->id;
 	struct vlan_set *set = bpf_map_lookup_elem(&vlan_sets, &id);
-	return set && (set->bits[(vlan >> 6) & 63] >> (vlan & 63)) & 1;
+	if (!set)
+		return 0;
+	__u64 word = vlan >> 6;
+	/* Hide what clang knows of word, so that it keeps the mask the
+	 * verifier of older kernels (6.1) needs to bound the index. */
+	asm volatile("" : "+r"(word));
+	word &= 63;
+	return (set->bits[word] >> (vlan & 63)) & 1;
 }
 
 /* push_tag inserts an 802.1Q tag with vid after the MAC addresses. */
