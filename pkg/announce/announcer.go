@@ -23,11 +23,15 @@ var (
 )
 
 // Guest is one learned guest: its MAC, its VLAN (0 = untagged) and the
-// addresses learned for it, IPv4 and IPv6 mixed.
+// addresses learned for it, IPv4 and IPv6 mixed. Guests with a higher
+// Priority are announced first in every round, so when the rate cap
+// throttles a large announcement they are the ones that are not kept
+// waiting.
 type Guest struct {
-	MAC   net.HardwareAddr
-	VLAN  uint16
-	Addrs []netip.Addr
+	MAC      net.HardwareAddr
+	VLAN     uint16
+	Addrs    []netip.Addr
+	Priority int
 }
 
 // Request asks for the guests of one group to be announced on an uplink.
@@ -289,9 +293,12 @@ func openUplink(req *Request) (*Socket, error) {
 
 // buildFrames builds one round's frames in sending order: every guest's RARP
 // first (the L2 relearn matters most), then gratuitous ARPs, then neighbour
-// advertisements. A guest with an invalid MAC or VLAN is skipped as a whole,
-// an invalid address alone; each problem is returned.
+// advertisements, each kind in order of guest priority (higher first,
+// stable). A guest with an invalid MAC or VLAN is skipped as a whole, an
+// invalid address alone; each problem is returned.
 func buildFrames(guests []Guest) (frames [][]byte, errs []error) {
+	guests = slices.Clone(guests)
+	slices.SortStableFunc(guests, func(a, b Guest) int { return b.Priority - a.Priority })
 	var garps, nas [][]byte
 	for _, g := range guests {
 		rarp, err := RARP(g.MAC, g.VLAN)

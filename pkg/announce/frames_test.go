@@ -396,3 +396,30 @@ func TestRARPWireFormat(t *testing.T) {
 		t.Errorf("RARP frame\n got % x\nwant % x", got, want)
 	}
 }
+
+// TestBuildFramesOrder: within each kind (RARP, gratuitous ARP, NA), guests
+// with a higher priority come first; equal priorities keep their order.
+func TestBuildFramesOrder(t *testing.T) {
+	mac := func(b byte) net.HardwareAddr { return net.HardwareAddr{0x02, 0, 0, 0, 0, b} }
+	ip := func(b byte) netip.Addr { return netip.AddrFrom4([4]byte{10, 0, 0, b}) }
+	guests := []Guest{
+		{MAC: mac(1), Priority: 0, Addrs: []netip.Addr{ip(1)}},
+		{MAC: mac(2), Priority: 10, Addrs: []netip.Addr{ip(2)}},
+		{MAC: mac(3), Priority: 5, Addrs: []netip.Addr{ip(3)}},
+		{MAC: mac(4), Priority: 10, Addrs: []netip.Addr{ip(4)}},
+	}
+	frames, errs := buildFrames(guests)
+	if len(errs) != 0 || len(frames) != 8 {
+		t.Fatalf("%d frames, errors %v", len(frames), errs)
+	}
+	var order []byte
+	for _, f := range frames {
+		order = append(order, f[11]) // the source MAC's last byte
+	}
+	if want := []byte{2, 4, 3, 1, 2, 4, 3, 1}; !bytes.Equal(order, want) {
+		t.Errorf("frames from guests %v, want %v (RARPs, then ARPs, each by priority)", order, want)
+	}
+	if guests[0].Priority != 0 || guests[1].MAC[5] != 2 {
+		t.Error("buildFrames reordered the caller's slice")
+	}
+}

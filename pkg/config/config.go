@@ -132,10 +132,15 @@ type Announce struct {
 // its frames are untagged at the guest and carry VLAN on the uplinks.
 // Otherwise it is a trunk: tags pass; with Trunk set only those VLANs
 // (and untagged frames).
+//
+// AnnouncePriority orders announcements: the guests behind a port with a
+// higher one are announced first in every round, so when the rate cap
+// throttles a large announcement they do not wait.
 type GuestPort struct {
-	Name  string
-	VLAN  uint16
-	Trunk []uint16
+	Name             string
+	VLAN             uint16
+	Trunk            []uint16
+	AnnouncePriority int
 }
 
 // Uplink is one uplink interface of a group.

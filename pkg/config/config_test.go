@@ -180,10 +180,10 @@ groups:
 		},
 		{
 			name: "guest ports: trunk by name, access, trunk with a list",
-			yaml: "groups:\n  - {name: a, guest_ports: [v0, {name: v1, vlan: 100}, {name: v2, trunk: [10, 4094]}], uplinks: [{name: e}]}\n",
+			yaml: "groups:\n  - {name: a, guest_ports: [v0, {name: v1, vlan: 100, announce_priority: 65535}, {name: v2, trunk: [10, 4094]}], uplinks: [{name: e}]}\n",
 			want: func() *Config {
 				g := group("a", nil, "e")
-				g.GuestPorts = []GuestPort{{Name: "v0"}, {Name: "v1", VLAN: 100}, {Name: "v2", Trunk: []uint16{10, 4094}}}
+				g.GuestPorts = []GuestPort{{Name: "v0"}, {Name: "v1", VLAN: 100, AnnouncePriority: 65535}, {Name: "v2", Trunk: []uint16{10, 4094}}}
 				return defaults(g)
 			}(),
 		},
@@ -358,8 +358,10 @@ func TestParseBad(t *testing.T) {
 		{"guest port VLANs", "groups:\n  - name: a\n    guest_ports: [{name: v0, vlan: 4095}, {name: v1, vlan: 10, trunk: [20]}, {name: v2, trunk: []}, {name: v3, trunk: [0]}]\n    uplinks: [{name: e}]\n",
 			[]string{`groups[0].guest_ports[0].vlan: must be between 1 and 4094, got 4095`, `groups[0].guest_ports[1]: give vlan (an access port) or trunk (its VLANs), not both`,
 				`groups[0].guest_ports[2].trunk: lists no VLAN`, `groups[0].guest_ports[3].trunk[0]: must be between 1 and 4094, got 0`}},
+		{"announce priority out of range", "groups:\n  - name: a\n    guest_ports: [{name: v0, announce_priority: -1}]\n    uplinks: [{name: e}]\n",
+			[]string{`groups[0].guest_ports[0].announce_priority: must be between 0 and 65535, got -1`}},
 		{"guest port shapes", "groups:\n  - name: a\n    guest_ports: [{name: v3, vlans: 3}, [v4]]\n    uplinks: [{name: e}]\n",
-			[]string{`line 3: field vlans not found in type config.guestPort (name, vlan, trunk)`, `expected guest port (a name, or {name, vlan} or {name, trunk}), got a list`}},
+			[]string{`line 3: field vlans not found in type config.guestPort (name, vlan, trunk, announce_priority)`, `expected guest port (a name, or {name, vlan} or {name, trunk}), got a list`}},
 		{"bad uplink state", "groups:\n  - name: a\n    uplinks: [{name: e, state: down}]\n", []string{`groups[0].uplinks[0].state: "down" is not one of usable, standby, disabled`}},
 		{"hold timer too long", "groups:\n  - name: a\n    up_delay: 11m\n    uplinks: [{name: e}]\n", []string{`groups[0].up_delay: must be between 0s and 10m0s, got 11m0s`}},
 		{"hold timer not a duration", "groups:\n  - name: a\n    down_delay: soon\n    uplinks: [{name: e}]\n", []string{`groups[0].down_delay: "soon" is not a duration`}},

@@ -40,9 +40,10 @@ type fileGroup struct {
 // fileGuestPort is a name (a trunk: tags pass) or {name, vlan} (an access
 // port) or {name, trunk: [VLANs]} (a trunk carrying only those).
 type fileGuestPort struct {
-	Name  string
-	VLAN  *fileInt
-	Trunk []fileInt
+	Name             string
+	VLAN             *fileInt
+	Trunk            []fileInt
+	AnnouncePriority *fileInt
 }
 
 func (g *fileGuestPort) UnmarshalYAML(n *yaml.Node) error {
@@ -52,19 +53,20 @@ func (g *fileGuestPort) UnmarshalYAML(n *yaml.Node) error {
 		return nil
 	case yaml.MappingNode:
 		for i := 0; i+1 < len(n.Content); i += 2 {
-			if k := n.Content[i]; k.Value != "name" && k.Value != "vlan" && k.Value != "trunk" {
-				return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: field %s not found in type config.guestPort (name, vlan, trunk)", k.Line, k.Value)}}
+			if k := n.Content[i]; !slices.Contains([]string{"name", "vlan", "trunk", "announce_priority"}, k.Value) {
+				return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: field %s not found in type config.guestPort (name, vlan, trunk, announce_priority)", k.Line, k.Value)}}
 			}
 		}
 		var aux struct {
-			Name  string    `yaml:"name"`
-			VLAN  *fileInt  `yaml:"vlan"`
-			Trunk []fileInt `yaml:"trunk"`
+			Name             string    `yaml:"name"`
+			VLAN             *fileInt  `yaml:"vlan"`
+			Trunk            []fileInt `yaml:"trunk"`
+			AnnouncePriority *fileInt  `yaml:"announce_priority"`
 		}
 		if err := n.Decode(&aux); err != nil {
 			return err
 		}
-		g.Name, g.VLAN, g.Trunk = aux.Name, aux.VLAN, aux.Trunk
+		g.Name, g.VLAN, g.Trunk, g.AnnouncePriority = aux.Name, aux.VLAN, aux.Trunk, aux.AnnouncePriority
 		return nil
 	}
 	return typeMismatch(n, "guest port (a name, or {name, vlan} or {name, trunk})")
@@ -313,7 +315,7 @@ func (raw *fileConfig) validate() (*Config, error) {
 		for j, rp := range rg.GuestPorts {
 			pp := fmt.Sprintf("%s.guest_ports[%d]", gp, j)
 			useInterface(pp, rp.Name)
-			port := GuestPort{Name: rp.Name}
+			port := GuestPort{Name: rp.Name, AnnouncePriority: v.intRange(pp+".announce_priority", rp.AnnouncePriority, 0, 0, MaxPriority)}
 			if rp.VLAN != nil {
 				port.VLAN = uint16(v.intRange(pp+".vlan", rp.VLAN, 0, 1, MaxVLAN))
 			}

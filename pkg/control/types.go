@@ -76,8 +76,10 @@ type PortStatus struct {
 	Ifindex int      `json:"ifindex"`
 	VLAN    uint16   `json:"vlan,omitempty"`  // access VLAN
 	Trunk   []uint16 `json:"trunk,omitempty"` // a trunk's VLANs (none: all)
-	XDPMode string   `json:"xdp_mode"`
-	Error   string   `json:"error,omitempty"`
+	// AnnouncePriority: its guests are announced first when higher.
+	AnnouncePriority int    `json:"announce_priority,omitempty"`
+	XDPMode          string `json:"xdp_mode"`
+	Error            string `json:"error,omitempty"`
 }
 
 // FailoverEvent is the timeline of one switch of a group's active uplink.

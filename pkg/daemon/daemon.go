@@ -70,6 +70,9 @@ type port struct {
 	err     error    // why it is not attached
 	vlan    uint16   // guests: access VLAN (0: a trunk)
 	trunk   []uint16 // guests: a trunk's VLANs (nil: all)
+	// announcePriority: guests behind this port are announced first when
+	// higher.
+	announcePriority int
 	// changes is the last carrier_changes seen, to spot a flap that
 	// happened between two polls.
 	changes uint32
@@ -141,7 +144,7 @@ func (d *Daemon) setup() error {
 			d.ports[u.Name] = p
 		}
 		for _, gp := range gc.GuestPorts {
-			p := &port{name: gp.Name, group: g, role: datapath.RoleGuest, slot: -1, vlan: gp.VLAN, trunk: gp.Trunk}
+			p := &port{name: gp.Name, group: g, role: datapath.RoleGuest, slot: -1, vlan: gp.VLAN, trunk: gp.Trunk, announcePriority: gp.AnnouncePriority}
 			g.guests = append(g.guests, p)
 			d.ports[gp.Name] = p
 		}
@@ -608,10 +611,16 @@ func (d *Daemon) guestsOf(gid uint32) ([]announce.Guest, error) {
 	if err != nil {
 		return nil, err
 	}
+	prio := map[int]int{}
+	for _, p := range d.ports {
+		if p.ifindex > 0 {
+			prio[p.ifindex] = p.announcePriority
+		}
+	}
 	var out []announce.Guest
 	for _, g := range all {
 		if g.Group == gid {
-			out = append(out, announce.Guest{MAC: g.MAC, VLAN: g.VLAN, Addrs: g.Addrs})
+			out = append(out, announce.Guest{MAC: g.MAC, VLAN: g.VLAN, Addrs: g.Addrs, Priority: prio[g.Ifindex]})
 		}
 	}
 	return out, nil

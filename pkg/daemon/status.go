@@ -66,7 +66,7 @@ func (d *Daemon) Status() control.Status {
 		}
 		for _, p := range g.guests {
 			gs.GuestPorts = append(gs.GuestPorts, control.PortStatus{
-				Name: p.name, Ifindex: p.ifindex, VLAN: p.vlan, Trunk: p.trunk, XDPMode: string(p.mode), Error: errString(p.err),
+				Name: p.name, Ifindex: p.ifindex, VLAN: p.vlan, Trunk: p.trunk, AnnouncePriority: p.announcePriority, XDPMode: string(p.mode), Error: errString(p.err),
 			})
 		}
 		st.Groups = append(st.Groups, gs)
