@@ -151,7 +151,8 @@ static __always_inline int rx_stream(struct xdp_md *ctx, __u8 *p, void *end)
 
 	seq = (__u32)p[5] << 24 | (__u32)p[6] << 16 | (__u32)p[7] << 8 | p[8];
 	now = bpf_ktime_get_ns();
-	st->count++;
+	/* Atomic: a veth with a queue per CPU can deliver on two at once. */
+	__sync_fetch_and_add(&st->count, 1);
 	if (!st->first_ns)
 		st->first_ns = now;
 	st->last_ns = now;
@@ -170,7 +171,7 @@ static __always_inline int rx_stream(struct xdp_md *ctx, __u8 *p, void *end)
 	}
 	bit = 1ULL << (seq % 64);
 	if (__sync_fetch_and_or(word, bit) & bit)
-		st->dups++;
+		__sync_fetch_and_add(&st->dups, 1);
 	return XDP_DROP;
 }
 
