@@ -228,7 +228,10 @@ static __always_inline __u32 active_slot(__u32 group)
  * uplink slot: a frame redirected into an uplink without carrier is lost,
  * and the carrier bit goes off before the device stops accepting frames
  * (veth_close, dev_close), so checking it first loses none. Unknown (no
- * device recorded yet, or no longer the recorded one) counts as up. */
+ * device recorded yet) counts as up. The pointer is only trusted when it
+ * says "down" and the device still has the recorded ifindex: the common
+ * "up" answer costs one read per frame, and a stale pointer can at worst
+ * fail to move a group the other paths will move. */
 static __always_inline int uplink_lost_carrier(__u32 key, __u32 *ifindex)
 {
 	struct uplink_dev *ud = bpf_map_lookup_elem(&uplink_devs, &key);
@@ -239,13 +242,15 @@ static __always_inline int uplink_lost_carrier(__u32 key, __u32 *ifindex)
 	if (!ud || !ud->dev)
 		return 0;
 	dev = (struct net_device *)ud->dev;
-	if (bpf_probe_read_kernel(&seen, sizeof(seen), &dev->ifindex) ||
-	    seen != (int)ud->ifindex ||
-	    bpf_probe_read_kernel(&state, sizeof(state), &dev->state))
+	if (bpf_probe_read_kernel(&state, sizeof(state), &dev->state))
+		return 0;
+	if ((state & (1UL << bpf_core_enum_value(enum netdev_state_t, __LINK_STATE_START))) &&
+	    !(state & (1UL << bpf_core_enum_value(enum netdev_state_t, __LINK_STATE_NOCARRIER))))
+		return 0;
+	if (bpf_probe_read_kernel(&seen, sizeof(seen), &dev->ifindex) || seen != (int)ud->ifindex)
 		return 0;
 	*ifindex = seen;
-	return !(state & (1UL << bpf_core_enum_value(enum netdev_state_t, __LINK_STATE_START))) ||
-	       (state & (1UL << bpf_core_enum_value(enum netdev_state_t, __LINK_STATE_NOCARRIER)));
+	return 1;
 }
 
 static __always_inline void learn_mac(const struct port_info *port,
