@@ -331,10 +331,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		}
 	}()
 
-	names := make([]string, 0, len(d.ports))
-	for name := range d.ports {
-		names = append(names, name)
-	}
+	names := d.portNames()
 	snap, err := linkwatch.Snapshot(names)
 	if err != nil {
 		return fmt.Errorf("list interfaces: %w", err)

@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"time"
 
@@ -162,15 +163,16 @@ func (d *Daemon) RemovePort(groupName, name string) error {
 	return nil
 }
 
+// portNames are the names of every port of every group.
+func (d *Daemon) portNames() []string {
+	return slices.Collect(maps.Keys(d.ports))
+}
+
 // rewatch gives the link watcher the current set of ports.
 func (d *Daemon) rewatch() {
 	if d.watch == nil {
 		return
 	}
-	names := make([]string, 0, len(d.ports))
-	for name := range d.ports {
-		names = append(names, name)
-	}
-	d.watch.SetNames(names...)
+	d.watch.SetNames(d.portNames()...)
 	d.watch.SetPolled(d.activeUplinkNames()...)
 }

@@ -119,9 +119,13 @@ func preadUint(fd int) (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
-	v, err := strconv.ParseUint(strings.TrimSpace(string(buf[:n])), 10, 64)
+	return parseSysfsUint(buf[:n])
+}
+
+func parseSysfsUint(b []byte) (uint64, error) {
+	v, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
 	if err != nil {
-		return 0, fmt.Errorf("parse sysfs value %q: %w", buf[:n], err)
+		return 0, fmt.Errorf("parse sysfs value %q: %w", b, err)
 	}
 	return v, nil
 }

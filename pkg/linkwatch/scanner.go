@@ -3,8 +3,6 @@ package linkwatch
 import (
 	"log/slog"
 	"runtime"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -148,7 +146,7 @@ func rawPreadUint(fd int) (uint64, error) {
 	if errno != 0 {
 		return 0, errno
 	}
-	return strconv.ParseUint(strings.TrimSpace(string(buf[:n])), 10, 64)
+	return parseSysfsUint(buf[:n])
 }
 
 // sync makes the scanner watch exactly the open files among files. A new

@@ -91,24 +91,22 @@ func (b *bed) linkLoss(before []topo.LinkCount, cut ...int) (inLinks, fullRing u
 		return 0, 0, false, err
 	}
 	uplinks := len(b.tp.Uplinks)
-	var accepted uint64
-	for i := range uplinks {
-		accepted += after[i].Accepted - before[i].Accepted
-	}
-	if accepted == 0 {
-		return 0, 0, false, nil
-	}
 	for i := range uplinks {
 		st, err := b.rec.stats(i)
 		if err != nil {
 			return 0, 0, false, err
 		}
-		if accepted := after[i].Accepted - before[i].Accepted; accepted > st.Count {
+		accepted := after[i].Accepted - before[i].Accepted
+		ok = ok || accepted > 0
+		if accepted > st.Count {
 			inLinks += accepted - st.Count
 		}
 		if !slices.Contains(cut, i) {
 			fullRing += after[i].Refused - before[i].Refused
 		}
+	}
+	if !ok {
+		return 0, 0, false, nil
 	}
 	fullRing += after[uplinks].Refused - before[uplinks].Refused
 	return inLinks, fullRing, true, nil
