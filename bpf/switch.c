@@ -42,6 +42,7 @@ volatile const __u32 carrier_check = 0;
 const enum drop_reason *_drop_reason __attribute__((unused));
 const enum port_role *_port_role __attribute__((unused));
 const struct vlan_set *_vlan_set __attribute__((unused));
+const struct arrival *_arrival __attribute__((unused));
 
 /* Every port, keyed by ifindex: unicast to a guest, and flooding with
  * BPF_F_BROADCAST. Entries carry xdp_egress. */
@@ -85,6 +86,14 @@ struct {
 	__type(value, struct neigh_entry);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } neigh SEC(".maps");
+
+/* arrivals: one event per guest MAC new to its port. When the ring is
+ * full (a guest spraying source MACs) events are dropped, not frames. */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 64 * 1024);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} arrivals SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -265,12 +274,23 @@ static __always_inline void learn_mac(const struct port_info *port,
 	if (old && old->ifindex == ifindex && now - old->seen_ns < REFRESH_NS)
 		return;
 
+	int arrived = !old || old->ifindex != ifindex;
 	struct fdb_entry entry = {
 		.ifindex = ifindex,
 		.port_id = port->id,
 		.seen_ns = now,
 	};
-	bpf_map_update_elem(&fdb, &key, &entry, BPF_ANY);
+	if (bpf_map_update_elem(&fdb, &key, &entry, BPF_ANY) || !arrived)
+		return;
+
+	struct arrival *ev = bpf_ringbuf_reserve(&arrivals, sizeof(*ev), 0);
+	if (!ev)
+		return;
+	ev->group = port->group;
+	ev->ifindex = ifindex;
+	ev->vlan = f->vlan;
+	__builtin_memcpy(ev->mac, f->src, ETH_ALEN);
+	bpf_ringbuf_submit(ev, 0);
 }
 
 static __always_inline void learn_addr(struct neigh_key *key,
@@ -330,8 +350,6 @@ static __always_inline void learn(const struct port_info *port, __u32 ifindex,
 {
 	__u64 now = bpf_ktime_get_ns();
 
-	learn_mac(port, ifindex, f, now);
-
 	if (f->proto == bpf_htons(ETH_P_IP)) {
 		__u8 *ip = f->l3;
 
@@ -350,6 +368,9 @@ static __always_inline void learn(const struct port_info *port, __u32 ifindex,
 		if ((void *)(ip6 + IPV6_LEN) <= end)
 			learn_ipv6(port, f, ip6 + 8, now);
 	}
+	/* The MAC last: an arrival event finds the address of the same frame
+	 * learned already. */
+	learn_mac(port, ifindex, f, now);
 }
 
 /* flood sends a copy to every port; xdp_egress keeps only the copies for

@@ -142,4 +142,14 @@ struct fo_event {
 	__s32 err;
 };
 
+/* arrivals: a guest MAC learned for the first time in its group and
+ * VLAN, or behind another port than before (a VM started or migrated
+ * in): the daemon announces it upstream at once. */
+struct arrival {
+	__u32 group;
+	__u32 ifindex;
+	__u16 vlan;
+	__u8 mac[6];
+};
+
 #endif

@@ -46,6 +46,10 @@ type Request struct {
 	// round to the start of the next. Count <= 0 sends nothing.
 	Count    int
 	Interval time.Duration
+	// Key tells announcements of one group apart: one replaces a running
+	// one with the same key. The group's failover announcement has none
+	// and also ends the others (arrivals): they send on the old uplink.
+	Key string
 }
 
 // Result reports one finished (or canceled) announcement.
@@ -70,16 +74,19 @@ type Result struct {
 }
 
 // Announcer sends announcements for any number of groups under one global
-// packets-per-second cap. At most one announcement per group runs at a time.
+// packets-per-second cap. At most one announcement per group and key runs
+// at a time.
 type Announcer struct {
 	limiter *rate.Limiter
 	log     *slog.Logger
 
 	mu     sync.Mutex
-	runs   map[string]*run // group -> running announcement
+	runs   map[runKey]*run // running announcements
 	closed bool
 	wg     sync.WaitGroup
 }
+
+type runKey struct{ group, key string }
 
 type run struct {
 	cancel context.CancelCauseFunc
@@ -100,7 +107,7 @@ func New(ratePPS int, burst int, log *slog.Logger) *Announcer {
 	return &Announcer{
 		limiter: rate.NewLimiter(limit, max(burst, 1)),
 		log:     log.With("component", "announce"),
-		runs:    make(map[string]*run),
+		runs:    make(map[runKey]*run),
 	}
 }
 
@@ -126,13 +133,21 @@ func (a *Announcer) Announce(ctx context.Context, req Request) <-chan Result {
 		close(out)
 		return out
 	}
-	prev := a.runs[req.Group]
+	k := runKey{req.Group, req.Key}
+	prev := a.runs[k]
 	if prev != nil {
 		prev.cancel(ErrSuperseded)
 	}
+	if req.Key == "" {
+		for rk, r := range a.runs {
+			if rk.group == req.Group && rk.key != "" {
+				r.cancel(ErrSuperseded)
+			}
+		}
+	}
 	runCtx, cancel := context.WithCancelCause(ctx)
 	r := &run{cancel: cancel, done: make(chan struct{})}
-	a.runs[req.Group] = r
+	a.runs[k] = r
 	a.wg.Add(1)
 	a.mu.Unlock()
 
@@ -156,8 +171,8 @@ func (a *Announcer) Announce(ctx context.Context, req Request) <-chan Result {
 				}
 			}
 			a.mu.Lock()
-			if a.runs[req.Group] == r {
-				delete(a.runs, req.Group)
+			if a.runs[k] == r {
+				delete(a.runs, k)
 			}
 			a.mu.Unlock()
 			cancel(nil)
@@ -248,10 +263,11 @@ func (a *Announcer) InFlight() []string {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	groups := make([]string, 0, len(a.runs))
-	for g := range a.runs {
-		groups = append(groups, g)
+	for k := range a.runs {
+		groups = append(groups, k.group)
 	}
 	slices.Sort(groups)
+	groups = slices.Compact(groups)
 	return groups
 }
 

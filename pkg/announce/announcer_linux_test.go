@@ -371,6 +371,43 @@ func TestAnnounceSupersede(t *testing.T) {
 	}
 }
 
+// TestAnnounceKeys: an announcement with a key (arrivals) runs beside the
+// group's failover announcement without ending it; the next failover
+// announcement ends both.
+func TestAnnounceKeys(t *testing.T) {
+	v := newVethNetns(t)
+	var rx *capture
+	v.do(t, func() { rx = openCapture(t, v.rxIndex) })
+	a := New(0, 1, testLogger(t))
+	t.Cleanup(a.Close)
+	failed, arrived, next := guestMAC(30), guestMAC(31), guestMAC(32)
+	const longCount = 1000
+
+	failCh := v.announce(t, a, t.Context(), Request{
+		Group: "g", Ifindex: v.txIndex, Guests: []Guest{{MAC: failed}}, Count: longCount, Interval: 10 * time.Millisecond,
+	})
+	arriveCh := v.announce(t, a, t.Context(), Request{
+		Group: "g", Key: "arrivals", Ifindex: v.txIndex, Guests: []Guest{{MAC: arrived}}, Count: longCount, Interval: 10 * time.Millisecond,
+	})
+	var got [][]byte
+	for try := 0; try < 20 && (countFrom(got, failed) < 2 || countFrom(got, arrived) < 2); try++ {
+		got = append(got, rx.collect(t, []net.HardwareAddr{failed, arrived}, 1, 0, time.Second)...)
+	}
+	if countFrom(got, failed) < 2 || countFrom(got, arrived) < 2 {
+		t.Fatalf("both runs should send side by side: %d failover frames, %d arrival frames", countFrom(got, failed), countFrom(got, arrived))
+	}
+	nextCh := v.announce(t, a, t.Context(), Request{
+		Group: "g", Ifindex: v.txIndex, Guests: []Guest{{MAC: next}}, Count: 1,
+	})
+	failRes, arriveRes, nextRes := awaitResult(t, failCh), awaitResult(t, arriveCh), awaitResult(t, nextCh)
+	if !failRes.Canceled || !arriveRes.Canceled {
+		t.Errorf("the next failover announcement must end both: failover %+v, arrivals %+v", failRes, arriveRes)
+	}
+	if nextRes.Canceled || nextRes.Frames != 1 {
+		t.Errorf("next failover announcement %+v, want 1 frame", nextRes)
+	}
+}
+
 // TestAnnounceClose checks Close cancels what runs and refuses new work.
 func TestAnnounceClose(t *testing.T) {
 	v := newVethNetns(t)

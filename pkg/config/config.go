@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
+	"path"
 	"time"
 
 	"go.yaml.in/yaml/v3"
@@ -136,11 +137,62 @@ type Announce struct {
 // AnnouncePriority orders announcements: the guests behind a port with a
 // higher one are announced first in every round, so when the rate cap
 // throttles a large announcement they do not wait.
+//
+// With Match set (and Name empty) the entry is a port profile: every
+// interface whose name matches the pattern (path.Match: vnet*, tap[0-9]*)
+// becomes a guest port with these settings when it appears, and stops
+// being one when it goes. Named ports and uplinks are never taken by a
+// pattern; of the patterns, the first in file order (groups in order)
+// wins.
 type GuestPort struct {
 	Name             string
+	Match            string
 	VLAN             uint16
 	Trunk            []uint16
 	AnnouncePriority int
+}
+
+// ProfileFor finds the guest port profile whose pattern matches ifname,
+// and its group's index. Interfaces named anywhere in the file are never
+// matched, nor names that are not valid interface names.
+func (c *Config) ProfileFor(ifname string) (group int, profile GuestPort, ok bool) {
+	if CheckIfName(ifname) != nil {
+		return 0, GuestPort{}, false
+	}
+	for _, g := range c.Groups {
+		for _, u := range g.Uplinks {
+			if u.Name == ifname {
+				return 0, GuestPort{}, false
+			}
+		}
+		for _, p := range g.GuestPorts {
+			if p.Name == ifname {
+				return 0, GuestPort{}, false
+			}
+		}
+	}
+	for i, g := range c.Groups {
+		for _, p := range g.GuestPorts {
+			if ok, _ := path.Match(p.Match, ifname); p.Match != "" && ok {
+				p.Name = ifname
+				return i, p, true
+			}
+		}
+	}
+	return 0, GuestPort{}, false
+}
+
+// GuestPatterns are the guest port patterns of every group.
+func (c *Config) GuestPatterns() []string {
+	var out []string
+	for _, g := range c.Groups {
+		for _, p := range g.GuestPorts {
+			if p.Match != "" {
+				out = append(out, p.Match)
+			}
+		}
+	}
+	return out
 }
 
 // Uplink is one uplink interface of a group.

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -188,6 +189,15 @@ groups:
 			}(),
 		},
 		{
+			name: "guest port profiles by pattern",
+			yaml: "groups:\n  - {name: a, guest_ports: [v0, {match: \"vnet*\", vlan: 10, announce_priority: 7}, {match: \"tap[0-9]*\", trunk: [20]}], uplinks: [{name: e}]}\n",
+			want: func() *Config {
+				g := group("a", nil, "e")
+				g.GuestPorts = []GuestPort{{Name: "v0"}, {Match: "vnet*", VLAN: 10, AnnouncePriority: 7}, {Match: "tap[0-9]*", Trunk: []uint16{20}}}
+				return defaults(g)
+			}(),
+		},
+		{
 			name: "log levels",
 			yaml: "log_level: warn\ngroups: [{name: a, uplinks: [{name: e}]}]\n",
 			want: func() *Config {
@@ -361,7 +371,11 @@ func TestParseBad(t *testing.T) {
 		{"announce priority out of range", "groups:\n  - name: a\n    guest_ports: [{name: v0, announce_priority: -1}]\n    uplinks: [{name: e}]\n",
 			[]string{`groups[0].guest_ports[0].announce_priority: must be between 0 and 65535, got -1`}},
 		{"guest port shapes", "groups:\n  - name: a\n    guest_ports: [{name: v3, vlans: 3}, [v4]]\n    uplinks: [{name: e}]\n",
-			[]string{`line 3: field vlans not found in type config.guestPort (name, vlan, trunk, announce_priority)`, `expected guest port (a name, or {name, vlan} or {name, trunk}), got a list`}},
+			[]string{`line 3: field vlans not found in type config.guestPort (name, match, vlan, trunk, announce_priority)`, `expected guest port (a name, or {name or match, vlan or trunk, announce_priority}), got a list`}},
+		{"guest port patterns", "groups:\n  - name: a\n    guest_ports: [{match: \"vnet[\"}, {name: v0, match: \"v*\"}, {match: \"tap*\"}, {match: \"tap*\", vlan: 5}, {match: \"\"}, {match: \"a b*\"}]\n    uplinks: [{name: e}]\n",
+			[]string{`groups[0].guest_ports[0].match: pattern "vnet[": syntax error in pattern`, `groups[0].guest_ports[1]: give name (one interface) or match (a pattern), not both`,
+				`groups[0].guest_ports[3].match: pattern "tap*" is already used at groups[0].guest_ports[2].match`, `groups[0].guest_ports[4].match: pattern is required`,
+				`groups[0].guest_ports[5].match: pattern "a b*" contains ' '`}},
 		{"bad uplink state", "groups:\n  - name: a\n    uplinks: [{name: e, state: down}]\n", []string{`groups[0].uplinks[0].state: "down" is not one of usable, standby, disabled`}},
 		{"hold timer too long", "groups:\n  - name: a\n    up_delay: 11m\n    uplinks: [{name: e}]\n", []string{`groups[0].up_delay: must be between 0s and 10m0s, got 11m0s`}},
 		{"hold timer not a duration", "groups:\n  - name: a\n    down_delay: soon\n    uplinks: [{name: e}]\n", []string{`groups[0].down_delay: "soon" is not a duration`}},
@@ -493,5 +507,43 @@ func TestLoad(t *testing.T) {
 	}
 	if _, err := Load(huge); err == nil || !strings.Contains(err.Error(), "larger than") {
 		t.Errorf("Load(huge) error = %v, want a size error", err)
+	}
+}
+
+// TestProfileFor: the first matching pattern in file order wins; named
+// interfaces (guest ports and uplinks of any group) are never matched.
+func TestProfileFor(t *testing.T) {
+	cfg, err := Parse([]byte(`groups:
+  - name: a
+    guest_ports: [vnet7, {match: "vnet*", vlan: 10}]
+    uplinks: [{name: eth0}]
+  - name: b
+    guest_ports: [{match: "vnet1*", vlan: 20}, {match: "*", announce_priority: 3}]
+    uplinks: [{name: eth1}]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cfg.GuestPatterns(); !slices.Equal(got, []string{"vnet*", "vnet1*", "*"}) {
+		t.Errorf("GuestPatterns = %v", got)
+	}
+	for _, tc := range []struct {
+		name  string
+		ok    bool
+		group int
+		want  GuestPort
+	}{
+		{"vnet12", true, 0, GuestPort{Name: "vnet12", Match: "vnet*", VLAN: 10}},
+		{"tap3", true, 1, GuestPort{Name: "tap3", Match: "*", AnnouncePriority: 3}},
+		{"vnet7", false, 0, GuestPort{}},
+		{"eth0", false, 0, GuestPort{}},
+		{"eth1", false, 0, GuestPort{}},
+		{"", false, 0, GuestPort{}},
+		{"a/b", false, 0, GuestPort{}},
+	} {
+		g, p, ok := cfg.ProfileFor(tc.name)
+		if ok != tc.ok || g != tc.group || !reflect.DeepEqual(p, tc.want) {
+			t.Errorf("ProfileFor(%q) = %d, %+v, %t; want %d, %+v, %t", tc.name, g, p, ok, tc.group, tc.want, tc.ok)
+		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"path"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -38,9 +39,12 @@ type fileGroup struct {
 }
 
 // fileGuestPort is a name (a trunk: tags pass) or {name, vlan} (an access
-// port) or {name, trunk: [VLANs]} (a trunk carrying only those).
+// port) or {name, trunk: [VLANs]} (a trunk carrying only those); with
+// match instead of name, a profile for every interface the pattern
+// matches.
 type fileGuestPort struct {
 	Name             string
+	Match            *string
 	VLAN             *fileInt
 	Trunk            []fileInt
 	AnnouncePriority *fileInt
@@ -53,12 +57,13 @@ func (g *fileGuestPort) UnmarshalYAML(n *yaml.Node) error {
 		return nil
 	case yaml.MappingNode:
 		for i := 0; i+1 < len(n.Content); i += 2 {
-			if k := n.Content[i]; !slices.Contains([]string{"name", "vlan", "trunk", "announce_priority"}, k.Value) {
-				return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: field %s not found in type config.guestPort (name, vlan, trunk, announce_priority)", k.Line, k.Value)}}
+			if k := n.Content[i]; !slices.Contains([]string{"name", "match", "vlan", "trunk", "announce_priority"}, k.Value) {
+				return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: field %s not found in type config.guestPort (name, match, vlan, trunk, announce_priority)", k.Line, k.Value)}}
 			}
 		}
 		var aux struct {
 			Name             string    `yaml:"name"`
+			Match            *string   `yaml:"match"`
 			VLAN             *fileInt  `yaml:"vlan"`
 			Trunk            []fileInt `yaml:"trunk"`
 			AnnouncePriority *fileInt  `yaml:"announce_priority"`
@@ -66,10 +71,10 @@ func (g *fileGuestPort) UnmarshalYAML(n *yaml.Node) error {
 		if err := n.Decode(&aux); err != nil {
 			return err
 		}
-		g.Name, g.VLAN, g.Trunk, g.AnnouncePriority = aux.Name, aux.VLAN, aux.Trunk, aux.AnnouncePriority
+		g.Name, g.Match, g.VLAN, g.Trunk, g.AnnouncePriority = aux.Name, aux.Match, aux.VLAN, aux.Trunk, aux.AnnouncePriority
 		return nil
 	}
-	return typeMismatch(n, "guest port (a name, or {name, vlan} or {name, trunk})")
+	return typeMismatch(n, "guest port (a name, or {name or match, vlan or trunk, announce_priority})")
 }
 
 type fileProbe struct {
@@ -238,6 +243,7 @@ func (raw *fileConfig) validate() (*Config, error) {
 
 	groupNames := map[string]string{} // group name -> path
 	interfaces := map[string]string{} // interface name -> path of its first use
+	patterns := map[string]string{}   // guest port pattern -> path
 	useInterface := func(path, name string) {
 		if err := CheckIfName(name); err != nil {
 			v.errorf(path, "%v", err)
@@ -314,8 +320,23 @@ func (raw *fileConfig) validate() (*Config, error) {
 		}
 		for j, rp := range rg.GuestPorts {
 			pp := fmt.Sprintf("%s.guest_ports[%d]", gp, j)
-			useInterface(pp, rp.Name)
-			port := GuestPort{Name: rp.Name, AnnouncePriority: v.intRange(pp+".announce_priority", rp.AnnouncePriority, 0, 0, MaxPriority)}
+			var match string
+			switch {
+			case rp.Match != nil && rp.Name != "":
+				v.errorf(pp, "give name (one interface) or match (a pattern), not both")
+			case rp.Match != nil:
+				match = *rp.Match
+				if err := checkPattern(match); err != nil {
+					v.errorf(pp+".match", "%v", err)
+				} else if first, dup := patterns[match]; dup {
+					v.errorf(pp+".match", "pattern %q is already used at %s", match, first)
+				} else {
+					patterns[match] = pp + ".match"
+				}
+			default:
+				useInterface(pp, rp.Name)
+			}
+			port := GuestPort{Name: rp.Name, Match: match, AnnouncePriority: v.intRange(pp+".announce_priority", rp.AnnouncePriority, 0, 0, MaxPriority)}
 			if rp.VLAN != nil {
 				port.VLAN = uint16(v.intRange(pp+".vlan", rp.VLAN, 0, 1, MaxVLAN))
 			}
@@ -357,6 +378,26 @@ func (raw *fileConfig) validate() (*Config, error) {
 		return nil, errors.Join(v.errs...)
 	}
 	return cfg, nil
+}
+
+// checkPattern accepts a path.Match pattern that could match an interface
+// name: the characters CheckIfName allows, plus the pattern's own.
+func checkPattern(p string) error {
+	if p == "" {
+		return errors.New("pattern is required")
+	}
+	if len(p) > 64 {
+		return fmt.Errorf("pattern %q is longer than 64 bytes", p)
+	}
+	if _, err := path.Match(p, ""); err != nil {
+		return fmt.Errorf("pattern %q: %v (use *, ? and [a-z] as in shell globs)", p, err)
+	}
+	for i := 0; i < len(p); i++ {
+		if c := p[i]; c == '/' || c == ':' || c <= ' ' || c == 0x7f {
+			return fmt.Errorf("pattern %q contains %q, which no interface name has", p, c)
+		}
+	}
+	return nil
 }
 
 func checkGroupName(name string) error {

@@ -41,7 +41,12 @@ type GroupStatus struct {
 	GuestPorts    []PortStatus    `json:"guest_ports"`
 	Announce      AnnounceSetting `json:"announce"`
 	LearnedGuests int             `json:"learned_guests"`
-	Announcing    bool            `json:"announcing"` // an announcement is being sent
+	// GuestPatterns make matching interfaces guest ports as they appear.
+	GuestPatterns []string `json:"guest_patterns,omitempty"`
+	// Arrivals counts guests that arrived (new, or on another port) and
+	// were announced on the active uplink at once.
+	Arrivals   uint64 `json:"arrivals"`
+	Announcing bool   `json:"announcing"` // an announcement is being sent
 }
 
 // AnnounceSetting is a group's announcement configuration.
@@ -77,9 +82,11 @@ type PortStatus struct {
 	VLAN    uint16   `json:"vlan,omitempty"`  // access VLAN
 	Trunk   []uint16 `json:"trunk,omitempty"` // a trunk's VLANs (none: all)
 	// AnnouncePriority: its guests are announced first when higher.
-	AnnouncePriority int    `json:"announce_priority,omitempty"`
-	XDPMode          string `json:"xdp_mode"`
-	Error            string `json:"error,omitempty"`
+	AnnouncePriority int `json:"announce_priority,omitempty"`
+	// Match is the pattern that made it a port ("" for a named one).
+	Match   string `json:"match,omitempty"`
+	XDPMode string `json:"xdp_mode"`
+	Error   string `json:"error,omitempty"`
 }
 
 // FailoverEvent is the timeline of one switch of a group's active uplink.

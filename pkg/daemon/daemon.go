@@ -36,6 +36,7 @@ type Daemon struct {
 	log     *slog.Logger
 	dp      *datapath.Datapath
 	kf      *datapath.KernelFailover // nil: user space only
+	arr     *datapath.Arrivals       // nil: arrivals are not announced
 	ann     *announce.Announcer
 	watch   *linkwatch.Watcher
 	started time.Time
@@ -43,7 +44,11 @@ type Daemon struct {
 	mu     sync.Mutex
 	groups []*group
 	ports  map[string]*port // every configured interface by name
-	hold   *time.Timer      // fires at the earliest hold-timer deadline (up/down delay)
+	// released: interfaces a pattern matches that the operator removed
+	// (remove-port), by name with their ifindex; matched again only
+	// when re-created.
+	released map[string]int
+	hold     *time.Timer // fires at the earliest hold-timer deadline (up/down delay)
 }
 
 type group struct {
@@ -56,6 +61,9 @@ type group struct {
 	recent   []*control.FailoverEvent // the last maxRecent switches, oldest first
 	announce uint64                   // generation of the newest announcement
 	prober   *probe.Prober            // nil: no path probes
+	// arrived are the guests that arrived lately, announced together.
+	arrived  map[arrivalKey]time.Time
+	arrivals uint64 // guests that arrived since start
 }
 
 // port is one configured interface and what the daemon knows of it.
@@ -73,6 +81,9 @@ type port struct {
 	// announcePriority: guests behind this port are announced first when
 	// higher.
 	announcePriority int
+	// pattern is the guest port pattern that made this port ("" for a
+	// named or added one): the port goes when its interface does.
+	pattern string
 	// changes is the last carrier_changes seen, to spot a flap that
 	// happened between two polls.
 	changes uint32
@@ -86,13 +97,14 @@ func New(cfg *config.Config, log *slog.Logger) (*Daemon, error) {
 		return nil, err
 	}
 	d := &Daemon{
-		cfg:     cfg,
-		log:     log,
-		dp:      dp,
-		ann:     announce.New(cfg.AnnounceRateLimit, cfg.AnnounceBurst, log),
-		started: time.Now(),
-		ports:   map[string]*port{},
-		hold:    time.NewTimer(time.Hour),
+		cfg:      cfg,
+		log:      log,
+		dp:       dp,
+		ann:      announce.New(cfg.AnnounceRateLimit, cfg.AnnounceBurst, log),
+		started:  time.Now(),
+		ports:    map[string]*port{},
+		released: map[string]int{},
+		hold:     time.NewTimer(time.Hour),
 	}
 	d.hold.Stop() // armed by armHold when a hold timer runs
 	// In-kernel failover where the kernel allows it; the daemon's own
@@ -105,6 +117,11 @@ func New(cfg *config.Config, log *slog.Logger) (*Daemon, error) {
 			log.Warn("in-kernel failover path unavailable, falling back", "path", path, "reason", why)
 		}
 		log.Info("failover paths", "in_use", kf.Paths())
+	}
+	if arr, err := dp.Arrivals(); err != nil {
+		log.Warn("arrival events unavailable; new guests are announced only at failovers", "err", err)
+	} else {
+		d.arr = arr
 	}
 	if err := d.setup(); err != nil {
 		d.Close()
@@ -144,9 +161,9 @@ func (d *Daemon) setup() error {
 			d.ports[u.Name] = p
 		}
 		for _, gp := range gc.GuestPorts {
-			p := &port{name: gp.Name, group: g, role: datapath.RoleGuest, slot: -1, vlan: gp.VLAN, trunk: gp.Trunk, announcePriority: gp.AnnouncePriority}
-			g.guests = append(g.guests, p)
-			d.ports[gp.Name] = p
+			if gp.Match == "" {
+				d.addGuest(g, gp)
+			}
 		}
 		// Adopt the active uplink a previous daemon left, if its slot
 		// still holds the interface the configuration puts there.
@@ -166,6 +183,15 @@ func (d *Daemon) setup() error {
 		}
 		d.groups = append(d.groups, g)
 	}
+	// Interfaces a pattern matches now are ports from the start, so a
+	// restarted daemon keeps them attached instead of detaching them.
+	if links, err := netlink.LinkList(); err != nil {
+		d.log.Warn("cannot list interfaces for the guest port patterns; they are attached as the link watcher reports them", "err", err)
+	} else {
+		for _, l := range links {
+			d.matchGuest(l.Attrs().Name)
+		}
+	}
 	d.detachUnconfigured()
 
 	for _, g := range d.groups {
@@ -173,6 +199,50 @@ func (d *Daemon) setup() error {
 			d.attach(p, 0)
 		}
 		d.syncProbes(g)
+	}
+	return nil
+}
+
+// addGuest makes gp a guest port of g (not attached yet).
+func (d *Daemon) addGuest(g *group, gp config.GuestPort) *port {
+	p := &port{name: gp.Name, group: g, role: datapath.RoleGuest, slot: -1, vlan: gp.VLAN, trunk: gp.Trunk,
+		announcePriority: gp.AnnouncePriority, pattern: gp.Match}
+	g.guests = append(g.guests, p)
+	d.ports[gp.Name] = p
+	return p
+}
+
+// matchGuest makes name a guest port if a profile's pattern matches it and
+// it is no port yet; nil if not. Called with d.mu held (or before Run).
+func (d *Daemon) matchGuest(name string) *port {
+	if _, used := d.ports[name]; used {
+		return nil
+	}
+	gi, profile, ok := d.cfg.ProfileFor(name)
+	if !ok {
+		return nil
+	}
+	g := d.groupOfConfig(gi)
+	if g == nil {
+		return nil
+	}
+	if len(g.guests) >= config.MaxGuestPorts {
+		d.log.Error("interface matches a guest port pattern but the group is full; not attached",
+			"port", name, "group", g.cfg.Name, "match", profile.Match, "max", config.MaxGuestPorts)
+		return nil
+	}
+	return d.addGuest(g, profile)
+}
+
+// groupOfConfig is the group of d.cfg.Groups[i].
+func (d *Daemon) groupOfConfig(i int) *group {
+	if i < 0 || i >= len(d.cfg.Groups) {
+		return nil
+	}
+	for _, g := range d.groups {
+		if g.cfg.Name == d.cfg.Groups[i].Name {
+			return g
+		}
 	}
 	return nil
 }
@@ -354,6 +424,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	d.watch = linkwatch.New(names, linkwatch.Options{
 		PollInterval: d.cfg.CarrierPollInterval,
 		Polled:       d.activeUplinkNames(),
+		Patterns:     d.cfg.GuestPatterns(),
 	}, d.log)
 	d.mu.Unlock()
 
@@ -372,6 +443,10 @@ func (d *Daemon) Run(ctx context.Context) error {
 			}
 		}()
 	}
+	arrived := make(chan datapath.Arrival, maxArrivalBatch)
+	if d.arr != nil {
+		go d.readArrivals(ctx, arrived)
+	}
 	d.log.Info("uplinkd running", "version", version.String(), "groups", len(d.groups), "pin_path", d.cfg.PinPath, "control_socket", d.cfg.ControlSocket)
 
 	for {
@@ -389,6 +464,8 @@ func (d *Daemon) Run(ctx context.Context) error {
 			d.onLink(st)
 		case ev := <-kernel:
 			d.onKernelSwitch(ev)
+		case a := <-arrived:
+			d.onArrivals(takeArrivals(a, arrived))
 		}
 	}
 }
@@ -404,6 +481,9 @@ func (d *Daemon) Close() error {
 	}
 	if d.kf != nil {
 		d.kf.Close()
+	}
+	if d.arr != nil {
+		d.arr.Close()
 	}
 	return d.dp.Close()
 }
@@ -448,17 +528,50 @@ func (d *Daemon) onLink(st linkwatch.State) {
 	defer d.mu.Unlock()
 	p, ok := d.ports[st.Name]
 	if !ok {
+		// An interface that a guest port pattern matches appeared, or
+		// changed. One the operator removed stays out while it lives.
+		if idx, released := d.released[st.Name]; released {
+			if st.Exists && st.Index == idx {
+				return
+			}
+			delete(d.released, st.Name)
+		}
+		if !st.Exists {
+			return
+		}
+		if p = d.matchGuest(st.Name); p == nil {
+			return
+		}
+		d.log.Info("guest port matched a pattern", "port", p.name, "group", p.group.cfg.Name, "match", p.pattern)
+		d.attach(p, st.Index)
+		d.rewatch()
 		return
 	}
 	switch {
+	case !st.Exists && p.pattern != "":
+		// A pattern's port goes with its interface.
+		d.removeGuest(p)
+		d.log.Info("guest port gone with its interface", "port", p.name, "group", p.group.cfg.Name, "match", p.pattern)
+		d.rewatch()
+		return
 	case !st.Exists:
 		if p.ifindex != 0 {
 			d.log.Warn("port interface removed", "port", p.name, "group", p.group.cfg.Name)
+			// Forget its map entries and what was learned behind it; it
+			// is attached again if it comes back.
+			if err := d.dp.Detach(p.name, p.ifindex); err != nil {
+				d.log.Warn("clean up removed interface", "port", p.name, "err", err)
+			}
 		}
 		p.ifindex, p.err = 0, fmt.Errorf("interface not found")
 		d.syncProbes(p.group)
 	case st.Index != p.ifindex:
 		// New, or deleted and re-created with a new index.
+		if p.ifindex != 0 {
+			if err := d.dp.Detach(p.name, p.ifindex); err != nil {
+				d.log.Warn("clean up replaced interface", "port", p.name, "err", err)
+			}
+		}
 		d.attach(p, st.Index)
 		d.syncProbes(p.group)
 	}
@@ -582,14 +695,8 @@ func (d *Daemon) announce(g *group, up *port, ev *control.FailoverEvent) {
 		return
 	}
 	g.announce++
-	results := d.ann.Announce(context.Background(), announce.Request{
-		Group:    g.cfg.Name,
-		Ifindex:  up.ifindex,
-		Ifname:   up.name,
-		Guests:   guests,
-		Count:    g.cfg.Announce.Count,
-		Interval: g.cfg.Announce.Interval,
-	})
+	clear(g.arrived) // every guest goes out now; this run ends theirs
+	results := d.announceOn(g, up, guests, "")
 	go func() {
 		res := <-results
 		d.mu.Lock()
@@ -600,6 +707,20 @@ func (d *Daemon) announce(g *group, up *port, ev *control.FailoverEvent) {
 			"frames", res.Frames, "rounds", res.Rounds, "errors", res.Errors, "canceled", res.Canceled,
 			"first_after_switch", res.First.Sub(ev.Switched))
 	}()
+}
+
+// announceOn starts announcing guests on up with g's count and interval;
+// key tells the run apart from others of g (see announce.Request).
+func (d *Daemon) announceOn(g *group, up *port, guests []announce.Guest, key string) <-chan announce.Result {
+	return d.ann.Announce(context.Background(), announce.Request{
+		Group:    g.cfg.Name,
+		Key:      key,
+		Ifindex:  up.ifindex,
+		Ifname:   up.name,
+		Guests:   guests,
+		Count:    g.cfg.Announce.Count,
+		Interval: g.cfg.Announce.Interval,
+	})
 }
 
 // guestsOf collects the learned guests of a group with their addresses.

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/uplinkd/uplinkd/pkg/config"
+	"github.com/uplinkd/uplinkd/pkg/datapath"
 	"github.com/uplinkd/uplinkd/pkg/failover"
 )
 
@@ -27,5 +28,46 @@ func TestPolledUplinks(t *testing.T) {
 		if len(got) != len(tc.want) || (len(got) > 0 && got[0] != tc.want[0]) {
 			t.Errorf("interval %v: polled %v, want %v", tc.interval, got, tc.want)
 		}
+	}
+}
+
+// pruneArrivals keeps the entries newer than the cut-off, and of those the
+// newest max.
+func TestPruneArrivals(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	m := map[arrivalKey]time.Time{}
+	for i := range 10 {
+		m[arrivalKey{vlan: uint16(i)}] = t0.Add(time.Duration(i) * time.Second)
+	}
+	pruneArrivals(m, t0.Add(2*time.Second), 5) // drops 0, 1 by age; then 2..4 by count
+	if len(m) != 5 {
+		t.Fatalf("kept %d, want 5", len(m))
+	}
+	for i := 5; i < 10; i++ {
+		if _, ok := m[arrivalKey{vlan: uint16(i)}]; !ok {
+			t.Errorf("newest entry %d dropped", i)
+		}
+	}
+	pruneArrivals(m, t0.Add(20*time.Second), 5)
+	if len(m) != 0 {
+		t.Errorf("kept %d entries older than the cut-off", len(m))
+	}
+}
+
+// takeArrivals takes what is queued, bounded, and leaves the rest.
+func TestTakeArrivals(t *testing.T) {
+	q := make(chan datapath.Arrival, maxArrivalBatch+10)
+	for i := range maxArrivalBatch + 10 {
+		q <- datapath.Arrival{Ifindex: i + 1}
+	}
+	first := <-q
+	if got := takeArrivals(first, q); len(got) != maxArrivalBatch || got[0].Ifindex != 1 || got[1].Ifindex != 2 {
+		t.Errorf("took %d (first %+v), want %d in order", len(got), got[0], maxArrivalBatch)
+	}
+	if len(q) != 10 {
+		t.Errorf("%d left queued, want 10", len(q))
+	}
+	if got := takeArrivals(datapath.Arrival{}, make(chan datapath.Arrival)); len(got) != 1 {
+		t.Errorf("with nothing queued took %d, want 1", len(got))
 	}
 }

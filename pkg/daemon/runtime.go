@@ -131,9 +131,7 @@ func (d *Daemon) AddPort(groupName, name string) error {
 	if len(g.guests) >= config.MaxGuestPorts {
 		return fmt.Errorf("%w: group %s has %d guest ports already", control.ErrRefused, groupName, len(g.guests))
 	}
-	p := &port{name: name, group: g, role: datapath.RoleGuest, slot: -1}
-	g.guests = append(g.guests, p)
-	d.ports[name] = p
+	p := d.addGuest(g, config.GuestPort{Name: name})
 	d.attach(p, 0)
 	d.log.Info("guest port added", "group", groupName, "port", name)
 	d.rewatch()
@@ -153,14 +151,24 @@ func (d *Daemon) RemovePort(groupName, name string) error {
 	if err != nil {
 		return err
 	}
-	g.guests = slices.DeleteFunc(g.guests, func(x *port) bool { return x == p })
-	delete(d.ports, name)
-	if err := d.dp.Detach(name, p.ifindex); err != nil {
-		d.log.Warn("detach removed guest port", "group", groupName, "port", name, "err", err)
+	d.removeGuest(p)
+	if p.pattern != "" && p.ifindex > 0 {
+		d.released[name] = p.ifindex
 	}
 	d.log.Info("guest port removed", "group", groupName, "port", name)
 	d.rewatch()
 	return nil
+}
+
+// removeGuest detaches a guest port and forgets it and what was learned
+// behind it.
+func (d *Daemon) removeGuest(p *port) {
+	g := p.group
+	g.guests = slices.DeleteFunc(g.guests, func(x *port) bool { return x == p })
+	delete(d.ports, p.name)
+	if err := d.dp.Detach(p.name, p.ifindex); err != nil {
+		d.log.Warn("detach guest port", "group", g.cfg.Name, "port", p.name, "err", err)
+	}
 }
 
 // portNames are the names of every port of every group.

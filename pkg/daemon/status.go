@@ -41,6 +41,12 @@ func (d *Daemon) Status() control.Status {
 			Announce:      control.AnnounceSetting{Count: g.cfg.Announce.Count, Interval: g.cfg.Announce.Interval},
 			LearnedGuests: learned[g.id],
 			Announcing:    inFlight[g.cfg.Name],
+			Arrivals:      g.arrivals,
+		}
+		for _, gp := range g.cfg.GuestPorts {
+			if gp.Match != "" {
+				gs.GuestPatterns = append(gs.GuestPatterns, gp.Match)
+			}
 		}
 		if ps.Manual != failover.NoSlot {
 			gs.Manual = g.policy.UplinkName(ps.Manual)
@@ -66,7 +72,7 @@ func (d *Daemon) Status() control.Status {
 		}
 		for _, p := range g.guests {
 			gs.GuestPorts = append(gs.GuestPorts, control.PortStatus{
-				Name: p.name, Ifindex: p.ifindex, VLAN: p.vlan, Trunk: p.trunk, AnnouncePriority: p.announcePriority, XDPMode: string(p.mode), Error: errString(p.err),
+				Name: p.name, Ifindex: p.ifindex, VLAN: p.vlan, Trunk: p.trunk, AnnouncePriority: p.announcePriority, Match: p.pattern, XDPMode: string(p.mode), Error: errString(p.err),
 			})
 		}
 		st.Groups = append(st.Groups, gs)

@@ -13,6 +13,14 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type bpfSwitchArrival struct {
+	_       structs.HostLayout
+	Group   uint32
+	Ifindex uint32
+	Vlan    uint16
+	Mac     [6]uint8
+}
+
 type bpfSwitchDrain struct {
 	_       structs.HostLayout
 	Slot    uint32
@@ -113,6 +121,7 @@ type bpfSwitchVlanSet struct {
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
 	bpfSwitchMapActive       = "active"
+	bpfSwitchMapArrivals     = "arrivals"
 	bpfSwitchMapDraining     = "draining"
 	bpfSwitchMapFallbacks    = "fallbacks"
 	bpfSwitchMapFdb          = "fdb"
@@ -129,6 +138,7 @@ const (
 	bpfSwitchProgXdpEgressUp = "xdp_egress_up"
 	bpfSwitchProgXdpGuest    = "xdp_guest"
 	bpfSwitchProgXdpUplink   = "xdp_uplink"
+	bpfSwitchVarArrival      = "_arrival"
 	bpfSwitchVarDropReason   = "_drop_reason"
 	bpfSwitchVarPortRole     = "_port_role"
 	bpfSwitchVarVlanSet      = "_vlan_set"
@@ -188,6 +198,7 @@ type bpfSwitchProgramSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type bpfSwitchMapSpecs struct {
 	Active     *ebpf.MapSpec `ebpf:"active"`
+	Arrivals   *ebpf.MapSpec `ebpf:"arrivals"`
 	Draining   *ebpf.MapSpec `ebpf:"draining"`
 	Fallbacks  *ebpf.MapSpec `ebpf:"fallbacks"`
 	Fdb        *ebpf.MapSpec `ebpf:"fdb"`
@@ -206,6 +217,7 @@ type bpfSwitchMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type bpfSwitchVariableSpecs struct {
+	Arrival      *ebpf.VariableSpec `ebpf:"_arrival"`
 	DropReason   *ebpf.VariableSpec `ebpf:"_drop_reason"`
 	PortRole     *ebpf.VariableSpec `ebpf:"_port_role"`
 	VlanSet      *ebpf.VariableSpec `ebpf:"_vlan_set"`
@@ -233,6 +245,7 @@ func (o *bpfSwitchObjects) Close() error {
 // It can be passed to loadBpfSwitchObjects or ebpf.CollectionSpec.LoadAndAssign.
 type bpfSwitchMaps struct {
 	Active     *ebpf.Map `ebpf:"active"`
+	Arrivals   *ebpf.Map `ebpf:"arrivals"`
 	Draining   *ebpf.Map `ebpf:"draining"`
 	Fallbacks  *ebpf.Map `ebpf:"fallbacks"`
 	Fdb        *ebpf.Map `ebpf:"fdb"`
@@ -250,6 +263,7 @@ type bpfSwitchMaps struct {
 func (m *bpfSwitchMaps) Close() error {
 	return _BpfSwitchClose(
 		m.Active,
+		m.Arrivals,
 		m.Draining,
 		m.Fallbacks,
 		m.Fdb,
@@ -269,6 +283,7 @@ func (m *bpfSwitchMaps) Close() error {
 //
 // It can be passed to loadBpfSwitchObjects or ebpf.CollectionSpec.LoadAndAssign.
 type bpfSwitchVariables struct {
+	Arrival      *ebpf.Variable `ebpf:"_arrival"`
 	DropReason   *ebpf.Variable `ebpf:"_drop_reason"`
 	PortRole     *ebpf.Variable `ebpf:"_port_role"`
 	VlanSet      *ebpf.Variable `ebpf:"_vlan_set"`

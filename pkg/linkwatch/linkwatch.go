@@ -25,6 +25,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"path"
 	"slices"
 	"sync"
 	"time"
@@ -84,6 +85,8 @@ type Options struct {
 	PollInterval time.Duration
 	// Polled is the initial set of names to poll; see SetPolled.
 	Polled []string
+	// Patterns is the initial set of name patterns; see SetPatterns.
+	Patterns []string
 	// DisableNetlink turns the subscription off: only polled names are
 	// reported, and the poller then also tracks existence and ifindex.
 	// Meant for tests and diagnosis.
@@ -100,17 +103,18 @@ type Options struct {
 	ReceiveBufferSize int
 }
 
-// Watcher watches a set of interface names. Create it with New, start it
-// with Run (one Run at a time); SetNames and SetPolled may be called at any
-// time from any goroutine.
+// Watcher watches a set of interface names and name patterns. Create it
+// with New, start it with Run (one Run at a time); SetNames, SetPolled and
+// SetPatterns may be called at any time from any goroutine.
 type Watcher struct {
 	opts Options
 	log  *slog.Logger
 
-	mu      sync.Mutex
-	names   []string
-	polled  []string
-	changed chan struct{} // capacity 1: "names or polled changed"
+	mu       sync.Mutex
+	names    []string
+	polled   []string
+	patterns []string
+	changed  chan struct{} // capacity 1: "names or polled changed"
 
 	// beforeReceive, if set, runs before each netlink receive (tests use
 	// it to hold the reader back until the socket overflows).
@@ -129,11 +133,12 @@ func New(names []string, opts Options, log *slog.Logger) *Watcher {
 		log = slog.Default()
 	}
 	return &Watcher{
-		opts:    opts,
-		log:     log.With("component", "linkwatch"),
-		names:   slices.Clone(names),
-		polled:  slices.Clone(opts.Polled),
-		changed: make(chan struct{}, 1),
+		opts:     opts,
+		log:      log.With("component", "linkwatch"),
+		names:    slices.Clone(names),
+		polled:   slices.Clone(opts.Polled),
+		patterns: slices.Clone(opts.Patterns),
+		changed:  make(chan struct{}, 1),
 	}
 }
 
@@ -155,6 +160,18 @@ func (w *Watcher) SetPolled(names ...string) {
 	w.notify()
 }
 
+// SetPatterns replaces the name patterns (path.Match syntax: vnet*,
+// tap[0-9]*): every interface whose name matches one is watched as if
+// named, so one that appears is reported at once. A matched name that
+// is gone is reported absent once and then forgotten. Patterns need
+// netlink: with DisableNetlink they match nothing.
+func (w *Watcher) SetPatterns(patterns ...string) {
+	w.mu.Lock()
+	w.patterns = slices.Clone(patterns)
+	w.mu.Unlock()
+	w.notify()
+}
+
 func (w *Watcher) notify() {
 	select {
 	case w.changed <- struct{}{}:
@@ -162,9 +179,10 @@ func (w *Watcher) notify() {
 	}
 }
 
-func (w *Watcher) config() (watched, polled map[string]bool) {
+func (w *Watcher) config() (watched, polled map[string]bool, patterns []string) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	patterns = slices.Clone(w.patterns)
 	watched = make(map[string]bool, len(w.names)+len(w.polled))
 	polled = make(map[string]bool, len(w.polled))
 	for _, n := range w.names {
@@ -174,7 +192,18 @@ func (w *Watcher) config() (watched, polled map[string]bool) {
 		watched[n] = true
 		polled[n] = true
 	}
-	return watched, polled
+	return watched, polled, patterns
+}
+
+// matchesAny reports whether name matches one of patterns; a malformed
+// pattern matches nothing (the daemon validates them).
+func matchesAny(patterns []string, name string) bool {
+	for _, p := range patterns {
+		if ok, _ := path.Match(p, name); ok {
+			return true
+		}
+	}
+	return false
 }
 
 // Run watches until ctx is done and sends every change of a watched name
@@ -239,12 +268,13 @@ type runner struct {
 	ctx context.Context
 	out chan<- State
 
-	watched map[string]bool
-	polled  map[string]bool
-	last    map[string]State       // published state per watched name
-	files   map[string]*sysfsFiles // open sysfs files per polled name
-	scan    *scanner               // reads their carrier_changes every PollInterval
-	ticker  *time.Ticker           // opens and checks the files; nil while nothing is polled
+	watched  map[string]bool
+	polled   map[string]bool
+	patterns []string
+	last     map[string]State       // published state per watched name
+	files    map[string]*sysfsFiles // open sysfs files per polled name
+	scan     *scanner               // reads their carrier_changes every PollInterval
+	ticker   *time.Ticker           // opens and checks the files; nil while nothing is polled
 
 	sub      *subscription
 	subSince time.Time
@@ -305,10 +335,23 @@ func (r *runner) update(st State, source string, publish, force bool) {
 	}
 }
 
+// watches reports whether name is reported: named, polled or matched.
+func (r *runner) watches(name string) bool {
+	return r.watched[name] || matchesAny(r.patterns, name)
+}
+
+// forgetGone drops a matched (not named) name once its absence is
+// published: interfaces that come and go must not grow the state.
+func (r *runner) forgetGone(name string) {
+	if st, ok := r.last[name]; ok && !st.Exists && !r.watched[name] {
+		delete(r.last, name)
+	}
+}
+
 func (r *runner) applyConfig() {
-	watched, polled := r.w.config()
+	watched, polled, patterns := r.w.config()
 	for name := range r.last {
-		if !watched[name] {
+		if !watched[name] && !matchesAny(patterns, name) {
 			delete(r.last, name)
 		}
 	}
@@ -325,11 +368,16 @@ func (r *runner) applyConfig() {
 	}
 	added := []string{}
 	for name := range watched {
-		if !r.watched[name] {
+		if !r.watches(name) {
 			added = append(added, name)
 		}
 	}
-	r.watched, r.polled = watched, polled
+	for _, m := range r.links {
+		if matchesAny(patterns, m.name) && !watched[m.name] && !r.watches(m.name) {
+			added = append(added, m.name)
+		}
+	}
+	r.watched, r.polled, r.patterns = watched, polled, patterns
 
 	// Names new to the watch are reported from netlink's view, if it is
 	// complete; otherwise the listing in progress will report them.

@@ -532,7 +532,7 @@ func TestApply(t *testing.T) {
 			if r.links == nil {
 				r.links = map[int]linkMsg{}
 			}
-			r.watched, r.polled = w.config()
+			r.watched, r.polled, r.patterns = w.config()
 			r.apply(tc.msg)
 			close(out)
 			var published []string
@@ -583,5 +583,64 @@ func TestCurrent(t *testing.T) {
 	}
 	if st, err := Current("ulknothere"); err != nil || st.Exists {
 		t.Errorf("Current of a missing interface = %+v, %v", st, err)
+	}
+}
+
+// TestPatterns: an interface whose name matches a pattern is reported when
+// it appears (or was there before the pattern) and when it goes, a rename
+// into or out of a pattern counts as appearing and going, and names that
+// match nothing stay silent.
+func TestPatterns(t *testing.T) {
+	tn := newTestNS(t)
+	before := testPrefix + "-p0"
+	tn.addVeth(t, before, testPrefix+"-q0")
+	log, _ := testLogger(t)
+	w := New(nil, Options{Netns: &tn.ns, SysfsNetDir: tn.sysfs, Patterns: []string{testPrefix + "-p*"}}, log)
+	out := startWatcher(t, w, nil)
+	onlyP := func(what string, ok func(State) bool) State {
+		t.Helper()
+		return waitFor(t, out, eventBound, what, func(s State) bool {
+			if !strings.HasPrefix(s.Name, testPrefix+"-p") {
+				t.Errorf("event for a name no pattern matches: %v", s)
+			}
+			return ok(s)
+		})
+	}
+	onlyP("present at start", func(s State) bool { return s.Name == before && s.Exists })
+
+	later := testPrefix + "-p1"
+	idx := tn.addVeth(t, later, testPrefix+"-q1")
+	if s := onlyP("appeared", func(s State) bool { return s.Name == later && s.Exists }); s.Index != idx {
+		t.Errorf("appeared as %v, want index %d", s, idx)
+	}
+	tn.del(t, later)
+	onlyP("gone", func(s State) bool { return s.Name == later && !s.Exists })
+
+	tn.setUp(t, before, false)
+	renamed := testPrefix + "-r0"
+	if err := tn.h.LinkSetName(mustLink(t, tn.h, before), renamed); err != nil {
+		t.Fatalf("rename: %v", err)
+	}
+	onlyP("renamed out of the pattern", func(s State) bool { return s.Name == before && !s.Exists })
+	if err := tn.h.LinkSetName(mustLink(t, tn.h, renamed), testPrefix+"-p2"); err != nil {
+		t.Fatalf("rename: %v", err)
+	}
+	onlyP("renamed into the pattern", func(s State) bool { return s.Name == testPrefix+"-p2" && s.Exists })
+
+	// A new pattern reports what matches it at once; dropping patterns
+	// silences their names.
+	w.SetPatterns(testPrefix + "-q*")
+	waitFor(t, out, eventBound, "new pattern", func(s State) bool { return s.Name == testPrefix+"-q0" && s.Exists })
+	w.SetPatterns()
+	time.Sleep(50 * time.Millisecond) // let the runner take the change
+	tn.del(t, testPrefix+"-p2")
+	drain := time.After(100 * time.Millisecond)
+	for {
+		select {
+		case s := <-out:
+			t.Errorf("event after the patterns were dropped: %v", s)
+		case <-drain:
+			return
+		}
 	}
 }

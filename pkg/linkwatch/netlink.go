@@ -236,22 +236,28 @@ func (r *runner) apply(m linkMsg) {
 	switch m.typ {
 	case unix.RTM_DELLINK:
 		delete(r.links, m.index)
-		if !r.watched[m.name] {
+		if !r.watches(m.name) {
 			return
 		}
 		if last, ok := r.last[m.name]; ok && last.Exists && last.Index != m.index {
 			return // an older incarnation of the name
 		}
 		r.update(State{Name: m.name}, source, publish, false)
+		if publish {
+			r.forgetGone(m.name)
+		}
 	case unix.RTM_NEWLINK:
-		if prev, ok := r.links[m.index]; ok && prev.name != m.name && r.watched[prev.name] {
+		if prev, ok := r.links[m.index]; ok && prev.name != m.name && r.watches(prev.name) {
 			// Renamed: the old name no longer exists.
 			if last, ok := r.last[prev.name]; ok && last.Exists && last.Index == m.index {
 				r.update(State{Name: prev.name}, source, publish, false)
+				if publish {
+					r.forgetGone(prev.name)
+				}
 			}
 		}
 		r.links[m.index] = m
-		if !r.watched[m.name] {
+		if !r.watches(m.name) {
 			return
 		}
 		st := m.state()
@@ -263,20 +269,33 @@ func (r *runner) apply(m linkMsg) {
 	}
 }
 
-// reconcile publishes every watched name after a full listing.
+// reconcile publishes every watched name after a full listing: the named
+// ones, the links that match a pattern, and matched names last seen that
+// are gone now.
 func (r *runner) reconcile() {
 	names := make([]string, 0, len(r.watched))
 	for name := range r.watched {
 		names = append(names, name)
 	}
+	for _, m := range r.links {
+		if matchesAny(r.patterns, m.name) {
+			names = append(names, m.name)
+		}
+	}
+	for name := range r.last {
+		if matchesAny(r.patterns, name) {
+			names = append(names, name)
+		}
+	}
 	slices.Sort(names)
-	for _, name := range names {
+	for _, name := range slices.Compact(names) {
 		inLinks := r.fromLinks(name)
 		st, ok := r.last[name]
 		if !inLinks.Exists || !ok {
 			st = inLinks
 		}
 		r.update(st, SourceList, true, true)
+		r.forgetGone(name)
 	}
 }
 

@@ -338,13 +338,14 @@ func TestRuntimePortChanges(t *testing.T) {
 type taggedFrom struct {
 	mu   sync.Mutex
 	seen map[string][]uint16 // MAC -> VLANs, in arrival order
+	rarp map[string][]uint16 // MAC -> VLANs of its RARPs (announcements)
 	stop chan struct{}
 	done chan struct{}
 }
 
 func (l *lab) watchTags(port string) *taggedFrom {
 	l.t.Helper()
-	w := &taggedFrom{seen: map[string][]uint16{}, stop: make(chan struct{}), done: make(chan struct{})}
+	w := &taggedFrom{seen: map[string][]uint16{}, rarp: map[string][]uint16{}, stop: make(chan struct{}), done: make(chan struct{})}
 	ready := make(chan error, 1)
 	go func() {
 		defer close(w.done)
@@ -376,9 +377,10 @@ func (l *lab) watchTags(port string) *taggedFrom {
 			if ll, ok := from.(*unix.SockaddrLinklayer); ok && ll.Pkttype == unix.PACKET_OUTGOING {
 				continue
 			}
-			vlan := uint16(0)
-			if buf[12] == 0x81 && buf[13] == 0 {
+			vlan, etype := uint16(0), uint16(buf[12])<<8|uint16(buf[13])
+			if etype == unix.ETH_P_8021Q && n >= 18 {
 				vlan = uint16(buf[14])<<8&0x0f00 | uint16(buf[15])
+				etype = uint16(buf[16])<<8 | uint16(buf[17])
 			}
 			if msgs, err := unix.ParseSocketControlMessage(oob[:oobn]); err == nil {
 				for _, m := range msgs {
@@ -392,6 +394,9 @@ func (l *lab) watchTags(port string) *taggedFrom {
 			w.mu.Lock()
 			mac := net.HardwareAddr(buf[6:12]).String()
 			w.seen[mac] = append(w.seen[mac], vlan)
+			if etype == unix.ETH_P_RARP {
+				w.rarp[mac] = append(w.rarp[mac], vlan)
+			}
 			w.mu.Unlock()
 		}
 	}()
@@ -416,6 +421,13 @@ func (w *taggedFrom) vlans(mac string) []uint16 {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return slices.Clone(w.seen[mac])
+}
+
+// rarps are the VLANs RARPs from mac arrived with.
+func (w *taggedFrom) rarps(mac string) []uint16 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return slices.Clone(w.rarp[mac])
 }
 
 // TestAccessVLANGuestRelearned: a guest on an access port (untagged at the
@@ -509,5 +521,95 @@ func TestGroupsAreIndependent(t *testing.T) {
 	}
 	if got := l.carrying(4); strings.Join(got, ",") != "p1" {
 		t.Errorf("lab's guest on %v after its failover, want p1", got)
+	}
+}
+
+// TestGuestPortsByPattern: interfaces that match a guest port pattern are
+// attached with the pattern's profile, whether there at start or created
+// later; a guest that arrives on one is announced on the active uplink
+// (on its VLAN) at once, without any failover; an interface that goes is
+// cleaned up; one the operator removed stays out until it is re-created.
+func TestGuestPortsByPattern(t *testing.T) {
+	const vlan = 100
+	l := newLab(t, labOptions{failback: true, guestPorts: `[vnet0, vnet1, {match: "vm*", vlan: 100, announce_priority: 5}]`})
+	for _, role := range []string{"G2", "G3"} {
+		l.ns[role] = l.newNS(role)
+	}
+	l.disableIPv6()
+	guest := func(port, role, ip string) {
+		l.veth(port, "H", "eth0", role)
+		l.in(role, func() {
+			l.setUp("eth0")
+			l.macs[role] = l.mac("eth0")
+			l.addr("eth0", ip+"/24")
+		})
+		l.in("H", func() { l.setUp(port) })
+	}
+	guest("vm1", "G2", "10.77.0.12") // there before the daemon
+	l.veth("other0", "H", "eth1", "G2")
+	l.startDaemon()
+	l.waitActive("up0")
+	portOf := func(name string) *control.PortStatus {
+		for _, p := range l.status().GuestPorts {
+			if p.Name == name {
+				return &p
+			}
+		}
+		return nil
+	}
+	if p := portOf("vm1"); p == nil || p.Match != "vm*" || p.VLAN != vlan || p.AnnouncePriority != 5 || p.Error != "" {
+		t.Fatalf("vm1 at start: %+v, want attached by vm* with VLAN %d", p, vlan)
+	}
+	if portOf("other0") != nil {
+		t.Error("an interface no pattern matches was attached")
+	}
+
+	p0 := l.watchTags("p0")
+	created := time.Now()
+	guest("vm7", "G3", "10.77.0.13")
+	if !waitFor(2*time.Second, func() bool { p := portOf("vm7"); return p != nil && p.Error == "" && p.Ifindex > 0 }) {
+		t.Fatalf("vm7 not attached by its pattern: %+v", portOf("vm7"))
+	}
+	attached := time.Since(created)
+	mac := l.macs["G3"].String()
+	l.hello("G3", net.IP{10, 77, 0, 13})
+	said := time.Now()
+	if !waitFor(2*time.Second, func() bool { return slices.Contains(p0.rarps(mac), vlan) }) {
+		t.Fatalf("the new guest was not announced on the active uplink on VLAN %d: RARPs on %v, frames on %v", vlan, p0.rarps(mac), p0.vlans(mac))
+	}
+	announced := time.Since(said)
+	t.Logf("FIGURES guest port created -> attached by pattern %v; first frame -> announced upstream %v", attached.Round(time.Millisecond), announced.Round(time.Millisecond))
+	g := l.status()
+	if g.Failovers != 0 || g.Arrivals == 0 {
+		t.Errorf("failovers %d (want 0: the announcement is the arrival's), arrivals %d", g.Failovers, g.Arrivals)
+	}
+	if got := p0.rarps(mac); slices.Contains(got, 0) {
+		t.Errorf("the access port's guest announced untagged: %v", got)
+	}
+	if out, _ := execCtl(l, "status"); !strings.Contains(out, "guest port patterns: vm*") || !strings.Contains(out, "vm7 (vlan 100)") {
+		t.Errorf("status does not show the pattern and its port:\n%s", out)
+	}
+
+	// Gone: the port and what was learned behind it.
+	l.in("H", func() {
+		lk, err := netlink.LinkByName("vm7")
+		l.check(err)
+		l.check(netlink.LinkDel(lk))
+	})
+	if !waitFor(2*time.Second, func() bool { return portOf("vm7") == nil }) {
+		t.Error("vm7 still a port after its interface was deleted")
+	}
+	if out, err := execCtl(l, "fdb"); err != nil || strings.Contains(out, mac) {
+		t.Errorf("the deleted port's guest is still in the FDB (%v):\n%s", err, out)
+	}
+
+	// Removed by the operator: a link event does not bring it back.
+	if _, err := execCtl(l, "remove-port", "lab", "vm1"); err != nil {
+		t.Fatal(err)
+	}
+	l.in("H", func() { l.setDown("vm1"); l.setUp("vm1") })
+	time.Sleep(300 * time.Millisecond)
+	if p := portOf("vm1"); p != nil {
+		t.Errorf("vm1 came back after remove-port: %+v", p)
 	}
 }
