@@ -48,14 +48,12 @@ CACHE=${TEST_KERNEL_CACHE:-/var/cache/uplinkd-test-kernels}
 OUT=${TEST_KERNEL_OUT:-$ROOT/out/test-kernels}
 MODULES=${TEST_KERNEL_MODULES:-veth sch_ingress cls_bpf tun bridge}
 # Tests that measure the machine rather than the kernel and fail for want
-# of CPU under software emulation (10-30x slower), and known failures on
-# 6.1 that an issue tracks. They are not run in the VM; the summary lists
-# them. TEST_KERNEL_SKIP (a -test.skip pattern)
+# of CPU under software emulation (10-30x slower). They are not run in
+# the VM; the summary lists them. TEST_KERNEL_SKIP (a -test.skip pattern)
 # replaces the list; TEST_KERNEL_SKIP= runs everything.
 EMULATION_SKIPS=(
 	'TestPollCost: asserts the CPU cost of 1 ms carrier polling; a sysfs read costs ~450 us under TCG'
 	'TestPlannedSwitchLosesNothing: under TCG the senders reach ~3.5 kpps of 50 and the emulated CPU drops frames (veth ring full) unrelated to the switches'
-	'TestVLANs: KNOWN FAILURE on 6.1 (issue 5 note): with BPF_PROG_TEST_RUN live frames the VLAN tag pushed or popped by the switch is not what arrives; real traffic on 6.1 not yet checked'
 )
 default_skip=$(printf '%s\n' "${EMULATION_SKIPS[@]}" | sed 's/:.*//' | paste -sd'|')
 SKIP=${TEST_KERNEL_SKIP-^($default_skip)\$}

@@ -186,6 +186,20 @@ const (
 	xdpRedirect = 4
 )
 
+// inject sends frame out of interface name (AF_PACKET): a veth delivers
+// it to its peer, whose XDP program sees it as real traffic.
+func (e *testEnv) inject(name string, frame []byte) {
+	e.t.Helper()
+	fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	if err := unix.Sendto(fd, frame, 0, &unix.SockaddrLinklayer{Ifindex: e.ifindex(name), Halen: 6}); err != nil {
+		e.t.Fatalf("send on %s: %v", name, err)
+	}
+}
+
 // capture receives the frames that arrive at an interface.
 type capture struct {
 	fd   int
