@@ -298,6 +298,36 @@ func TestAnnounceRateCap(t *testing.T) {
 	}
 }
 
+// TestAnnounceOrderUnderTheCap: when the cap throttles, the guests with a
+// higher announce priority reach the wire first, whatever their place in
+// the request.
+func TestAnnounceOrderUnderTheCap(t *testing.T) {
+	v := newVethNetns(t)
+	var rx *capture
+	v.do(t, func() { rx = openCapture(t, v.rxIndex) })
+	a := New(500, 1, testLogger(t))
+	t.Cleanup(a.Close)
+	guests, macs := macOnlyGuests(5000, 20)
+	// The last three listed matter most, the tenth a little.
+	for i, p := range map[int]int{17: 10, 18: 10, 19: 20, 9: 5} {
+		guests[i].Priority = p
+	}
+	res := awaitResult(t, v.announce(t, a, t.Context(), Request{Group: "order", Ifindex: v.txIndex, Guests: guests, Count: 1}))
+	if res.Frames != 20 {
+		t.Fatalf("result %+v, want 20 frames", res)
+	}
+	got := rx.collect(t, macs, 20, 100*time.Millisecond, 5*time.Second)
+	var order []byte
+	for _, f := range got {
+		order = append(order, f[11]) // the guest's number: its MAC's last byte
+	}
+	last := func(i int) byte { return macs[i][5] }
+	want := []byte{last(19), last(17), last(18), last(9), last(0)}
+	if len(order) < len(want) || !bytes.Equal(order[:len(want)], want) {
+		t.Errorf("wire order of the guests (MACs' last bytes) % x, want it to begin % x", order, want)
+	}
+}
+
 // TestAnnounceSupersede checks a second Announce for a group cancels the
 // first, leaves other groups alone, and starts only once the first stopped.
 func TestAnnounceSupersede(t *testing.T) {
