@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/vishvananda/netlink"
@@ -48,7 +49,11 @@ type Daemon struct {
 	// (remove-port), by name with their ifindex; matched again only
 	// when re-created.
 	released map[string]int
-	hold     *time.Timer // fires at the earliest hold-timer deadline (up/down delay)
+	// polled maps the polled (active) uplinks to their group and slot for
+	// the poll's fast path, which runs on its own thread without d.mu.
+	polled    atomic.Pointer[map[string]polledUplink]
+	fastMoves chan fastMove
+	hold      *time.Timer // fires at the earliest hold-timer deadline (up/down delay)
 }
 
 type group struct {
@@ -97,14 +102,15 @@ func New(cfg *config.Config, log *slog.Logger) (*Daemon, error) {
 		return nil, err
 	}
 	d := &Daemon{
-		cfg:      cfg,
-		log:      log,
-		dp:       dp,
-		ann:      announce.New(cfg.AnnounceRateLimit, cfg.AnnounceBurst, log),
-		started:  time.Now(),
-		ports:    map[string]*port{},
-		released: map[string]int{},
-		hold:     time.NewTimer(time.Hour),
+		cfg:       cfg,
+		log:       log,
+		dp:        dp,
+		ann:       announce.New(cfg.AnnounceRateLimit, cfg.AnnounceBurst, log),
+		started:   time.Now(),
+		ports:     map[string]*port{},
+		released:  map[string]int{},
+		fastMoves: make(chan fastMove, 64),
+		hold:      time.NewTimer(time.Hour),
 	}
 	d.hold.Stop() // armed by armHold when a hold timer runs
 	// In-kernel failover where the kernel allows it; the daemon's own
@@ -422,10 +428,11 @@ func (d *Daemon) Run(ctx context.Context) error {
 		d.apply(g, dec, now)
 	}
 	d.watch = linkwatch.New(names, linkwatch.Options{
-		PollInterval: d.cfg.CarrierPollInterval,
-		Polled:       d.activeUplinkNames(),
-		Patterns:     d.cfg.GuestPatterns(),
+		PollInterval:  d.cfg.CarrierPollInterval,
+		Patterns:      d.cfg.GuestPatterns(),
+		OnCarrierLost: d.onPolledCarrierLost,
 	}, d.log)
+	d.setPolled()
 	d.mu.Unlock()
 
 	events := make(chan linkwatch.State, 256)
@@ -461,9 +468,16 @@ func (d *Daemon) Run(ctx context.Context) error {
 		case err := <-watchDone:
 			return fmt.Errorf("link watcher: %w", err)
 		case st := <-events:
+			// A move the poll made comes before the state it saw, so
+			// the move is recorded as the switch (at its own time).
+			for len(d.fastMoves) > 0 {
+				d.onFastMove(<-d.fastMoves)
+			}
 			d.onLink(st)
 		case ev := <-kernel:
 			d.onKernelSwitch(ev)
+		case m := <-d.fastMoves:
+			d.onFastMove(m)
 		case a := <-arrived:
 			d.onArrivals(takeArrivals(a, arrived))
 		}
@@ -650,9 +664,7 @@ func (d *Daemon) applyFrom(g *group, dec failover.Decision, detected, switched t
 	if switched.IsZero() {
 		switched = time.Now()
 	}
-	if d.watch != nil {
-		d.watch.SetPolled(d.activeUplinkNames()...)
-	}
+	d.setPolled()
 	ev := &control.FailoverEvent{
 		Group:    g.cfg.Name,
 		From:     g.policy.UplinkName(dec.From),
@@ -744,12 +756,10 @@ func (d *Daemon) guestsOf(gid uint32) ([]announce.Guest, error) {
 	return out, nil
 }
 
-// updateFallback tells the in-kernel hooks where the group may go next.
+// updateFallback tells the in-kernel hooks and the poll's fast path where
+// the group may go next.
 func (d *Daemon) updateFallback(g *group) {
-	if d.kf == nil {
-		return
-	}
-	if err := d.kf.SetFallback(g.id, g.policy.Fallback()); err != nil {
+	if err := d.dp.SetFallback(g.id, g.policy.Fallback()); err != nil {
 		d.log.Warn("cannot update the in-kernel fallback order", "group", g.cfg.Name, "err", err)
 	}
 }

@@ -182,5 +182,5 @@ func (d *Daemon) rewatch() {
 		return
 	}
 	d.watch.SetNames(d.portNames()...)
-	d.watch.SetPolled(d.activeUplinkNames()...)
+	d.setPolled()
 }

@@ -34,10 +34,9 @@ var hookPrograms = []struct{ path, prog string }{
 // The hooks know the uplinks from the switch's ports map; devices of
 // other namespaces are ignored.
 type KernelFailover struct {
-	fallbacks *ebpf.Map
-	events    *ringbuf.Reader
-	paths     []string          // in use, fastest first
-	refused   map[string]string // path -> why the kernel said no
+	events  *ringbuf.Reader
+	paths   []string          // in use, fastest first
+	refused map[string]string // path -> why the kernel said no
 }
 
 // KernelSwitch is one switch the kernel made by itself.
@@ -70,7 +69,7 @@ func (d *Datapath) OpenKernelFailover() (*KernelFailover, error) {
 	if err != nil {
 		return nil, fmt.Errorf("failover events: %w", err)
 	}
-	kf := &KernelFailover{fallbacks: d.objs.Fallbacks, events: events, refused: map[string]string{}}
+	kf := &KernelFailover{events: events, refused: map[string]string{}}
 	opts := ebpf.CollectionOptions{
 		Maps: ebpf.MapOptions{PinPath: d.pinDir},
 		MapReplacements: map[string]*ebpf.Map{
@@ -177,19 +176,6 @@ func (kf *KernelFailover) Refused() map[string]string {
 
 // InKernel reports whether any in-kernel path is in use.
 func (kf *KernelFailover) InKernel() bool { return len(kf.paths) > 1 }
-
-// SetFallback gives the order in which a group's uplinks may take over,
-// best first (only usable ones).
-func (kf *KernelFailover) SetFallback(group uint32, slots []int) error {
-	var fb bpfFailoverFallback
-	for _, s := range slots {
-		if int(fb.Count) < len(fb.Slots) && s >= 0 && s < MaxUplinks {
-			fb.Slots[fb.Count] = uint32(s)
-			fb.Count++
-		}
-	}
-	return kf.fallbacks.Put(group, fb)
-}
 
 // Next blocks until the kernel reports a switch, or the reader is closed.
 func (kf *KernelFailover) Next() (KernelSwitch, error) {

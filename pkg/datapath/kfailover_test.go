@@ -190,7 +190,7 @@ func (tp *topo) armKernelFailover(t *testing.T) *KernelFailover {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { kf.Close() })
-	if err := kf.SetFallback(0, []int{0, 1}); err != nil {
+	if err := tp.dp.SetFallback(0, []int{0, 1}); err != nil {
 		t.Fatal(err)
 	}
 	return kf

@@ -79,7 +79,7 @@ func TestVLANs(t *testing.T) {
 		name  string
 		from  string // the peer the frame is sent from
 		build func(m []byte) []byte
-		want    map[string][]uint16
+		want  map[string][]uint16
 	}{
 		{"upstream to B on VLAN 42: untagged at the access port", "u0p",
 			func(m []byte) []byte { return frame(t, macB, macUp, 42, m) }, map[string][]uint16{"g1": {0}}},

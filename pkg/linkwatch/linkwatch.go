@@ -87,6 +87,11 @@ type Options struct {
 	Polled []string
 	// Patterns is the initial set of name patterns; see SetPatterns.
 	Patterns []string
+	// OnCarrierLost, if set, is called the moment the poll sees a polled
+	// interface's carrier go, on the poll's own thread, before the State
+	// is published: the daemon moves traffic off it there. It must
+	// return quickly and not call the Watcher.
+	OnCarrierLost func(name string)
 	// DisableNetlink turns the subscription off: only polled names are
 	// reported, and the poller then also tracks existence and ifindex.
 	// Meant for tests and diagnosis.
@@ -220,7 +225,7 @@ func (w *Watcher) Run(ctx context.Context, out chan<- State) error {
 		links:   map[int]linkMsg{},
 		backoff: minBackoff,
 	}
-	r.scan = newScanner(w.opts.PollInterval, w.log)
+	r.scan = newScanner(w.opts.PollInterval, w.opts.OnCarrierLost, w.log)
 	defer r.close()
 	r.applyConfig()
 

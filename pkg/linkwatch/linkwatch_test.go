@@ -644,3 +644,54 @@ func TestPatterns(t *testing.T) {
 		}
 	}
 }
+
+// TestOnCarrierLost: the poll calls OnCarrierLost for a polled interface
+// whose carrier went, before the State is published; not when the carrier
+// comes back, nor for a flap (off and on) between two polls.
+func TestOnCarrierLost(t *testing.T) {
+	tn := newTestNS(t)
+	const tapName = testPrefix + "-tl"
+	tp := tn.addTap(t, tapName)
+	tp.setCarrier(t, true)
+	type call struct {
+		name string
+		at   time.Time
+	}
+	calls := make(chan call, 16)
+	log, _ := testLogger(t)
+	w := New([]string{tapName}, Options{Netns: &tn.ns, SysfsNetDir: tn.sysfs, Polled: []string{tapName},
+		PollInterval:  50 * time.Millisecond,
+		OnCarrierLost: func(name string) { calls <- call{name, time.Now()} }}, log)
+	out := startWatcher(t, w, nil)
+	isTap := func(carrier bool) func(State) bool {
+		return func(s State) bool { return s.Name == tapName && s.Exists && s.Carrier == carrier }
+	}
+	waitFor(t, out, 3*time.Second, "tap carrier on", isTap(true))
+	time.Sleep(120 * time.Millisecond) // the scanner has the file and its baseline
+
+	// A flap within one poll interval: an even step, the carrier is back.
+	tp.setCarrier(t, false)
+	tp.setCarrier(t, true)
+	time.Sleep(150 * time.Millisecond)
+	if len(calls) != 0 {
+		t.Fatalf("OnCarrierLost called for a flap: %v", <-calls)
+	}
+
+	tp.setCarrier(t, false)
+	var c call
+	select {
+	case c = <-calls:
+	case <-time.After(2 * time.Second):
+		t.Fatal("OnCarrierLost not called for a carrier loss")
+	}
+	s := waitFor(t, out, 3*time.Second, "tap carrier off", isTap(false))
+	if c.name != tapName || c.at.After(s.Seen) {
+		t.Errorf("call %v, state published at %v: want the call for %s first", c, s.Seen, tapName)
+	}
+	tp.setCarrier(t, true)
+	waitFor(t, out, 3*time.Second, "tap carrier on", isTap(true))
+	time.Sleep(150 * time.Millisecond)
+	if len(calls) != 0 {
+		t.Errorf("OnCarrierLost called when the carrier came back: %v", <-calls)
+	}
+}

@@ -27,9 +27,12 @@ import (
 type scanner struct {
 	interval time.Duration
 	moved    chan struct{} // capacity 1
-	quit     atomic.Bool
-	done     chan struct{}
-	clock    int // timerfd; -1 when it could not be made
+	// onLost, if set, is called on the scanner's thread for each
+	// interface whose counter says its carrier just went.
+	onLost func(name string)
+	quit   atomic.Bool
+	done   chan struct{}
+	clock  int // timerfd; -1 when it could not be made
 
 	mu      sync.Mutex
 	files   map[string]*scanFile
@@ -39,10 +42,12 @@ type scanner struct {
 // scanFile is the scanner's own descriptor (a dup) of one interface's
 // carrier_changes: the runner may close its own at any time.
 type scanFile struct {
-	fd     int
-	index  int
-	last   uint64
-	failed bool // reported once; not read again until re-synced
+	fd      int
+	index   int
+	last    uint64
+	carrier bool // at last, when known
+	known   bool
+	failed  bool // reported once; not read again until re-synced
 }
 
 // procsMu makes GOMAXPROCS's read-modify-write one step: each running
@@ -57,9 +62,10 @@ func addProc(delta int) {
 
 // newScanner starts a scanner; without a timerfd (which every supported
 // kernel has) it does nothing and the runner's own tick polls.
-func newScanner(interval time.Duration, log *slog.Logger) *scanner {
+func newScanner(interval time.Duration, onLost func(string), log *slog.Logger) *scanner {
 	s := &scanner{
 		interval: interval,
+		onLost:   onLost,
 		moved:    make(chan struct{}, 1),
 		done:     make(chan struct{}),
 		files:    map[string]*scanFile{},
@@ -108,7 +114,16 @@ func (s *scanner) run() {
 		if s.quit.Load() {
 			return
 		}
-		if !idle && s.scan() {
+		if idle {
+			continue
+		}
+		moved, lost := s.scan()
+		// The carrier losses first: the caller moves traffic off them
+		// before the runner (and the daemon) even wake up.
+		for _, name := range lost {
+			s.onLost(name)
+		}
+		if moved {
 			select {
 			case s.moved <- struct{}{}:
 			default:
@@ -117,12 +132,14 @@ func (s *scanner) run() {
 	}
 }
 
-// scan reads every counter once and reports whether any moved.
-func (s *scanner) scan() bool {
+// scan reads every counter once and reports whether any moved, and (with
+// onLost set) which interfaces lost their carrier: transitions alternate,
+// so an odd step from a known carrier means it went (a flap, an even
+// step, leaves the carrier as it was).
+func (s *scanner) scan() (moved bool, lost []string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	moved := false
-	for _, f := range s.files {
+	for name, f := range s.files {
 		if f.failed {
 			continue
 		}
@@ -131,11 +148,18 @@ func (s *scanner) scan() bool {
 			f.failed, moved = true, true
 			continue
 		}
-		if v != f.last {
-			f.last, moved = v, true
+		if v == f.last {
+			continue
 		}
+		if (v-f.last)%2 == 1 {
+			if f.known && f.carrier && s.onLost != nil {
+				lost = append(lost, name)
+			}
+			f.carrier = !f.carrier
+		}
+		f.last, moved = v, true
 	}
-	return moved
+	return moved, lost
 }
 
 // rawPreadUint is preadUint without the scheduler's round trip: a sysfs
@@ -171,14 +195,14 @@ func (s *scanner) sync(files map[string]*sysfsFiles, published map[string]State)
 		if err != nil {
 			continue // the runner's own tick still polls it
 		}
-		var v uint64
+		sf := &scanFile{fd: fd, index: f.index}
 		if st, ok := published[name]; ok && st.Exists && st.Index == f.index {
-			v = uint64(st.CarrierChanges)
-		} else if v, err = preadUint(fd); err != nil {
+			sf.last, sf.carrier, sf.known = uint64(st.CarrierChanges), st.Carrier, true
+		} else if sf.last, err = preadUint(fd); err != nil {
 			unix.Close(fd)
 			continue
 		}
-		s.files[name] = &scanFile{fd: fd, index: f.index, last: v}
+		s.files[name] = sf
 	}
 	if wasIdle && len(s.files) > 0 {
 		select {

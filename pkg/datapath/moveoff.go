@@ -1,0 +1,55 @@
+package datapath
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/cilium/ebpf"
+)
+
+// SetFallback gives the order in which a group's uplinks may take over,
+// best first (only usable ones): the in-kernel failover paths and MoveOff
+// pick from it. An empty order makes them stand aside (the daemon then
+// decides, e.g. while a down-delay runs).
+func (d *Datapath) SetFallback(group uint32, slots []int) error {
+	var fb bpfFailoverFallback
+	for _, s := range slots {
+		if int(fb.Count) < len(fb.Slots) && s >= 0 && s < MaxUplinks {
+			fb.Slots[fb.Count] = uint32(s)
+			fb.Count++
+		}
+	}
+	if err := d.objs.Fallbacks.Put(group, fb); err != nil {
+		return fmt.Errorf("set fallbacks[%d]: %w", group, err)
+	}
+	return nil
+}
+
+// MoveOff moves group off slot from to the first other slot of its
+// fallback order, if from is still its active slot: the kernel paths'
+// move, for the daemon's carrier poll, which sees a loss they did not
+// (no guest traffic at that moment, no carrier hook). It is not atomic
+// with their compare-and-swap, but all of them pick from the same order,
+// so a race writes the same slot. No drain: the old uplink is dead.
+func (d *Datapath) MoveOff(group, from uint32) (to uint32, moved bool, err error) {
+	var cur uint32
+	if err := d.objs.Active.Lookup(group, &cur); err != nil {
+		return NoSlot, false, fmt.Errorf("read active[%d]: %w", group, err)
+	}
+	if cur != from {
+		return cur, false, nil
+	}
+	var fb bpfFailoverFallback
+	if err := d.objs.Fallbacks.Lookup(group, &fb); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		return cur, false, fmt.Errorf("read fallbacks[%d]: %w", group, err)
+	}
+	for i := uint32(0); i < fb.Count && i < uint32(len(fb.Slots)); i++ {
+		if s := fb.Slots[i]; s != from && s < MaxUplinks {
+			if err := d.objs.Active.Put(group, s); err != nil {
+				return cur, false, fmt.Errorf("set active[%d]=%d: %w", group, s, err)
+			}
+			return s, true, nil
+		}
+	}
+	return cur, false, nil
+}

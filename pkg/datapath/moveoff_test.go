@@ -1,0 +1,44 @@
+package datapath
+
+import "testing"
+
+// TestMoveOff: the poll's fast move takes the first other slot of the
+// fallback order, only while the failed slot is still active, and stays
+// put when the order offers nothing else.
+func TestMoveOff(t *testing.T) {
+	tp := newTopo(t)
+	ids, err := tp.dp.AssignGroups([]string{"red", "blue"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	red := ids["red"]
+	steps := []struct {
+		name      string
+		active    uint32
+		fallback  []int
+		from      uint32
+		wantTo    uint32
+		wantMoved bool
+	}{
+		{"active fails: first other slot", 0, []int{0, 1}, 0, 1, true},
+		{"order best first, the failed one skipped", 0, []int{1, 0}, 0, 1, true},
+		{"a standby fails: nothing moves", 1, []int{0, 1}, 0, 1, false},
+		{"nowhere to go", 1, []int{1}, 1, 1, false},
+		{"no order (down-delay): the daemon decides", 0, nil, 0, 0, false},
+	}
+	for _, s := range steps {
+		if err := tp.dp.SetActive(red, s.active); err != nil {
+			t.Fatal(err)
+		}
+		if err := tp.dp.SetFallback(red, s.fallback); err != nil {
+			t.Fatal(err)
+		}
+		to, moved, err := tp.dp.MoveOff(red, s.from)
+		if err != nil || to != s.wantTo || moved != s.wantMoved {
+			t.Errorf("%s: MoveOff = %d, %t, %v; want %d, %t", s.name, to, moved, err, s.wantTo, s.wantMoved)
+		}
+		if got, _ := tp.dp.ActiveSlot(red); got != s.wantTo {
+			t.Errorf("%s: active slot %d, want %d", s.name, got, s.wantTo)
+		}
+	}
+}
