@@ -1,28 +1,63 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
-/* move_group: the one way the kernel side moves a group off its active
+/* move_group: the one way the kernel side moves a group off a failed
  * uplink, shared by the switch (carrier seen at redirect) and the hooks
  * (carrier off, transmit error). */
 #ifndef __UPLINKD_MOVE_GROUP_H
 #define __UPLINKD_MOVE_GROUP_H
 
 #include "shared_maps.h"
+#include "balance.h"
+
+static __always_inline void report_switch(__u32 group, __u32 from, __u32 to,
+					  __u32 ifindex, __u32 cause, int err)
+{
+	struct fo_event *ev = bpf_ringbuf_reserve(&fo_events, sizeof(*ev), 0);
+
+	if (!ev)
+		return;
+	ev->ts_ns = bpf_ktime_get_ns();
+	ev->group = group;
+	ev->from = from;
+	ev->to = to;
+	ev->ifindex = ifindex;
+	ev->cause = cause;
+	ev->err = err;
+	bpf_ringbuf_submit(ev, 0);
+}
 
 /* move_group moves group from slot to the first other slot of its
  * fallback order with a compare-and-swap, so the first reporter of a
  * failure switches and the others (and the daemon) see the result, and
  * reports the switch on fo_events. It returns the group's slot after the
  * attempt: the new one, the one another reporter chose, or slot itself
- * when there is nowhere to go (then the daemon decides). */
+ * when there is nowhere to go (then the daemon decides).
+ *
+ * In a balance group the failed slot is also marked down, which moves
+ * its buckets (balance_slot), and the event reports it even when slot
+ * was not the designated uplink (then with to = NO_SLOT). Without a
+ * fallback order (a down-delay runs) nothing moves: the daemon decides. */
 static __always_inline __u32 move_group(__u32 group, __u32 slot, __u32 ifindex,
 					__u32 cause, int err)
 {
 	__u32 *cur = bpf_map_lookup_elem(&active, &group);
 	struct fallback *fb = bpf_map_lookup_elem(&fallbacks, &group);
+	struct balance *bal = balance_of(group);
+	int newly_down = 0;
 
 	if (!cur)
 		return NO_SLOT;
-	if (!fb || *cur != slot)
-		return *cur; /* a standby uplink failing moves nothing */
+	if (!fb || fb->count == 0 || slot >= MAX_UPLINKS)
+		return *cur;
+	if (bal) {
+		__u32 bit = 1u << slot;
+		newly_down = !(__sync_fetch_and_or(&bal->down, bit) & bit);
+	}
+	if (*cur != slot) {
+		/* A standby (or, balanced, a non-designated) uplink failed. */
+		if (newly_down)
+			report_switch(group, slot, NO_SLOT, ifindex, cause, err);
+		return *cur;
+	}
 
 	__u32 next = NO_SLOT;
 #pragma unroll
@@ -32,23 +67,18 @@ static __always_inline __u32 move_group(__u32 group, __u32 slot, __u32 ifindex,
 			break;
 		}
 	}
-	if (next == NO_SLOT)
+	if (next == NO_SLOT) {
+		if (newly_down)
+			report_switch(group, slot, NO_SLOT, ifindex, cause, err);
 		return slot;
-	__u32 seen = __sync_val_compare_and_swap(cur, slot, next);
-	if (seen != slot)
-		return seen;
-
-	struct fo_event *ev = bpf_ringbuf_reserve(&fo_events, sizeof(*ev), 0);
-	if (ev) {
-		ev->ts_ns = bpf_ktime_get_ns();
-		ev->group = group;
-		ev->from = slot;
-		ev->to = next;
-		ev->ifindex = ifindex;
-		ev->cause = cause;
-		ev->err = err;
-		bpf_ringbuf_submit(ev, 0);
 	}
+	__u32 seen = __sync_val_compare_and_swap(cur, slot, next);
+	if (seen != slot) {
+		if (newly_down)
+			report_switch(group, slot, NO_SLOT, ifindex, cause, err);
+		return seen;
+	}
+	report_switch(group, slot, next, ifindex, cause, err);
 	return next;
 }
 

@@ -55,4 +55,13 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } uplink_devs SEC(".maps");
 
+/* balances[group]: see struct balance. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, MAX_GROUPS);
+	__type(key, __u32);
+	__type(value, struct balance);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} balances SEC(".maps");
+
 #endif

@@ -43,6 +43,8 @@ const enum drop_reason *_drop_reason __attribute__((unused));
 const enum port_role *_port_role __attribute__((unused));
 const struct vlan_set *_vlan_set __attribute__((unused));
 const struct arrival *_arrival __attribute__((unused));
+const struct balance *_balance __attribute__((unused));
+const enum group_mode *_group_mode __attribute__((unused));
 
 /* Every port, keyed by ifindex: unicast to a guest, and flooding with
  * BPF_F_BROADCAST. Entries carry xdp_egress. */
@@ -487,14 +489,19 @@ int xdp_guest(struct xdp_md *ctx)
 		return to_guest(dst->ifindex);
 	}
 
-	/* Not a local guest: it lives upstream, behind the active uplink. */
-	__u32 slot = active_slot(port->group);
+	/* Not a local guest: it lives upstream, behind the active uplink (in
+	 * a balance group, behind the uplink of the guest's bucket). */
+	struct balance *bal = balance_of(port->group);
+	__u32 bucket = bal ? bucket_of(f.src, f.vlan) : 0;
+	__u32 slot = bal ? balance_slot(port->group, bal, bucket) : active_slot(port->group);
 	if (slot >= MAX_UPLINKS)
 		return drop(port, DROP_NO_UPLINK);
 	__u32 key_up = port->group * MAX_UPLINKS + slot;
 	__u32 dead = 0;
 	if (carrier_check && uplink_lost_carrier(key_up, &dead)) {
 		__u32 next = move_group(port->group, slot, dead, FO_CARRIER_SEEN, 0);
+		if (bal)
+			next = balance_slot(port->group, bal, bucket);
 		if (next >= MAX_UPLINKS || next == slot)
 			return drop(port, DROP_NO_UPLINK);
 		key_up = port->group * MAX_UPLINKS + next;
@@ -534,10 +541,15 @@ int xdp_uplink(struct xdp_md *ctx)
 	if (active_slot(port->group) != port->slot) {
 		__u32 group = port->group;
 		struct drain *dr = bpf_map_lookup_elem(&draining, &group);
+		int draining_here = dr && dr->slot == port->slot && bpf_ktime_get_ns() < dr->until_ns;
 		struct fdb_entry *dst;
 
-		if (dr && dr->slot == port->slot && bpf_ktime_get_ns() < dr->until_ns &&
-		    !is_multicast(f.dst) && (dst = bpf_map_lookup_elem(&fdb, &key)))
+		/* In a balance group every uplink carries its guests' unicast
+		 * (the upstream sends it to the one port it learned each guest
+		 * on: no duplicates); broadcasts and unknown unicast, which the
+		 * upstream copies to every port, only the designated one. */
+		if ((draining_here || balance_of(group)) && !is_multicast(f.dst) &&
+		    (dst = bpf_map_lookup_elem(&fdb, &key)))
 			return to_guest(dst->ifindex);
 		return drop(port, DROP_STANDBY);
 	}
@@ -577,9 +589,24 @@ int xdp_egress(struct xdp_md *ctx)
 
 	if (!src || !dst || src->group != dst->group)
 		return XDP_DROP;
-	if (dst->role == ROLE_UPLINK &&
-	    (src->role == ROLE_UPLINK || active_slot(dst->group) != dst->slot))
-		return XDP_DROP;
+	if (dst->role == ROLE_UPLINK) {
+		struct balance *bal = balance_of(dst->group);
+
+		if (src->role == ROLE_UPLINK)
+			return XDP_DROP;
+		if (bal) {
+			/* A guest's flood copy leaves through its own bucket's
+			 * uplink, where the upstream learned the guest. */
+			__u8 *data = (void *)(long)ctx->data;
+			int vlan = frame_vlan(ctx);
+
+			if (vlan < 0 || (void *)(data + ETH_HLEN) > (void *)(long)ctx->data_end ||
+			    balance_slot(dst->group, bal, bucket_of(data + ETH_ALEN, vlan)) != dst->slot)
+				return XDP_DROP;
+		} else if (active_slot(dst->group) != dst->slot) {
+			return XDP_DROP;
+		}
+	}
 	if (dst->role == ROLE_GUEST) {
 		/* Only the port's VLANs, untagged toward an access port. */
 		int vlan = frame_vlan(ctx);

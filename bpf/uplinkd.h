@@ -14,6 +14,7 @@
 #define FDB_ENTRIES 65536
 #define NEIGH_ENTRIES 65536
 #define GROUP_NAME_LEN 32
+#define NBUCKETS 256 /* balance groups: guests hash to one of these */
 
 /* active[group] when no uplink is usable. */
 #define NO_SLOT 0xffffffff
@@ -106,6 +107,26 @@ struct drain {
 struct group_info {
 	char name[GROUP_NAME_LEN];
 	__u32 in_use;
+};
+
+enum group_mode {
+	MODE_ACTIVE_BACKUP = 0, /* every guest through active[group] */
+	MODE_BALANCE = 1,       /* each guest through its bucket's uplink */
+};
+
+/* balances[group]: a balance group's bucket table (bucket -> slot), kept by
+ * the daemon, and the slots the kernel found dead since the daemon last
+ * wrote it. While a slot is marked down its buckets leave through
+ * alt[slot][bucket % alt_n[slot]]: the other uplinks, listed by the daemon
+ * in the order its own rewrite will use, so that rewrite moves nothing
+ * again. In a balance group active[group] is the designated uplink: the
+ * only one that delivers broadcasts and unknown unicast from upstream. */
+struct balance {
+	__u32 mode; /* enum group_mode */
+	__u32 down; /* bit per slot */
+	__u8 slots[NBUCKETS];
+	__u8 alt_n[MAX_UPLINKS];
+	__u8 alt[MAX_UPLINKS][MAX_UPLINKS];
 };
 
 /* In-kernel failover (bpf/failover.c). */

@@ -43,6 +43,7 @@ type bpfFailoverFoEvent struct {
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
 	bpfFailoverMapActive      = "active"
+	bpfFailoverMapBalances    = "balances"
 	bpfFailoverMapFallbacks   = "fallbacks"
 	bpfFailoverMapFoEvents    = "fo_events"
 	bpfFailoverMapPorts       = "ports"
@@ -105,6 +106,7 @@ type bpfFailoverProgramSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type bpfFailoverMapSpecs struct {
 	Active     *ebpf.MapSpec `ebpf:"active"`
+	Balances   *ebpf.MapSpec `ebpf:"balances"`
 	Fallbacks  *ebpf.MapSpec `ebpf:"fallbacks"`
 	FoEvents   *ebpf.MapSpec `ebpf:"fo_events"`
 	Ports      *ebpf.MapSpec `ebpf:"ports"`
@@ -141,6 +143,7 @@ func (o *bpfFailoverObjects) Close() error {
 // It can be passed to loadBpfFailoverObjects or ebpf.CollectionSpec.LoadAndAssign.
 type bpfFailoverMaps struct {
 	Active     *ebpf.Map `ebpf:"active"`
+	Balances   *ebpf.Map `ebpf:"balances"`
 	Fallbacks  *ebpf.Map `ebpf:"fallbacks"`
 	FoEvents   *ebpf.Map `ebpf:"fo_events"`
 	Ports      *ebpf.Map `ebpf:"ports"`
@@ -150,6 +153,7 @@ type bpfFailoverMaps struct {
 func (m *bpfFailoverMaps) Close() error {
 	return _BpfFailoverClose(
 		m.Active,
+		m.Balances,
 		m.Fallbacks,
 		m.FoEvents,
 		m.Ports,

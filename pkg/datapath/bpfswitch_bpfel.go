@@ -21,6 +21,15 @@ type bpfSwitchArrival struct {
 	Mac     [6]uint8
 }
 
+type bpfSwitchBalance struct {
+	_     structs.HostLayout
+	Mode  uint32
+	Down  uint32
+	Slots [256]uint8
+	AltN  [8]uint8
+	Alt   [8][8]uint8
+}
+
 type bpfSwitchDrain struct {
 	_       structs.HostLayout
 	Slot    uint32
@@ -59,6 +68,13 @@ type bpfSwitchGroupInfo struct {
 	Name  [32]int8
 	InUse uint32
 }
+
+type bpfSwitchGroupMode uint32
+
+const (
+	bpfSwitchGroupModeMODE_ACTIVE_BACKUP bpfSwitchGroupMode = 0
+	bpfSwitchGroupModeMODE_BALANCE       bpfSwitchGroupMode = 1
+)
 
 type bpfSwitchNeighEntry struct {
 	_      structs.HostLayout
@@ -122,6 +138,7 @@ type bpfSwitchVlanSet struct {
 const (
 	bpfSwitchMapActive       = "active"
 	bpfSwitchMapArrivals     = "arrivals"
+	bpfSwitchMapBalances     = "balances"
 	bpfSwitchMapDraining     = "draining"
 	bpfSwitchMapFallbacks    = "fallbacks"
 	bpfSwitchMapFdb          = "fdb"
@@ -139,7 +156,9 @@ const (
 	bpfSwitchProgXdpGuest    = "xdp_guest"
 	bpfSwitchProgXdpUplink   = "xdp_uplink"
 	bpfSwitchVarArrival      = "_arrival"
+	bpfSwitchVarBalance      = "_balance"
 	bpfSwitchVarDropReason   = "_drop_reason"
+	bpfSwitchVarGroupMode    = "_group_mode"
 	bpfSwitchVarPortRole     = "_port_role"
 	bpfSwitchVarVlanSet      = "_vlan_set"
 	bpfSwitchVarCarrierCheck = "carrier_check"
@@ -199,6 +218,7 @@ type bpfSwitchProgramSpecs struct {
 type bpfSwitchMapSpecs struct {
 	Active     *ebpf.MapSpec `ebpf:"active"`
 	Arrivals   *ebpf.MapSpec `ebpf:"arrivals"`
+	Balances   *ebpf.MapSpec `ebpf:"balances"`
 	Draining   *ebpf.MapSpec `ebpf:"draining"`
 	Fallbacks  *ebpf.MapSpec `ebpf:"fallbacks"`
 	Fdb        *ebpf.MapSpec `ebpf:"fdb"`
@@ -218,7 +238,9 @@ type bpfSwitchMapSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type bpfSwitchVariableSpecs struct {
 	Arrival      *ebpf.VariableSpec `ebpf:"_arrival"`
+	Balance      *ebpf.VariableSpec `ebpf:"_balance"`
 	DropReason   *ebpf.VariableSpec `ebpf:"_drop_reason"`
+	GroupMode    *ebpf.VariableSpec `ebpf:"_group_mode"`
 	PortRole     *ebpf.VariableSpec `ebpf:"_port_role"`
 	VlanSet      *ebpf.VariableSpec `ebpf:"_vlan_set"`
 	CarrierCheck *ebpf.VariableSpec `ebpf:"carrier_check"`
@@ -246,6 +268,7 @@ func (o *bpfSwitchObjects) Close() error {
 type bpfSwitchMaps struct {
 	Active     *ebpf.Map `ebpf:"active"`
 	Arrivals   *ebpf.Map `ebpf:"arrivals"`
+	Balances   *ebpf.Map `ebpf:"balances"`
 	Draining   *ebpf.Map `ebpf:"draining"`
 	Fallbacks  *ebpf.Map `ebpf:"fallbacks"`
 	Fdb        *ebpf.Map `ebpf:"fdb"`
@@ -264,6 +287,7 @@ func (m *bpfSwitchMaps) Close() error {
 	return _BpfSwitchClose(
 		m.Active,
 		m.Arrivals,
+		m.Balances,
 		m.Draining,
 		m.Fallbacks,
 		m.Fdb,
@@ -284,7 +308,9 @@ func (m *bpfSwitchMaps) Close() error {
 // It can be passed to loadBpfSwitchObjects or ebpf.CollectionSpec.LoadAndAssign.
 type bpfSwitchVariables struct {
 	Arrival      *ebpf.Variable `ebpf:"_arrival"`
+	Balance      *ebpf.Variable `ebpf:"_balance"`
 	DropReason   *ebpf.Variable `ebpf:"_drop_reason"`
+	GroupMode    *ebpf.Variable `ebpf:"_group_mode"`
 	PortRole     *ebpf.Variable `ebpf:"_port_role"`
 	VlanSet      *ebpf.Variable `ebpf:"_vlan_set"`
 	CarrierCheck *ebpf.Variable `ebpf:"carrier_check"`

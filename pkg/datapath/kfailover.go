@@ -78,6 +78,7 @@ func (d *Datapath) OpenKernelFailover() (*KernelFailover, error) {
 			bpfFailoverMapFallbacks:  d.objs.Fallbacks,
 			bpfFailoverMapFoEvents:   d.objs.FoEvents,
 			bpfFailoverMapUplinkDevs: d.objs.UplinkDevs,
+			bpfFailoverMapBalances:   d.objs.Balances,
 		},
 	}
 	dir := filepath.Join(d.pinDir, "hooks")

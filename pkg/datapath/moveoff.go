@@ -31,13 +31,32 @@ func (d *Datapath) SetFallback(group uint32, slots []int) error {
 // (no guest traffic at that moment, no carrier hook). It is not atomic
 // with their compare-and-swap, but all of them pick from the same order,
 // so a race writes the same slot. No drain: the old uplink is dead.
+//
+// In a balance group the slot is also marked down, which moves its buckets
+// (see bpf/balance.h), and moved reports that too.
 func (d *Datapath) MoveOff(group, from uint32) (to uint32, moved bool, err error) {
+	if from >= MaxUplinks {
+		return NoSlot, false, fmt.Errorf("move off slot %d: out of range", from)
+	}
+	var bal bpfSwitchBalance
+	if err := d.objs.Balances.Lookup(group, &bal); err == nil && bal.Mode == uint32(bpfSwitchGroupModeMODE_BALANCE) && bal.Down&(1<<from) == 0 {
+		if has, err := d.hasFallback(group); err != nil || !has {
+			return NoSlot, false, err // a down-delay runs: the daemon decides
+		}
+		// Not atomic with the kernel's fetch-and-or of another slot's
+		// bit; the daemon's next table write settles any such race.
+		bal.Down |= 1 << from
+		if err := d.objs.Balances.Put(group, bal); err != nil {
+			return NoSlot, false, fmt.Errorf("set balances[%d]: %w", group, err)
+		}
+		moved = true
+	}
 	var cur uint32
 	if err := d.objs.Active.Lookup(group, &cur); err != nil {
 		return NoSlot, false, fmt.Errorf("read active[%d]: %w", group, err)
 	}
 	if cur != from {
-		return cur, false, nil
+		return cur, moved, nil
 	}
 	var fb bpfFailoverFallback
 	if err := d.objs.Fallbacks.Lookup(group, &fb); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
@@ -51,5 +70,14 @@ func (d *Datapath) MoveOff(group, from uint32) (to uint32, moved bool, err error
 			return s, true, nil
 		}
 	}
-	return cur, false, nil
+	return cur, moved, nil
+}
+
+// hasFallback reports whether group has a fallback order.
+func (d *Datapath) hasFallback(group uint32) (bool, error) {
+	var fb bpfFailoverFallback
+	if err := d.objs.Fallbacks.Lookup(group, &fb); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		return false, fmt.Errorf("read fallbacks[%d]: %w", group, err)
+	}
+	return fb.Count > 0, nil
 }

@@ -30,6 +30,7 @@ package failover
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -540,6 +541,46 @@ func (g *Group) Fallback() []int {
 	}
 	sort.SliceStable(out, func(i, j int) bool { return preferred(g.uplinks[out[i]], g.uplinks[out[j]]) })
 	return out
+}
+
+// Carriers are the uplinks a balance group spreads its guests over, best
+// first: the usable ones of the best admin class (standby-only uplinks
+// only when no usable-state one works). Unlike Fallback it ignores the
+// down-delay: it says where traffic goes, not where the kernel may move it.
+func (g *Group) Carriers() []int {
+	var out []int
+	for slot, u := range g.uplinks {
+		if u != nil && u.usable() {
+			out = append(out, slot)
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool { return preferred(g.uplinks[out[i]], g.uplinks[out[j]]) })
+	if len(out) > 0 {
+		best := g.uplinks[out[0]].class()
+		out = slices.DeleteFunc(out, func(s int) bool { return g.uplinks[s].class() != best })
+	}
+	return out
+}
+
+// DataPlaneLost records that the data plane found slot dead (a balance
+// group's uplink, which need not be the active one): like
+// DataPlaneSwitched, slot counts as without carrier until SetCarrier
+// reports it again; to is where the data plane moved the active slot, or
+// NoActive when it did not (slot was not active).
+func (g *Group) DataPlaneLost(slot, to int, reason Reason, now time.Time) Decision {
+	if slot == g.active && to != NoActive {
+		return g.DataPlaneSwitched(slot, to, reason, now)
+	}
+	if !g.started || slot < 0 || slot >= MaxUplinks || g.uplinks[slot] == nil {
+		return g.unchanged(ReasonNone)
+	}
+	u := g.uplinks[slot]
+	if u.usable() {
+		u.failovers++
+		u.lastReason = reason
+	}
+	u.carrier, u.since, u.linkUp, u.holdUntil = false, now, false, time.Time{}
+	return g.decide(now, reason)
 }
 
 // Active returns the active slot or NoActive.

@@ -88,9 +88,10 @@ type Options struct {
 	// Patterns is the initial set of name patterns; see SetPatterns.
 	Patterns []string
 	// OnCarrierLost, if set, is called the moment the poll sees a polled
-	// interface's carrier go, on the poll's own thread, before the State
-	// is published: the daemon moves traffic off it there. It must
-	// return quickly and not call the Watcher.
+	// interface's carrier go, on the poll's own thread, and so nearly
+	// always before the State is published (the runner's own slower
+	// check may publish first): the daemon moves traffic off it there.
+	// It must return quickly and not call the Watcher.
 	OnCarrierLost func(name string)
 	// DisableNetlink turns the subscription off: only polled names are
 	// reported, and the poller then also tracks existence and ifindex.

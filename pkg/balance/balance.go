@@ -1,0 +1,112 @@
+// Package balance spreads the guests of a balance group over its usable
+// uplinks. Each guest (source MAC and VLAN) hashes to one of Buckets
+// buckets and each bucket is pinned to one uplink slot, so a guest's frames
+// always leave through one uplink (no reordering, one MAC behind one
+// upstream port) and a failed uplink's guests move without the others
+// noticing. Pure policy: no system calls.
+package balance
+
+import (
+	"net"
+	"slices"
+)
+
+// Buckets is the size of a group's bucket table (NBUCKETS in bpf/uplinkd.h).
+const Buckets = 256
+
+// MaxSlots is the number of uplink slots of a group.
+const MaxSlots = 8
+
+// NoSlot marks a bucket with no usable uplink.
+const NoSlot = 0xff
+
+// Table maps each bucket to a slot.
+type Table [Buckets]uint8
+
+// Bucket is the bucket of a guest, as the data plane computes it
+// (bucket_of in bpf/balance.h): FNV-1a over the MAC and the VLAN
+// (big-endian), folded to 8 bits.
+func Bucket(mac net.HardwareAddr, vlan uint16) int {
+	h := uint32(2166136261)
+	for _, b := range append(slices.Clone(mac[:min(len(mac), 6)]), byte(vlan>>8), byte(vlan)) {
+		h = (h ^ uint32(b)) * 16777619
+	}
+	return int((h ^ h>>8 ^ h>>16 ^ h>>24) & (Buckets - 1))
+}
+
+// Assign returns the table for the uplinks usable now.
+//
+// usable are the usable slots, best first; home are the group's slots in
+// configuration order, and a bucket's home is home[b mod len(home)], which
+// spreads the buckets evenly while every uplink works. A bucket keeps the
+// slot it has in prev (nil: none yet) while that slot is usable, so a
+// change moves only the buckets it must; with failback, a bucket whose
+// home is usable goes back there. Any other bucket goes home if it can,
+// else to usable[b mod len(usable)]: a failed uplink's buckets spread
+// over the rest, in the order the data plane's interim choice uses
+// (balance_slot), so the daemon's rewrite moves nothing again.
+func Assign(prev *Table, usable, home []int, failback bool) Table {
+	var t Table
+	ok := make(map[int]bool, len(usable))
+	for _, s := range usable {
+		ok[s] = true
+	}
+	for b := range t {
+		homeSlot := -1
+		if len(home) > 0 {
+			homeSlot = home[b%len(home)]
+		}
+		switch {
+		case len(usable) == 0:
+			t[b] = NoSlot
+		case failback && ok[homeSlot]:
+			t[b] = uint8(homeSlot)
+		case prev != nil && prev[b] != NoSlot && ok[int(prev[b])]:
+			t[b] = prev[b]
+		case ok[homeSlot]:
+			t[b] = uint8(homeSlot)
+		default:
+			t[b] = uint8(usable[b%len(usable)])
+		}
+	}
+	return t
+}
+
+// Alternatives lists, for each slot, where its buckets go while the data
+// plane has it marked down and the daemon has not yet rewritten the table
+// (alt[s][b mod len(alt[s])]): the other carriers in order, which is what
+// Assign gives those buckets once s is no longer usable (their home being
+// s). A slot that is the only carrier falls back to the other fallback
+// uplinks (standby-only ones).
+func Alternatives(carriers, fallback []int) [MaxSlots][]int {
+	var alt [MaxSlots][]int
+	for s := range alt {
+		alt[s] = slices.DeleteFunc(slices.Clone(carriers), func(x int) bool { return x == s })
+		if len(alt[s]) == 0 {
+			alt[s] = slices.DeleteFunc(slices.Clone(fallback), func(x int) bool { return x == s })
+		}
+	}
+	return alt
+}
+
+// Moved lists the buckets whose slot differs between a and b.
+func Moved(a, b *Table) []int {
+	var out []int
+	for i := range a {
+		if a[i] != b[i] {
+			out = append(out, i)
+		}
+	}
+	return out
+}
+
+// Count is the number of buckets per slot.
+func (t *Table) Count() map[int]int {
+	n := map[int]int{}
+	for _, s := range t {
+		if s != NoSlot {
+			n[int(s)]++
+		}
+	}
+	return n
+}

@@ -1,0 +1,68 @@
+package balance
+
+import (
+	"net"
+	"testing"
+)
+
+func TestAssign(t *testing.T) {
+	home := []int{0, 1, 2}
+	start := Assign(nil, []int{0, 1, 2}, home, true)
+	if c := start.Count(); c[0] != 86 || c[1] != 85 || c[2] != 85 {
+		t.Fatalf("initial spread %v, want 86/85/85", c)
+	}
+
+	// Slot 1 fails: only its buckets move, spread over 0 and 2 as the
+	// data plane's interim choice (usable[b mod n]) spreads them.
+	failed := Assign(&start, []int{2, 0}, home, true)
+	moved := Moved(&start, &failed)
+	if len(moved) != 85 {
+		t.Errorf("%d buckets moved, want slot 1's 85", len(moved))
+	}
+	for _, b := range moved {
+		if start[b] != 1 || int(failed[b]) != []int{2, 0}[b%2] {
+			t.Errorf("bucket %d: %d -> %d, want 1 -> %d", b, start[b], failed[b], []int{2, 0}[b%2])
+		}
+	}
+	if c := failed.Count(); c[1] != 0 || c[0] < 120 || c[2] < 120 {
+		t.Errorf("after the failure %v: slot 1's buckets not spread", c)
+	}
+
+	// Back, with failback: home again. Without: nothing moves.
+	if back := Assign(&failed, []int{0, 1, 2}, home, true); back != start {
+		t.Errorf("failback did not restore the initial table: %d differ", len(Moved(&back, &start)))
+	}
+	if kept := Assign(&failed, []int{0, 1, 2}, home, false); kept != failed {
+		t.Errorf("without failback %d buckets moved back", len(Moved(&kept, &failed)))
+	}
+	// Without failback a newly usable uplink gets nothing, but buckets
+	// that had nowhere to go go home.
+	none := Assign(&start, nil, home, false)
+	if c := none.Count(); len(c) != 0 || none[0] != NoSlot {
+		t.Errorf("nothing usable: %v", c)
+	}
+	if again := Assign(&none, []int{0, 1, 2}, home, false); again != start {
+		t.Errorf("from nothing: %d buckets not home", len(Moved(&again, &start)))
+	}
+}
+
+// The hash is the data plane's; its values are pinned here so a change
+// on one side shows (TestBalanceBuckets checks the BPF side against
+// Bucket).
+func TestBucket(t *testing.T) {
+	mac := net.HardwareAddr{0x02, 0, 0, 0, 0, 0x0a}
+	seen := map[int]bool{}
+	for v := range uint16(64) {
+		b := Bucket(mac, v)
+		if b < 0 || b >= Buckets {
+			t.Fatalf("bucket %d out of range", b)
+		}
+		seen[b] = true
+	}
+	if len(seen) < 50 {
+		t.Errorf("64 VLANs of one MAC fall into %d buckets: the hash does not spread", len(seen))
+	}
+	if Bucket(mac, 1) != Bucket(net.HardwareAddr{0x02, 0, 0, 0, 0, 0x0a}, 1) {
+		t.Error("not deterministic")
+	}
+}

@@ -1,0 +1,42 @@
+package datapath
+
+import (
+	"fmt"
+
+	"github.com/uplinkd/uplinkd/pkg/balance"
+)
+
+// SetBalance puts a group in balance mode with table t (bucket -> slot)
+// and the alternatives of each slot while it is marked down (see
+// balance.Alternatives), or back in active-backup mode with t nil, and
+// clears the slots the kernel marked down: the table is the daemon's
+// answer to them.
+func (d *Datapath) SetBalance(group uint32, t *balance.Table, alt [balance.MaxSlots][]int) error {
+	var v bpfSwitchBalance
+	if t != nil {
+		v.Mode = uint32(bpfSwitchGroupModeMODE_BALANCE)
+		v.Slots = *t
+		for s, list := range alt {
+			for _, a := range list {
+				if int(v.AltN[s]) < MaxUplinks && a >= 0 && a < MaxUplinks {
+					v.Alt[s][v.AltN[s]] = uint8(a)
+					v.AltN[s]++
+				}
+			}
+		}
+	}
+	if err := d.objs.Balances.Put(group, v); err != nil {
+		return fmt.Errorf("set balances[%d]: %w", group, err)
+	}
+	return nil
+}
+
+// Balance reads a group's bucket table and the slots the kernel marked
+// down since the last SetBalance; ok is false for an active-backup group.
+func (d *Datapath) Balance(group uint32) (t balance.Table, down uint32, ok bool, err error) {
+	var v bpfSwitchBalance
+	if err := d.objs.Balances.Lookup(group, &v); err != nil {
+		return t, 0, false, fmt.Errorf("read balances[%d]: %w", group, err)
+	}
+	return v.Slots, v.Down, v.Mode == uint32(bpfSwitchGroupModeMODE_BALANCE), nil
+}
