@@ -77,6 +77,16 @@ const (
 	maxUnixPath = 107
 )
 
+// Group modes: every guest through the active uplink, or each guest
+// through the uplink of its bucket (all usable uplinks carry traffic).
+const (
+	ModeActiveBackup = "active-backup"
+	ModeBalance      = "balance"
+)
+
+// Modes are the group modes.
+var Modes = []string{ModeActiveBackup, ModeBalance}
+
 // UplinkStates are the admin states an uplink may be given: usable,
 // standby (used only when no usable uplink is left) and disabled (never).
 var UplinkStates = []string{"usable", "standby", "disabled"}
@@ -97,6 +107,11 @@ type Config struct {
 // Group is one virtual switch: guest ports plus an ordered set of uplinks.
 type Group struct {
 	Name string
+	// Mode is ModeActiveBackup or ModeBalance. In balance mode each guest
+	// (source MAC and VLAN) is pinned to one usable uplink through a
+	// bucket; only a failed uplink's guests move; the active uplink is
+	// the designated one that delivers broadcasts from upstream.
+	Mode string
 	// Failback makes a recovered uplink with a better (lower) priority
 	// take over again from the active one.
 	Failback bool

@@ -42,6 +42,7 @@ func guestPorts(names ...string) []GuestPort {
 func group(name string, guests []string, uplinks ...string) Group {
 	g := Group{
 		Name:       name,
+		Mode:       ModeActiveBackup,
 		Failback:   true,
 		Announce:   Announce{Count: 3, Interval: 100 * time.Millisecond},
 		GuestPorts: guestPorts(guests...),
@@ -92,6 +93,7 @@ announce_burst: 1
 log_level: debug
 groups:
   - name: Tenant_A.1-x
+    mode: balance
     failback: false
     up_delay: 10m
     down_delay: 200ms
@@ -116,6 +118,7 @@ groups:
 				LogLevel:            slog.LevelDebug,
 				Groups: []Group{{
 					Name:       "Tenant_A.1-x",
+					Mode:       ModeBalance,
 					Failback:   false,
 					UpDelay:    10 * time.Minute,
 					DownDelay:  200 * time.Millisecond,
@@ -136,7 +139,7 @@ groups:
 `,
 			want: func() *Config {
 				c := defaults(Group{
-					Name: "z", Failback: true,
+					Name: "z", Mode: ModeActiveBackup, Failback: true,
 					Announce: Announce{Count: 0, Interval: time.Millisecond},
 					Uplinks:  []Uplink{{"eth1", 0, "usable"}},
 				})
@@ -376,6 +379,7 @@ func TestParseBad(t *testing.T) {
 			[]string{`groups[0].guest_ports[0].match: pattern "vnet[": syntax error in pattern`, `groups[0].guest_ports[1]: give name (one interface) or match (a pattern), not both`,
 				`groups[0].guest_ports[3].match: pattern "tap*" is already used at groups[0].guest_ports[2].match`, `groups[0].guest_ports[4].match: pattern is required`,
 				`groups[0].guest_ports[5].match: pattern "a b*" contains ' '`}},
+		{"bad mode", "groups:\n  - name: a\n    mode: lacp\n    uplinks: [{name: e}]\n", []string{`groups[0].mode: "lacp" is not one of active-backup, balance`}},
 		{"bad uplink state", "groups:\n  - name: a\n    uplinks: [{name: e, state: down}]\n", []string{`groups[0].uplinks[0].state: "down" is not one of usable, standby, disabled`}},
 		{"hold timer too long", "groups:\n  - name: a\n    up_delay: 11m\n    uplinks: [{name: e}]\n", []string{`groups[0].up_delay: must be between 0s and 10m0s, got 11m0s`}},
 		{"hold timer not a duration", "groups:\n  - name: a\n    down_delay: soon\n    uplinks: [{name: e}]\n", []string{`groups[0].down_delay: "soon" is not a duration`}},

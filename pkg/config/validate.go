@@ -29,6 +29,7 @@ type fileConfig struct {
 
 type fileGroup struct {
 	Name       string          `yaml:"name"`
+	Mode       *string         `yaml:"mode"`
 	Failback   *bool           `yaml:"failback"`
 	UpDelay    *fileDuration   `yaml:"up_delay"`
 	DownDelay  *fileDuration   `yaml:"down_delay"`
@@ -270,6 +271,7 @@ func (raw *fileConfig) validate() (*Config, error) {
 		} else {
 			groupNames[rg.Name] = gp
 		}
+		g.Mode = v.oneOf(gp+".mode", rg.Mode, ModeActiveBackup, Modes)
 		if rg.Failback != nil {
 			g.Failback = *rg.Failback
 		}

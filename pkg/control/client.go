@@ -94,6 +94,12 @@ func (c *Client) RemovePort(group, port string) (Status, error) {
 	return s, c.do(http.MethodDelete, "/v1/groups/"+url.PathEscape(group)+"/ports/"+url.PathEscape(port), nil, &s)
 }
 
+// MoveGuest pins a guest of a balance group to an uplink.
+func (c *Client) MoveGuest(group string, req MoveGuestRequest) (Status, error) {
+	var s Status
+	return s, c.do(http.MethodPost, "/v1/groups/"+url.PathEscape(group)+"/guests/move", req, &s)
+}
+
 func (c *Client) do(method, path string, body, out any) error {
 	var rd *bytes.Reader
 	if body != nil {

@@ -104,6 +104,13 @@ func (b *backend) RemovePort(group, port string) error {
 	return nil
 }
 
+func (b *backend) MoveGuest(group string, req MoveGuestRequest) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.calls = append(b.calls, fmt.Sprintf("move-guest %s %s@%d %s", group, req.MAC, req.VLAN, req.Uplink))
+	return nil
+}
+
 func serve(t *testing.T, b *backend) string {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "run", "uplinkd.sock")
@@ -171,7 +178,8 @@ func TestAPI(t *testing.T) {
 	c.RemoveUplink("red", "eth3")
 	c.AddPort("red", "vnet7")
 	c.RemovePort("red", "vnet7")
-	if want := []string{"add-uplink red eth3", "remove-uplink red eth3", "add-port red vnet7", "remove-port red vnet7"}; !slices.Equal(testBackend.calls, want) {
+	c.MoveGuest("red", MoveGuestRequest{MAC: "02:00:00:00:00:01", VLAN: 10, Uplink: "eth2"})
+	if want := []string{"add-uplink red eth3", "remove-uplink red eth3", "add-port red vnet7", "remove-port red vnet7", "move-guest red 02:00:00:00:00:01@10 eth2"}; !slices.Equal(testBackend.calls, want) {
 		t.Errorf("calls %v, want %v", testBackend.calls, want)
 	}
 	if _, err := c.RemovePort("red", "vnet9"); err == nil || !strings.Contains(err.Error(), "not found") {

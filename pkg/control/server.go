@@ -27,6 +27,7 @@ type Backend interface {
 	RemoveUplink(group, uplink string) error
 	AddPort(group, port string) error
 	RemovePort(group, port string) error
+	MoveGuest(group string, req MoveGuestRequest) error
 }
 
 // ErrNotFound marks an unknown group or uplink (HTTP 404).
@@ -114,6 +115,13 @@ func Listen(path string, b Backend, log *slog.Logger) (*Server, error) {
 	mux.HandleFunc("DELETE /v1/groups/{group}/ports/{port}", func(w http.ResponseWriter, r *http.Request) {
 		err := b.RemovePort(r.PathValue("group"), r.PathValue("port"))
 		reply(w, b.Status(), err)
+	})
+	mux.HandleFunc("POST /v1/groups/{group}/guests/move", func(w http.ResponseWriter, r *http.Request) {
+		var req MoveGuestRequest
+		if decodeBody(w, r, &req) {
+			err := b.MoveGuest(r.PathValue("group"), req)
+			reply(w, b.Status(), err)
+		}
 	})
 	mux.HandleFunc("POST /v1/groups/{group}/uplinks/{uplink}", func(w http.ResponseWriter, r *http.Request) {
 		var req SetUplinkRequest

@@ -24,6 +24,7 @@ type Status struct {
 type GroupStatus struct {
 	Name     string `json:"name"`
 	ID       uint32 `json:"id"`
+	Mode     string `json:"mode"`   // active-backup or balance
 	Active   string `json:"active"` // "" when no uplink is usable
 	Failback bool   `json:"failback"`
 	// Hold timers: a recovered carrier counts after UpDelay, a lost one
@@ -73,6 +74,11 @@ type UplinkStatus struct {
 	LastReason string        `json:"last_reason,omitempty"` // why, the last time
 	XDPMode    string        `json:"xdp_mode"`
 	Error      string        `json:"error,omitempty"` // why it is not attached
+	// Balance groups: the buckets and learned guests that leave through
+	// it, and the frames it sent (guest traffic, counted by the switch).
+	Buckets   int    `json:"buckets,omitempty"`
+	Guests    int    `json:"guests,omitempty"`
+	TxPackets uint64 `json:"tx_packets,omitempty"`
 }
 
 // PortStatus is one guest port.
@@ -165,4 +171,12 @@ type AddPortRequest struct {
 // Error is the body of every non-2xx answer.
 type Error struct {
 	Error string `json:"error"`
+}
+
+// MoveGuestRequest is `uplinkctl move-guest`: pin a guest of a balance
+// group (its bucket) to an uplink.
+type MoveGuestRequest struct {
+	MAC    string `json:"mac"`
+	VLAN   uint16 `json:"vlan,omitempty"`
+	Uplink string `json:"uplink"`
 }

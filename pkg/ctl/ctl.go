@@ -31,6 +31,7 @@ commands:
   remove-uplink GROUP IF          remove an uplink now (if active, the group moves first)
   add-port GROUP IF               add a guest port now
   remove-port GROUP IF            remove a guest port now (what was learned behind it is forgotten)
+  move-guest GROUP MAC[@VLAN] UPLINK  balance groups: send the guest (its bucket) through UPLINK while it is usable
   version
 `
 
@@ -116,6 +117,21 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		call := map[string]func(string, string) (control.Status, error){
 			"remove-uplink": c.RemoveUplink, "add-port": c.AddPort, "remove-port": c.RemovePort}[cmd]
 		err = changed(stdout, pos[0], func() (control.Status, error) { return call(pos[0], pos[1]) })
+	case "move-guest":
+		if len(pos) != 3 {
+			fmt.Fprint(stderr, "usage: uplinkctl move-guest GROUP MAC[@VLAN] UPLINK\n")
+			return 2
+		}
+		req := control.MoveGuestRequest{MAC: pos[1], Uplink: pos[2]}
+		if mac, vlan, ok := strings.Cut(pos[1], "@"); ok {
+			n, convErr := strconv.ParseUint(vlan, 10, 12)
+			if convErr != nil {
+				fmt.Fprintf(stderr, "uplinkctl: VLAN %q is not a number from 0 to 4095\n", vlan)
+				return 2
+			}
+			req.MAC, req.VLAN = mac, uint16(n)
+		}
+		err = changed(stdout, pos[0], func() (control.Status, error) { return c.MoveGuest(pos[0], req) })
 	case "version":
 		fmt.Fprintln(stdout, "uplinkctl", version.String())
 	case "help", "-h", "--help":
@@ -170,7 +186,11 @@ func writeStatus(w io.Writer, st control.Status, now time.Time) {
 		if active == "" {
 			active = "NONE (no usable uplink)"
 		}
-		fmt.Fprintf(w, "\ngroup %s: active %s", g.Name, active)
+		if g.Mode == "balance" {
+			fmt.Fprintf(w, "\ngroup %s (balance): designated %s", g.Name, active)
+		} else {
+			fmt.Fprintf(w, "\ngroup %s: active %s", g.Name, active)
+		}
 		if g.Manual != "" {
 			fmt.Fprintf(w, " (set by hand)")
 		}
@@ -204,10 +224,14 @@ func writeStatus(w io.Writer, st control.Status, now time.Time) {
 			switch {
 			case u.Error != "":
 				role = "error: " + u.Error
+			case u.Active && g.Mode == "balance":
+				role = "DESIGNATED" // carries guests, and delivers broadcasts
 			case u.Active:
 				role = "ACTIVE"
 			case !u.Usable:
 				role = "unusable"
+			case g.Mode == "balance" && u.Buckets > 0:
+				role = "carrying"
 			}
 			hold := "-"
 			if u.Hold > 0 {
@@ -217,6 +241,14 @@ func writeStatus(w io.Writer, st control.Status, now time.Time) {
 				orDash(u.Probe, "none"), orDash(u.State, ""), hold, ago(now, u.Since), u.Failovers, orDash(u.LastReason, ""), u.XDPMode)
 		}
 		tw.Flush()
+		if g.Mode == "balance" {
+			tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+			fmt.Fprintln(tw, "  UPLINK\tBUCKETS\tGUESTS\tTX PACKETS")
+			for _, u := range g.Uplinks {
+				fmt.Fprintf(tw, "  %s\t%d\t%d\t%d\n", u.Name, u.Buckets, u.Guests, u.TxPackets)
+			}
+			tw.Flush()
+		}
 		var ports []string
 		for _, p := range g.GuestPorts {
 			s := p.Name

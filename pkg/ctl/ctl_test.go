@@ -72,6 +72,8 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"add-uplink", "g"}, 2, "usage: uplinkctl add-uplink GROUP IF [PRIORITY [STATE]]"},
 		{[]string{"add-uplink", "g", "eth3", "x"}, 2, `priority "x" is not a number`},
 		{[]string{"remove-port", "g"}, 2, "usage: uplinkctl remove-port GROUP IF"},
+		{[]string{"move-guest", "g", "02:00:00:00:00:01"}, 2, "usage: uplinkctl move-guest GROUP MAC[@VLAN] UPLINK"},
+		{[]string{"move-guest", "g", "02:00:00:00:00:01@x", "eth1"}, 2, `VLAN "x" is not a number`},
 		{[]string{"set-state", "g"}, 2, "usage: uplinkctl set-state GROUP UPLINK usable|standby|disabled"},
 		{[]string{"-socket", "/nonexistent/sock", "status"}, 1, "cannot reach uplinkd at /nonexistent/sock"},
 	} {

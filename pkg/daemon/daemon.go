@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -18,6 +19,7 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/uplinkd/uplinkd/pkg/announce"
+	"github.com/uplinkd/uplinkd/pkg/balance"
 	"github.com/uplinkd/uplinkd/pkg/config"
 	"github.com/uplinkd/uplinkd/pkg/control"
 	"github.com/uplinkd/uplinkd/pkg/datapath"
@@ -69,6 +71,12 @@ type group struct {
 	// arrived are the guests that arrived lately, announced together.
 	arrived  map[arrivalKey]time.Time
 	arrivals uint64 // guests that arrived since start
+	// Balance mode: the bucket table in force (nil: none yet), the slots'
+	// alternatives written with it, and the operator's pins (bucket ->
+	// slot, from move-guest).
+	table *balance.Table
+	alt   [balance.MaxSlots][]int
+	pins  map[int]int
 }
 
 // port is one configured interface and what the daemon knows of it.
@@ -178,6 +186,9 @@ func (d *Daemon) setup() error {
 			return err
 		}
 		if g.policy, err = failover.New(pc, initial); err != nil {
+			return err
+		}
+		if err := d.adoptBalance(g); err != nil {
 			return err
 		}
 		if pc := gc.Probe; pc != nil {
@@ -524,7 +535,11 @@ func (d *Daemon) onKernelSwitch(ev datapath.KernelSwitch) {
 	}
 	d.log.Info("kernel moved the group off a failing uplink", "group", g.cfg.Name, "path", ev.Path,
 		"from", g.policy.UplinkName(int(ev.From)), "to", g.policy.UplinkName(int(ev.To)), "err", ev.Err)
-	dec := g.policy.DataPlaneSwitched(int(ev.From), int(ev.To), reason, ev.At)
+	to := failover.NoActive // a balance group's non-designated uplink: the active slot stayed
+	if ev.To < datapath.MaxUplinks {
+		to = int(ev.To)
+	}
+	dec := g.policy.DataPlaneLost(int(ev.From), to, reason, ev.At)
 	d.applyFrom(g, dec, ev.At, ev.At, "kernel/"+ev.Path)
 	if int(ev.From) < len(g.uplinks) && g.uplinks[ev.From] != nil {
 		from := g.uplinks[ev.From]
@@ -647,6 +662,7 @@ func (d *Daemon) apply(g *group, dec failover.Decision, detected time.Time) {
 // now), noticed by source.
 func (d *Daemon) applyFrom(g *group, dec failover.Decision, detected, switched time.Time, source string) {
 	d.updateFallback(g)
+	d.rebalance(g)
 	d.armHold()
 	if !dec.Changed {
 		return
@@ -685,8 +701,10 @@ func (d *Daemon) applyFrom(g *group, dec failover.Decision, detected, switched t
 		d.log.Warn("no usable uplink: guest traffic to the network is dropped until one returns", "group", g.cfg.Name)
 		return
 	}
-	if dec.Reason == failover.ReasonInitial || dec.Reason == failover.ReasonKept {
-		// Nothing moved: the upstream already knows where the guests are.
+	if dec.Reason == failover.ReasonInitial || dec.Reason == failover.ReasonKept || g.balanced() {
+		// Nothing moved: the upstream already knows where the guests are
+		// (in a balance group the active uplink is only the designated
+		// one; rebalance announced the guests whose uplink changed).
 		return
 	}
 	d.announce(g, g.uplinks[dec.To], ev)
@@ -703,12 +721,21 @@ func (d *Daemon) announce(g *group, up *port, ev *control.FailoverEvent) {
 		d.log.Error("cannot read learned guests; no announcement", "group", g.cfg.Name, "err", err)
 		return
 	}
+	if g.balanced() {
+		// Only the guests that leave through up: the others live
+		// behind other uplinks.
+		guests = slices.DeleteFunc(guests, func(gu announce.Guest) bool { return g.slotOf(gu.MAC, gu.VLAN) != up.slot })
+	}
 	if len(guests) == 0 {
 		return
 	}
 	g.announce++
 	clear(g.arrived) // every guest goes out now; this run ends theirs
-	results := d.announceOn(g, up, guests, "")
+	key := ""        // ends the group's other runs: they send on old uplinks
+	if g.balanced() {
+		key = "bounced/" + up.name
+	}
+	results := d.announceOn(g, up, guests, key)
 	go func() {
 		res := <-results
 		d.mu.Lock()
@@ -765,15 +792,16 @@ func (d *Daemon) updateFallback(g *group) {
 }
 
 // activeUplinkNames are polled in /sys besides the netlink events, which
-// can come a second late for plain NICs; none when polling is off.
+// can come a second late for plain NICs (every carrying uplink of a
+// balance group); none when polling is off.
 func (d *Daemon) activeUplinkNames() []string {
 	if d.cfg.CarrierPollInterval <= 0 {
 		return nil
 	}
 	var names []string
 	for _, g := range d.groups {
-		if a := g.policy.Active(); a != failover.NoActive {
-			names = append(names, g.uplinks[a].name)
+		for _, s := range g.polledSlots() {
+			names = append(names, g.uplinks[s].name)
 		}
 	}
 	return names

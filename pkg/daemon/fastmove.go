@@ -3,6 +3,7 @@ package daemon
 import (
 	"time"
 
+	"github.com/uplinkd/uplinkd/pkg/datapath"
 	"github.com/uplinkd/uplinkd/pkg/failover"
 )
 
@@ -21,11 +22,24 @@ type polledUplink struct {
 	slot  int
 }
 
-// fastMove is one move the poll made.
+// fastMove is one move the poll made: off from, and the active slot to
+// to (NoActive: it stayed, a balance group's other uplink failed).
 type fastMove struct {
 	group    uint32
 	from, to int
 	at       time.Time
+}
+
+// polledSlots are the uplinks of g whose carrier is polled: the active
+// one, or in a balance group every one that carries guests.
+func (g *group) polledSlots() []int {
+	if g.balanced() {
+		return g.policy.Carriers()
+	}
+	if a := g.policy.Active(); a != failover.NoActive {
+		return []int{a}
+	}
+	return nil
 }
 
 // setPolled makes the active uplinks the polled ones, for the watcher and
@@ -34,8 +48,10 @@ func (d *Daemon) setPolled() {
 	names := d.activeUplinkNames()
 	m := make(map[string]polledUplink, len(names))
 	for _, g := range d.groups {
-		if a := g.policy.Active(); a != failover.NoActive && d.cfg.CarrierPollInterval > 0 {
-			m[g.uplinks[a].name] = polledUplink{group: g.id, slot: a}
+		for _, s := range g.polledSlots() {
+			if d.cfg.CarrierPollInterval > 0 {
+				m[g.uplinks[s].name] = polledUplink{group: g.id, slot: s}
+			}
 		}
 	}
 	d.polled.Store(&m)
@@ -56,6 +72,10 @@ func (d *Daemon) onPolledCarrierLost(name string) {
 	}
 	to, moved, err := d.dp.MoveOff(u.group, uint32(u.slot))
 	at := time.Now()
+	activeTo := failover.NoActive // the active slot stayed (a balance group's other uplink)
+	if to != datapath.NoSlot {
+		activeTo = int(to)
+	}
 	if err != nil {
 		d.log.Warn("poll: cannot move the group off the uplink that lost carrier; the daemon will", "uplink", name, "err", err)
 		return
@@ -64,7 +84,7 @@ func (d *Daemon) onPolledCarrierLost(name string) {
 		return // a kernel path was first, or nowhere to go: the daemon decides
 	}
 	select {
-	case d.fastMoves <- fastMove{group: u.group, from: u.slot, to: int(to), at: at}:
+	case d.fastMoves <- fastMove{group: u.group, from: u.slot, to: activeTo, at: at}:
 	default: // the carrier event that follows makes the daemon catch up
 	}
 }
@@ -79,7 +99,7 @@ func (d *Daemon) onFastMove(m fastMove) {
 		}
 		d.log.Info("poll moved the group off an uplink that lost carrier", "group", g.cfg.Name,
 			"from", g.policy.UplinkName(m.from), "to", g.policy.UplinkName(m.to))
-		dec := g.policy.DataPlaneSwitched(m.from, m.to, failover.ReasonCarrierLost, m.at)
+		dec := g.policy.DataPlaneLost(m.from, m.to, failover.ReasonCarrierLost, m.at)
 		d.applyFrom(g, dec, m.at, m.at, "poll")
 	}
 }

@@ -12,7 +12,8 @@ import (
 // Status is `uplinkctl status`.
 func (d *Daemon) Status() control.Status {
 	learned := map[uint32]int{}
-	if fdb, err := d.dp.FDB(); err == nil {
+	fdb, err := d.dp.FDB()
+	if err == nil {
 		for _, e := range fdb {
 			learned[e.Group]++
 		}
@@ -28,9 +29,19 @@ func (d *Daemon) Status() control.Status {
 	now := time.Now()
 	for _, g := range d.groups {
 		ps := g.policy.Status(now)
+		// Balance groups: learned guests per uplink slot.
+		guestsOn := map[int]int{}
+		if g.balanced() {
+			for _, e := range fdb {
+				if e.Group == g.id {
+					guestsOn[g.slotOf(e.MAC, e.VLAN)]++
+				}
+			}
+		}
 		gs := control.GroupStatus{
 			Name:          g.cfg.Name,
 			ID:            g.id,
+			Mode:          g.cfg.Mode,
 			Active:        g.policy.UplinkName(ps.Active),
 			Failback:      ps.Failback,
 			UpDelay:       ps.UpDelay,
@@ -67,6 +78,12 @@ func (d *Daemon) Status() control.Status {
 			}
 			if u.Failovers > 0 {
 				us.LastReason = u.LastReason.String()
+			}
+			if g.balanced() && g.table != nil {
+				us.Buckets, us.Guests = g.table.Count()[u.Slot], guestsOn[u.Slot]
+				if c, err := d.dp.Stats(p.ifindex); err == nil && p.ifindex > 0 {
+					us.TxPackets = c.TxPackets
+				}
 			}
 			gs.Uplinks = append(gs.Uplinks, us)
 		}

@@ -34,6 +34,9 @@ func (d *Datapath) SetFallback(group uint32, slots []int) error {
 //
 // In a balance group the slot is also marked down, which moves its buckets
 // (see bpf/balance.h), and moved reports that too.
+//
+// to is the group's new active slot, NoSlot when the active slot did not
+// move.
 func (d *Datapath) MoveOff(group, from uint32) (to uint32, moved bool, err error) {
 	if from >= MaxUplinks {
 		return NoSlot, false, fmt.Errorf("move off slot %d: out of range", from)
@@ -56,7 +59,7 @@ func (d *Datapath) MoveOff(group, from uint32) (to uint32, moved bool, err error
 		return NoSlot, false, fmt.Errorf("read active[%d]: %w", group, err)
 	}
 	if cur != from {
-		return cur, moved, nil
+		return NoSlot, moved, nil
 	}
 	var fb bpfFailoverFallback
 	if err := d.objs.Fallbacks.Lookup(group, &fb); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
@@ -70,7 +73,7 @@ func (d *Datapath) MoveOff(group, from uint32) (to uint32, moved bool, err error
 			return s, true, nil
 		}
 	}
-	return cur, moved, nil
+	return NoSlot, moved, nil
 }
 
 // hasFallback reports whether group has a fallback order.

@@ -19,12 +19,13 @@ func TestMoveOff(t *testing.T) {
 		from      uint32
 		wantTo    uint32
 		wantMoved bool
+		after     uint32 // the active slot then
 	}{
-		{"active fails: first other slot", 0, []int{0, 1}, 0, 1, true},
-		{"order best first, the failed one skipped", 0, []int{1, 0}, 0, 1, true},
-		{"a standby fails: nothing moves", 1, []int{0, 1}, 0, 1, false},
-		{"nowhere to go", 1, []int{1}, 1, 1, false},
-		{"no order (down-delay): the daemon decides", 0, nil, 0, 0, false},
+		{"active fails: first other slot", 0, []int{0, 1}, 0, 1, true, 1},
+		{"order best first, the failed one skipped", 0, []int{1, 0}, 0, 1, true, 1},
+		{"a standby fails: nothing moves", 1, []int{0, 1}, 0, NoSlot, false, 1},
+		{"nowhere to go", 1, []int{1}, 1, NoSlot, false, 1},
+		{"no order (down-delay): the daemon decides", 0, nil, 0, NoSlot, false, 0},
 	}
 	for _, s := range steps {
 		if err := tp.dp.SetActive(red, s.active); err != nil {
@@ -37,8 +38,8 @@ func TestMoveOff(t *testing.T) {
 		if err != nil || to != s.wantTo || moved != s.wantMoved {
 			t.Errorf("%s: MoveOff = %d, %t, %v; want %d, %t", s.name, to, moved, err, s.wantTo, s.wantMoved)
 		}
-		if got, _ := tp.dp.ActiveSlot(red); got != s.wantTo {
-			t.Errorf("%s: active slot %d, want %d", s.name, got, s.wantTo)
+		if got, _ := tp.dp.ActiveSlot(red); got != s.after {
+			t.Errorf("%s: active slot %d, want %d", s.name, got, s.after)
 		}
 	}
 }

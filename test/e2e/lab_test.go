@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -87,7 +88,16 @@ type labOptions struct {
 	guestPorts string
 	// moreGroups is YAML for further groups (list items at two spaces).
 	moreGroups string
+	// guests is the number of guests G0, G1, ... behind vnet0, vnet1, ...
+	// (default 2).
+	guests int
 }
+
+// guestRole is the namespace of guest i.
+func guestRole(i int) string { return fmt.Sprintf("G%d", i) }
+
+// guestIP is guest i's address.
+func guestIP(i int) net.IP { return net.IP{10, 77, 0, byte(10 + i)} }
 
 func newLab(t *testing.T, opts labOptions) *lab {
 	t.Helper()
@@ -101,16 +111,24 @@ func newLab(t *testing.T, opts labOptions) *lab {
 		macs:   map[string]net.HardwareAddr{},
 	}
 	t.Cleanup(l.destroy)
-	for _, role := range []string{"H", "U", "G0", "G1"} {
+	nGuests := max(opts.guests, 2)
+	roles := []string{"H", "U"}
+	var vnets []string
+	for i := range nGuests {
+		roles = append(roles, guestRole(i))
+		vnets = append(vnets, fmt.Sprintf("vnet%d", i))
+	}
+	for _, role := range roles {
 		l.ns[role] = l.newNS(role)
 	}
-	// Guests: eth0 in G0/G1, vnetN in H.
-	for i, g := range []string{"G0", "G1"} {
-		l.veth(fmt.Sprintf("vnet%d", i), "H", "eth0", g)
+	// Guests: eth0 in G0, G1, ..., vnetN in H.
+	for i := range nGuests {
+		g := guestRole(i)
+		l.veth(vnets[i], "H", "eth0", g)
 		l.in(g, func() {
 			l.setUp("eth0")
 			l.macs[g] = l.mac("eth0")
-			l.addr("eth0", fmt.Sprintf("10.77.0.%d/24", 10+i))
+			l.addr("eth0", guestIP(i).String()+"/24")
 		})
 	}
 	// Uplinks: upN in H, pN in U on the bridge with the gateway address.
@@ -141,7 +159,7 @@ func newLab(t *testing.T, opts labOptions) *lab {
 		l.macs["br0"] = l.mac("br0")
 	})
 	l.in("H", func() {
-		for _, n := range append([]string{"vnet0", "vnet1"}, ups...) {
+		for _, n := range append(slices.Clone(vnets), ups...) {
 			l.setUp(n)
 		}
 	})
@@ -159,7 +177,7 @@ func newLab(t *testing.T, opts labOptions) *lab {
     announce: {count: %d, interval: 50ms}
 %s    guest_ports: %s
     uplinks:
-%s%s`, opts.failback, count, opts.extra, cmp.Or(opts.guestPorts, "[vnet0, vnet1]"), uplinks.String(), opts.moreGroups))
+%s%s`, opts.failback, count, opts.extra, cmp.Or(opts.guestPorts, "["+strings.Join(vnets, ", ")+"]"), uplinks.String(), opts.moreGroups))
 	return l
 }
 

@@ -1,0 +1,187 @@
+package daemon
+
+import (
+	"fmt"
+	"maps"
+	"net"
+	"slices"
+
+	"github.com/uplinkd/uplinkd/pkg/announce"
+	"github.com/uplinkd/uplinkd/pkg/balance"
+	"github.com/uplinkd/uplinkd/pkg/config"
+	"github.com/uplinkd/uplinkd/pkg/control"
+)
+
+// Balance groups: each guest leaves through the uplink of its bucket. The
+// daemon keeps the bucket table (pkg/balance decides it) in step with the
+// policy's usable uplinks; the data plane and the poll mark a failed slot
+// down between two of its writes.
+
+func (g *group) balanced() bool { return g.cfg.Mode == config.ModeBalance }
+
+// homeSlots are g's uplink slots in slot order: a bucket's home is
+// homeSlots[b mod n].
+func (g *group) homeSlots() []int {
+	var out []int
+	for _, p := range g.uplinkPorts() {
+		out = append(out, p.slot)
+	}
+	return out
+}
+
+// rebalance recomputes a balance group's table after a policy event and
+// writes it when it, or the slots' alternatives, changed, or the data
+// plane marked a slot down; the guests whose bucket moved are announced,
+// each on its new uplink. Called with d.mu held.
+func (d *Daemon) rebalance(g *group) {
+	if !g.balanced() {
+		return
+	}
+	carriers := g.policy.Carriers()
+	next := balance.Assign(g.table, carriers, g.homeSlots(), g.cfg.Failback)
+	for b, s := range g.pins {
+		if slices.Contains(carriers, s) {
+			next[b] = uint8(s)
+		} else {
+			delete(g.pins, b) // its uplink failed: the pin is void
+		}
+	}
+	alt := balance.Alternatives(carriers, g.policy.Fallback())
+	_, down, ok, err := d.dp.Balance(g.id)
+	if err == nil && ok && down == 0 && g.table != nil && next == *g.table && altEqual(alt, g.alt) {
+		return
+	}
+	if err := d.dp.SetBalance(g.id, &next, alt); err != nil {
+		d.log.Error("cannot write the bucket table", "group", g.cfg.Name, "err", err)
+		return
+	}
+	var moved []int
+	if g.table != nil {
+		moved = balance.Moved(g.table, &next)
+	}
+	g.table, g.alt = &next, alt
+	if len(moved) > 0 {
+		d.log.Info("buckets moved", "group", g.cfg.Name, "buckets", len(moved), "per_uplink", d.bucketsPerUplink(g))
+		d.announceBuckets(g, moved, "moved")
+	}
+}
+
+// adoptBalance takes over the bucket table a previous daemon left for a
+// balance group, so a restart moves and announces nothing; an
+// active-backup group's entry is reset (it may have been a balance group
+// before). Called from setup.
+func (d *Daemon) adoptBalance(g *group) error {
+	if !g.balanced() {
+		return d.dp.SetBalance(g.id, nil, [balance.MaxSlots][]int{})
+	}
+	if t, _, ok, err := d.dp.Balance(g.id); err == nil && ok {
+		g.table = &t
+	}
+	return nil
+}
+
+func altEqual(a, b [balance.MaxSlots][]int) bool {
+	for i := range a {
+		if !slices.Equal(a[i], b[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+// bucketsPerUplink is for logs: uplink name -> buckets.
+func (d *Daemon) bucketsPerUplink(g *group) map[string]int {
+	out := map[string]int{}
+	for s, n := range g.table.Count() {
+		out[g.policy.UplinkName(s)] = n
+	}
+	return out
+}
+
+// slotOf is the uplink slot a guest of balance group g leaves through.
+func (g *group) slotOf(mac net.HardwareAddr, vlan uint16) int {
+	if g.table == nil {
+		return -1
+	}
+	s := g.table[balance.Bucket(mac, vlan)]
+	if s == balance.NoSlot {
+		return -1
+	}
+	return int(s)
+}
+
+// announceBuckets announces the learned guests in buckets, each on its
+// uplink (one run per uplink, key "<why>/<uplink>").
+func (d *Daemon) announceBuckets(g *group, buckets []int, why string) {
+	if g.cfg.Announce.Count == 0 {
+		return
+	}
+	in := map[int]bool{}
+	for _, b := range buckets {
+		in[b] = true
+	}
+	guests, err := d.guestsOf(g.id)
+	if err != nil {
+		d.log.Error("cannot read learned guests; no announcement", "group", g.cfg.Name, "err", err)
+		return
+	}
+	bySlot := map[int][]announce.Guest{}
+	for _, gu := range guests {
+		if in[balance.Bucket(gu.MAC, gu.VLAN)] {
+			if s := g.slotOf(gu.MAC, gu.VLAN); s >= 0 {
+				bySlot[s] = append(bySlot[s], gu)
+			}
+		}
+	}
+	for _, s := range slices.Sorted(maps.Keys(bySlot)) {
+		d.announceEach(g, s, bySlot[s], why)
+	}
+}
+
+// announceEach announces guests on the uplink in slot.
+func (d *Daemon) announceEach(g *group, slot int, guests []announce.Guest, why string) {
+	up := g.uplinks[slot]
+	if up == nil || up.ifindex == 0 || len(guests) == 0 {
+		return
+	}
+	results := d.announceOn(g, up, guests, why+"/"+up.name)
+	go func() {
+		res := <-results
+		d.log.Info("guests announced on their uplink", "group", g.cfg.Name, "uplink", up.name, "why", why,
+			"guests", len(guests), "frames", res.Frames, "errors", res.Errors, "canceled", res.Canceled)
+	}()
+}
+
+// MoveGuest is `uplinkctl move-guest`: the guest's bucket (and so every
+// guest hashed to it) is pinned to the uplink while that uplink stays
+// usable, and announced there.
+func (d *Daemon) MoveGuest(groupName string, req control.MoveGuestRequest) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	g, err := d.groupByName(groupName)
+	if err != nil {
+		return err
+	}
+	if !g.balanced() {
+		return fmt.Errorf("%w: group %s is not in balance mode", control.ErrRefused, groupName)
+	}
+	mac, err := net.ParseMAC(req.MAC)
+	if err != nil || len(mac) != 6 {
+		return fmt.Errorf("%w: %q is not a MAC address", control.ErrRefused, req.MAC)
+	}
+	slot, ok := g.policy.Slot(req.Uplink)
+	if !ok {
+		return fmt.Errorf("group %s has no uplink %q: %w", groupName, req.Uplink, control.ErrNotFound)
+	}
+	if !slices.Contains(g.policy.Carriers(), slot) {
+		return fmt.Errorf("%w: uplink %s carries no traffic now", control.ErrRefused, req.Uplink)
+	}
+	b := balance.Bucket(mac, req.VLAN)
+	if g.pins == nil {
+		g.pins = map[int]int{}
+	}
+	g.pins[b] = slot
+	d.log.Info("guest moved by the operator", "group", groupName, "mac", mac, "vlan", req.VLAN, "bucket", b, "uplink", req.Uplink)
+	d.rebalance(g)
+	return nil
+}

@@ -1,0 +1,153 @@
+package e2e
+
+import (
+	"fmt"
+	"maps"
+	"net"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+var broadcastMAC = net.HardwareAddr{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}
+
+// TestBalanceGroup: a balance group with 3 uplinks and 8 guests spreads the
+// guests over the uplinks, each guest on exactly one; upstream broadcasts
+// reach every guest exactly once (only the designated uplink delivers
+// them); when an uplink fails only its guests move, the upstream relearns
+// them from announcements (they stay silent), and the other guests lose
+// nothing.
+func TestBalanceGroup(t *testing.T) {
+	const guests = 8
+	l := newLab(t, labOptions{failback: false, priorities: []int{10, 20, 30}, guests: guests, extra: "    mode: balance\n"})
+	l.disableIPv6()
+	l.startDaemon()
+	if g := l.waitActive("up0"); g.Mode != "balance" {
+		t.Fatalf("mode %q, want balance", g.Mode)
+	}
+	for i := range guests {
+		l.hello(guestRole(i), guestIP(i))
+	}
+	peers := []string{"p0", "p1", "p2"}
+
+	// Where each guest's frames leave: one stream per guest.
+	stream := func(i int) uint8 { return uint8(20 + i) }
+	rs := map[string]*receiver{}
+	for _, p := range peers {
+		rs[p] = l.receive("U", p)
+	}
+	for i := range guests {
+		l.send(guestRole(i), "eth0", l.macs["br0"], l.macs[guestRole(i)], stream(i), 1000, 50*time.Millisecond).wait()
+	}
+	time.Sleep(50 * time.Millisecond)
+	on := map[int]string{} // guest -> the peer its frames reached
+	for _, p := range peers {
+		rs[p].close()
+	}
+	for i := range guests {
+		var where []string
+		for _, p := range peers {
+			if len(rs[p].stream(stream(i))) > 0 {
+				where = append(where, p)
+			}
+		}
+		if len(where) != 1 {
+			t.Fatalf("guest %d's frames reached %v, want exactly one uplink", i, where)
+		}
+		on[i] = where[0]
+	}
+	perPeer := map[string][]int{}
+	for i, p := range on {
+		perPeer[p] = append(perPeer[p], i)
+	}
+	t.Logf("FIGURES balance: 8 guests over 3 uplinks: %v", perPeer)
+	if len(perPeer) < 2 {
+		t.Errorf("all guests on %v: not spread", perPeer)
+	}
+	st := l.status()
+	for _, u := range st.Uplinks {
+		if want := len(perPeer["p"+strings.TrimPrefix(u.Name, "up")]); u.Guests != want {
+			t.Errorf("status: %s carries %d guests, %d seen on the wire", u.Name, u.Guests, want)
+		}
+	}
+
+	// Upstream broadcasts: every guest gets each exactly once.
+	const bcast = 60
+	var grs []*receiver
+	for i := range guests {
+		grs = append(grs, l.receive(guestRole(i), "eth0"))
+	}
+	b := l.send("U", "br0", broadcastMAC, l.macs["br0"], bcast, 1000, 100*time.Millisecond)
+	b.wait()
+	time.Sleep(50 * time.Millisecond)
+	for i, r := range grs {
+		r.close()
+		if lost, dups := missing(b.sent, bcast, r); lost != 0 || dups != 0 {
+			t.Errorf("guest %d: %d of %d upstream broadcasts lost, %d duplicated", i, lost, b.sent, dups)
+		}
+	}
+
+	// Fail the uplink that carries the most guests.
+	victim := slices.MaxFunc(slices.Sorted(maps.Keys(perPeer)), func(a, b string) int { return len(perPeer[a]) - len(perPeer[b]) })
+	moved := perPeer[victim]
+	var stay []int
+	for i := range guests {
+		if on[i] != victim {
+			stay = append(stay, i)
+		}
+	}
+	for _, p := range peers {
+		rs[p] = l.receive("U", p)
+	}
+	const rate, length = 2000, 1500 * time.Millisecond
+	var senders []*sender
+	for _, i := range stay {
+		senders = append(senders, l.send(guestRole(i), "eth0", l.macs["br0"], l.macs[guestRole(i)], stream(i), rate, length))
+	}
+	time.Sleep(400 * time.Millisecond)
+	l.cut(victim)
+	for _, s := range senders {
+		s.wait()
+	}
+	time.Sleep(100 * time.Millisecond)
+	for _, p := range peers {
+		rs[p].close()
+	}
+	all := slices.Collect(maps.Values(rs))
+	for k, i := range stay {
+		lost, dups := missing(senders[k].sent, stream(i), all...)
+		if lost != 0 || dups != 0 {
+			t.Errorf("guest %d (on %s, not moved): %d of %d lost, %d duplicated", i, on[i], lost, senders[k].sent, dups)
+		}
+	}
+	// The moved guests, silent since their hello, are relearned upstream
+	// behind the uplinks that carry them now.
+	fdbOK := waitFor(2*time.Second, func() bool {
+		fdb := l.bridgeFDB()
+		for _, i := range moved {
+			if p := fdb[l.macs[guestRole(i)].String()]; p == "" || p == victim {
+				return false
+			}
+		}
+		return true
+	})
+	fdb := l.bridgeFDB()
+	var where []string
+	for _, i := range moved {
+		where = append(where, fmt.Sprintf("G%d:%s", i, fdb[l.macs[guestRole(i)].String()]))
+	}
+	t.Logf("FIGURES balance: %s failed; its guests relearned upstream at %v; %d other guests under %d pps each lost nothing", victim, where, len(stay), rate)
+	if !fdbOK {
+		t.Errorf("moved guests not relearned upstream off %s: %v", victim, where)
+	}
+	st = l.status()
+	for _, u := range st.Uplinks {
+		if "p"+strings.TrimPrefix(u.Name, "up") == victim && (u.Buckets != 0 || u.Guests != 0) {
+			t.Errorf("failed %s still has %d buckets, %d guests", u.Name, u.Buckets, u.Guests)
+		}
+	}
+	if out, err := execCtl(l, "status"); err != nil || !strings.Contains(out, "(balance)") || !strings.Contains(out, "BUCKETS") {
+		t.Errorf("status does not show the balance group (%v):\n%s", err, out)
+	}
+}
