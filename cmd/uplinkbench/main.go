@@ -23,7 +23,7 @@ func main() {
 	var o harness.Options
 	flag.StringVar(&o.Profile, "profile", "quick", "quick (<= 10 min) or full")
 	systems := flag.String("systems", "", "comma-separated: uplinkd,ovs,bridge,xdpfwd (default: all)")
-	scenarios := flag.String("scenario", "", "comma-separated: failover,forward (default: both)")
+	scenarios := flag.String("scenario", "", "comma-separated: failover,forward,balance (default: all three)")
 	uplinks := flag.String("uplinks", "", "comma-separated uplink kinds for failover: veth,tap (default: both)")
 	guests := flag.String("guests", "", "comma-separated guest counts (default 1,64,1024)")
 	sizes := flag.String("frame-sizes", "", "comma-separated frame sizes with FCS (default 64,1500)")

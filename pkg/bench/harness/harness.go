@@ -62,6 +62,9 @@ func Run(ctx context.Context, opts Options) (*report.Result, error) {
 	if o.wants("forward") {
 		h.forward(ctx)
 	}
+	if o.wants("balance") && o.has("uplinkd") {
+		h.balanceScenario(ctx)
+	}
 	h.res.Finished = time.Now()
 	return h.res, ctx.Err()
 }
@@ -182,6 +185,12 @@ func (h *harness) newBed(ctx context.Context, name string, kind topo.Kind) (b *b
 	if name == "bridge" || name == "xdpfwd" {
 		uplinks = 1 // no failover: one uplink, or the upstream bridge would loop
 	}
+	return h.newBedWith(ctx, name, kind, uplinks, "")
+}
+
+// newBedWith is newBed with the number of uplinks and, for uplinkd, the
+// group mode ("": its default).
+func (h *harness) newBedWith(ctx context.Context, name string, kind topo.Kind, uplinks int, mode string) (b *bed, err error) {
 	tp, err := topo.Build(topo.Options{Prefix: "ulkb", Uplinks: uplinks, Kind: kind})
 	if err != nil {
 		return nil, err
@@ -198,7 +207,7 @@ func (h *harness) newBed(ctx context.Context, name string, kind topo.Kind) (b *b
 	if err != nil {
 		return b, err
 	}
-	if b.sys, err = h.startSystem(ctx, name, tp, work); err != nil {
+	if b.sys, err = h.startSystem(ctx, name, tp, work, mode); err != nil {
 		return b, err
 	}
 	b.cleanup = append(b.cleanup, func() { _ = b.sys.Stop() })
@@ -262,10 +271,11 @@ func (h *harness) newBed(ctx context.Context, name string, kind topo.Kind) (b *b
 	return b, nil
 }
 
-func (h *harness) startSystem(ctx context.Context, name string, tp *topo.Topo, work string) (system, error) {
+func (h *harness) startSystem(ctx context.Context, name string, tp *topo.Topo, work, mode string) (system, error) {
 	switch name {
 	case "uplinkd":
 		u := newUplinkd(h.opts.BinDir, h.opts.UplinkdPoll)
+		u.mode = mode
 		if err := u.Start(ctx, tp.NSName(topo.Host), tp.Guests, tp.Uplinks, work); err != nil {
 			_ = u.Stop()
 			return nil, err

@@ -15,7 +15,7 @@ import (
 type Options struct {
 	Profile   string   // "quick" or "full": fills what is left zero
 	Systems   []string // uplinkd, ovs, bridge, xdpfwd
-	Scenarios []string // failover, forward
+	Scenarios []string // failover, forward, balance (uplinkd's balance mode)
 	// Failover.
 	Trials       int
 	RatePPS      int   // the rate every system carries (compare at this)
@@ -39,13 +39,13 @@ type Options struct {
 // Profiles.
 var profiles = map[string]Options{
 	"quick": {
-		Systems: []string{"uplinkd", "ovs", "bridge", "xdpfwd"}, Scenarios: []string{"failover", "forward"},
+		Systems: []string{"uplinkd", "ovs", "bridge", "xdpfwd"}, Scenarios: []string{"failover", "forward", "balance"},
 		Trials: 3, RatePPS: 50_000, HighRatePPS: 1_000_000, Guests: []int{1, 64, 1024},
 		Uplinks: []string{"veth", "tap"}, TrialLength: 1200 * time.Millisecond, DownRatePPS: 10_000,
 		SecondCutMax: time.Second, FrameSizes: []int{64, 1500}, Rounds: 5, RoundTime: 500 * time.Millisecond,
 	},
 	"full": {
-		Systems: []string{"uplinkd", "ovs", "bridge", "xdpfwd"}, Scenarios: []string{"failover", "forward"},
+		Systems: []string{"uplinkd", "ovs", "bridge", "xdpfwd"}, Scenarios: []string{"failover", "forward", "balance"},
 		Trials: 20, RatePPS: 50_000, HighRatePPS: 1_000_000, Guests: []int{1, 64, 1024},
 		Uplinks: []string{"veth", "tap"}, TrialLength: 2 * time.Second, DownRatePPS: 10_000,
 		SecondCutMax: time.Second, FrameSizes: []int{64, 1500}, Rounds: 5, RoundTime: 2 * time.Second,
@@ -73,8 +73,8 @@ func (o Options) withDefaults() (Options, error) {
 		}
 	}
 	for _, s := range o.Scenarios {
-		if s != "failover" && s != "forward" {
-			return o, fmt.Errorf("unknown scenario %q (failover, forward)", s)
+		if s != "failover" && s != "forward" && s != "balance" {
+			return o, fmt.Errorf("unknown scenario %q (failover, forward, balance)", s)
 		}
 	}
 	for _, u := range o.Uplinks {

@@ -20,6 +20,7 @@ import (
 type uplinkdSystem struct {
 	bin    string
 	poll   time.Duration // carrier_poll_interval; 0: the default
+	mode   string        // the group's mode; "": the default
 	dir    string
 	config string
 	cmd    *exec.Cmd
@@ -52,15 +53,19 @@ func (u *uplinkdSystem) Start(ctx context.Context, hostNS string, guests, uplink
 	if u.poll > 0 {
 		poll = fmt.Sprintf("carrier_poll_interval: %s\n", u.poll)
 	}
+	mode := ""
+	if u.mode != "" {
+		mode = "    mode: " + u.mode + "\n"
+	}
 	cfg := fmt.Sprintf(`pin_path: %s/uplinkd
 control_socket: %s
 %sgroups:
   - name: bench
-    failback: true
+%s    failback: true
     announce: {count: 3, interval: 100ms}
     guest_ports: [%s]
     uplinks:
-%s`, pin, socket, poll, strings.Join(guests, ", "), ups.String())
+%s`, pin, socket, poll, mode, strings.Join(guests, ", "), ups.String())
 	u.config = filepath.Join(workDir, "uplinkd.yaml")
 	if err := os.WriteFile(u.config, []byte(cfg), 0o600); err != nil {
 		return err

@@ -293,6 +293,9 @@ type page struct {
 	ForwardTable    textTable
 	TrialTable      textTable
 	RoundTable      textTable
+	BalanceForward  textTable
+	BalanceFailover textTable
+	HasBalance      bool
 	Env             []envItem
 	NoisyPercent    string
 }
@@ -320,13 +323,16 @@ func WriteHTML(w io.Writer, r *Result) error {
 			fmtNs, false, func(t FailoverTrial) (float64, bool) {
 				return float64(t.InterruptionNs), t.InterruptionNs >= 0
 			}),
-		ForwardPlot:   forwardBars(ts, o, l),
-		GuestPlots:    guestPanels(r),
-		FailoverTable: failoverTable(ts.Failover),
-		ForwardTable:  forwardTable(ts.Forwarding),
-		TrialTable:    trialTable(r, o),
-		RoundTable:    roundTable(r, o),
-		NoisyPercent:  fmtPercent(noisyCPU),
+		ForwardPlot:     forwardBars(ts, o, l),
+		GuestPlots:      guestPanels(r),
+		FailoverTable:   failoverTable(ts.Failover),
+		ForwardTable:    forwardTable(ts.Forwarding),
+		TrialTable:      trialTable(r, o),
+		RoundTable:      roundTable(r, o),
+		BalanceForward:  balanceForwardTable(r.Balance),
+		BalanceFailover: balanceFailoverTable(r.Balance),
+		HasBalance:      r.Balance != nil,
+		NoisyPercent:    fmtPercent(noisyCPU),
 	}
 	e := r.Env
 	p.Env = []envItem{{"Host", orDash(e.Hostname)}, {"Kernel", orDash(e.Kernel)},
@@ -435,6 +441,11 @@ dl.env dd { margin: 0; }
 <h2>Forwarding summary</h2>
 {{template "table" .ForwardTable}}
 
+{{if .HasBalance}}<h2>Balance mode (uplinkd)</h2>
+<p class="caption">Guests spread over the uplinks by bucket. Forwarding through one uplink and through two (median of the rounds); one uplink of three cut under traffic: the loss of the guests that moved and of the others, which must be 0.</p>
+{{template "table" .BalanceForward}}
+{{template "table" .BalanceFailover}}
+{{end}}
 <details><summary>Every failover trial ({{len .TrialTable.Rows}})</summary>{{template "table" .TrialTable}}</details>
 <details><summary>Every forwarding round ({{len .RoundTable.Rows}})</summary>{{template "table" .RoundTable}}</details>
 

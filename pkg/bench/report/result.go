@@ -51,6 +51,9 @@ type Result struct {
 	Env        Env             `json:"env"`
 	Failover   []FailoverTrial `json:"failover"`
 	Forwarding []ForwardRound  `json:"forwarding"`
+	// Balance is uplinkd's balance mode: forwarding over one uplink and
+	// over two, and uplink failures split by the guests that moved.
+	Balance *BalanceResult `json:"balance,omitempty"`
 	// NotRun lists every peer or scenario that could not run, with the
 	// reason; nothing is silently dropped.
 	NotRun []NotRun `json:"not_run"`
@@ -136,6 +139,43 @@ type ForwardRound struct {
 	CPUBusy   float64 `json:"cpu_busy"`
 }
 
+// BalanceResult is what the balance scenario measured.
+type BalanceResult struct {
+	Forwarding []BalanceRound `json:"forwarding"`
+	Failover   []BalanceTrial `json:"failover"`
+}
+
+// BalanceRound is one flat-out round of many guests (source MACs) to the
+// upstream through a balance group with Uplinks uplinks.
+type BalanceRound struct {
+	Uplinks   int      `json:"uplinks"`
+	Sources   int      `json:"sources"` // guest MACs the frames cycle through
+	FrameSize int      `json:"frame_size"`
+	Round     int      `json:"round"`
+	Mpps      float64  `json:"mpps"` // all uplinks together
+	Sent      uint64   `json:"sent"`
+	Received  uint64   `json:"received"`
+	PerUplink []uint64 `json:"per_uplink"` // frames received behind each uplink
+	CPUBusy   float64  `json:"cpu_busy"`
+}
+
+// BalanceTrial is one uplink cut in a balance group: the loss of the
+// guests whose bucket was on the cut uplink (they move) and of the others
+// (they must lose nothing).
+type BalanceTrial struct {
+	Trial         int     `json:"trial"`
+	RatePPS       int     `json:"rate_pps"`
+	Sources       int     `json:"sources"`
+	MovedSources  int     `json:"moved_sources"`
+	Sent          uint64  `json:"sent"`
+	LostMoved     uint64  `json:"lost_moved"`
+	LostStayed    uint64  `json:"lost_stayed"`
+	Duplicates    uint64  `json:"duplicates"`
+	CutToSwitchNs int64   `json:"cut_to_switch_ns"` // -1: unknown
+	SwitchedBy    string  `json:"switched_by,omitempty"`
+	CPUBusy       float64 `json:"cpu_busy"`
+}
+
 // NotRun is a peer or scenario that could not run on this machine.
 type NotRun struct {
 	System   string `json:"system"`
@@ -170,6 +210,15 @@ func (r *Result) Check() error {
 		finite(what+" mpps", f.Mpps)
 		finite(what+" gbps", f.Gbps)
 		finite(what+" cpu_busy", f.CPUBusy)
+	}
+	if b := r.Balance; b != nil {
+		for i, x := range b.Forwarding {
+			finite(fmt.Sprintf("balance.forwarding[%d] mpps", i), x.Mpps)
+			finite(fmt.Sprintf("balance.forwarding[%d] cpu_busy", i), x.CPUBusy)
+		}
+		for i, x := range b.Failover {
+			finite(fmt.Sprintf("balance.failover[%d] cpu_busy", i), x.CPUBusy)
+		}
 	}
 	return errors.Join(errs...)
 }

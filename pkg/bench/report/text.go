@@ -258,6 +258,8 @@ func WriteMarkdown(w io.Writer, r *Result) error {
 	b.WriteString("Median of the rounds; frame sizes with the 4-byte FCS, as on a wire.\n\n")
 	writeMarkdownTable(&b, forwardTable(ts.Forwarding))
 
+	writeBalanceMarkdown(&b, r)
+
 	b.WriteString("\n## Not run\n\n")
 	if len(r.NotRun) == 0 {
 		b.WriteString("Everything ran.\n")

@@ -1,0 +1,128 @@
+package report
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/uplinkd/uplinkd/pkg/bench/stats"
+)
+
+// balanceForwardTable: per uplink count and frame size, the median of
+// the rounds, and the rate against one uplink.
+func balanceForwardTable(b *BalanceResult) textTable {
+	t := textTable{
+		Head: []string{"Uplinks", "Frame", "Guests (MACs)", "Rounds", "Mpps p50", "vs 1 uplink", "Share per uplink (last round)"},
+		Num:  []bool{true, true, true, true, true, true, false},
+	}
+	if b == nil {
+		return t
+	}
+	type key struct{ uplinks, size int }
+	var keys []key
+	rounds := map[key][]BalanceRound{}
+	for _, r := range b.Forwarding {
+		k := key{r.Uplinks, r.FrameSize}
+		if _, ok := rounds[k]; !ok {
+			keys = append(keys, k)
+		}
+		rounds[k] = append(rounds[k], r)
+	}
+	slices.SortFunc(keys, func(a, b key) int { return cmpInts(a.size, b.size, a.uplinks, b.uplinks) })
+	median := func(k key) float64 {
+		var xs []float64
+		for _, r := range rounds[k] {
+			xs = append(xs, r.Mpps)
+		}
+		return stats.Summarize(xs).P50
+	}
+	for _, k := range keys {
+		rs := rounds[k]
+		last := rs[len(rs)-1]
+		var shares []string
+		var total uint64
+		for _, n := range last.PerUplink {
+			total += n
+		}
+		for i, n := range last.PerUplink {
+			if total > 0 {
+				shares = append(shares, fmt.Sprintf("up%d %s", i, fmtPercent(float64(n)/float64(total))))
+			}
+		}
+		ratio := dash
+		if one, ok := rounds[key{1, k.size}]; ok && len(one) > 0 && k.uplinks != 1 {
+			ratio = fmtRatio(median(k) / median(key{1, k.size}))
+		}
+		t.Rows = append(t.Rows, []string{fmt.Sprint(k.uplinks), fmt.Sprintf("%d B", k.size), fmt.Sprint(last.Sources),
+			fmt.Sprint(len(rs)), fmtMpps(median(k)), ratio, strings.Join(shares, ", ")})
+		t.Noisy = append(t.Noisy, last.CPUBusy > noisyCPU)
+	}
+	return t
+}
+
+func cmpInts(pairs ...int) int {
+	for i := 0; i+1 < len(pairs); i += 2 {
+		if pairs[i] != pairs[i+1] {
+			return pairs[i] - pairs[i+1]
+		}
+	}
+	return 0
+}
+
+// balanceFailoverTable: per rate, over the trials, the loss of the guests
+// that moved and of those that did not.
+func balanceFailoverTable(b *BalanceResult) textTable {
+	t := textTable{
+		Head: []string{"Rate", "Guests (MACs)", "Trials", "Moved guests p50", "Lost, moved guests p50 / p99 / max", "Lost, other guests p50 / p99 / max", "Duplicates max", "Cut → switch p50 / p99"},
+		Num:  []bool{true, true, true, true, true, true, true, true},
+	}
+	if b == nil {
+		return t
+	}
+	var rates []int
+	byRate := map[int][]BalanceTrial{}
+	for _, x := range b.Failover {
+		if _, ok := byRate[x.RatePPS]; !ok {
+			rates = append(rates, x.RatePPS)
+		}
+		byRate[x.RatePPS] = append(byRate[x.RatePPS], x)
+	}
+	slices.Sort(rates)
+	for _, rate := range rates {
+		ts := byRate[rate]
+		var moved, lostMoved, lostStayed, dups, cut []float64
+		noisy := false
+		for _, x := range ts {
+			moved = append(moved, float64(x.MovedSources))
+			lostMoved = append(lostMoved, float64(x.LostMoved))
+			lostStayed = append(lostStayed, float64(x.LostStayed))
+			dups = append(dups, float64(x.Duplicates))
+			if x.CutToSwitchNs >= 0 {
+				cut = append(cut, float64(x.CutToSwitchNs))
+			}
+			noisy = noisy || x.CPUBusy > noisyCPU
+		}
+		n := len(ts)
+		t.Rows = append(t.Rows, []string{fmtRate(rate), fmt.Sprint(ts[0].Sources), fmt.Sprint(n),
+			fmtCount(stats.Summarize(moved).P50),
+			triple(stats.Summarize(lostMoved), n, fmtCount), triple(stats.Summarize(lostStayed), n, fmtCount),
+			fmtCount(stats.Summarize(dups).Max), pair(stats.Summarize(cut), n, fmtNs)})
+		t.Noisy = append(t.Noisy, noisy)
+	}
+	return t
+}
+
+// writeBalanceMarkdown is the balance section of the markdown report.
+func writeBalanceMarkdown(b *strings.Builder, r *Result) {
+	if r.Balance == nil {
+		return
+	}
+	b.WriteString("\n## Balance mode (uplinkd)\n\n")
+	b.WriteString("A balance group pins each guest (source MAC and VLAN) to one usable uplink. Forwarding: the sending guest's " +
+		"frames cycle through many source MACs, flat out, through one uplink and through two; the share shows how the guests " +
+		"spread. Failover: one uplink of three is cut under traffic; the guests whose bucket was on it move, the others must " +
+		"lose nothing (a frame counts as lost when no uplink delivered it).\n\n")
+	writeMarkdownTable(b, balanceForwardTable(r.Balance))
+	b.WriteString("\n")
+	writeMarkdownTable(b, balanceFailoverTable(r.Balance))
+}
