@@ -89,6 +89,16 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } neigh SEC(".maps");
 
+/* bucket_bytes[group * NBUCKETS + bucket], per CPU: the bytes a balance
+ * group's guests sent upstream, by bucket, for rebalancing. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, MAX_GROUPS * NBUCKETS);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} bucket_bytes SEC(".maps");
+
 /* arrivals: one event per guest MAC new to its port. When the ring is
  * full (a guest spraying source MACs) events are dropped, not frames. */
 struct {
@@ -496,6 +506,12 @@ int xdp_guest(struct xdp_md *ctx)
 	__u32 slot = bal ? balance_slot(port->group, bal, bucket) : active_slot(port->group);
 	if (slot >= MAX_UPLINKS)
 		return drop(port, DROP_NO_UPLINK);
+	if (bal) {
+		__u32 k = port->group * NBUCKETS + bucket;
+		__u64 *bytes = bpf_map_lookup_elem(&bucket_bytes, &k);
+		if (bytes)
+			*bytes += f.len;
+	}
 	__u32 key_up = port->group * MAX_UPLINKS + slot;
 	__u32 dead = 0;
 	if (carrier_check && uplink_lost_carrier(key_up, &dead)) {

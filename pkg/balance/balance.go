@@ -110,3 +110,54 @@ func (t *Table) Count() map[int]int {
 	}
 	return n
 }
+
+// Rebalance evens out the load of a balance group's carriers: it moves up
+// to maxMoves buckets, one at a time, from the busiest carrier to the
+// least busy, each time the heaviest bucket whose move narrows the gap
+// (its load is below the gap), and stops once the gap is under minGap of
+// the total load (no churn for a small imbalance). load is each bucket's
+// load over the last interval (bytes). It returns the new table and the
+// buckets it moved, in order.
+func Rebalance(t Table, load *[Buckets]uint64, carriers []int, maxMoves int, minGap float64) (Table, []int) {
+	if len(carriers) < 2 {
+		return t, nil
+	}
+	per := map[int]uint64{}
+	var total uint64
+	for b, s := range t {
+		per[int(s)] += load[b]
+		if slices.Contains(carriers, int(s)) {
+			total += load[b]
+		}
+	}
+	var moved []int
+	for len(moved) < maxMoves {
+		busy, idle := carriers[0], carriers[0]
+		for _, s := range carriers {
+			if per[s] > per[busy] {
+				busy = s
+			}
+			if per[s] < per[idle] {
+				idle = s
+			}
+		}
+		gap := per[busy] - per[idle]
+		if total == 0 || float64(gap) < minGap*float64(total) {
+			break
+		}
+		best := -1
+		for b, s := range t {
+			if int(s) == busy && load[b] > 0 && load[b] < gap && (best < 0 || load[b] > load[best]) {
+				best = b
+			}
+		}
+		if best < 0 {
+			break
+		}
+		t[best] = uint8(idle)
+		per[busy] -= load[best]
+		per[idle] += load[best]
+		moved = append(moved, best)
+	}
+	return t, moved
+}

@@ -66,3 +66,56 @@ func TestBucket(t *testing.T) {
 		t.Error("not deterministic")
 	}
 }
+
+func TestRebalance(t *testing.T) {
+	slots := []int{0, 1, 2}
+	base := Assign(nil, slots, slots, true)
+	var load [Buckets]uint64
+	// Slot 0 carries two heavy buckets and slot 2 one light one; slot 1
+	// nothing.
+	heavy := []int{0, 3} // home slot 0
+	for _, b := range heavy {
+		load[b] = 1000
+	}
+	load[2] = 100 // home slot 2
+
+	got, moved := Rebalance(base, &load, slots, 4, 0.1)
+	if len(moved) != 1 || got[moved[0]] != 1 || base[moved[0]] != 0 {
+		t.Fatalf("moved %v (%v), want one heavy bucket from slot 0 to slot 1", moved, got.Count())
+	}
+	// Balanced now (1000 / 1000 / 100): a second pass moves nothing that
+	// would not just swap the imbalance, and the cap holds.
+	if _, again := Rebalance(got, &load, slots, 4, 0.1); len(again) != 0 {
+		t.Errorf("second pass moved %v", again)
+	}
+	// A bucket heavier than the gap is never moved (it would only move
+	// the hot spot).
+	var one [Buckets]uint64
+	one[0] = 5000
+	if _, m := Rebalance(base, &one, slots, 4, 0.1); len(m) != 0 {
+		t.Errorf("a single hot bucket moved: %v", m)
+	}
+	// Small imbalance: under minGap, nothing moves.
+	var even [Buckets]uint64
+	for b := range even {
+		even[b] = 10
+	}
+	even[0] = 12
+	if _, m := Rebalance(base, &even, slots, 4, 0.1); len(m) != 0 {
+		t.Errorf("moved %v for a tiny imbalance", m)
+	}
+	// At most maxMoves.
+	var skew [Buckets]uint64
+	for b := range skew {
+		if base[b] == 0 {
+			skew[b] = 100
+		}
+	}
+	if _, m := Rebalance(base, &skew, slots, 3, 0.01); len(m) != 3 {
+		t.Errorf("moved %d, want the cap of 3", len(m))
+	}
+	// One carrier: nothing to do.
+	if _, m := Rebalance(base, &skew, []int{0}, 4, 0.01); m != nil {
+		t.Errorf("one carrier: moved %v", m)
+	}
+}

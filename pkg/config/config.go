@@ -77,6 +77,19 @@ const (
 	maxUnixPath = 107
 )
 
+// Rebalance is a balance group's periodic rebalancing.
+type Rebalance struct {
+	Interval   time.Duration
+	MaxBuckets int
+}
+
+// Rebalancing limits and default.
+const (
+	MinRebalanceInterval    = 100 * time.Millisecond
+	MaxRebalanceInterval    = time.Hour
+	DefaultRebalanceBuckets = 4
+)
+
 // Group modes: every guest through the active uplink, or each guest
 // through the uplink of its bucket (all usable uplinks carry traffic).
 const (
@@ -112,6 +125,10 @@ type Group struct {
 	// bucket; only a failed uplink's guests move; the active uplink is
 	// the designated one that delivers broadcasts from upstream.
 	Mode string
+	// Rebalance, in balance mode: every Interval (0: never, the default)
+	// move up to MaxBuckets buckets from the busiest uplink to the least
+	// busy, by the guests' traffic over the interval.
+	Rebalance Rebalance
 	// Failback makes a recovered uplink with a better (lower) priority
 	// take over again from the active one.
 	Failback bool

@@ -192,6 +192,15 @@ groups:
 			}(),
 		},
 		{
+			name: "balance with rebalancing",
+			yaml: "groups:\n  - {name: a, mode: balance, rebalance: {interval: 5s}, uplinks: [{name: e}, {name: f}]}\n",
+			want: func() *Config {
+				g := group("a", nil, "e", "f")
+				g.Mode, g.Rebalance = ModeBalance, Rebalance{Interval: 5 * time.Second, MaxBuckets: 4}
+				return defaults(g)
+			}(),
+		},
+		{
 			name: "guest port profiles by pattern",
 			yaml: "groups:\n  - {name: a, guest_ports: [v0, {match: \"vnet*\", vlan: 10, announce_priority: 7}, {match: \"tap[0-9]*\", trunk: [20]}], uplinks: [{name: e}]}\n",
 			want: func() *Config {
@@ -379,6 +388,8 @@ func TestParseBad(t *testing.T) {
 			[]string{`groups[0].guest_ports[0].match: pattern "vnet[": syntax error in pattern`, `groups[0].guest_ports[1]: give name (one interface) or match (a pattern), not both`,
 				`groups[0].guest_ports[3].match: pattern "tap*" is already used at groups[0].guest_ports[2].match`, `groups[0].guest_ports[4].match: pattern is required`,
 				`groups[0].guest_ports[5].match: pattern "a b*" contains ' '`}},
+		{"rebalance", "groups:\n  - name: a\n    rebalance: {interval: 10ms, max_buckets: 0}\n    uplinks: [{name: e}]\n",
+			[]string{`groups[0].rebalance: needs mode: balance`, `groups[0].rebalance.interval: must be 0 (disabled) or between 100ms and 1h0m0s, got 10ms`, `groups[0].rebalance.max_buckets: must be between 1 and 256, got 0`}},
 		{"bad mode", "groups:\n  - name: a\n    mode: lacp\n    uplinks: [{name: e}]\n", []string{`groups[0].mode: "lacp" is not one of active-backup, balance`}},
 		{"bad uplink state", "groups:\n  - name: a\n    uplinks: [{name: e, state: down}]\n", []string{`groups[0].uplinks[0].state: "down" is not one of usable, standby, disabled`}},
 		{"hold timer too long", "groups:\n  - name: a\n    up_delay: 11m\n    uplinks: [{name: e}]\n", []string{`groups[0].up_delay: must be between 0s and 10m0s, got 11m0s`}},

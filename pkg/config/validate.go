@@ -30,6 +30,7 @@ type fileConfig struct {
 type fileGroup struct {
 	Name       string          `yaml:"name"`
 	Mode       *string         `yaml:"mode"`
+	Rebalance  *fileRebalance  `yaml:"rebalance"`
 	Failback   *bool           `yaml:"failback"`
 	UpDelay    *fileDuration   `yaml:"up_delay"`
 	DownDelay  *fileDuration   `yaml:"down_delay"`
@@ -83,6 +84,11 @@ type fileProbe struct {
 	Interval *fileDuration `yaml:"interval"`
 	Missed   *fileInt      `yaml:"missed"`
 	Source   *string       `yaml:"source"`
+}
+
+type fileRebalance struct {
+	Interval   *fileDuration `yaml:"interval"`
+	MaxBuckets *fileInt      `yaml:"max_buckets"`
 }
 
 type fileAnnounce struct {
@@ -272,6 +278,15 @@ func (raw *fileConfig) validate() (*Config, error) {
 			groupNames[rg.Name] = gp
 		}
 		g.Mode = v.oneOf(gp+".mode", rg.Mode, ModeActiveBackup, Modes)
+		if r := rg.Rebalance; r != nil {
+			if g.Mode != ModeBalance {
+				v.errorf(gp+".rebalance", "needs mode: balance")
+			}
+			g.Rebalance = Rebalance{
+				Interval:   v.duration(gp+".rebalance.interval", r.Interval, 0, MinRebalanceInterval, MaxRebalanceInterval, true),
+				MaxBuckets: v.intRange(gp+".rebalance.max_buckets", r.MaxBuckets, DefaultRebalanceBuckets, 1, 256),
+			}
+		}
 		if rg.Failback != nil {
 			g.Failback = *rg.Failback
 		}

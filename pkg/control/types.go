@@ -46,7 +46,9 @@ type GroupStatus struct {
 	GuestPatterns []string `json:"guest_patterns,omitempty"`
 	// Arrivals counts guests that arrived (new, or on another port) and
 	// were announced on the active uplink at once.
-	Arrivals   uint64 `json:"arrivals"`
+	Arrivals uint64 `json:"arrivals"`
+	// Rebalances counts rebalancing rounds that moved buckets.
+	Rebalances uint64 `json:"rebalances,omitempty"`
 	Announcing bool   `json:"announcing"` // an announcement is being sent
 }
 
@@ -79,6 +81,9 @@ type UplinkStatus struct {
 	Buckets   int    `json:"buckets,omitempty"`
 	Guests    int    `json:"guests,omitempty"`
 	TxPackets uint64 `json:"tx_packets,omitempty"`
+	// LoadBps is the guests' upstream traffic through it over the last
+	// rebalancing interval (rebalancing on).
+	LoadBps uint64 `json:"load_bytes_per_s,omitempty"`
 }
 
 // PortStatus is one guest port.

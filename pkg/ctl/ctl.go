@@ -243,9 +243,13 @@ func writeStatus(w io.Writer, st control.Status, now time.Time) {
 		tw.Flush()
 		if g.Mode == "balance" {
 			tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-			fmt.Fprintln(tw, "  UPLINK\tBUCKETS\tGUESTS\tTX PACKETS")
+			fmt.Fprintln(tw, "  UPLINK\tBUCKETS\tGUESTS\tTX PACKETS\tLOAD")
 			for _, u := range g.Uplinks {
-				fmt.Fprintf(tw, "  %s\t%d\t%d\t%d\n", u.Name, u.Buckets, u.Guests, u.TxPackets)
+				load := "-" // rebalancing off
+				if u.LoadBps > 0 {
+					load = fmt.Sprintf("%.1f Mbit/s", float64(u.LoadBps)*8/1e6)
+				}
+				fmt.Fprintf(tw, "  %s\t%d\t%d\t%d\t%s\n", u.Name, u.Buckets, u.Guests, u.TxPackets, load)
 			}
 			tw.Flush()
 		}

@@ -1,10 +1,12 @@
 package daemon
 
 import (
+	"context"
 	"fmt"
 	"maps"
 	"net"
 	"slices"
+	"time"
 
 	"github.com/uplinkd/uplinkd/pkg/announce"
 	"github.com/uplinkd/uplinkd/pkg/balance"
@@ -184,4 +186,100 @@ func (d *Daemon) MoveGuest(groupName string, req control.MoveGuestRequest) error
 	d.log.Info("guest moved by the operator", "group", groupName, "mac", mac, "vlan", req.VLAN, "bucket", b, "uplink", req.Uplink)
 	d.rebalance(g)
 	return nil
+}
+
+// minRebalanceGap: rebalancing leaves a gap between the busiest and the
+// least busy uplink below this share of the group's load alone, so small
+// fluctuations move no guest.
+const minRebalanceGap = 0.1
+
+// minRebalanceLoad: below this much upstream traffic (bytes/s, all the
+// group's guests) there is nothing worth evening out, and the announcements
+// a move costs would be most of the traffic.
+const minRebalanceLoad = 100_000
+
+// rebalanceTicks sends, every group's rebalance interval, the group's id
+// on out until ctx ends.
+func (d *Daemon) rebalanceTicks(ctx context.Context, out chan<- uint32) {
+	for _, g := range d.groups {
+		if !g.balanced() || g.cfg.Rebalance.Interval <= 0 {
+			continue
+		}
+		go func(id uint32, every time.Duration) {
+			t := time.NewTicker(every)
+			defer t.Stop()
+			for {
+				select {
+				case <-t.C:
+					select {
+					case out <- id:
+					case <-ctx.Done():
+						return
+					}
+				case <-ctx.Done():
+					return
+				}
+			}
+		}(g.id, g.cfg.Rebalance.Interval)
+	}
+}
+
+// onRebalanceTick measures each bucket's traffic since the last tick and
+// moves up to max_buckets buckets from the busiest uplink to the least
+// busy; moved buckets are pinned there (failback does not undo them) and
+// their guests announced on their new uplink.
+func (d *Daemon) onRebalanceTick(id uint32) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var g *group
+	for _, x := range d.groups {
+		if x.id == id {
+			g = x
+		}
+	}
+	if g == nil || g.table == nil {
+		return
+	}
+	cur, err := d.dp.BucketBytes(g.id)
+	if err != nil {
+		d.log.Warn("cannot read bucket load; not rebalancing", "group", g.cfg.Name, "err", err)
+		return
+	}
+	now := time.Now()
+	prev, since := g.lastBytes, g.lastBytesAt
+	g.lastBytes, g.lastBytesAt = cur, now
+	if prev == nil {
+		return
+	}
+	var delta [balance.Buckets]uint64
+	for b := range delta {
+		if cur[b] >= prev[b] {
+			delta[b] = cur[b] - prev[b]
+		}
+	}
+	g.load = map[int]uint64{}
+	secs := now.Sub(since).Seconds()
+	var total uint64
+	for b, s := range g.table {
+		if s != balance.NoSlot && secs > 0 {
+			g.load[int(s)] += uint64(float64(delta[b]) / secs)
+			total += uint64(float64(delta[b]) / secs)
+		}
+	}
+	if total < minRebalanceLoad {
+		return
+	}
+	next, moved := balance.Rebalance(*g.table, &delta, g.policy.Carriers(), g.cfg.Rebalance.MaxBuckets, minRebalanceGap)
+	if len(moved) == 0 {
+		return
+	}
+	if g.pins == nil {
+		g.pins = map[int]int{}
+	}
+	for _, b := range moved {
+		g.pins[b] = int(next[b])
+	}
+	g.rebalances++
+	d.log.Info("rebalancing", "group", g.cfg.Name, "buckets", moved, "load_bytes_per_s", g.load)
+	d.rebalance(g)
 }

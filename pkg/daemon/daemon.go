@@ -77,6 +77,13 @@ type group struct {
 	table *balance.Table
 	alt   [balance.MaxSlots][]int
 	pins  map[int]int
+	// Rebalancing: the bucket byte counters at the last tick, the
+	// upstream load per slot over the last interval (bytes/s), and how
+	// many rounds moved buckets.
+	lastBytes   *[balance.Buckets]uint64
+	lastBytesAt time.Time
+	load        map[int]uint64
+	rebalances  uint64
 }
 
 // port is one configured interface and what the daemon knows of it.
@@ -461,6 +468,8 @@ func (d *Daemon) Run(ctx context.Context) error {
 			}
 		}()
 	}
+	rebalanceDue := make(chan uint32, len(d.groups))
+	d.rebalanceTicks(ctx, rebalanceDue)
 	arrived := make(chan datapath.Arrival, maxArrivalBatch)
 	if d.arr != nil {
 		go d.readArrivals(ctx, arrived)
@@ -489,6 +498,8 @@ func (d *Daemon) Run(ctx context.Context) error {
 			d.onKernelSwitch(ev)
 		case m := <-d.fastMoves:
 			d.onFastMove(m)
+		case id := <-rebalanceDue:
+			d.onRebalanceTick(id)
 		case a := <-arrived:
 			d.onArrivals(takeArrivals(a, arrived))
 		}

@@ -53,6 +53,7 @@ func (d *Daemon) Status() control.Status {
 			LearnedGuests: learned[g.id],
 			Announcing:    inFlight[g.cfg.Name],
 			Arrivals:      g.arrivals,
+			Rebalances:    g.rebalances,
 		}
 		for _, gp := range g.cfg.GuestPorts {
 			if gp.Match != "" {
@@ -80,7 +81,7 @@ func (d *Daemon) Status() control.Status {
 				us.LastReason = u.LastReason.String()
 			}
 			if g.balanced() && g.table != nil {
-				us.Buckets, us.Guests = g.table.Count()[u.Slot], guestsOn[u.Slot]
+				us.Buckets, us.Guests, us.LoadBps = g.table.Count()[u.Slot], guestsOn[u.Slot], g.load[u.Slot]
 				if c, err := d.dp.Stats(p.ifindex); err == nil && p.ifindex > 0 {
 					us.TxPackets = c.TxPackets
 				}

@@ -40,3 +40,20 @@ func (d *Datapath) Balance(group uint32) (t balance.Table, down uint32, ok bool,
 	}
 	return v.Slots, v.Down, v.Mode == uint32(bpfSwitchGroupModeMODE_BALANCE), nil
 }
+
+// BucketBytes reads the bytes each bucket of a balance group sent
+// upstream since the data plane was loaded (all CPUs together).
+func (d *Datapath) BucketBytes(group uint32) (*[balance.Buckets]uint64, error) {
+	var out [balance.Buckets]uint64
+	var perCPU []uint64
+	for b := range out {
+		k := group*balance.Buckets + uint32(b)
+		if err := d.objs.BucketBytes.Lookup(k, &perCPU); err != nil {
+			return nil, fmt.Errorf("read bucket_bytes[%d]: %w", k, err)
+		}
+		for _, v := range perCPU {
+			out[b] += v
+		}
+	}
+	return &out, nil
+}

@@ -76,6 +76,27 @@ func TestBalance(t *testing.T) {
 			t.Errorf("broadcast from %s (slot %d): %v", macs[0], slot, got)
 		}
 	}
+	// Every guest's upstream bytes are counted in its bucket (the
+	// rebalancer's load).
+	load, err := tp.dp.BucketBytes(red)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, macs := range guests {
+		for _, mac := range macs {
+			if load[balance.Bucket(mac, 0)] == 0 {
+				t.Errorf("no bytes counted in guest %s's bucket", mac)
+			}
+		}
+	}
+	var counted uint64
+	for _, n := range load {
+		counted += n
+	}
+	if counted == 0 || counted > 64*1024 {
+		t.Errorf("%d bytes counted for a few dozen small frames", counted)
+	}
+
 	// From upstream: a broadcast through the designated uplink only; a
 	// unicast to a known guest through either.
 	if got := copies("u1p", func(m []byte) []byte { return frame(t, broadcast, macUp, 0, m) }); len(got) != 0 {

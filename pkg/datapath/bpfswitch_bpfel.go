@@ -139,6 +139,7 @@ const (
 	bpfSwitchMapActive       = "active"
 	bpfSwitchMapArrivals     = "arrivals"
 	bpfSwitchMapBalances     = "balances"
+	bpfSwitchMapBucketBytes  = "bucket_bytes"
 	bpfSwitchMapDraining     = "draining"
 	bpfSwitchMapFallbacks    = "fallbacks"
 	bpfSwitchMapFdb          = "fdb"
@@ -216,21 +217,22 @@ type bpfSwitchProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type bpfSwitchMapSpecs struct {
-	Active     *ebpf.MapSpec `ebpf:"active"`
-	Arrivals   *ebpf.MapSpec `ebpf:"arrivals"`
-	Balances   *ebpf.MapSpec `ebpf:"balances"`
-	Draining   *ebpf.MapSpec `ebpf:"draining"`
-	Fallbacks  *ebpf.MapSpec `ebpf:"fallbacks"`
-	Fdb        *ebpf.MapSpec `ebpf:"fdb"`
-	FoEvents   *ebpf.MapSpec `ebpf:"fo_events"`
-	Groups     *ebpf.MapSpec `ebpf:"groups"`
-	Neigh      *ebpf.MapSpec `ebpf:"neigh"`
-	Ports      *ebpf.MapSpec `ebpf:"ports"`
-	PortsTx    *ebpf.MapSpec `ebpf:"ports_tx"`
-	Stats      *ebpf.MapSpec `ebpf:"stats"`
-	UplinkDevs *ebpf.MapSpec `ebpf:"uplink_devs"`
-	Uplinks    *ebpf.MapSpec `ebpf:"uplinks"`
-	VlanSets   *ebpf.MapSpec `ebpf:"vlan_sets"`
+	Active      *ebpf.MapSpec `ebpf:"active"`
+	Arrivals    *ebpf.MapSpec `ebpf:"arrivals"`
+	Balances    *ebpf.MapSpec `ebpf:"balances"`
+	BucketBytes *ebpf.MapSpec `ebpf:"bucket_bytes"`
+	Draining    *ebpf.MapSpec `ebpf:"draining"`
+	Fallbacks   *ebpf.MapSpec `ebpf:"fallbacks"`
+	Fdb         *ebpf.MapSpec `ebpf:"fdb"`
+	FoEvents    *ebpf.MapSpec `ebpf:"fo_events"`
+	Groups      *ebpf.MapSpec `ebpf:"groups"`
+	Neigh       *ebpf.MapSpec `ebpf:"neigh"`
+	Ports       *ebpf.MapSpec `ebpf:"ports"`
+	PortsTx     *ebpf.MapSpec `ebpf:"ports_tx"`
+	Stats       *ebpf.MapSpec `ebpf:"stats"`
+	UplinkDevs  *ebpf.MapSpec `ebpf:"uplink_devs"`
+	Uplinks     *ebpf.MapSpec `ebpf:"uplinks"`
+	VlanSets    *ebpf.MapSpec `ebpf:"vlan_sets"`
 }
 
 // bpfSwitchVariableSpecs contains global variables before they are loaded into the kernel.
@@ -266,21 +268,22 @@ func (o *bpfSwitchObjects) Close() error {
 //
 // It can be passed to loadBpfSwitchObjects or ebpf.CollectionSpec.LoadAndAssign.
 type bpfSwitchMaps struct {
-	Active     *ebpf.Map `ebpf:"active"`
-	Arrivals   *ebpf.Map `ebpf:"arrivals"`
-	Balances   *ebpf.Map `ebpf:"balances"`
-	Draining   *ebpf.Map `ebpf:"draining"`
-	Fallbacks  *ebpf.Map `ebpf:"fallbacks"`
-	Fdb        *ebpf.Map `ebpf:"fdb"`
-	FoEvents   *ebpf.Map `ebpf:"fo_events"`
-	Groups     *ebpf.Map `ebpf:"groups"`
-	Neigh      *ebpf.Map `ebpf:"neigh"`
-	Ports      *ebpf.Map `ebpf:"ports"`
-	PortsTx    *ebpf.Map `ebpf:"ports_tx"`
-	Stats      *ebpf.Map `ebpf:"stats"`
-	UplinkDevs *ebpf.Map `ebpf:"uplink_devs"`
-	Uplinks    *ebpf.Map `ebpf:"uplinks"`
-	VlanSets   *ebpf.Map `ebpf:"vlan_sets"`
+	Active      *ebpf.Map `ebpf:"active"`
+	Arrivals    *ebpf.Map `ebpf:"arrivals"`
+	Balances    *ebpf.Map `ebpf:"balances"`
+	BucketBytes *ebpf.Map `ebpf:"bucket_bytes"`
+	Draining    *ebpf.Map `ebpf:"draining"`
+	Fallbacks   *ebpf.Map `ebpf:"fallbacks"`
+	Fdb         *ebpf.Map `ebpf:"fdb"`
+	FoEvents    *ebpf.Map `ebpf:"fo_events"`
+	Groups      *ebpf.Map `ebpf:"groups"`
+	Neigh       *ebpf.Map `ebpf:"neigh"`
+	Ports       *ebpf.Map `ebpf:"ports"`
+	PortsTx     *ebpf.Map `ebpf:"ports_tx"`
+	Stats       *ebpf.Map `ebpf:"stats"`
+	UplinkDevs  *ebpf.Map `ebpf:"uplink_devs"`
+	Uplinks     *ebpf.Map `ebpf:"uplinks"`
+	VlanSets    *ebpf.Map `ebpf:"vlan_sets"`
 }
 
 func (m *bpfSwitchMaps) Close() error {
@@ -288,6 +291,7 @@ func (m *bpfSwitchMaps) Close() error {
 		m.Active,
 		m.Arrivals,
 		m.Balances,
+		m.BucketBytes,
 		m.Draining,
 		m.Fallbacks,
 		m.Fdb,

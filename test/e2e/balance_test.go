@@ -30,33 +30,10 @@ func TestBalanceGroup(t *testing.T) {
 		l.hello(guestRole(i), guestIP(i))
 	}
 	peers := []string{"p0", "p1", "p2"}
-
-	// Where each guest's frames leave: one stream per guest.
-	stream := func(i int) uint8 { return uint8(20 + i) }
 	rs := map[string]*receiver{}
-	for _, p := range peers {
-		rs[p] = l.receive("U", p)
-	}
-	for i := range guests {
-		l.send(guestRole(i), "eth0", l.macs["br0"], l.macs[guestRole(i)], stream(i), 1000, 50*time.Millisecond).wait()
-	}
-	time.Sleep(50 * time.Millisecond)
-	on := map[int]string{} // guest -> the peer its frames reached
-	for _, p := range peers {
-		rs[p].close()
-	}
-	for i := range guests {
-		var where []string
-		for _, p := range peers {
-			if len(rs[p].stream(stream(i))) > 0 {
-				where = append(where, p)
-			}
-		}
-		if len(where) != 1 {
-			t.Fatalf("guest %d's frames reached %v, want exactly one uplink", i, where)
-		}
-		on[i] = where[0]
-	}
+
+	stream := func(i int) uint8 { return uint8(20 + i) }
+	on := l.guestUplinks(guests, stream)
 	perPeer := map[string][]int{}
 	for i, p := range on {
 		perPeer[p] = append(perPeer[p], i)
@@ -149,5 +126,106 @@ func TestBalanceGroup(t *testing.T) {
 	}
 	if out, err := execCtl(l, "status"); err != nil || !strings.Contains(out, "(balance)") || !strings.Contains(out, "BUCKETS") {
 		t.Errorf("status does not show the balance group (%v):\n%s", err, out)
+	}
+}
+
+// guestUplinks sends a short stream from each of the first n guests
+// (stream(i)) and returns the upstream peer each one's frames reached;
+// it fails the test if a guest's frames reached none or several.
+func (l *lab) guestUplinks(n int, stream func(int) uint8) map[int]string {
+	l.t.Helper()
+	peers := []string{"p0", "p1", "p2"}
+	rs := map[string]*receiver{}
+	for _, p := range peers {
+		rs[p] = l.receive("U", p)
+	}
+	for i := range n {
+		l.send(guestRole(i), "eth0", l.macs["br0"], l.macs[guestRole(i)], stream(i), 1000, 50*time.Millisecond).wait()
+	}
+	time.Sleep(50 * time.Millisecond)
+	for _, p := range peers {
+		rs[p].close()
+	}
+	on := map[int]string{}
+	for i := range n {
+		var where []string
+		for _, p := range peers {
+			if len(rs[p].stream(stream(i))) > 0 {
+				where = append(where, p)
+			}
+		}
+		if len(where) != 1 {
+			l.t.Fatalf("guest %d's frames reached %v, want exactly one uplink", i, where)
+		}
+		on[i] = where[0]
+	}
+	return on
+}
+
+// TestBalanceRebalances: two busy guests that hash to the same uplink are
+// split by the rebalancer (interval 300 ms, one bucket a round); the one
+// that moves is announced on its new uplink; with no imbalance nothing
+// moves.
+func TestBalanceRebalances(t *testing.T) {
+	const guests = 8
+	l := newLab(t, labOptions{failback: true, priorities: []int{10, 20, 30}, guests: guests,
+		extra: "    mode: balance\n    rebalance: {interval: 300ms, max_buckets: 1}\n"})
+	l.disableIPv6()
+	l.startDaemon()
+	l.waitActive("up0")
+	for i := range guests {
+		l.hello(guestRole(i), guestIP(i))
+	}
+	stream := func(i int) uint8 { return uint8(20 + i) }
+	on := l.guestUplinks(guests, stream)
+	// Two guests on one uplink.
+	a, b := -1, -1
+	for i := range guests {
+		for j := i + 1; j < guests && a < 0; j++ {
+			if on[i] == on[j] {
+				a, b = i, j
+			}
+		}
+	}
+	if a < 0 {
+		t.Skipf("no two of %d guests share an uplink: %v", guests, on)
+	}
+	time.Sleep(700 * time.Millisecond) // quiet rounds: nothing to even out
+	if g := l.status(); g.Rebalances != 0 {
+		t.Fatalf("%d rebalancing rounds without load", g.Rebalances)
+	}
+	rs := map[string]*receiver{}
+	for _, p := range []string{"p0", "p1", "p2"} {
+		rs[p] = l.receive("U", p)
+	}
+	sa := l.send(guestRole(a), "eth0", l.macs["br0"], l.macs[guestRole(a)], stream(a), 5000, 1500*time.Millisecond)
+	sb := l.send(guestRole(b), "eth0", l.macs["br0"], l.macs[guestRole(b)], stream(b), 5000, 1500*time.Millisecond)
+	sa.wait()
+	sb.wait()
+	time.Sleep(50 * time.Millisecond)
+	for _, r := range rs {
+		r.close()
+	}
+	g := l.status()
+	after := l.guestUplinks(guests, stream)
+	t.Logf("FIGURES rebalancing: guests %d and %d both on %s; after 1.5 s of load: %s and %s; %d rounds moved buckets", a, b, on[a], after[a], after[b], g.Rebalances)
+	if g.Rebalances == 0 || after[a] == after[b] {
+		t.Fatalf("the busy guests were not split: %s and %s, %d rounds", after[a], after[b], g.Rebalances)
+	}
+	movedGuest := a
+	if after[a] == on[a] {
+		movedGuest = b
+	}
+	if rarps := rs[after[movedGuest]].rarps(); len(rarps) == 0 {
+		t.Errorf("no announcement on %s, where guest %d moved", after[movedGuest], movedGuest)
+	}
+	all := slices.Collect(maps.Values(rs))
+	for _, x := range []struct {
+		i int
+		s *sender
+	}{{a, sa}, {b, sb}} {
+		if lost, dups := missing(x.s.sent, stream(x.i), all...); lost != 0 || dups != 0 {
+			t.Errorf("guest %d lost %d, duplicated %d of %d while rebalanced", x.i, lost, dups, x.s.sent)
+		}
 	}
 }
