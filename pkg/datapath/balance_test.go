@@ -2,8 +2,11 @@ package datapath
 
 import (
 	"net"
+	"slices"
 	"testing"
 	"time"
+
+	"github.com/vishvananda/netlink"
 
 	"github.com/uplinkd/uplinkd/pkg/balance"
 )
@@ -131,5 +134,62 @@ func TestBalance(t *testing.T) {
 	}
 	if got := copies("g0", func(m []byte) []byte { return frame(t, macUp, guests[0][0], 0, m) }); !same(got, map[string]int{"u1p": 1}) {
 		t.Errorf("active-backup again: %v", got)
+	}
+}
+
+// TestBalanceCarrierAtRedirect: in a balance group the switch's carrier
+// check moves only the buckets of the uplink that lost carrier (marked
+// down, the designated uplink stays) and reports it; the first frame of a
+// moved guest already leaves through the alternative.
+func TestBalanceCarrierAtRedirect(t *testing.T) {
+	tp := newTopo(t)
+	kf := tp.armKernelFailover(t)
+	if !tpHasPath(kf, PathCarrierAtRedirect) {
+		t.Skipf("the switch cannot read carrier here: %s", kf.Refused()[PathCarrierAtRedirect])
+	}
+	const red = 0
+	table := balance.Assign(nil, []int{0, 1}, []int{0, 1}, true)
+	if err := tp.dp.SetBalance(red, &table, balance.Alternatives([]int{0, 1}, []int{0, 1})); err != nil {
+		t.Fatal(err)
+	}
+	var on [2]net.HardwareAddr
+	for i := 1; on[0] == nil || on[1] == nil; i++ {
+		mac := net.HardwareAddr{0x02, 0, 0, 0, 0x10, byte(i)}
+		on[table[balance.Bucket(mac, 0)]] = mac
+	}
+	caps := []*capture{tp.capture("u0p"), tp.capture("u1p")}
+	up := func(mac net.HardwareAddr) func(m []byte) []byte {
+		return func(m []byte) []byte { return frame(t, macUp, mac, 0, m) }
+	}
+	for slot, want := range []string{"u0p", "u1p"} {
+		if got := tp.delivery(t, "guest", tp.vnet0, up(on[slot]), []string{want}, caps...); !slices.Equal(got, []string{want}) {
+			t.Fatalf("guest on slot %d: delivered to %v", slot, got)
+		}
+	}
+	peer, err := netlink.LinkByName("u1p")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := netlink.LinkSetDown(peer); err != nil {
+		t.Fatal(err)
+	}
+	if got := tp.delivery(t, "guest", tp.vnet0, up(on[1]), []string{"u0p"}, caps...); !slices.Equal(got, []string{"u0p"}) {
+		t.Errorf("slot 1's guest after its uplink lost carrier: delivered to %v, want u0p", got)
+	}
+	if got := tp.delivery(t, "guest", tp.vnet0, up(on[0]), []string{"u0p"}, caps...); !slices.Equal(got, []string{"u0p"}) {
+		t.Errorf("slot 0's guest: delivered to %v", got)
+	}
+	if _, down, _, err := tp.dp.Balance(red); err != nil || down != 1<<1 {
+		t.Errorf("down %#x, %v; want slot 1 marked", down, err)
+	}
+	if a, _ := tp.dp.ActiveSlot(red); a != 0 {
+		t.Errorf("the designated slot moved to %d", a)
+	}
+	ev, err := kf.Next()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if (ev.Path != PathCarrierAtRedirect && ev.Path != PathCarrierHook) || ev.From != 1 || ev.To != NoSlot || ev.Ifindex != tp.up1 {
+		t.Errorf("event %+v, want slot 1 reported down, the active slot unmoved", ev)
 	}
 }

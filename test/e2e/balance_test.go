@@ -228,4 +228,22 @@ func TestBalanceRebalances(t *testing.T) {
 			t.Errorf("guest %d lost %d, duplicated %d of %d while rebalanced", x.i, lost, dups, x.s.sent)
 		}
 	}
+
+	// By hand: guest a to an uplink it is not on.
+	target := "p0"
+	for _, p := range []string{"p2", "p1", "p0"} {
+		if p != after[a] {
+			target = p
+			break
+		}
+	}
+	if out, err := execCtl(l, "move-guest", "lab", l.macs[guestRole(a)].String(), "up"+strings.TrimPrefix(target, "p")); err != nil {
+		t.Fatalf("move-guest: %v\n%s", err, out)
+	}
+	if got := l.guestUplinks(guests, stream)[a]; got != target {
+		t.Errorf("after move-guest to %s guest %d leaves through %s", target, a, got)
+	}
+	if _, err := execCtl(l, "move-guest", "lab", "not-a-mac", "up0"); err == nil {
+		t.Error("move-guest accepted a bad MAC")
+	}
 }
