@@ -108,6 +108,9 @@ var UplinkStates = []string{"usable", "standby", "disabled"}
 type Config struct {
 	PinPath       string // bpffs directory for pinned maps and links
 	ControlSocket string // unix socket of the control API
+	// MetricsListen is where Prometheus metrics are served (host:port);
+	// "" (the default): not at all.
+	MetricsListen string
 	// CarrierPollInterval is the period of the backstop poll of the active
 	// uplink's carrier in /sys; 0 disables the poll.
 	CarrierPollInterval time.Duration

@@ -388,6 +388,8 @@ func TestParseBad(t *testing.T) {
 			[]string{`groups[0].guest_ports[0].match: pattern "vnet[": syntax error in pattern`, `groups[0].guest_ports[1]: give name (one interface) or match (a pattern), not both`,
 				`groups[0].guest_ports[3].match: pattern "tap*" is already used at groups[0].guest_ports[2].match`, `groups[0].guest_ports[4].match: pattern is required`,
 				`groups[0].guest_ports[5].match: pattern "a b*" contains ' '`}},
+		{"metrics_listen", "metrics_listen: \"host:port:x\"\ngroups: [{name: a, uplinks: [{name: e}]}]\n", []string{`metrics_listen: "host:port:x" is not host:port or a port`}},
+		{"metrics port", "metrics_listen: \"70000\"\ngroups: [{name: a, uplinks: [{name: e}]}]\n", []string{`metrics_listen: ":70000": port "70000" is not a number from 1 to 65535`}},
 		{"rebalance", "groups:\n  - name: a\n    rebalance: {interval: 10ms, max_buckets: 0}\n    uplinks: [{name: e}]\n",
 			[]string{`groups[0].rebalance: needs mode: balance`, `groups[0].rebalance.interval: must be 0 (disabled) or between 100ms and 1h0m0s, got 10ms`, `groups[0].rebalance.max_buckets: must be between 1 and 256, got 0`}},
 		{"bad mode", "groups:\n  - name: a\n    mode: lacp\n    uplinks: [{name: e}]\n", []string{`groups[0].mode: "lacp" is not one of active-backup, balance`}},
@@ -559,6 +561,14 @@ func TestProfileFor(t *testing.T) {
 		g, p, ok := cfg.ProfileFor(tc.name)
 		if ok != tc.ok || g != tc.group || !reflect.DeepEqual(p, tc.want) {
 			t.Errorf("ProfileFor(%q) = %d, %+v, %t; want %d, %+v, %t", tc.name, g, p, ok, tc.group, tc.want, tc.ok)
+		}
+	}
+}
+
+func TestMetricsListen(t *testing.T) {
+	for in, want := range map[string]string{"9477": "127.0.0.1:9477", ":9477": "127.0.0.1:9477", "0.0.0.0:1": "0.0.0.0:1", "[::1]:9477": "[::1]:9477", "": ""} {
+		if got, err := metricsAddr(in); err != nil || got != want {
+			t.Errorf("metricsAddr(%q) = %q, %v; want %q", in, got, err, want)
 		}
 	}
 }

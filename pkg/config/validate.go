@@ -4,10 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/netip"
 	"path"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -20,6 +22,7 @@ import (
 type fileConfig struct {
 	PinPath             *string       `yaml:"pin_path"`
 	ControlSocket       *string       `yaml:"control_socket"`
+	MetricsListen       *string       `yaml:"metrics_listen"`
 	CarrierPollInterval *fileDuration `yaml:"carrier_poll_interval"`
 	AnnounceRateLimit   *fileInt      `yaml:"announce_rate_limit"`
 	AnnounceBurst       *fileInt      `yaml:"announce_burst"`
@@ -233,6 +236,13 @@ func (raw *fileConfig) validate() (*Config, error) {
 			DefaultAnnounceBurst, 1, MaxAnnounceBurst),
 		LogLevel: DefaultLogLevel,
 	}
+	if raw.MetricsListen != nil {
+		addr, err := metricsAddr(*raw.MetricsListen)
+		if err != nil {
+			v.errorf("metrics_listen", "%v", err)
+		}
+		cfg.MetricsListen = addr
+	}
 	if raw.LogLevel != nil {
 		if lvl, ok := logLevels[*raw.LogLevel]; ok {
 			cfg.LogLevel = lvl
@@ -395,6 +405,29 @@ func (raw *fileConfig) validate() (*Config, error) {
 		return nil, errors.Join(v.errs...)
 	}
 	return cfg, nil
+}
+
+// metricsAddr turns metrics_listen into a listen address: a port alone
+// ("9477" or ":9477") listens on localhost only, since the metrics show
+// the host's guests; a host must be given to listen elsewhere.
+func metricsAddr(s string) (string, error) {
+	if s == "" {
+		return "", nil // off
+	}
+	if !strings.Contains(s, ":") {
+		s = ":" + s
+	}
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return "", fmt.Errorf("%q is not host:port or a port: %v", s, err)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		return "", fmt.Errorf("%q: port %q is not a number from 1 to 65535", s, port)
+	}
+	if host == "" {
+		host = "127.0.0.1"
+	}
+	return net.JoinHostPort(host, port), nil
 }
 
 // checkPattern accepts a path.Match pattern that could match an interface

@@ -47,6 +47,12 @@ type GroupStatus struct {
 	// Arrivals counts guests that arrived (new, or on another port) and
 	// were announced on the active uplink at once.
 	Arrivals uint64 `json:"arrivals"`
+	// FailoversByReason counts the switches since start by reason;
+	// AnnounceFrames and AnnounceSuppressed the announcement frames sent
+	// and those the rate cap could not fit.
+	FailoversByReason  map[string]int `json:"failovers_by_reason,omitempty"`
+	AnnounceFrames     uint64         `json:"announce_frames"`
+	AnnounceSuppressed uint64         `json:"announce_suppressed"`
 	// Rebalances counts rebalancing rounds that moved buckets.
 	Rebalances uint64 `json:"rebalances,omitempty"`
 	Announcing bool   `json:"announcing"` // an announcement is being sent

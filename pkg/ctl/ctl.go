@@ -23,6 +23,7 @@ commands:
   status [--json]                 groups, uplinks (priority, carrier, active), guest ports, last failover
   fdb [--json]                    learned guests: MAC, VLAN, port, addresses
   counters [--json]               per-port packets, bytes and drops by reason
+  stats [--json]                  counters, plus per group failovers by reason and announcements sent/suppressed
   set-active GROUP UPLINK         switch GROUP to UPLINK now and keep it there while it has carrier
   set-active GROUP auto           return GROUP to automatic selection (priority, failback)
   set-priority GROUP UPLINK N     give UPLINK priority N (0..65535, lower is preferred) now
@@ -66,8 +67,10 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		err = status(c, stdout, asJSON)
 	case "fdb", "guests":
 		err = fdb(c, stdout, asJSON)
-	case "counters", "stats":
+	case "counters":
 		err = counters(c, stdout, asJSON)
+	case "stats":
+		err = stats(c, stdout, asJSON)
 	case "set-active":
 		if len(pos) != 2 {
 			fmt.Fprint(stderr, "usage: uplinkctl set-active GROUP UPLINK|auto\n")
@@ -330,6 +333,52 @@ func counters(c *control.Client, w io.Writer, asJSON bool) error {
 			p.RxPackets, p.RxBytes, p.TxPackets, p.TxBytes, p.HostPackets, drops)
 	}
 	return tw.Flush()
+}
+
+// stats is counters plus each group's event counters: what the Prometheus
+// metrics show, without Prometheus.
+func stats(c *control.Client, w io.Writer, asJSON bool) error {
+	if asJSON {
+		pcs, err := c.Counters()
+		if err != nil {
+			return err
+		}
+		st, err := c.Status()
+		if err != nil {
+			return err
+		}
+		type groupStats struct {
+			Group              string         `json:"group"`
+			FailoversByReason  map[string]int `json:"failovers_by_reason"`
+			AnnounceFrames     uint64         `json:"announce_frames"`
+			AnnounceSuppressed uint64         `json:"announce_suppressed"`
+		}
+		out := struct {
+			Ports  []control.PortCounters `json:"ports"`
+			Groups []groupStats           `json:"groups"`
+		}{Ports: pcs}
+		for _, g := range st.Groups {
+			out.Groups = append(out.Groups, groupStats{g.Name, g.FailoversByReason, g.AnnounceFrames, g.AnnounceSuppressed})
+		}
+		return printJSON(w, out)
+	}
+	if err := counters(c, w, false); err != nil {
+		return err
+	}
+	st, err := c.Status()
+	if err != nil {
+		return err
+	}
+	for _, g := range st.Groups {
+		var reasons []string
+		for r, n := range g.FailoversByReason {
+			reasons = append(reasons, fmt.Sprintf("%s=%d", r, n))
+		}
+		sort.Strings(reasons)
+		fmt.Fprintf(w, "\ngroup %s: failovers %d (%s); announcement frames sent %d, suppressed by the rate cap %d\n",
+			g.Name, g.Failovers, orNone(strings.Join(reasons, ", ")), g.AnnounceFrames, g.AnnounceSuppressed)
+	}
+	return nil
 }
 
 func setActive(c *control.Client, w io.Writer, group, uplink string) error {

@@ -128,7 +128,7 @@ func (d *Daemon) onArrivals(batch []datapath.Arrival) {
 		}
 		d.log.Info("guests arrived; announcing them on the active uplink", "group", g.cfg.Name, "uplink", up.name,
 			"new", len(macs), "macs", firstFew(macs), "announced", len(recent))
-		results := d.announceOn(g, up, recent, arrivalsKey)
+		results := d.announceOn(g, up, recent, arrivalsKey, time.Time{})
 		go func() {
 			res := <-results
 			d.log.Debug("arrivals announced", "group", g.cfg.Name, "uplink", up.name, "guests", len(recent),

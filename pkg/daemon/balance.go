@@ -146,7 +146,7 @@ func (d *Daemon) announceEach(g *group, slot int, guests []announce.Guest, why s
 	if up == nil || up.ifindex == 0 || len(guests) == 0 {
 		return
 	}
-	results := d.announceOn(g, up, guests, why+"/"+up.name)
+	results := d.announceOn(g, up, guests, why+"/"+up.name, time.Time{})
 	go func() {
 		res := <-results
 		d.log.Info("guests announced on their uplink", "group", g.cfg.Name, "uplink", up.name, "why", why,

@@ -25,6 +25,7 @@ import (
 	"github.com/uplinkd/uplinkd/pkg/datapath"
 	"github.com/uplinkd/uplinkd/pkg/failover"
 	"github.com/uplinkd/uplinkd/pkg/linkwatch"
+	"github.com/uplinkd/uplinkd/pkg/metrics"
 	"github.com/uplinkd/uplinkd/pkg/probe"
 	"github.com/uplinkd/uplinkd/pkg/version"
 	"github.com/uplinkd/uplinkd/pkg/vethpeer"
@@ -39,7 +40,8 @@ type Daemon struct {
 	log     *slog.Logger
 	dp      *datapath.Datapath
 	kf      *datapath.KernelFailover // nil: user space only
-	arr     *datapath.Arrivals       // nil: arrivals are not announced
+	met     *metrics.Metrics
+	arr     *datapath.Arrivals // nil: arrivals are not announced
 	ann     *announce.Announcer
 	watch   *linkwatch.Watcher
 	started time.Time
@@ -84,6 +86,10 @@ type group struct {
 	lastBytesAt time.Time
 	load        map[int]uint64
 	rebalances  uint64
+	// Event counters since start (uplinkctl stats; the metrics keep
+	// their own).
+	byReason               map[string]int
+	annFrames, annSuppress uint64
 }
 
 // port is one configured interface and what the daemon knows of it.
@@ -128,6 +134,7 @@ func New(cfg *config.Config, log *slog.Logger) (*Daemon, error) {
 		hold:      time.NewTimer(time.Hour),
 	}
 	d.hold.Stop() // armed by armHold when a hold timer runs
+	d.met = metrics.New(d.metricsSnapshot)
 	// In-kernel failover where the kernel allows it; the daemon's own
 	// path always remains.
 	if kf, err := dp.OpenKernelFailover(); err != nil {
@@ -418,6 +425,20 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if addr := d.cfg.MetricsListen; addr != "" {
+		// Metrics are not worth refusing to fail over for: a busy port
+		// is logged, and uplinkd runs without them.
+		if ln, err := net.Listen("tcp", addr); err != nil {
+			d.log.Error("metrics not served", "metrics_listen", addr, "err", err)
+		} else {
+			d.log.Info("serving metrics", "metrics_listen", ln.Addr().String())
+			go func() {
+				if err := d.met.Serve(ctx, ln); err != nil {
+					d.log.Error("metrics server stopped", "err", err)
+				}
+			}()
+		}
+	}
 	defer srv.Close()
 	go func() {
 		if err := srv.Serve(); err != nil {
@@ -706,6 +727,11 @@ func (d *Daemon) applyFrom(g *group, dec failover.Decision, detected, switched t
 	if len(g.recent) > maxRecent {
 		g.recent = g.recent[len(g.recent)-maxRecent:]
 	}
+	d.met.Switched(g.cfg.Name, ev.Reason, ev.Source, detected, switched)
+	if g.byReason == nil {
+		g.byReason = map[string]int{}
+	}
+	g.byReason[ev.Reason]++
 	d.log.Info("active uplink changed", "group", g.cfg.Name, "from", ev.From, "to", ev.To,
 		"reason", ev.Reason, "source", ev.Source, "detect_to_switch", ev.Latency)
 	if dec.To == failover.NoActive {
@@ -746,7 +772,7 @@ func (d *Daemon) announce(g *group, up *port, ev *control.FailoverEvent) {
 	if g.balanced() {
 		key = "bounced/" + up.name
 	}
-	results := d.announceOn(g, up, guests, key)
+	results := d.announceOn(g, up, guests, key, ev.Switched)
 	go func() {
 		res := <-results
 		d.mu.Lock()
@@ -761,8 +787,11 @@ func (d *Daemon) announce(g *group, up *port, ev *control.FailoverEvent) {
 
 // announceOn starts announcing guests on up with g's count and interval;
 // key tells the run apart from others of g (see announce.Request).
-func (d *Daemon) announceOn(g *group, up *port, guests []announce.Guest, key string) <-chan announce.Result {
-	return d.ann.Announce(context.Background(), announce.Request{
+//
+// Its result is also counted in the metrics; switched (zero for runs that
+// follow no switch) times the first frame after the switch.
+func (d *Daemon) announceOn(g *group, up *port, guests []announce.Guest, key string, switched time.Time) <-chan announce.Result {
+	results := d.ann.Announce(context.Background(), announce.Request{
 		Group:    g.cfg.Name,
 		Key:      key,
 		Ifindex:  up.ifindex,
@@ -771,6 +800,18 @@ func (d *Daemon) announceOn(g *group, up *port, guests []announce.Guest, key str
 		Count:    g.cfg.Announce.Count,
 		Interval: g.cfg.Announce.Interval,
 	})
+	out := make(chan announce.Result, 1)
+	go func() {
+		res := <-results
+		d.met.Announced(g.cfg.Name, res.Frames, res.Suppressed, switched, res.First)
+		d.mu.Lock()
+		g.annFrames += uint64(res.Frames)
+		g.annSuppress += uint64(res.Suppressed)
+		d.mu.Unlock()
+		out <- res
+		close(out)
+	}()
+	return out
 }
 
 // guestsOf collects the learned guests of a group with their addresses.

@@ -1,11 +1,14 @@
 package daemon
 
 import (
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/uplinkd/uplinkd/pkg/control"
 	"github.com/uplinkd/uplinkd/pkg/datapath"
 	"github.com/uplinkd/uplinkd/pkg/failover"
+	"github.com/uplinkd/uplinkd/pkg/metrics"
 	"github.com/uplinkd/uplinkd/pkg/version"
 )
 
@@ -39,21 +42,24 @@ func (d *Daemon) Status() control.Status {
 			}
 		}
 		gs := control.GroupStatus{
-			Name:          g.cfg.Name,
-			ID:            g.id,
-			Mode:          g.cfg.Mode,
-			Active:        g.policy.UplinkName(ps.Active),
-			Failback:      ps.Failback,
-			UpDelay:       ps.UpDelay,
-			DownDelay:     ps.DownDelay,
-			Failovers:     int(ps.Failovers),
-			LastChange:    ps.LastChange,
-			LastReason:    ps.LastReason.String(),
-			Announce:      control.AnnounceSetting{Count: g.cfg.Announce.Count, Interval: g.cfg.Announce.Interval},
-			LearnedGuests: learned[g.id],
-			Announcing:    inFlight[g.cfg.Name],
-			Arrivals:      g.arrivals,
-			Rebalances:    g.rebalances,
+			Name:               g.cfg.Name,
+			ID:                 g.id,
+			Mode:               g.cfg.Mode,
+			Active:             g.policy.UplinkName(ps.Active),
+			Failback:           ps.Failback,
+			UpDelay:            ps.UpDelay,
+			DownDelay:          ps.DownDelay,
+			Failovers:          int(ps.Failovers),
+			LastChange:         ps.LastChange,
+			LastReason:         ps.LastReason.String(),
+			Announce:           control.AnnounceSetting{Count: g.cfg.Announce.Count, Interval: g.cfg.Announce.Interval},
+			LearnedGuests:      learned[g.id],
+			Announcing:         inFlight[g.cfg.Name],
+			Arrivals:           g.arrivals,
+			Rebalances:         g.rebalances,
+			FailoversByReason:  maps.Clone(g.byReason),
+			AnnounceFrames:     g.annFrames,
+			AnnounceSuppressed: g.annSuppress,
 		}
 		for _, gp := range g.cfg.GuestPorts {
 			if gp.Match != "" {
@@ -160,4 +166,39 @@ func errString(err error) string {
 		return ""
 	}
 	return err.Error()
+}
+
+// metricsSnapshot is what a Prometheus scrape reads: every attached port's
+// data-plane counters and every uplink's state.
+func (d *Daemon) metricsSnapshot() metrics.Snapshot {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var s metrics.Snapshot
+	for _, name := range slices.Sorted(maps.Keys(d.ports)) {
+		p := d.ports[name]
+		if p.ifindex <= 0 {
+			continue
+		}
+		st, err := d.dp.Stats(p.ifindex)
+		if err != nil {
+			continue
+		}
+		mp := metrics.Port{Name: p.name, Group: p.group.cfg.Name, Role: p.role.String(),
+			RxPackets: st.RxPackets, RxBytes: st.RxBytes, TxPackets: st.TxPackets, TxBytes: st.TxBytes,
+			HostPackets: st.HostPackets, Drops: map[string]uint64{}}
+		for r, n := range st.Drops {
+			mp.Drops[r.String()] = n
+		}
+		s.Ports = append(s.Ports, mp)
+	}
+	now := time.Now()
+	for _, g := range d.groups {
+		mg := metrics.Group{Name: g.cfg.Name}
+		for _, u := range g.policy.Status(now).Uplinks {
+			mg.Uplinks = append(mg.Uplinks, metrics.Uplink{Name: u.Name, Active: u.Active, Carrier: u.Carrier,
+				Usable: u.Usable, Probe: u.Probe.String(), Admin: u.State.String()})
+		}
+		s.Groups = append(s.Groups, mg)
+	}
+	return s
 }

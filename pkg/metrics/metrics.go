@@ -1,0 +1,203 @@
+// Package metrics serves uplinkd's Prometheus metrics. Counters that live
+// in the data plane (per port packets, bytes and drops) and the current
+// state (active uplink, carrier, probe and admin state) are read at scrape
+// time through a Source; events (failovers, latencies, announcements) are
+// recorded by the daemon as they happen. The package makes no syscalls of
+// its own besides serving HTTP.
+package metrics
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Port is one port's data-plane counters.
+type Port struct {
+	Name, Group, Role  string
+	RxPackets, RxBytes uint64
+	TxPackets, TxBytes uint64
+	HostPackets        uint64
+	Drops              map[string]uint64 // by reason
+}
+
+// Uplink is one uplink's state.
+type Uplink struct {
+	Name    string
+	Active  bool
+	Carrier bool
+	Usable  bool
+	Probe   string // none, ok, failed
+	Admin   string // usable, standby, disabled
+}
+
+// Group is one group's state.
+type Group struct {
+	Name    string
+	Uplinks []Uplink
+}
+
+// Snapshot is what a scrape reads.
+type Snapshot struct {
+	Ports  []Port
+	Groups []Group
+}
+
+// Source takes a snapshot; it is called once per scrape.
+type Source func() Snapshot
+
+// Metrics is the registry and the event metrics.
+type Metrics struct {
+	reg            *prometheus.Registry
+	failovers      *prometheus.CounterVec
+	detectSwitch   *prometheus.HistogramVec
+	switchAnnounce *prometheus.HistogramVec
+	announced      *prometheus.CounterVec
+	suppressed     *prometheus.CounterVec
+}
+
+// Latency buckets from 10 µs to ~2.6 s: the interesting range is µs (the
+// kernel paths) to ms (netlink, the poll).
+var latencyBuckets = prometheus.ExponentialBuckets(10e-6, 4, 10)
+
+// New registers the metrics; src is read at every scrape.
+func New(src Source) *Metrics {
+	m := &Metrics{
+		reg: prometheus.NewRegistry(),
+		failovers: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "uplinkd_failovers_total", Help: "Switches of a group's active uplink, by reason.",
+		}, []string{"group", "reason"}),
+		detectSwitch: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "uplinkd_failover_detect_to_switch_seconds", Buckets: latencyBuckets,
+			Help: "From the moment a failure was seen (carrier event, poll, probe, kernel report) to the active slot's write, by what saw it.",
+		}, []string{"group", "source"}),
+		switchAnnounce: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "uplinkd_failover_switch_to_announce_seconds", Buckets: latencyBuckets,
+			Help: "From a switch to the first announcement frame sent on the new uplink.",
+		}, []string{"group"}),
+		announced: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "uplinkd_announcements_sent_total", Help: "Announcement frames (RARP, gratuitous ARP, NA) sent.",
+		}, []string{"group"}),
+		suppressed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "uplinkd_announcements_suppressed_total", Help: "Announcement frames the rate cap could not fit before their run ended.",
+		}, []string{"group"}),
+	}
+	m.reg.MustRegister(m.failovers, m.detectSwitch, m.switchAnnounce, m.announced, m.suppressed,
+		&collector{src: src}, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+// Switched records a switch: its reason, what saw the failure and when.
+func (m *Metrics) Switched(group, reason, source string, detected, switched time.Time) {
+	m.failovers.WithLabelValues(group, reason).Inc()
+	if !detected.IsZero() && !switched.Before(detected) {
+		m.detectSwitch.WithLabelValues(group, sourceLabel(source)).Observe(switched.Sub(detected).Seconds())
+	}
+}
+
+// sourceLabel keeps the label's values few: "kernel/<path>" stays, the
+// rest are the daemon's own (netlink, poll, probe, operator, ...).
+func sourceLabel(s string) string {
+	if s == "" {
+		return "daemon"
+	}
+	return s
+}
+
+// Announced records one finished announcement run.
+func (m *Metrics) Announced(group string, frames, suppressed int, switched, first time.Time) {
+	m.announced.WithLabelValues(group).Add(float64(frames))
+	m.suppressed.WithLabelValues(group).Add(float64(suppressed))
+	if !switched.IsZero() && !first.IsZero() && !first.Before(switched) {
+		m.switchAnnounce.WithLabelValues(group).Observe(first.Sub(switched).Seconds())
+	}
+}
+
+// Handler serves the metrics.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
+}
+
+// Serve serves /metrics on addr until ctx ends.
+func (m *Metrics) Serve(ctx context.Context, ln net.Listener) error {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", m.Handler())
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+	}()
+	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// collector turns a Snapshot into metrics at scrape time.
+type collector struct{ src Source }
+
+var (
+	descRx     = prometheus.NewDesc("uplinkd_port_rx_packets_total", "Frames received on a port (by the switch's XDP program).", []string{"port", "group", "role"}, nil)
+	descRxB    = prometheus.NewDesc("uplinkd_port_rx_bytes_total", "Bytes received on a port.", []string{"port", "group", "role"}, nil)
+	descTx     = prometheus.NewDesc("uplinkd_port_tx_packets_total", "Frames the switch sent out of a port.", []string{"port", "group", "role"}, nil)
+	descTxB    = prometheus.NewDesc("uplinkd_port_tx_bytes_total", "Bytes the switch sent out of a port.", []string{"port", "group", "role"}, nil)
+	descHost   = prometheus.NewDesc("uplinkd_port_host_packets_total", "Frames handed to the host's stack.", []string{"port", "group", "role"}, nil)
+	descDrops  = prometheus.NewDesc("uplinkd_port_drops_total", "Frames the switch dropped, by reason.", []string{"port", "group", "role", "reason"}, nil)
+	descActive = prometheus.NewDesc("uplinkd_group_active_uplink", "1 for the group's active (designated) uplink.", []string{"group", "uplink"}, nil)
+	descUp     = prometheus.NewDesc("uplinkd_uplink_carrier", "1 when the uplink has carrier.", []string{"group", "uplink"}, nil)
+	descUse    = prometheus.NewDesc("uplinkd_uplink_usable", "1 when the uplink may carry traffic now.", []string{"group", "uplink"}, nil)
+	descProbe  = prometheus.NewDesc("uplinkd_uplink_probe_state", "1 for the uplink's path probe state.", []string{"group", "uplink", "state"}, nil)
+	descAdmin  = prometheus.NewDesc("uplinkd_uplink_admin_state", "1 for the uplink's admin state.", []string{"group", "uplink", "state"}, nil)
+)
+
+func (c *collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descRx, descRxB, descTx, descTxB, descHost, descDrops, descActive, descUp, descUse, descProbe, descAdmin} {
+		ch <- d
+	}
+}
+
+func (c *collector) Collect(ch chan<- prometheus.Metric) {
+	s := c.src()
+	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
+	}
+	gauge := func(d *prometheus.Desc, on bool, labels ...string) {
+		v := 0.0
+		if on {
+			v = 1
+		}
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+	for _, p := range s.Ports {
+		l := []string{p.Name, p.Group, p.Role}
+		counter(descRx, p.RxPackets, l...)
+		counter(descRxB, p.RxBytes, l...)
+		counter(descTx, p.TxPackets, l...)
+		counter(descTxB, p.TxBytes, l...)
+		counter(descHost, p.HostPackets, l...)
+		for reason, n := range p.Drops {
+			counter(descDrops, n, append(l, reason)...)
+		}
+	}
+	for _, g := range s.Groups {
+		for _, u := range g.Uplinks {
+			gauge(descActive, u.Active, g.Name, u.Name)
+			gauge(descUp, u.Carrier, g.Name, u.Name)
+			gauge(descUse, u.Usable, g.Name, u.Name)
+			for _, st := range []string{"none", "ok", "failed"} {
+				gauge(descProbe, u.Probe == st, g.Name, u.Name, st)
+			}
+			for _, st := range []string{"usable", "standby", "disabled"} {
+				gauge(descAdmin, u.Admin == st, g.Name, u.Name, st)
+			}
+		}
+	}
+}
