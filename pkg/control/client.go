@@ -100,6 +100,14 @@ func (c *Client) MoveGuest(group string, req MoveGuestRequest) (Status, error) {
 	return s, c.do(http.MethodPost, "/v1/groups/"+url.PathEscape(group)+"/guests/move", req, &s)
 }
 
+// Events asks for the failover timeline's changes after version since;
+// with wait > 0 (at most 5 s: the client's timeout) the daemon holds the
+// answer until something changes.
+func (c *Client) Events(since uint64, wait time.Duration) (Events, error) {
+	var e Events
+	return e, c.do(http.MethodGet, fmt.Sprintf("/v1/events?since=%d&wait=%s", since, min(wait, 5*time.Second)), nil, &e)
+}
+
 func (c *Client) do(method, path string, body, out any) error {
 	var rd *bytes.Reader
 	if body != nil {

@@ -1,6 +1,7 @@
 package control
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"os"
@@ -11,6 +12,7 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // backend is a stand-in for the daemon: the API layer is under test here,
@@ -104,6 +106,17 @@ func (b *backend) RemovePort(group, port string) error {
 	return nil
 }
 
+func (b *backend) Events(ctx context.Context, since uint64, wait time.Duration) ([]FailoverEvent, uint64) {
+	if since >= 2 {
+		select { // nothing newer: hold the answer as the daemon does
+		case <-time.After(wait):
+		case <-ctx.Done():
+		}
+		return nil, 2
+	}
+	return []FailoverEvent{{Seq: 1, Version: 2, Group: "red", From: "eth1", To: "eth2", Reason: "carrier lost"}}, 2
+}
+
 func (b *backend) MoveGuest(group string, req MoveGuestRequest) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -177,6 +190,13 @@ func TestAPI(t *testing.T) {
 	c.AddUplink("red", AddUplinkRequest{Name: "eth3"})
 	c.RemoveUplink("red", "eth3")
 	c.AddPort("red", "vnet7")
+	if e, err := c.Events(0, 0); err != nil || len(e.Events) != 1 || e.Version != 2 || e.Events[0].To != "eth2" {
+		t.Errorf("Events(0) = %+v, %v", e, err)
+	}
+	start := time.Now()
+	if e, err := c.Events(2, 300*time.Millisecond); err != nil || len(e.Events) != 0 || time.Since(start) < 250*time.Millisecond {
+		t.Errorf("Events(2, wait) = %+v, %v after %v: want nothing, held for the wait", e, err, time.Since(start))
+	}
 	c.RemovePort("red", "vnet7")
 	c.MoveGuest("red", MoveGuestRequest{MAC: "02:00:00:00:00:01", VLAN: 10, Uplink: "eth2"})
 	if want := []string{"add-uplink red eth3", "remove-uplink red eth3", "add-port red vnet7", "remove-port red vnet7", "move-guest red 02:00:00:00:00:01@10 eth2"}; !slices.Equal(testBackend.calls, want) {

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -28,6 +29,7 @@ type Backend interface {
 	AddPort(group, port string) error
 	RemovePort(group, port string) error
 	MoveGuest(group string, req MoveGuestRequest) error
+	Events(ctx context.Context, since uint64, wait time.Duration) ([]FailoverEvent, uint64)
 }
 
 // ErrNotFound marks an unknown group or uplink (HTTP 404).
@@ -35,6 +37,9 @@ var ErrNotFound = errors.New("not found")
 
 // ErrRefused marks a request the daemon will not carry out (HTTP 409).
 var ErrRefused = errors.New("refused")
+
+// maxEventWait bounds a follower's long poll.
+const maxEventWait = time.Minute
 
 // Server serves the API on a unix socket.
 type Server struct {
@@ -115,6 +120,12 @@ func Listen(path string, b Backend, log *slog.Logger) (*Server, error) {
 	mux.HandleFunc("DELETE /v1/groups/{group}/ports/{port}", func(w http.ResponseWriter, r *http.Request) {
 		err := b.RemovePort(r.PathValue("group"), r.PathValue("port"))
 		reply(w, b.Status(), err)
+	})
+	mux.HandleFunc("GET /v1/events", func(w http.ResponseWriter, r *http.Request) {
+		since, _ := strconv.ParseUint(r.URL.Query().Get("since"), 10, 64)
+		wait, _ := time.ParseDuration(r.URL.Query().Get("wait"))
+		evs, version := b.Events(r.Context(), since, min(wait, maxEventWait))
+		reply(w, Events{Events: evs, Version: version}, nil)
 	})
 	mux.HandleFunc("POST /v1/groups/{group}/guests/move", func(w http.ResponseWriter, r *http.Request) {
 		var req MoveGuestRequest

@@ -108,10 +108,14 @@ type PortStatus struct {
 
 // FailoverEvent is the timeline of one switch of a group's active uplink.
 type FailoverEvent struct {
-	Group  string `json:"group"`
-	From   string `json:"from"`
-	To     string `json:"to"`
-	Reason string `json:"reason"`
+	// Seq numbers the events of a daemon's life; Version is the timeline
+	// version of the event's last change (its announcement ends later).
+	Seq     uint64 `json:"seq"`
+	Version uint64 `json:"version"`
+	Group   string `json:"group"`
+	From    string `json:"from"`
+	To      string `json:"to"`
+	Reason  string `json:"reason"`
 	// Source is what noticed the cause: "netlink", "poll" (the carrier
 	// poll), "kernel/<path>" (the data plane switched by itself, e.g.
 	// "kernel/carrier-at-redirect") or "operator".
@@ -127,6 +131,13 @@ type FailoverEvent struct {
 	AnnounceLast   time.Time `json:"announce_last,omitzero"`
 	AnnounceFrames int       `json:"announce_frames"`
 	AnnounceErrors int       `json:"announce_errors,omitempty"`
+}
+
+// Events is the answer to GET /v1/events: what changed after the version
+// asked for, and the version now.
+type Events struct {
+	Events  []FailoverEvent `json:"events"`
+	Version uint64          `json:"version"`
 }
 
 // Guest is one learned guest address with the IPs it has used.

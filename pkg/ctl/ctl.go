@@ -24,6 +24,7 @@ commands:
   fdb [--json]                    learned guests: MAC, VLAN, port, addresses
   counters [--json]               per-port packets, bytes and drops by reason
   stats [--json]                  counters, plus per group failovers by reason and announcements sent/suppressed
+  events [--follow] [--json]      the failover timeline: detected, switched, announced (--follow: as it happens)
   set-active GROUP UPLINK         switch GROUP to UPLINK now and keep it there while it has carrier
   set-active GROUP auto           return GROUP to automatic selection (priority, failback)
   set-priority GROUP UPLINK N     give UPLINK priority N (0..65535, lower is preferred) now
@@ -51,12 +52,15 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	cmd, rest := fs.Arg(0), fs.Args()[1:]
-	asJSON := false
+	asJSON, follow := false, false
 	var pos []string
 	for _, a := range rest {
-		if a == "--json" || a == "-json" {
+		switch a {
+		case "--json", "-json":
 			asJSON = true
-		} else {
+		case "--follow", "-follow", "-f":
+			follow = true
+		default:
 			pos = append(pos, a)
 		}
 	}
@@ -71,6 +75,8 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		err = counters(c, stdout, asJSON)
 	case "stats":
 		err = stats(c, stdout, asJSON)
+	case "events":
+		err = events(c, stdout, asJSON, follow)
 	case "set-active":
 		if len(pos) != 2 {
 			fmt.Fprint(stderr, "usage: uplinkctl set-active GROUP UPLINK|auto\n")
@@ -333,6 +339,69 @@ func counters(c *control.Client, w io.Writer, asJSON bool) error {
 			p.RxPackets, p.RxBytes, p.TxPackets, p.TxBytes, p.HostPackets, drops)
 	}
 	return tw.Flush()
+}
+
+// events prints the failover timeline; with follow it keeps printing
+// changes until it is interrupted: a new event when it is logged, and its
+// announcement when that ends. --json writes one event per line.
+func events(c *control.Client, w io.Writer, asJSON, follow bool) error {
+	var since uint64
+	printed := map[uint64]bool{}
+	for {
+		wait := time.Duration(0)
+		if follow {
+			wait = 5 * time.Second
+		}
+		e, err := c.Events(since, wait)
+		if err != nil {
+			return err
+		}
+		for _, ev := range e.Events {
+			if asJSON {
+				b, err := json.Marshal(ev)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(w, "%s\n", b)
+				continue
+			}
+			if !printed[ev.Seq] {
+				printed[ev.Seq] = true
+				fmt.Fprintln(w, eventLine(ev))
+			} else if ev.AnnounceFrames > 0 || ev.AnnounceErrors > 0 {
+				fmt.Fprintf(w, "  #%d %s\n", ev.Seq, announceText(ev))
+			}
+		}
+		since = max(since, e.Version)
+		if !follow {
+			return nil
+		}
+	}
+}
+
+func eventLine(ev control.FailoverEvent) string {
+	s := fmt.Sprintf("#%d %s %s: %s -> %s (%s", ev.Seq, ev.Switched.UTC().Format("2006-01-02T15:04:05.000000Z"),
+		ev.Group, orNone(ev.From), orNone(ev.To), ev.Reason)
+	if ev.Source != "" {
+		s += ", seen by " + ev.Source
+	}
+	s += fmt.Sprintf("): detected -> switched %s", ev.Latency)
+	if ev.AnnounceFrames > 0 || ev.AnnounceErrors > 0 {
+		s += "; " + announceText(ev)
+	}
+	return s
+}
+
+func announceText(ev control.FailoverEvent) string {
+	s := fmt.Sprintf("announced %d frames", ev.AnnounceFrames)
+	if !ev.AnnounceFirst.IsZero() {
+		s += fmt.Sprintf(", first +%s, last +%s after the switch", ev.AnnounceFirst.Sub(ev.Switched).Round(time.Microsecond),
+			ev.AnnounceLast.Sub(ev.Switched).Round(time.Microsecond))
+	}
+	if ev.AnnounceErrors > 0 {
+		s += fmt.Sprintf(", %d errors", ev.AnnounceErrors)
+	}
+	return s
 }
 
 // stats is counters plus each group's event counters: what the Prometheus

@@ -53,6 +53,12 @@ type Daemon struct {
 	// (remove-port), by name with their ifindex; matched again only
 	// when re-created.
 	released map[string]int
+	// The failover timeline (timeline.go).
+	events        []*control.FailoverEvent
+	eventSeq      uint64
+	eventVersion  uint64
+	eventsChanged chan struct{} // closed and replaced at every change
+
 	// polled maps the polled (active) uplinks to their group and slot for
 	// the poll's fast path, which runs on its own thread without d.mu.
 	polled    atomic.Pointer[map[string]polledUplink]
@@ -727,6 +733,7 @@ func (d *Daemon) applyFrom(g *group, dec failover.Decision, detected, switched t
 	if len(g.recent) > maxRecent {
 		g.recent = g.recent[len(g.recent)-maxRecent:]
 	}
+	d.logEvent(ev)
 	d.met.Switched(g.cfg.Name, ev.Reason, ev.Source, detected, switched)
 	if g.byReason == nil {
 		g.byReason = map[string]int{}
@@ -779,6 +786,7 @@ func (d *Daemon) announce(g *group, up *port, ev *control.FailoverEvent) {
 		defer d.mu.Unlock()
 		ev.AnnounceFirst, ev.AnnounceLast = res.First, res.Last
 		ev.AnnounceFrames, ev.AnnounceErrors = res.Frames, res.Errors
+		d.touchEvent(ev)
 		d.log.Info("guests announced", "group", g.cfg.Name, "uplink", up.name, "guests", len(guests),
 			"frames", res.Frames, "rounds", res.Rounds, "errors", res.Errors, "canceled", res.Canceled,
 			"first_after_switch", res.First.Sub(ev.Switched))

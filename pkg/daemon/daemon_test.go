@@ -1,10 +1,13 @@
 package daemon
 
 import (
+	"context"
+	"fmt"
 	"testing"
 	"time"
 
 	"github.com/uplinkd/uplinkd/pkg/config"
+	"github.com/uplinkd/uplinkd/pkg/control"
 	"github.com/uplinkd/uplinkd/pkg/datapath"
 	"github.com/uplinkd/uplinkd/pkg/failover"
 )
@@ -69,5 +72,44 @@ func TestTakeArrivals(t *testing.T) {
 	}
 	if got := takeArrivals(datapath.Arrival{}, make(chan datapath.Arrival)); len(got) != 1 {
 		t.Errorf("with nothing queued took %d, want 1", len(got))
+	}
+}
+
+// The timeline: events in order with their versions; a follower waiting
+// for changes wakes at an append and at an update, and gets nothing new
+// when it asks again.
+func TestTimeline(t *testing.T) {
+	d := &Daemon{}
+	for i := range maxEvents + 5 {
+		d.mu.Lock()
+		d.logEvent(&control.FailoverEvent{Group: "g", Reason: fmt.Sprint(i)})
+		d.mu.Unlock()
+	}
+	all, v := d.Events(context.Background(), 0, 0)
+	if len(all) != maxEvents || all[0].Seq != 6 || all[len(all)-1].Seq != maxEvents+5 || v != maxEvents+5 {
+		t.Fatalf("%d events, seq %d..%d, version %d", len(all), all[0].Seq, all[len(all)-1].Seq, v)
+	}
+	got := make(chan []control.FailoverEvent, 1)
+	go func() {
+		evs, _ := d.Events(context.Background(), v, 5*time.Second)
+		got <- evs
+	}()
+	time.Sleep(50 * time.Millisecond)
+	d.mu.Lock()
+	last := d.events[len(d.events)-1]
+	last.AnnounceFrames = 9
+	d.touchEvent(last) // the announcement of the last event ended
+	d.mu.Unlock()
+	select {
+	case evs := <-got:
+		if len(evs) != 1 || evs[0].Seq != last.Seq || evs[0].AnnounceFrames != 9 {
+			t.Errorf("after the update: %+v", evs)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("the follower did not wake at the update")
+	}
+	start := time.Now()
+	if evs, _ := d.Events(context.Background(), d.eventVersion, 100*time.Millisecond); len(evs) != 0 || time.Since(start) < 90*time.Millisecond {
+		t.Errorf("nothing new: got %d events after %v", len(evs), time.Since(start))
 	}
 }

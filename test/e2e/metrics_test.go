@@ -2,13 +2,20 @@ package e2e
 
 import (
 	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/uplinkd/uplinkd/pkg/control"
 )
 
 // scrape reads uplinkd's metrics from inside the host namespace (the
@@ -83,6 +90,16 @@ func TestMetricsMatchTraffic(t *testing.T) {
 		t.Errorf("metrics do not match the traffic: sent %d, received %d, vnet0 rx +%.0f, up0 tx +%.0f", s.sent, got, dRx, dTx)
 	}
 
+	// Follow the timeline across the failover.
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Second)
+	defer cancel()
+	follow := exec.CommandContext(ctx, l.d.bin+"/uplinkctl", "-socket", l.d.socket, "events", "--follow")
+	followed := &lockedBuffer{}
+	follow.Stdout, follow.Stderr = followed, followed
+	if err := follow.Start(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond)
 	l.cut("p0")
 	l.waitActive("up1")
 	var m map[string]float64
@@ -103,7 +120,52 @@ func TestMetricsMatchTraffic(t *testing.T) {
 	if m[`uplinkd_group_active_uplink{group="lab",uplink="up1"}`] != 1 {
 		t.Error("the active uplink gauge did not follow the failover")
 	}
+	// The follower printed the switch at once and its announcement when
+	// it ended; the JSON timeline has every timestamp.
+	if !waitFor(3*time.Second, func() bool { return strings.Contains(followed.String(), "announced") }) {
+		t.Errorf("uplinkctl events --follow printed:\n%s", followed.String())
+	}
+	cancel()
+	_ = follow.Wait()
+	if !strings.Contains(followed.String(), "lab: up0 -> up1 (carrier lost") {
+		t.Errorf("no switch line from --follow:\n%s", followed.String())
+	}
+	out, err := execCtl(l, "events", "--json")
+	if err != nil {
+		t.Fatalf("events --json: %v\n%s", err, out)
+	}
+	var ev control.FailoverEvent
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		var e control.FailoverEvent
+		if err := json.Unmarshal([]byte(line), &e); err != nil {
+			t.Fatalf("events --json line %q: %v", line, err)
+		}
+		if e.From == "up0" && e.To == "up1" {
+			ev = e
+		}
+	}
+	if ev.Seq == 0 || ev.Detected.IsZero() || ev.Switched.Before(ev.Detected) || ev.AnnounceFirst.Before(ev.Switched) || ev.AnnounceLast.Before(ev.AnnounceFirst) || ev.AnnounceFrames == 0 {
+		t.Errorf("the failover's event lacks timestamps: %+v", ev)
+	}
 	if out, err := execCtl(l, "stats"); err != nil || !strings.Contains(out, "failovers 1 (carrier lost") || !strings.Contains(out, "announcement frames sent") {
 		t.Errorf("uplinkctl stats (%v):\n%s", err, out)
 	}
+}
+
+// lockedBuffer collects a child's output while the test reads it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
