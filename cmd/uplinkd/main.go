@@ -52,7 +52,9 @@ func main() {
 		fmt.Println("uplinkd: configuration is valid")
 		return
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
+	level := new(slog.LevelVar)
+	level.Set(cfg.LogLevel)
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	slog.SetDefault(log)
 
 	d, err := daemon.New(cfg, log)
@@ -60,8 +62,24 @@ func main() {
 		fatal("start", err)
 	}
 	defer d.Close()
+	d.ConfigPath, d.Level = *configPath, level
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	// SIGHUP reloads the configuration file (as `uplinkctl reload` does).
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	go func() {
+		for {
+			select {
+			case <-hup:
+				if _, err := d.Reload(); err != nil {
+					log.Error("reload on SIGHUP", "err", err)
+				}
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
 	if err := d.Run(ctx); err != nil {
 		fatal("run", err)
 	}

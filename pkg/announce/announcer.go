@@ -258,6 +258,16 @@ func (a *Announcer) send(ctx context.Context, log *slog.Logger, sock *Socket, re
 	log.Info("announcement done", attrs...)
 }
 
+// SetRate changes the cap (a configuration reload); runs under way follow
+// it from their next frame.
+func (a *Announcer) SetRate(pps rate.Limit, burst int) {
+	if pps <= 0 {
+		pps = rate.Inf
+	}
+	a.limiter.SetLimit(pps)
+	a.limiter.SetBurst(max(burst, 1))
+}
+
 // InFlight lists, sorted, the groups with an announcement still running.
 func (a *Announcer) InFlight() []string {
 	a.mu.Lock()

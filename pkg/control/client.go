@@ -100,6 +100,12 @@ func (c *Client) MoveGuest(group string, req MoveGuestRequest) (Status, error) {
 	return s, c.do(http.MethodPost, "/v1/groups/"+url.PathEscape(group)+"/guests/move", req, &s)
 }
 
+// Reload makes the daemon reload its configuration file.
+func (c *Client) Reload() (ReloadResult, error) {
+	var r ReloadResult
+	return r, c.do(http.MethodPost, "/v1/reload", nil, &r)
+}
+
 // Events asks for the failover timeline's changes after version since;
 // with wait > 0 (at most 5 s: the client's timeout) the daemon holds the
 // answer until something changes.

@@ -117,6 +117,10 @@ func (b *backend) Events(ctx context.Context, since uint64, wait time.Duration) 
 	return []FailoverEvent{{Seq: 1, Version: 2, Group: "red", From: "eth1", To: "eth2", Reason: "carrier lost"}}, 2
 }
 
+func (b *backend) Reload() ([]string, error) {
+	return []string{"group red: uplink eth3 added"}, nil
+}
+
 func (b *backend) MoveGuest(group string, req MoveGuestRequest) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -196,6 +200,9 @@ func TestAPI(t *testing.T) {
 	start := time.Now()
 	if e, err := c.Events(2, 300*time.Millisecond); err != nil || len(e.Events) != 0 || time.Since(start) < 250*time.Millisecond {
 		t.Errorf("Events(2, wait) = %+v, %v after %v: want nothing, held for the wait", e, err, time.Since(start))
+	}
+	if r, err := c.Reload(); err != nil || len(r.Changes) != 1 {
+		t.Errorf("Reload = %+v, %v", r, err)
 	}
 	c.RemovePort("red", "vnet7")
 	c.MoveGuest("red", MoveGuestRequest{MAC: "02:00:00:00:00:01", VLAN: 10, Uplink: "eth2"})

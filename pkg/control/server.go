@@ -29,6 +29,7 @@ type Backend interface {
 	AddPort(group, port string) error
 	RemovePort(group, port string) error
 	MoveGuest(group string, req MoveGuestRequest) error
+	Reload() ([]string, error)
 	Events(ctx context.Context, since uint64, wait time.Duration) ([]FailoverEvent, uint64)
 }
 
@@ -120,6 +121,10 @@ func Listen(path string, b Backend, log *slog.Logger) (*Server, error) {
 	mux.HandleFunc("DELETE /v1/groups/{group}/ports/{port}", func(w http.ResponseWriter, r *http.Request) {
 		err := b.RemovePort(r.PathValue("group"), r.PathValue("port"))
 		reply(w, b.Status(), err)
+	})
+	mux.HandleFunc("POST /v1/reload", func(w http.ResponseWriter, r *http.Request) {
+		changes, err := b.Reload()
+		reply(w, ReloadResult{Changes: changes}, err)
 	})
 	mux.HandleFunc("GET /v1/events", func(w http.ResponseWriter, r *http.Request) {
 		since, _ := strconv.ParseUint(r.URL.Query().Get("since"), 10, 64)

@@ -202,3 +202,8 @@ type MoveGuestRequest struct {
 	VLAN   uint16 `json:"vlan,omitempty"`
 	Uplink string `json:"uplink"`
 }
+
+// ReloadResult is what a configuration reload changed (empty: nothing).
+type ReloadResult struct {
+	Changes []string `json:"changes"`
+}

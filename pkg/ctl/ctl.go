@@ -25,6 +25,7 @@ commands:
   counters [--json]               per-port packets, bytes and drops by reason
   stats [--json]                  counters, plus per group failovers by reason and announcements sent/suppressed
   events [--follow] [--json]      the failover timeline: detected, switched, announced (--follow: as it happens)
+  reload                          re-read the configuration file (as SIGHUP): a bad file changes nothing
   set-active GROUP UPLINK         switch GROUP to UPLINK now and keep it there while it has carrier
   set-active GROUP auto           return GROUP to automatic selection (priority, failback)
   set-priority GROUP UPLINK N     give UPLINK priority N (0..65535, lower is preferred) now
@@ -77,6 +78,17 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		err = stats(c, stdout, asJSON)
 	case "events":
 		err = events(c, stdout, asJSON, follow)
+	case "reload":
+		var r control.ReloadResult
+		if r, err = c.Reload(); err == nil {
+			if asJSON {
+				err = printJSON(stdout, r)
+			} else if len(r.Changes) == 0 {
+				fmt.Fprintln(stdout, "configuration reloaded: nothing changed")
+			} else {
+				fmt.Fprintf(stdout, "configuration reloaded:\n  %s\n", strings.Join(r.Changes, "\n  "))
+			}
+		}
 	case "set-active":
 		if len(pos) != 2 {
 			fmt.Fprint(stderr, "usage: uplinkctl set-active GROUP UPLINK|auto\n")

@@ -36,15 +36,20 @@ const maxRecent = 16
 
 // Daemon is one running uplinkd.
 type Daemon struct {
-	cfg     *config.Config
-	log     *slog.Logger
-	dp      *datapath.Datapath
-	kf      *datapath.KernelFailover // nil: user space only
-	met     *metrics.Metrics
-	arr     *datapath.Arrivals // nil: arrivals are not announced
-	ann     *announce.Announcer
-	watch   *linkwatch.Watcher
-	started time.Time
+	cfg *config.Config
+	log *slog.Logger
+	dp  *datapath.Datapath
+	kf  *datapath.KernelFailover // nil: user space only
+	met *metrics.Metrics
+	arr *datapath.Arrivals // nil: arrivals are not announced
+
+	// ConfigPath is the file Reload reads; Level, if set, is the log
+	// level Reload changes. Both are set by the caller before Run.
+	ConfigPath string
+	Level      *slog.LevelVar
+	ann        *announce.Announcer
+	watch      *linkwatch.Watcher
+	started    time.Time
 
 	mu     sync.Mutex
 	groups []*group
@@ -222,13 +227,7 @@ func (d *Daemon) setup() error {
 	}
 	// Interfaces a pattern matches now are ports from the start, so a
 	// restarted daemon keeps them attached instead of detaching them.
-	if links, err := netlink.LinkList(); err != nil {
-		d.log.Warn("cannot list interfaces for the guest port patterns; they are attached as the link watcher reports them", "err", err)
-	} else {
-		for _, l := range links {
-			d.matchGuest(l.Attrs().Name)
-		}
-	}
+	d.matchExisting()
 	d.detachUnconfigured()
 
 	for _, g := range d.groups {
@@ -269,6 +268,24 @@ func (d *Daemon) matchGuest(name string) *port {
 		return nil
 	}
 	return d.addGuest(g, profile)
+}
+
+// matchExisting makes every existing interface a pattern matches (and
+// that is no port yet) a guest port, and returns the new ports (not yet
+// attached).
+func (d *Daemon) matchExisting() []*port {
+	links, err := netlink.LinkList()
+	if err != nil {
+		d.log.Warn("cannot list interfaces for the guest port patterns; they are attached as the link watcher reports them", "err", err)
+		return nil
+	}
+	var out []*port
+	for _, l := range links {
+		if p := d.matchGuest(l.Attrs().Name); p != nil {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 // groupOfConfig is the group of d.cfg.Groups[i].
@@ -908,7 +925,14 @@ func (d *Daemon) SetUplink(groupName, uplink string, req control.SetUplinkReques
 	if err != nil {
 		return err
 	}
+	return d.setUplink(g, uplink, req)
+}
+
+// setUplink is SetUplink with d.mu held.
+func (d *Daemon) setUplink(g *group, uplink string, req control.SetUplinkRequest) error {
+	groupName := g.cfg.Name
 	var state failover.AdminState
+	var err error
 	if req.State != "" {
 		if state, err = failover.ParseAdminState(req.State); err != nil {
 			return fmt.Errorf("%w: %v", control.ErrRefused, err)

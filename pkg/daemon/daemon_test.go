@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -111,5 +112,39 @@ func TestTimeline(t *testing.T) {
 	start := time.Now()
 	if evs, _ := d.Events(context.Background(), d.eventVersion, 100*time.Millisecond); len(evs) != 0 || time.Since(start) < 90*time.Millisecond {
 		t.Errorf("nothing new: got %d events after %v", len(evs), time.Since(start))
+	}
+}
+
+// restartOnly names what a reload cannot change.
+func TestRestartOnly(t *testing.T) {
+	base := func() *config.Config {
+		c, err := config.Parse([]byte("groups:\n  - {name: a, uplinks: [{name: e}]}\n  - {name: b, mode: balance, uplinks: [{name: f}]}\n"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	for _, tc := range []struct {
+		name   string
+		change func(c *config.Config)
+		want   string
+	}{
+		{"nothing", func(c *config.Config) {}, ""},
+		{"what reload applies", func(c *config.Config) {
+			c.Groups[0].Failback, c.Groups[0].Uplinks[0].Priority, c.AnnounceRateLimit = false, 1, 5
+		}, ""},
+		{"pin path", func(c *config.Config) { c.PinPath = "/x" }, "pin_path"},
+		{"poll", func(c *config.Config) { c.CarrierPollInterval = 0 }, "carrier_poll_interval"},
+		{"metrics", func(c *config.Config) { c.MetricsListen = "127.0.0.1:1" }, "metrics_listen"},
+		{"a group added", func(c *config.Config) { c.Groups = append(c.Groups, config.Group{Name: "c"}) }, "the set of groups ([a b] -> [a b c])"},
+		{"mode", func(c *config.Config) { c.Groups[1].Mode = config.ModeActiveBackup }, "group b: mode"},
+		{"probe", func(c *config.Config) { c.Groups[0].Probe = &config.Probe{Missed: 3} }, "group a: probe"},
+		{"rebalance", func(c *config.Config) { c.Groups[1].Rebalance.Interval = time.Second }, "group b: rebalance"},
+	} {
+		b := base()
+		tc.change(b)
+		if got := strings.Join(restartOnly(base(), b), ", "); got != tc.want {
+			t.Errorf("%s: %q, want %q", tc.name, got, tc.want)
+		}
 	}
 }

@@ -50,6 +50,12 @@ func (d *Daemon) AddUplink(groupName string, req control.AddUplinkRequest) error
 	if err != nil {
 		return err
 	}
+	return d.addUplink(g, req)
+}
+
+// addUplink is AddUplink with d.mu held.
+func (d *Daemon) addUplink(g *group, req control.AddUplinkRequest) error {
+	groupName := g.cfg.Name
 	if err := d.checkNewPort(req.Name); err != nil {
 		return err
 	}
@@ -57,6 +63,7 @@ func (d *Daemon) AddUplink(groupName string, req control.AddUplinkRequest) error
 	if req.Priority != nil {
 		uc.Priority = *req.Priority
 	}
+	var err error
 	if req.State != "" {
 		if uc.State, err = failover.ParseAdminState(req.State); err != nil {
 			return fmt.Errorf("%w: %v", control.ErrRefused, err)
@@ -95,6 +102,12 @@ func (d *Daemon) RemoveUplink(groupName, name string) error {
 	if err != nil {
 		return err
 	}
+	return d.removeUplink(g, name)
+}
+
+// removeUplink is RemoveUplink with d.mu held.
+func (d *Daemon) removeUplink(g *group, name string) error {
+	groupName := g.cfg.Name
 	p, err := d.portOf(g, name, datapath.RoleUplink)
 	if err != nil {
 		return err
@@ -125,15 +138,20 @@ func (d *Daemon) AddPort(groupName, name string) error {
 	if err != nil {
 		return err
 	}
-	if err := d.checkNewPort(name); err != nil {
+	return d.addPort(g, config.GuestPort{Name: name})
+}
+
+// addPort adds and attaches a named guest port with d.mu held.
+func (d *Daemon) addPort(g *group, gp config.GuestPort) error {
+	if err := d.checkNewPort(gp.Name); err != nil {
 		return err
 	}
 	if len(g.guests) >= config.MaxGuestPorts {
-		return fmt.Errorf("%w: group %s has %d guest ports already", control.ErrRefused, groupName, len(g.guests))
+		return fmt.Errorf("%w: group %s has %d guest ports already", control.ErrRefused, g.cfg.Name, len(g.guests))
 	}
-	p := d.addGuest(g, config.GuestPort{Name: name})
+	p := d.addGuest(g, gp)
 	d.attach(p, 0)
-	d.log.Info("guest port added", "group", groupName, "port", name)
+	d.log.Info("guest port added", "group", g.cfg.Name, "port", gp.Name, "vlan", gp.VLAN, "trunk", gp.Trunk)
 	d.rewatch()
 	return nil
 }

@@ -372,6 +372,18 @@ func (g *Group) SetPriority(name string, priority int, now time.Time) (Decision,
 	return g.decideIfStarted(now)
 }
 
+// SetTiming changes the group's failback and hold timers at run time (a
+// configuration reload). Holds already running keep the deadline they
+// were given; a new failback rule applies at once (turned on, a better
+// usable uplink takes over now).
+func (g *Group) SetTiming(failback bool, upDelay, downDelay time.Duration, now time.Time) (Decision, error) {
+	if upDelay < 0 || downDelay < 0 {
+		return g.unchanged(ReasonNone), fmt.Errorf("group %q: negative hold timer", g.name)
+	}
+	g.failback, g.upDelay, g.downDelay = failback, upDelay, downDelay
+	return g.decideIfStarted(now)
+}
+
 // SetState changes an uplink's admin state at run time. Disabling the
 // pinned uplink drops the pin.
 func (g *Group) SetState(name string, s AdminState, now time.Time) (Decision, error) {

@@ -1039,3 +1039,52 @@ func TestParseAdminState(t *testing.T) {
 		t.Errorf("bad state: %v", err)
 	}
 }
+
+// SetTiming (a reload): failback turned on preempts at once; hold timers
+// apply to the next carrier change; Carriers and DataPlaneLost for balance
+// groups.
+func TestSetTimingCarriersAndDataPlaneLost(t *testing.T) {
+	t0 := time.Unix(100, 0)
+	g, err := New(Config{Name: "g", Failback: false, Uplinks: []UplinkConfig{
+		{Name: "a", Priority: 10}, {Name: "b", Priority: 20}, {Name: "s", Priority: 5, State: StateStandby}}}, NoActive)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := g.Start(map[string]bool{"a": false, "b": true, "s": true}, t0); err != nil {
+		t.Fatal(err)
+	}
+	if d, _ := g.SetCarrier("a", true, t0.Add(time.Second)); d.Changed {
+		t.Fatalf("without failback a took over: %+v", d)
+	}
+	if got := g.Carriers(); !slices.Equal(got, []int{0, 1}) {
+		t.Errorf("carriers %v, want the usable-state ones best first [0 1] (not the standby)", got)
+	}
+	d, err := g.SetTiming(true, time.Second, 0, t0.Add(2*time.Second))
+	if err != nil || !d.Changed || d.To != 0 {
+		t.Errorf("failback turned on: %+v, %v; want a to take over", d, err)
+	}
+	if _, err := g.SetTiming(true, -1, 0, t0); err == nil {
+		t.Error("a negative hold accepted")
+	}
+	// With up_delay 1s now, b's recovery waits.
+	g.SetCarrier("b", false, t0.Add(3*time.Second))
+	g.SetCarrier("b", true, t0.Add(4*time.Second))
+	if got := g.Carriers(); !slices.Equal(got, []int{0}) {
+		t.Errorf("carriers during b's up-delay %v, want [0]", got)
+	}
+	// A balance group's non-active uplink found dead by the data plane.
+	g.Advance(t0.Add(6 * time.Second))
+	if d := g.DataPlaneLost(1, NoActive, ReasonCarrierLost, t0.Add(7*time.Second)); d.Changed || g.Active() != 0 {
+		t.Errorf("a non-active uplink lost: %+v, active %d", d, g.Active())
+	}
+	if got := g.Carriers(); !slices.Equal(got, []int{0}) {
+		t.Errorf("carriers after b was lost %v, want [0]", got)
+	}
+	// All usable-state uplinks gone: the standby one carries.
+	if d := g.DataPlaneLost(0, 2, ReasonCarrierLost, t0.Add(8*time.Second)); !d.Changed || g.Active() != 2 {
+		t.Errorf("the active uplink lost: %+v, active %d", d, g.Active())
+	}
+	if got := g.Carriers(); !slices.Equal(got, []int{2}) {
+		t.Errorf("carriers %v, want the standby [2]", got)
+	}
+}

@@ -1,0 +1,237 @@
+package daemon
+
+import (
+	"fmt"
+	"reflect"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/uplinkd/uplinkd/pkg/config"
+	"github.com/uplinkd/uplinkd/pkg/control"
+	"github.com/uplinkd/uplinkd/pkg/datapath"
+	"golang.org/x/time/rate"
+)
+
+// Reload is SIGHUP and `uplinkctl reload`: the configuration file is read
+// and validated whole first, so a bad file changes nothing and the error
+// names the field. A good one is applied as a difference: only the
+// groups, uplinks and guest ports it changes are touched, through the same
+// steps as the run-time commands (a changed guest port profile re-attaches
+// that port). Settings that cannot change under a running data plane are
+// refused, with nothing applied: they need a restart, across which the
+// data plane keeps forwarding.
+func (d *Daemon) Reload() ([]string, error) {
+	if d.ConfigPath == "" {
+		return nil, fmt.Errorf("%w: uplinkd was not started from a configuration file", control.ErrRefused)
+	}
+	cfg, err := config.Load(d.ConfigPath)
+	if err != nil {
+		return nil, fmt.Errorf("%w: nothing changed: %v", control.ErrRefused, err)
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if need := restartOnly(d.cfg, cfg); len(need) > 0 {
+		return nil, fmt.Errorf("%w: nothing changed: these settings need a restart (the data plane keeps forwarding across one): %s",
+			control.ErrRefused, strings.Join(need, ", "))
+	}
+	var changes []string
+	note := func(format string, args ...any) {
+		c := fmt.Sprintf(format, args...)
+		changes = append(changes, c)
+		d.log.Info("reload: " + c)
+	}
+	now := time.Now()
+	for _, gc := range cfg.Groups {
+		g, _ := d.groupByName(gc.Name) // restartOnly checked the set of groups
+		old := g.cfg
+		if gc.Failback != old.Failback || gc.UpDelay != old.UpDelay || gc.DownDelay != old.DownDelay {
+			dec, err := g.policy.SetTiming(gc.Failback, gc.UpDelay, gc.DownDelay, now)
+			if err != nil {
+				return changes, err
+			}
+			note("group %s: failback %t, up_delay %s, down_delay %s", gc.Name, gc.Failback, gc.UpDelay, gc.DownDelay)
+			g.cfg.Failback, g.cfg.UpDelay, g.cfg.DownDelay = gc.Failback, gc.UpDelay, gc.DownDelay
+			d.applyFrom(g, dec, now, time.Time{}, "reload")
+		}
+		if gc.Announce != old.Announce {
+			g.cfg.Announce = gc.Announce
+			note("group %s: announce count %d, interval %s", gc.Name, gc.Announce.Count, gc.Announce.Interval)
+		}
+		if err := d.reloadUplinks(g, old.Uplinks, gc.Uplinks, note); err != nil {
+			return changes, err
+		}
+		if err := d.reloadGuestPorts(g, old.GuestPorts, gc.GuestPorts, note); err != nil {
+			return changes, err
+		}
+		g.cfg = gc
+	}
+	if cfg.LogLevel != d.cfg.LogLevel && d.Level != nil {
+		d.Level.Set(cfg.LogLevel)
+		note("log_level %s", cfg.LogLevel)
+	}
+	if cfg.AnnounceRateLimit != d.cfg.AnnounceRateLimit || cfg.AnnounceBurst != d.cfg.AnnounceBurst {
+		d.ann.SetRate(rate.Limit(cfg.AnnounceRateLimit), cfg.AnnounceBurst)
+		note("announce_rate_limit %d, announce_burst %d", cfg.AnnounceRateLimit, cfg.AnnounceBurst)
+	}
+	d.cfg = cfg
+	if d.watch != nil {
+		d.watch.SetPatterns(cfg.GuestPatterns()...)
+	}
+	for _, p := range d.matchExisting() {
+		d.attach(p, 0)
+		note("group %s: guest port %s matched %s", p.group.cfg.Name, p.name, p.pattern)
+	}
+	d.rewatch()
+	if len(changes) == 0 {
+		d.log.Info("reload: the configuration is unchanged")
+	}
+	return changes, nil
+}
+
+// restartOnly lists what differs between a and b that a running daemon
+// does not change.
+func restartOnly(a, b *config.Config) []string {
+	var out []string
+	if a.PinPath != b.PinPath {
+		out = append(out, "pin_path")
+	}
+	if a.ControlSocket != b.ControlSocket {
+		out = append(out, "control_socket")
+	}
+	if a.MetricsListen != b.MetricsListen {
+		out = append(out, "metrics_listen")
+	}
+	if a.CarrierPollInterval != b.CarrierPollInterval {
+		out = append(out, "carrier_poll_interval")
+	}
+	names := func(c *config.Config) []string {
+		var n []string
+		for _, g := range c.Groups {
+			n = append(n, g.Name)
+		}
+		slices.Sort(n)
+		return n
+	}
+	if !slices.Equal(names(a), names(b)) {
+		out = append(out, fmt.Sprintf("the set of groups (%v -> %v)", names(a), names(b)))
+		return out
+	}
+	for _, ga := range a.Groups {
+		for _, gb := range b.Groups {
+			if ga.Name != gb.Name {
+				continue
+			}
+			if ga.Mode != gb.Mode {
+				out = append(out, fmt.Sprintf("group %s: mode", ga.Name))
+			}
+			if !reflect.DeepEqual(ga.Probe, gb.Probe) {
+				out = append(out, fmt.Sprintf("group %s: probe", ga.Name))
+			}
+			if ga.Rebalance != gb.Rebalance {
+				out = append(out, fmt.Sprintf("group %s: rebalance", ga.Name))
+			}
+		}
+	}
+	return out
+}
+
+// reloadUplinks removes, adds and re-prioritises uplinks. Called with d.mu
+// held.
+func (d *Daemon) reloadUplinks(g *group, old, cur []config.Uplink, note func(string, ...any)) error {
+	find := func(list []config.Uplink, name string) (config.Uplink, bool) {
+		for _, u := range list {
+			if u.Name == name {
+				return u, true
+			}
+		}
+		return config.Uplink{}, false
+	}
+	for _, u := range old {
+		if _, ok := find(cur, u.Name); !ok {
+			if err := d.removeUplink(g, u.Name); err != nil {
+				return err
+			}
+			note("group %s: uplink %s removed", g.cfg.Name, u.Name)
+		}
+	}
+	for _, u := range cur {
+		prev, ok := find(old, u.Name)
+		prio := u.Priority
+		switch {
+		case !ok:
+			if err := d.addUplink(g, control.AddUplinkRequest{Name: u.Name, Priority: &prio, State: u.State}); err != nil {
+				return err
+			}
+			note("group %s: uplink %s added (priority %d, %s)", g.cfg.Name, u.Name, u.Priority, u.State)
+		case prev.Priority != u.Priority || prev.State != u.State:
+			if err := d.setUplink(g, u.Name, control.SetUplinkRequest{Priority: &prio, State: u.State}); err != nil {
+				return err
+			}
+			note("group %s: uplink %s priority %d, %s", g.cfg.Name, u.Name, u.Priority, u.State)
+		}
+	}
+	return nil
+}
+
+// reloadGuestPorts removes, adds and re-profiles named guest ports, and
+// lets ports made by a pattern follow the new patterns. Called with d.mu
+// held, before g.cfg takes the new list.
+func (d *Daemon) reloadGuestPorts(g *group, old, cur []config.GuestPort, note func(string, ...any)) error {
+	named := func(list []config.GuestPort) map[string]config.GuestPort {
+		m := map[string]config.GuestPort{}
+		for _, p := range list {
+			if p.Name != "" {
+				m[p.Name] = p
+			}
+		}
+		return m
+	}
+	was, now := named(old), named(cur)
+	for name, p := range was {
+		if q, ok := now[name]; !ok || !reflect.DeepEqual(p, q) {
+			if port, err := d.portOf(g, name, datapath.RoleGuest); err == nil {
+				d.removeGuest(port)
+			}
+			if !ok {
+				note("group %s: guest port %s removed", g.cfg.Name, name)
+			}
+		}
+	}
+	for name, q := range now {
+		if p, ok := was[name]; ok && reflect.DeepEqual(p, q) {
+			continue
+		}
+		if err := d.addPort(g, q); err != nil {
+			return err
+		}
+		if _, ok := was[name]; ok {
+			note("group %s: guest port %s re-attached with its new profile", g.cfg.Name, name)
+		} else {
+			note("group %s: guest port %s added", g.cfg.Name, name)
+		}
+	}
+	patterns := func(list []config.GuestPort) []config.GuestPort {
+		return slices.DeleteFunc(slices.Clone(list), func(p config.GuestPort) bool { return p.Match == "" })
+	}
+	if reflect.DeepEqual(patterns(old), patterns(cur)) {
+		return nil
+	}
+	// The pattern ports go; Reload matches the interfaces again with the
+	// new patterns, which attach them with their new profiles.
+	for _, p := range slices.Clone(g.guests) {
+		if p.pattern != "" {
+			d.removeGuest(p)
+		}
+	}
+	note("group %s: guest port patterns %v", g.cfg.Name, patternNames(patterns(cur)))
+	return nil
+}
+
+func patternNames(list []config.GuestPort) []string {
+	var out []string
+	for _, p := range list {
+		out = append(out, p.Match)
+	}
+	return out
+}

@@ -1,0 +1,94 @@
+package e2e
+
+import (
+	"os"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/uplinkd/uplinkd/pkg/control"
+)
+
+// TestReload: a bad file and a file that changes a restart-only setting
+// change nothing and say why; a good one is applied as a difference (an
+// uplink's priority, a guest port's profile, the announcements) while the
+// other guest's traffic loses nothing; SIGHUP reloads too.
+func TestReload(t *testing.T) {
+	l := newLab(t, labOptions{failback: true})
+	l.disableIPv6()
+	l.startDaemon()
+	l.waitActive("up0")
+	orig, err := os.ReadFile(l.d.config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	write := func(cfg string) {
+		t.Helper()
+		if err := os.WriteFile(l.d.config, []byte(cfg), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p0, p1 := l.receive("U", "p0"), l.receive("U", "p1")
+	s := l.send("G1", "eth0", l.macs["br0"], l.macs["G1"], streamUp, 2000, 2*time.Second)
+
+	write(strings.Replace(string(orig), "priority: 20", "priority: 70000", 1))
+	if out, err := execCtl(l, "reload"); err == nil || !strings.Contains(out, "groups[0].uplinks[1].priority") || !strings.Contains(out, "nothing changed") {
+		t.Errorf("reload of a bad file: %v\n%s", err, out)
+	}
+	write("metrics_listen: \"9478\"\n" + string(orig))
+	if out, err := execCtl(l, "reload"); err == nil || !strings.Contains(out, "metrics_listen") || !strings.Contains(out, "restart") {
+		t.Errorf("reload of a restart-only change: %v\n%s", err, out)
+	}
+	if g := l.status(); g.Active != "up0" || g.Announce.Count != 3 {
+		t.Fatalf("refused reloads changed something: active %s, announce count %d", g.Active, g.Announce.Count)
+	}
+
+	good := strings.Replace(string(orig), "priority: 20", "priority: 5", 1)
+	good = strings.Replace(good, "count: 3", "count: 2", 1)
+	good = strings.Replace(good, "guest_ports: [vnet0, vnet1]", "guest_ports: [{name: vnet0, vlan: 100}, vnet1]", 1)
+	write(good)
+	out, err := execCtl(l, "reload")
+	if err != nil {
+		t.Fatalf("reload: %v\n%s", err, out)
+	}
+	for _, want := range []string{"uplink up1 priority 5", "guest port vnet0 re-attached", "announce count 2"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("reload output lacks %q:\n%s", want, out)
+		}
+	}
+	vlanOf := func(g control.GroupStatus, port string) int {
+		for _, p := range g.GuestPorts {
+			if p.Name == port {
+				return int(p.VLAN)
+			}
+		}
+		return -1
+	}
+	g := l.waitActive("up1")
+	if g.Announce.Count != 2 || vlanOf(g, "vnet0") != 100 || vlanOf(g, "vnet1") != 0 {
+		t.Errorf("after the reload: announce count %d, guest ports %+v", g.Announce.Count, g.GuestPorts)
+	}
+	if out, err := execCtl(l, "reload"); err != nil || !strings.Contains(out, "nothing changed") {
+		t.Errorf("reloading the same file: %v\n%s", err, out)
+	}
+
+	// SIGHUP: back to the original file.
+	write(string(orig))
+	if err := l.d.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	g = l.waitActive("up0")
+	if g.Announce.Count != 3 || vlanOf(g, "vnet0") != 0 {
+		t.Errorf("after SIGHUP: announce count %d, guest ports %+v", g.Announce.Count, g.GuestPorts)
+	}
+	s.wait()
+	time.Sleep(100 * time.Millisecond)
+	p0.close()
+	p1.close()
+	lost, dups := missing(s.sent, streamUp, p0, p1)
+	t.Logf("FIGURES reload: two reloads that moved the active uplink and re-attached the other guest's port, under %d pps from G1: %d of %d lost, %d duplicated", 2000, lost, s.sent, dups)
+	if lost != 0 || dups != 0 {
+		t.Errorf("G1 lost %d, duplicated %d of %d across the reloads", lost, dups, s.sent)
+	}
+}
