@@ -7,7 +7,12 @@ LDFLAGS := -X github.com/uplinkd/uplinkd/pkg/version.Version=$(VERSION)
 BIN := bin
 export CGO_ENABLED := 0
 
-.PHONY: help deps build generate check-generated test test-unit test-e2e test-kernels lint demo bench bench-full clean
+.PHONY: help deps build generate check-generated test test-unit test-e2e test-kernels lint demo bench bench-full install uninstall clean
+
+# make install: where things go (DESTDIR stages a package).
+PREFIX ?= /usr/local
+SYSTEMD_DIR ?= /etc/systemd/system
+CONFIG_DIR ?= /etc/uplinkd
 
 help: ## show this help
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -54,6 +59,21 @@ bench: build ## quick benchmark (<= 10 min): bench-results/{results.json,report.
 
 bench-full: build ## the full benchmark (more trials, longer rounds)
 	$(BIN)/uplinkbench -profile full -bin $(BIN) -out bench-results -markdown docs/benchmarks.md
+
+install: build ## install uplinkd, uplinkctl, the systemd unit and (if absent) a configuration; enable with systemctl enable --now uplinkd
+	install -D -m 0755 $(BIN)/uplinkd $(DESTDIR)$(PREFIX)/sbin/uplinkd
+	install -D -m 0755 $(BIN)/uplinkctl $(DESTDIR)$(PREFIX)/bin/uplinkctl
+	install -D -m 0644 deploy/systemd/uplinkd.service $(DESTDIR)$(SYSTEMD_DIR)/uplinkd.service
+	sed -i 's|/usr/local/sbin/uplinkd|$(PREFIX)/sbin/uplinkd|g; s|/etc/uplinkd/|$(CONFIG_DIR)/|g' $(DESTDIR)$(SYSTEMD_DIR)/uplinkd.service
+	install -D -m 0644 README.md $(DESTDIR)$(PREFIX)/share/doc/uplinkd/README.md
+	@if [[ -e $(DESTDIR)$(CONFIG_DIR)/uplinkd.yaml ]]; then echo "keeping $(DESTDIR)$(CONFIG_DIR)/uplinkd.yaml"; 		else install -D -m 0644 pkg/config/example.yaml $(DESTDIR)$(CONFIG_DIR)/uplinkd.yaml; 		echo "installed an example configuration: edit $(DESTDIR)$(CONFIG_DIR)/uplinkd.yaml"; fi
+	@if [[ -z "$(DESTDIR)" && -d /run/systemd/system ]]; then systemctl daemon-reload; fi
+
+uninstall: ## remove what make install put in place (the configuration and a running data plane stay: uplinkd -cleanup removes the latter)
+	@if [[ -z "$(DESTDIR)" && -d /run/systemd/system ]]; then systemctl disable --now uplinkd 2>/dev/null || true; fi
+	rm -f $(DESTDIR)$(PREFIX)/sbin/uplinkd $(DESTDIR)$(PREFIX)/bin/uplinkctl $(DESTDIR)$(SYSTEMD_DIR)/uplinkd.service
+	rm -rf $(DESTDIR)$(PREFIX)/share/doc/uplinkd
+	@if [[ -z "$(DESTDIR)" && -d /run/systemd/system ]]; then systemctl daemon-reload; fi
 
 clean: ## remove build output
 	rm -rf $(BIN)

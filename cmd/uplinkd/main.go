@@ -14,6 +14,7 @@ import (
 	"github.com/uplinkd/uplinkd/pkg/config"
 	"github.com/uplinkd/uplinkd/pkg/daemon"
 	"github.com/uplinkd/uplinkd/pkg/datapath"
+	"github.com/uplinkd/uplinkd/pkg/sdnotify"
 	"github.com/uplinkd/uplinkd/pkg/version"
 )
 
@@ -63,6 +64,11 @@ func main() {
 	}
 	defer d.Close()
 	d.ConfigPath, d.Level = *configPath, level
+	d.OnReady = func() {
+		if _, err := sdnotify.Notify("READY=1\nSTATUS=forwarding; " + version.String()); err != nil {
+			log.Warn("cannot tell systemd uplinkd is ready", "err", err)
+		}
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	// SIGHUP reloads the configuration file (as `uplinkctl reload` does).
@@ -80,7 +86,9 @@ func main() {
 			}
 		}
 	}()
-	if err := d.Run(ctx); err != nil {
+	err = d.Run(ctx)
+	_, _ = sdnotify.Notify("STOPPING=1")
+	if err != nil {
 		fatal("run", err)
 	}
 }

@@ -47,9 +47,13 @@ type Daemon struct {
 	// level Reload changes. Both are set by the caller before Run.
 	ConfigPath string
 	Level      *slog.LevelVar
-	ann        *announce.Announcer
-	watch      *linkwatch.Watcher
-	started    time.Time
+	// OnReady, if set, runs once Run has the data plane attached, the
+	// policy started, the links watched and the control socket served
+	// (systemd's readiness).
+	OnReady func()
+	ann     *announce.Announcer
+	watch   *linkwatch.Watcher
+	started time.Time
 
 	mu     sync.Mutex
 	groups []*group
@@ -517,6 +521,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 	arrived := make(chan datapath.Arrival, maxArrivalBatch)
 	if d.arr != nil {
 		go d.readArrivals(ctx, arrived)
+	}
+	if d.OnReady != nil {
+		d.OnReady()
 	}
 	d.log.Info("uplinkd running", "version", version.String(), "groups", len(d.groups), "pin_path", d.cfg.PinPath, "control_socket", d.cfg.ControlSocket)
 

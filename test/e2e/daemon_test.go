@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -28,6 +29,10 @@ type daemon struct {
 	done   chan struct{}
 	logs   *bytes.Buffer
 	client *control.Client
+	// wrap runs before uplinkd inside the namespace (e.g. setpriv to
+	// drop capabilities); env is added to its environment.
+	wrap []string
+	env  []string
 }
 
 // newDaemon prepares uplinkd for namespace ns; groups is the YAML of its
@@ -61,24 +66,34 @@ func newDaemon(t *testing.T, ns, groups string) *daemon {
 // start runs uplinkd and waits until its control socket answers.
 func (d *daemon) start() {
 	d.t.Helper()
-	cmd := exec.Command("ip", "netns", "exec", d.ns, d.bin+"/uplinkd", "-config", d.config)
-	cmd.Stdout, cmd.Stderr = d.logs, d.logs
-	if err := cmd.Start(); err != nil {
+	if err := d.tryStart(); err != nil {
 		d.t.Fatal(err)
+	}
+}
+
+// tryStart is start that reports a daemon that does not come up.
+func (d *daemon) tryStart() error {
+	d.t.Helper()
+	args := append([]string{"netns", "exec", d.ns}, d.wrap...)
+	cmd := exec.Command("ip", append(args, d.bin+"/uplinkd", "-config", d.config)...)
+	cmd.Stdout, cmd.Stderr = d.logs, d.logs
+	cmd.Env = append(os.Environ(), d.env...)
+	if err := cmd.Start(); err != nil {
+		return err
 	}
 	d.cmd, d.done = cmd, make(chan struct{})
 	go func(done chan struct{}) { _ = cmd.Wait(); close(done) }(d.done)
 	for range 200 {
 		if _, err := d.client.Status(); err == nil {
-			return
+			return nil
 		}
 		select {
 		case <-d.done:
-			d.t.Fatalf("uplinkd exited at start:\n%s", d.logs)
+			return fmt.Errorf("uplinkd exited at start:\n%s", d.logs)
 		case <-time.After(25 * time.Millisecond):
 		}
 	}
-	d.t.Fatalf("uplinkd did not answer in 5 s:\n%s", d.logs)
+	return fmt.Errorf("uplinkd did not answer in 5 s:\n%s", d.logs)
 }
 
 // stop signals the uplinkd this test started (by its PID) and waits.
