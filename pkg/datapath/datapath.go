@@ -123,6 +123,9 @@ func Open(pinDir string, log *slog.Logger) (*Datapath, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load BPF spec: %w", err)
 	}
+	if err := migratePinned(spec, pinDir, log); err != nil {
+		return nil, err
+	}
 	d := &Datapath{pinDir: pinDir, log: log, DrainTime: DefaultDrainTime}
 	opts := &ebpf.CollectionOptions{Maps: ebpf.MapOptions{PinPath: pinDir}}
 	// Read the uplink's carrier before each redirect where the kernel lets

@@ -65,6 +65,9 @@ func Run(ctx context.Context, opts Options) (*report.Result, error) {
 	if o.wants("balance") && o.has("uplinkd") {
 		h.balanceScenario(ctx)
 	}
+	if o.wants("upgrade") && o.has("uplinkd") {
+		h.upgradeScenario(ctx)
+	}
 	h.res.Finished = time.Now()
 	return h.res, ctx.Err()
 }

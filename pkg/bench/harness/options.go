@@ -29,6 +29,9 @@ type Options struct {
 	FrameSizes []int
 	Rounds     int
 	RoundTime  time.Duration
+	// UpgradeBin holds the uplinkd the upgrade scenario starts over the
+	// running one; "": the same binary again.
+	UpgradeBin string
 	// UplinkdPoll is uplinkd's carrier_poll_interval; 0: its default.
 	UplinkdPoll time.Duration
 	// Where uplinkd and uplinkctl are.
@@ -39,13 +42,13 @@ type Options struct {
 // Profiles.
 var profiles = map[string]Options{
 	"quick": {
-		Systems: []string{"uplinkd", "ovs", "bridge", "xdpfwd"}, Scenarios: []string{"failover", "forward", "balance"},
+		Systems: []string{"uplinkd", "ovs", "bridge", "xdpfwd"}, Scenarios: []string{"failover", "forward", "balance", "upgrade"},
 		Trials: 3, RatePPS: 50_000, HighRatePPS: 1_000_000, Guests: []int{1, 64, 1024},
 		Uplinks: []string{"veth", "tap"}, TrialLength: 1200 * time.Millisecond, DownRatePPS: 10_000,
 		SecondCutMax: time.Second, FrameSizes: []int{64, 1500}, Rounds: 5, RoundTime: 500 * time.Millisecond,
 	},
 	"full": {
-		Systems: []string{"uplinkd", "ovs", "bridge", "xdpfwd"}, Scenarios: []string{"failover", "forward", "balance"},
+		Systems: []string{"uplinkd", "ovs", "bridge", "xdpfwd"}, Scenarios: []string{"failover", "forward", "balance", "upgrade"},
 		Trials: 20, RatePPS: 50_000, HighRatePPS: 1_000_000, Guests: []int{1, 64, 1024},
 		Uplinks: []string{"veth", "tap"}, TrialLength: 2 * time.Second, DownRatePPS: 10_000,
 		SecondCutMax: time.Second, FrameSizes: []int{64, 1500}, Rounds: 5, RoundTime: 2 * time.Second,
@@ -73,8 +76,8 @@ func (o Options) withDefaults() (Options, error) {
 		}
 	}
 	for _, s := range o.Scenarios {
-		if s != "failover" && s != "forward" && s != "balance" {
-			return o, fmt.Errorf("unknown scenario %q (failover, forward, balance)", s)
+		if s != "failover" && s != "forward" && s != "balance" && s != "upgrade" {
+			return o, fmt.Errorf("unknown scenario %q (failover, forward, balance, upgrade)", s)
 		}
 	}
 	for _, u := range o.Uplinks {

@@ -21,6 +21,7 @@ type uplinkdSystem struct {
 	bin    string
 	poll   time.Duration // carrier_poll_interval; 0: the default
 	mode   string        // the group's mode; "": the default
+	hostNS string
 	dir    string
 	config string
 	cmd    *exec.Cmd
@@ -70,14 +71,21 @@ control_socket: %s
 	if err := os.WriteFile(u.config, []byte(cfg), 0o600); err != nil {
 		return err
 	}
-	u.cmd = exec.Command("ip", "netns", "exec", hostNS, filepath.Join(u.bin, "uplinkd"), "-config", u.config)
+	u.hostNS, u.client = hostNS, control.NewClient(socket)
+	return u.launch(ctx)
+}
+
+// launch starts uplinkd on the written configuration and waits until it
+// serves with an active uplink.
+func (u *uplinkdSystem) launch(ctx context.Context) error {
+	u.out.Reset()
+	u.cmd = exec.Command("ip", "netns", "exec", u.hostNS, filepath.Join(u.bin, "uplinkd"), "-config", u.config)
 	u.cmd.Stdout, u.cmd.Stderr = &u.out, &u.out
 	if err := u.cmd.Start(); err != nil {
 		return fmt.Errorf("start uplinkd: %w", err)
 	}
 	u.done = make(chan struct{})
 	go func(c *exec.Cmd, done chan struct{}) { _ = c.Wait(); close(done) }(u.cmd, u.done)
-	u.client = control.NewClient(socket)
 	for range 400 {
 		if st, err := u.client.Status(); err == nil && st.Groups[0].Active != "" {
 			return nil
@@ -133,6 +141,28 @@ func (u *uplinkdSystem) LastSwitchBy() string {
 	}
 	recent := st.Groups[0].Recent
 	return recent[len(recent)-1].Source
+}
+
+// Restart stops uplinkd the way an upgrade does (SIGTERM: the data plane
+// stays attached and forwarding) and starts the binary in bin over it,
+// which adopts the pinned maps and swaps the programs in place. It
+// returns how long no uplinkd ran.
+func (u *uplinkdSystem) Restart(ctx context.Context, bin string) (time.Duration, error) {
+	if u.cmd == nil || u.cmd.Process == nil {
+		return 0, fmt.Errorf("uplinkd is not running")
+	}
+	start := time.Now()
+	_ = u.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-u.done:
+	case <-time.After(5 * time.Second):
+		return 0, fmt.Errorf("uplinkd did not stop in 5 s")
+	}
+	if bin != "" {
+		u.bin = bin
+	}
+	err := u.launch(ctx)
+	return time.Since(start), err
 }
 
 func (u *uplinkdSystem) Stop() error {

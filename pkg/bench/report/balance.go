@@ -126,3 +126,49 @@ func writeBalanceMarkdown(b *strings.Builder, r *Result) {
 	b.WriteString("\n")
 	writeMarkdownTable(b, balanceFailoverTable(r.Balance))
 }
+
+// upgradeTable: per rate, over the restarts, what the guest's stream lost.
+func upgradeTable(ts []UpgradeTrial) textTable {
+	t := textTable{
+		Head: []string{"Rate", "Restarts", "Lost p50 / p99 / max", "of which at a full ring max", "Duplicates max", "No daemon p50 / max"},
+		Num:  []bool{true, true, true, true, true, true},
+	}
+	var rates []int
+	byRate := map[int][]UpgradeTrial{}
+	for _, x := range ts {
+		if _, ok := byRate[x.RatePPS]; !ok {
+			rates = append(rates, x.RatePPS)
+		}
+		byRate[x.RatePPS] = append(byRate[x.RatePPS], x)
+	}
+	slices.Sort(rates)
+	for _, rate := range rates {
+		xs := byRate[rate]
+		var lost, ring, dups, gap []float64
+		noisy := false
+		for _, x := range xs {
+			lost = append(lost, float64(x.Lost))
+			ring = append(ring, float64(x.LostAtFullRing))
+			dups = append(dups, float64(x.Duplicates))
+			gap = append(gap, float64(x.NoDaemonNs))
+			noisy = noisy || x.CPUBusy > noisyCPU
+		}
+		g := stats.Summarize(gap)
+		t.Rows = append(t.Rows, []string{fmtRate(rate), fmt.Sprint(len(xs)), triple(stats.Summarize(lost), len(xs), fmtCount),
+			fmtCount(stats.Summarize(ring).Max), fmtCount(stats.Summarize(dups).Max), fmtNs(g.P50) + " / " + fmtNs(g.Max)})
+		t.Noisy = append(t.Noisy, noisy)
+	}
+	return t
+}
+
+// writeUpgradeMarkdown is the upgrade section of the markdown report.
+func writeUpgradeMarkdown(b *strings.Builder, r *Result) {
+	if len(r.Upgrade) == 0 {
+		return
+	}
+	b.WriteString("\n## Upgrade under traffic (uplinkd)\n\n")
+	b.WriteString("uplinkd is stopped (SIGTERM) and started again over its running data plane while the guest sends: " +
+		"the new process adopts the pinned maps and swaps the programs in place. \"No daemon\" is from the signal to the new " +
+		"process serving; the data plane forwards all along.\n\n")
+	writeMarkdownTable(b, upgradeTable(r.Upgrade))
+}

@@ -296,6 +296,7 @@ type page struct {
 	BalanceForward  textTable
 	BalanceFailover textTable
 	HasBalance      bool
+	UpgradeTable    textTable
 	Env             []envItem
 	NoisyPercent    string
 }
@@ -332,6 +333,7 @@ func WriteHTML(w io.Writer, r *Result) error {
 		BalanceForward:  balanceForwardTable(r.Balance),
 		BalanceFailover: balanceFailoverTable(r.Balance),
 		HasBalance:      r.Balance != nil,
+		UpgradeTable:    upgradeTable(r.Upgrade),
 		NoisyPercent:    fmtPercent(noisyCPU),
 	}
 	e := r.Env
@@ -441,7 +443,10 @@ dl.env dd { margin: 0; }
 <h2>Forwarding summary</h2>
 {{template "table" .ForwardTable}}
 
-{{if .HasBalance}}<h2>Balance mode (uplinkd)</h2>
+{{if .UpgradeTable.Rows}}<h2>Upgrade under traffic (uplinkd)</h2>
+<p class="caption">uplinkd stopped and started again over its running data plane while the guest sends; no daemon: from the signal to the new process serving.</p>
+{{template "table" .UpgradeTable}}
+{{end}}{{if .HasBalance}}<h2>Balance mode (uplinkd)</h2>
 <p class="caption">Guests spread over the uplinks by bucket. Forwarding through one uplink and through two (median of the rounds); one uplink of three cut under traffic: the loss of the guests that moved and of the others, which must be 0.</p>
 {{template "table" .BalanceForward}}
 {{template "table" .BalanceFailover}}

@@ -54,6 +54,8 @@ type Result struct {
 	// Balance is uplinkd's balance mode: forwarding over one uplink and
 	// over two, and uplink failures split by the guests that moved.
 	Balance *BalanceResult `json:"balance,omitempty"`
+	// Upgrade is uplinkd restarted under traffic, as an upgrade does.
+	Upgrade []UpgradeTrial `json:"upgrade,omitempty"`
 	// NotRun lists every peer or scenario that could not run, with the
 	// reason; nothing is silently dropped.
 	NotRun []NotRun `json:"not_run"`
@@ -176,6 +178,19 @@ type BalanceTrial struct {
 	CPUBusy       float64 `json:"cpu_busy"`
 }
 
+// UpgradeTrial is one restart of uplinkd (SIGTERM, then a new process
+// over the running data plane) while the guest sends at RatePPS.
+type UpgradeTrial struct {
+	Trial          int     `json:"trial"`
+	RatePPS        int     `json:"rate_pps"`
+	Sent           uint64  `json:"sent"`
+	Lost           uint64  `json:"lost"`
+	Duplicates     uint64  `json:"duplicates"`
+	LostAtFullRing int64   `json:"lost_at_full_ring"` // of Lost: refused by a full ring of the testbed
+	NoDaemonNs     int64   `json:"no_daemon_ns"`      // from SIGTERM to the new daemon serving
+	CPUBusy        float64 `json:"cpu_busy"`
+}
+
 // NotRun is a peer or scenario that could not run on this machine.
 type NotRun struct {
 	System   string `json:"system"`
@@ -210,6 +225,9 @@ func (r *Result) Check() error {
 		finite(what+" mpps", f.Mpps)
 		finite(what+" gbps", f.Gbps)
 		finite(what+" cpu_busy", f.CPUBusy)
+	}
+	for i, x := range r.Upgrade {
+		finite(fmt.Sprintf("upgrade[%d] cpu_busy", i), x.CPUBusy)
 	}
 	if b := r.Balance; b != nil {
 		for i, x := range b.Forwarding {

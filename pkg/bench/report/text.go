@@ -259,6 +259,7 @@ func WriteMarkdown(w io.Writer, r *Result) error {
 	writeMarkdownTable(&b, forwardTable(ts.Forwarding))
 
 	writeBalanceMarkdown(&b, r)
+	writeUpgradeMarkdown(&b, r)
 
 	b.WriteString("\n## Not run\n\n")
 	if len(r.NotRun) == 0 {
