@@ -31,8 +31,7 @@ func migratePinned(spec *ebpf.CollectionSpec, pinDir string, log *slog.Logger) e
 		if err != nil {
 			return fmt.Errorf("pinned map %s: %w", name, err)
 		}
-		if old.Type() == ms.Type && old.KeySize() == ms.KeySize && old.ValueSize() == ms.ValueSize &&
-			old.MaxEntries() == ms.MaxEntries && old.Flags() == ms.Flags {
+		if ms.Compatible(old) == nil { // cilium/ebpf's own test when it adopts a pin
 			old.Close()
 			continue
 		}

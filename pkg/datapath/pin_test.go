@@ -38,6 +38,11 @@ func TestReopenKeepsStateAndRemoveCleansUp(t *testing.T) {
 	if slot, _ := dp.ActiveSlot(ids["red"]); slot != 1 {
 		t.Errorf("active slot after restart = %d, want 1", slot)
 	}
+	// Every pinned map is adopted as it is (none migrated): the uplink
+	// slots still hold their devices.
+	if ifi, err := dp.UplinkIfindex(ids["red"], 1); err != nil || ifi != tp.up1 {
+		t.Errorf("uplink slot 1 after restart = %d, %v; want up1 (%d)", ifi, err, tp.up1)
+	}
 	fdb, _ := dp.FDB()
 	if len(fdb) != 1 || fdb[0].MAC.String() != macA.String() {
 		t.Errorf("fdb after restart = %v", fdb)
