@@ -7,7 +7,7 @@ LDFLAGS := -X github.com/uplinkd/uplinkd/pkg/version.Version=$(VERSION)
 BIN := bin
 export CGO_ENABLED := 0
 
-.PHONY: help deps build generate check-generated test test-unit test-e2e test-kernels lint demo bench bench-full install uninstall clean
+.PHONY: help deps build generate check-generated test test-unit test-fuzz test-e2e test-kernels lint demo bench bench-full install uninstall clean
 
 # make install: where things go (DESTDIR stages a package).
 PREFIX ?= /usr/local
@@ -33,10 +33,15 @@ check-generated: generate ## fail if the committed BPF objects are stale
 		echo "check-generated: BPF objects differ from the sources; run 'make generate' and commit"; exit 1; \
 	else echo "check-generated: BPF objects are up to date"; fi
 
-test: deps lint test-unit test-e2e ## run every test (as root)
+test: deps lint test-unit test-fuzz test-e2e ## run every test (as root)
 
 test-unit: ## unit and BPF (Program.Run) tests
 	$(GO) test -count=1 -timeout 20m $$($(GO) list ./... | grep -v /test/)
+
+FUZZTIME ?= 10s
+test-fuzz: ## a short fuzz run of every fuzz target (FUZZTIME each; seed corpora in testdata/fuzz)
+	$(GO) test -run '^$$' -fuzz '^FuzzSwitchFrames$$' -fuzztime $(FUZZTIME) ./pkg/datapath
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./pkg/config
 
 test-e2e: build ## end-to-end tests in network namespaces (prints measured figures)
 	UPLINKD_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -timeout 30m -v ./test/... 2>&1 | \

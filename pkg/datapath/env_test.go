@@ -22,7 +22,7 @@ import (
 // testEnv is a network namespace of the test's own with veth pairs in it,
 // and a private bpffs. Tests run on a goroutine locked inside it.
 type testEnv struct {
-	t      *testing.T
+	t      testing.TB
 	ns     netns.NsHandle
 	nsName string
 	pinDir string
@@ -32,7 +32,7 @@ type testEnv struct {
 	peerLinks map[string][]link.Link
 }
 
-func requireRoot(t *testing.T) {
+func requireRoot(t testing.TB) {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: BPF programs, network namespaces")
@@ -41,7 +41,7 @@ func requireRoot(t *testing.T) {
 
 // newTestEnv enters a fresh namespace on this goroutine's thread until the
 // test ends (subtests run on other goroutines: tests here use tables instead).
-func newTestEnv(t *testing.T) *testEnv {
+func newTestEnv(t testing.TB) *testEnv {
 	t.Helper()
 	requireRoot(t)
 	suffix := make([]byte, 3)
@@ -163,8 +163,18 @@ type xdpMd struct {
 
 // run feeds one frame to prog as if it arrived on ifindex and returns the
 // XDP action. With live set the kernel really performs redirects.
-func run(t *testing.T, prog *ebpf.Program, ifindex int, frame []byte, live bool) uint32 {
+func run(t testing.TB, prog *ebpf.Program, ifindex int, frame []byte, live bool) uint32 {
 	t.Helper()
+	ret, err := prog.Run(runOpts(frame, ifindex, live))
+	if err != nil {
+		t.Fatalf("run %s on ifindex %d: %v", prog, ifindex, err)
+	}
+	return ret
+}
+
+// runOpts runs an XDP program once on frame arriving at ifindex; live
+// sends what it redirects or transmits for real.
+func runOpts(frame []byte, ifindex int, live bool) *ebpf.RunOptions {
 	opts := &ebpf.RunOptions{
 		Data:    frame,
 		Context: xdpMd{DataEnd: uint32(len(frame)), IngressIfindex: uint32(ifindex)},
@@ -173,11 +183,7 @@ func run(t *testing.T, prog *ebpf.Program, ifindex int, frame []byte, live bool)
 	if live {
 		opts.Flags = unix.BPF_F_TEST_XDP_LIVE_FRAMES
 	}
-	ret, err := prog.Run(opts)
-	if err != nil {
-		t.Fatalf("run %s on ifindex %d: %v", prog, ifindex, err)
-	}
-	return ret
+	return opts
 }
 
 const (

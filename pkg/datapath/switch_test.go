@@ -25,7 +25,7 @@ const etherTest = layers.EthernetType(0x88b5) // IEEE local experimental
 
 // frame builds Ethernet (+ an 802.1Q tag when vlan != 0) around payload
 // layers; with none, a test ethertype and marker.
-func frame(t *testing.T, dst, src net.HardwareAddr, vlan uint16, marker []byte, payload ...gopacket.SerializableLayer) []byte {
+func frame(t testing.TB, dst, src net.HardwareAddr, vlan uint16, marker []byte, payload ...gopacket.SerializableLayer) []byte {
 	t.Helper()
 	eth := &layers.Ethernet{DstMAC: dst, SrcMAC: src, EthernetType: etherTest}
 	ls := []gopacket.SerializableLayer{eth}
@@ -78,7 +78,7 @@ type topo struct {
 	vnet2, up2             int
 }
 
-func newTopo(t *testing.T) *topo {
+func newTopo(t testing.TB) *topo {
 	e := newTestEnv(t)
 	tp := &topo{testEnv: e}
 	tp.vnet0 = e.veth("vnet0", "g0")
@@ -124,7 +124,7 @@ func newTopo(t *testing.T) *topo {
 	return tp
 }
 
-func (tp *topo) stats(t *testing.T, ifindex int) PortStats {
+func (tp *topo) stats(t testing.TB, ifindex int) PortStats {
 	t.Helper()
 	s, err := tp.dp.Stats(ifindex)
 	if err != nil {
