@@ -159,3 +159,48 @@ func TestInstall(t *testing.T) {
 		t.Error("uninstall touched the configuration")
 	}
 }
+
+// TestNoWorldWritableFiles: nothing uplinkd creates (its pinned maps and
+// links, their directories, the control socket and its directory) can be
+// written by others than root.
+func TestNoWorldWritableFiles(t *testing.T) {
+	l := newLab(t, labOptions{failback: true})
+	l.startDaemon()
+	l.waitActive("up0")
+	cfg, err := os.ReadFile(l.d.config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pin string
+	for _, line := range strings.Split(string(cfg), "\n") {
+		if v, ok := strings.CutPrefix(line, "pin_path: "); ok {
+			pin = v
+		}
+	}
+	checked := 0
+	check := func(path string, info os.FileInfo) {
+		checked++
+		if info.Mode().Perm()&0o022 != 0 {
+			t.Errorf("%s is writable by group or others: %v", path, info.Mode())
+		}
+	}
+	if err := filepath.Walk(pin, func(path string, info os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		check(path, info)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{l.d.socket, filepath.Dir(l.d.socket)} {
+		info, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		check(p, info)
+	}
+	if checked < 10 {
+		t.Errorf("only %d files checked under %s", checked, pin)
+	}
+}
