@@ -1,0 +1,241 @@
+package e2e
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/vishvananda/netlink"
+)
+
+// counter reads one port's counters from the daemon.
+func (l *lab) counter(port string) (drops map[string]uint64, rx uint64) {
+	l.t.Helper()
+	pcs, err := l.client().Counters()
+	l.check(err)
+	for _, p := range pcs {
+		if p.Port == port {
+			return p.Drops, p.RxPackets
+		}
+	}
+	l.t.Fatalf("no counters for %s", port)
+	return nil, 0
+}
+
+// TestAllUplinksDown: with every uplink down the status says so, guest
+// traffic to the network is dropped and counted as no_uplink, and the
+// first uplink that returns carries it again.
+func TestAllUplinksDown(t *testing.T) {
+	l := newLab(t, labOptions{failback: true})
+	l.disableIPv6()
+	l.startDaemon()
+	l.waitActive("up0")
+	l.cut("p0")
+	l.cut("p1")
+	g := l.waitActive("")
+	if g.LastReason != "all uplinks down" {
+		t.Errorf("last reason %q", g.LastReason)
+	}
+	if out, _ := execCtl(l, "status"); !strings.Contains(out, "NONE (no usable uplink)") {
+		t.Errorf("status does not say no uplink is usable:\n%s", out)
+	}
+	before, _ := l.counter("vnet0")
+	s := l.send("G0", "eth0", l.macs["br0"], l.macs["G0"], streamUp, 1000, 200*time.Millisecond)
+	s.wait()
+	time.Sleep(50 * time.Millisecond)
+	after, _ := l.counter("vnet0")
+	if d := after["no_uplink"] - before["no_uplink"]; d < uint64(s.sent) {
+		t.Errorf("%d frames sent with no uplink, %d counted as no_uplink", s.sent, d)
+	}
+	l.restore("p1")
+	l.waitActive("up1")
+	if got := l.carrying(2); strings.Join(got, ",") != "p1" {
+		t.Errorf("after up1 returned, guest traffic on %v", got)
+	}
+	t.Logf("FIGURES all uplinks down: %d frames dropped as no_uplink; service back on up1", after["no_uplink"]-before["no_uplink"])
+}
+
+// TestRecreatedInterfacesReattached: an uplink and a guest port deleted
+// and created again (a new ifindex) are attached again, and traffic flows
+// through them.
+func TestRecreatedInterfacesReattached(t *testing.T) {
+	l := newLab(t, labOptions{failback: true})
+	l.disableIPv6()
+	l.startDaemon()
+	l.waitActive("up0")
+	idx := func(name string) (i int) {
+		l.in("H", func() {
+			lk, err := netlink.LinkByName(name)
+			l.check(err)
+			i = lk.Attrs().Index
+		})
+		return i
+	}
+	oldUp, oldG := idx("up0"), idx("vnet0")
+	del := func(name string) {
+		l.in("H", func() {
+			lk, err := netlink.LinkByName(name)
+			l.check(err)
+			l.check(netlink.LinkDel(lk))
+		})
+	}
+	del("up0")
+	l.waitActive("up1")
+	del("vnet0")
+	// Both again, with their peers, as a hypervisor or an operator would.
+	l.veth("up0", "H", "p0", "U")
+	l.in("U", func() {
+		br, err := netlink.LinkByName("br0")
+		l.check(err)
+		p, err := netlink.LinkByName("p0")
+		l.check(err)
+		l.check(netlink.LinkSetMaster(p, br))
+		l.setUp("p0")
+	})
+	l.veth("vnet0", "H", "eth0", "G0")
+	l.in("G0", func() {
+		l.setUp("eth0")
+		l.addr("eth0", guestIP(0).String()+"/24")
+		l.macs["G0"] = l.mac("eth0")
+	})
+	l.in("H", func() { l.setUp("up0"); l.setUp("vnet0") })
+	g := l.waitActive("up0") // failback to the re-created uplink
+	var vnet0 int
+	for _, p := range g.GuestPorts {
+		if p.Name == "vnet0" && p.Error == "" {
+			vnet0 = p.Ifindex
+		}
+	}
+	if vnet0 == 0 || vnet0 == oldG || uplinkOf(g, "up0").Ifindex == oldUp {
+		t.Fatalf("not re-attached: vnet0 ifindex %d (was %d), up0 %d (was %d)", vnet0, oldG, uplinkOf(g, "up0").Ifindex, oldUp)
+	}
+	if got := l.carrying(2); strings.Join(got, ",") != "p0" {
+		t.Errorf("traffic from the re-created guest port on %v, want p0", got)
+	}
+}
+
+// TestUplinkFlapping: an uplink flapping 1,000 times at random intervals of
+// 1-50 ms (its carrier) leaves a consistent state: the active uplink is the
+// one policy says, every failover is counted, and traffic flows.
+func TestUplinkFlapping(t *testing.T) {
+	if testing.Short() {
+		t.Skip("flaps for ~25 s")
+	}
+	l := newLab(t, labOptions{failback: true})
+	l.disableIPv6()
+	l.startDaemon()
+	l.waitActive("up0")
+	const flaps = 1000
+	start := time.Now()
+	for i := range flaps {
+		l.cut("p0")
+		time.Sleep(time.Duration(1+rand.IntN(50)) * time.Millisecond / 2)
+		l.restore("p0")
+		time.Sleep(time.Duration(1+rand.IntN(50)) * time.Millisecond / 2)
+		if time.Since(start) > 2*time.Minute {
+			t.Fatalf("only %d flaps in 2 minutes", i)
+		}
+	}
+	took := time.Since(start)
+	l.waitActive("up0")
+	time.Sleep(300 * time.Millisecond)
+	g := l.status()
+	var switches int
+	for _, n := range g.FailoversByReason {
+		switches += n
+	}
+	events := allEvents(t, l)
+	t.Logf("FIGURES %d flaps of up0 in %v: %d failovers %v; up0 left %d times; %d timeline events; active %s",
+		flaps, took.Round(time.Millisecond), g.Failovers, g.FailoversByReason, uplinkOf(g, "up0").Failovers, len(events), g.Active)
+	if g.Active != "up0" || !uplinkOf(g, "up0").Carrier || !uplinkOf(g, "up1").Carrier {
+		t.Errorf("inconsistent after flapping: active %s, carriers up0 %t up1 %t", g.Active, uplinkOf(g, "up0").Carrier, uplinkOf(g, "up1").Carrier)
+	}
+	// Every switch is counted once: by reason, in the timeline (up to its
+	// bound), and (but for the initial one) as a failover.
+	if switches-g.FailoversByReason["initial"] != g.Failovers || (switches <= 1024 && len(events) != switches) {
+		t.Errorf("switches %d by reason (%v), %d failovers, %d events: they disagree", switches, g.FailoversByReason, g.Failovers, len(events))
+	}
+	if g.Failovers < 2 || g.Failovers > 2*flaps {
+		t.Errorf("%d failovers for %d flaps", g.Failovers, flaps)
+	}
+	if got := l.carrying(2); strings.Join(got, ",") != "p0" {
+		t.Errorf("after flapping, traffic on %v", got)
+	}
+}
+
+func allEvents(t *testing.T, l *lab) []string {
+	t.Helper()
+	e, err := l.client().Events(0, 0)
+	l.check(err)
+	var out []string
+	for _, ev := range e.Events {
+		out = append(out, fmt.Sprint(ev.Seq))
+	}
+	return out
+}
+
+// TestBPFFSProblems: a pin path that is not on bpffs, or on a read-only
+// bpffs, is refused at start with an error that says what to do.
+func TestBPFFSProblems(t *testing.T) {
+	bin := binaries(t)
+	dir := t.TempDir()
+	cfg := func(pin string) string {
+		p := dir + "/c.yaml"
+		l := fmt.Sprintf("pin_path: %s\ncontrol_socket: %s/s.sock\ngroups: [{name: a, uplinks: [{name: ulkfnone0}]}]\n", pin, dir)
+		if err := os.WriteFile(p, []byte(l), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	out, err := exec.Command(bin+"/uplinkd", "-config", cfg(dir+"/notbpf/uplinkd")).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "is not on a bpffs mount (mount one with `mount -t bpf bpf") {
+		t.Errorf("pin path off bpffs: %v\n%s", err, out)
+	}
+	ro := dir + "/ro"
+	if err := os.Mkdir(ro, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := exec.Command("mount", "-t", "bpf", "-o", "ro", "bpf", ro).Run(); err != nil {
+		t.Skipf("mount a read-only bpffs: %v", err)
+	}
+	defer exec.Command("umount", "-l", ro).Run() //nolint:errcheck
+	out, err = exec.Command(bin+"/uplinkd", "-config", cfg(ro+"/uplinkd")).CombinedOutput()
+	if err == nil || !strings.Contains(strings.ToLower(string(out)), "read-only") {
+		t.Errorf("read-only bpffs: %v\n%s", err, out)
+	}
+	t.Logf("read-only bpffs: %s", strings.TrimSpace(string(out)))
+}
+
+// TestKillDuringFailovers: uplinkd killed (-9) at random moments around
+// failovers and failbacks comes back to a consistent state: the uplink
+// the policy wants is active in its status and carries the traffic.
+func TestKillDuringFailovers(t *testing.T) {
+	l := newLab(t, labOptions{failback: true})
+	l.disableIPv6()
+	l.startDaemon()
+	l.waitActive("up0")
+	const rounds = 8
+	for i := range rounds {
+		down := i%2 == 0
+		want := "up0"
+		if down {
+			want = "up1"
+			l.cut("p0")
+		} else {
+			l.restore("p0")
+		}
+		time.Sleep(time.Duration(rand.IntN(3000)) * time.Microsecond) // somewhere in the switch
+		l.stopDaemon(syscall.SIGKILL)
+		l.startDaemon()
+		g := l.waitActive(want)
+		if got := l.carrying(2); strings.Join(got, ",") != "p"+want[2:] {
+			t.Errorf("round %d: status says %s, traffic on %v", i, g.Active, got)
+		}
+	}
+	t.Logf("FIGURES %d kill -9 during failovers and failbacks: consistent after each restart", rounds)
+}
