@@ -89,6 +89,17 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } neigh SEC(".maps");
 
+/* learned_macs[port id]: the FDB entries behind a guest port, for its
+ * max_macs. Entries that age out of the LRU are not seen here; the daemon
+ * recounts from the FDB now and then. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, MAX_PORTS);
+	__type(key, __u32);
+	__type(value, __u32);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} learned_macs SEC(".maps");
+
 /* bucket_bytes[group * NBUCKETS + bucket], per CPU: the bytes a balance
  * group's guests sent upstream, by bucket, for rebalancing. */
 struct {
@@ -274,6 +285,14 @@ static __always_inline int uplink_lost_carrier(__u32 key, __u32 *ifindex)
 	return 1;
 }
 
+static __always_inline void refuse_learning(const struct port_info *port)
+{
+	struct port_stats *st = stats_of(port);
+
+	if (st)
+		st->learn_refused++;
+}
+
 static __always_inline void learn_mac(const struct port_info *port,
 				      __u32 ifindex, const struct frame *f,
 				      __u64 now)
@@ -283,17 +302,46 @@ static __always_inline void learn_mac(const struct port_info *port,
 
 	__builtin_memcpy(key.mac, f->src, ETH_ALEN);
 	old = bpf_map_lookup_elem(&fdb, &key);
-	if (old && old->ifindex == ifindex && now - old->seen_ns < REFRESH_NS)
+	if (old && old->ifindex == ifindex) {
+		if (now - old->seen_ns < REFRESH_NS)
+			return;
+		struct fdb_entry entry = { .ifindex = ifindex, .port_id = port->id, .seen_ns = now };
+		bpf_map_update_elem(&fdb, &key, &entry, BPF_ANY);
 		return;
+	}
 
-	int arrived = !old || old->ifindex != ifindex;
+	/* New behind this port: a MAC locked to another port stays there,
+	 * and a port at its max_macs learns no more. */
+	__u32 old_id = 0;
+	if (old) {
+		__u32 old_ifindex = old->ifindex;
+		struct port_info *owner = bpf_map_lookup_elem(&ports, &old_ifindex);
+		if (owner && (owner->flags & PORT_F_MAC_LOCK)) {
+			refuse_learning(port);
+			return;
+		}
+		old_id = old->port_id;
+	}
+	__u32 id = port->id;
+	__u32 *count = bpf_map_lookup_elem(&learned_macs, &id);
+	if (port->max_macs && count && *count >= port->max_macs) {
+		refuse_learning(port);
+		return;
+	}
 	struct fdb_entry entry = {
 		.ifindex = ifindex,
 		.port_id = port->id,
 		.seen_ns = now,
 	};
-	if (bpf_map_update_elem(&fdb, &key, &entry, BPF_ANY) || !arrived)
+	if (bpf_map_update_elem(&fdb, &key, &entry, BPF_ANY))
 		return;
+	if (count)
+		__sync_fetch_and_add(count, 1);
+	if (old) {
+		__u32 *was = bpf_map_lookup_elem(&learned_macs, &old_id);
+		if (was && *was > 0)
+			__sync_fetch_and_sub(was, 1);
+	}
 
 	struct arrival *ev = bpf_ringbuf_reserve(&arrivals, sizeof(*ev), 0);
 	if (!ev)

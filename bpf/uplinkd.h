@@ -43,11 +43,15 @@ struct port_info {
 	__u8 mac[6]; /* the port's own address: frames to it go to the host */
 	__u16 vlan;  /* guests: access VLAN, 0 = trunk; uplinks: 0 (tags pass) */
 	__u32 flags; /* PORT_F_* */
+	__u32 max_macs; /* guests: most MACs learned behind the port; 0: no limit */
 };
 
 /* A trunk guest port with an allowed-VLAN list (vlan_sets[port id]);
  * without it every VLAN passes. Untagged frames pass on every trunk. */
 #define PORT_F_VLAN_FILTER 1
+/* A guest port whose learned MACs stay with it: another port sending from
+ * one of them is not learned (port security against MAC spoofing). */
+#define PORT_F_MAC_LOCK 2
 
 /* vlan_sets[port id]: bit v set = VLAN v allowed. */
 struct vlan_set {
@@ -90,6 +94,7 @@ struct port_stats {
 	__u64 tx_bytes;
 	__u64 host_packets; /* handed to the host stack (XDP_PASS) */
 	__u64 drops[DROP_REASONS];
+	__u64 learn_refused; /* new MACs not learned: max_macs reached, or locked to another port */
 };
 
 /* draining[group]: the uplink that was active until a switch keeps

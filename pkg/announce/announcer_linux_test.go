@@ -328,6 +328,43 @@ func TestAnnounceOrderUnderTheCap(t *testing.T) {
 	}
 }
 
+// TestAnnounceCapWithManyGuests: however many guests are learned, the
+// announcements stay under the cap: 2,000 guests at 1,000 frames/s with a
+// burst of 50 take about two seconds, and no half second carries more
+// than its share plus the burst.
+func TestAnnounceCapWithManyGuests(t *testing.T) {
+	if testing.Short() {
+		t.Skip("two seconds of announcements")
+	}
+	v := newVethNetns(t)
+	var rx *capture
+	v.do(t, func() { rx = openCapture(t, v.rxIndex) })
+	const (
+		guests = 2000
+		rate   = 1000
+		burst  = 50
+	)
+	a := New(rate, burst, testLogger(t))
+	t.Cleanup(a.Close)
+	gs, macs := macOnlyGuests(20_000, guests)
+	start := time.Now()
+	ch := v.announce(t, a, t.Context(), Request{Group: "many", Ifindex: v.txIndex, Guests: gs, Count: 1})
+	var first [][]byte
+	for time.Since(start) < 500*time.Millisecond {
+		first = append(first, rx.collect(t, macs, 0, 0, 100*time.Millisecond)...)
+	}
+	window := time.Since(start) // the frames so far were sent within it
+	res := awaitResult(t, ch)
+	took := res.Last.Sub(start)
+	t.Logf("%d guests: %d frames in %v; %d in the first %v", guests, res.Frames, took.Round(time.Millisecond), len(first), window.Round(time.Millisecond))
+	if res.Frames != guests || took < time.Duration(float64(guests-burst)/rate*float64(time.Second))*95/100 {
+		t.Errorf("%d frames in %v: faster than %d/s", res.Frames, took, rate)
+	}
+	if max := int(window.Seconds()*rate) + burst + 5; len(first) > max {
+		t.Errorf("%d frames in the first %v, over the cap (%d/s, burst %d: at most %d)", len(first), window, rate, burst, max)
+	}
+}
+
 // TestAnnounceSupersede checks a second Announce for a group cancels the
 // first, leaves other groups alone, and starts only once the first stopped.
 func TestAnnounceSupersede(t *testing.T) {

@@ -83,6 +83,12 @@ type Rebalance struct {
 	MaxBuckets int
 }
 
+// Guest port learning limit: the default and the largest (the FDB's size).
+const (
+	DefaultMaxMACs = 1024
+	MaxMaxMACs     = 65536
+)
+
 // Rebalancing limits and default.
 const (
 	MinRebalanceInterval    = 100 * time.Millisecond
@@ -180,8 +186,14 @@ type Announce struct {
 // pattern; of the patterns, the first in file order (groups in order)
 // wins.
 type GuestPort struct {
-	Name             string
-	Match            string
+	Name  string
+	Match string
+	// MaxMACs bounds the guest MACs learned behind the port (0: none), so
+	// a guest spraying source MACs cannot evict the others' FDB entries;
+	// MACLock keeps the MACs learned behind it from being learned behind
+	// another port (a guest spoofing another's MAC).
+	MaxMACs          int
+	MACLock          bool
 	VLAN             uint16
 	Trunk            []uint16
 	AnnouncePriority int

@@ -34,7 +34,7 @@ func defaults(groups ...Group) *Config {
 func guestPorts(names ...string) []GuestPort {
 	var out []GuestPort
 	for _, n := range names {
-		out = append(out, GuestPort{Name: n})
+		out = append(out, GuestPort{MaxMACs: 1024, Name: n})
 	}
 	return out
 }
@@ -187,7 +187,7 @@ groups:
 			yaml: "groups:\n  - {name: a, guest_ports: [v0, {name: v1, vlan: 100, announce_priority: 65535}, {name: v2, trunk: [10, 4094]}], uplinks: [{name: e}]}\n",
 			want: func() *Config {
 				g := group("a", nil, "e")
-				g.GuestPorts = []GuestPort{{Name: "v0"}, {Name: "v1", VLAN: 100, AnnouncePriority: 65535}, {Name: "v2", Trunk: []uint16{10, 4094}}}
+				g.GuestPorts = []GuestPort{{MaxMACs: 1024, Name: "v0"}, {MaxMACs: 1024, Name: "v1", VLAN: 100, AnnouncePriority: 65535}, {MaxMACs: 1024, Name: "v2", Trunk: []uint16{10, 4094}}}
 				return defaults(g)
 			}(),
 		},
@@ -205,7 +205,7 @@ groups:
 			yaml: "groups:\n  - {name: a, guest_ports: [v0, {match: \"vnet*\", vlan: 10, announce_priority: 7}, {match: \"tap[0-9]*\", trunk: [20]}], uplinks: [{name: e}]}\n",
 			want: func() *Config {
 				g := group("a", nil, "e")
-				g.GuestPorts = []GuestPort{{Name: "v0"}, {Match: "vnet*", VLAN: 10, AnnouncePriority: 7}, {Match: "tap[0-9]*", Trunk: []uint16{20}}}
+				g.GuestPorts = []GuestPort{{MaxMACs: 1024, Name: "v0"}, {MaxMACs: 1024, Match: "vnet*", VLAN: 10, AnnouncePriority: 7}, {MaxMACs: 1024, Match: "tap[0-9]*", Trunk: []uint16{20}}}
 				return defaults(g)
 			}(),
 		},
@@ -383,11 +383,15 @@ func TestParseBad(t *testing.T) {
 		{"announce priority out of range", "groups:\n  - name: a\n    guest_ports: [{name: v0, announce_priority: -1}]\n    uplinks: [{name: e}]\n",
 			[]string{`groups[0].guest_ports[0].announce_priority: must be between 0 and 65535, got -1`}},
 		{"guest port shapes", "groups:\n  - name: a\n    guest_ports: [{name: v3, vlans: 3}, [v4]]\n    uplinks: [{name: e}]\n",
-			[]string{`line 3: field vlans not found in type config.guestPort (name, match, vlan, trunk, announce_priority)`, `expected guest port (a name, or {name or match, vlan or trunk, announce_priority}), got a list`}},
+			[]string{`line 3: field vlans not found in type config.guestPort (name, match, vlan, trunk, announce_priority, max_macs, mac_lock)`, `expected guest port (a name, or {name or match, vlan or trunk, announce_priority}), got a list`}},
 		{"guest port patterns", "groups:\n  - name: a\n    guest_ports: [{match: \"vnet[\"}, {name: v0, match: \"v*\"}, {match: \"tap*\"}, {match: \"tap*\", vlan: 5}, {match: \"\"}, {match: \"a b*\"}]\n    uplinks: [{name: e}]\n",
 			[]string{`groups[0].guest_ports[0].match: pattern "vnet[": syntax error in pattern`, `groups[0].guest_ports[1]: give name (one interface) or match (a pattern), not both`,
 				`groups[0].guest_ports[3].match: pattern "tap*" is already used at groups[0].guest_ports[2].match`, `groups[0].guest_ports[4].match: pattern is required`,
 				`groups[0].guest_ports[5].match: pattern "a b*" contains ' '`}},
+		{"guest port learning limit", "groups:\n  - name: a\n    guest_ports: [{name: v0, max_macs: 70000}]\n    uplinks: [{name: e}]\n",
+			[]string{`groups[0].guest_ports[0].max_macs: must be between 0 and 65536, got 70000`}},
+		{"guest port MAC lock", "groups:\n  - name: a\n    guest_ports: [{name: v1, mac_lock: maybe}]\n    uplinks: [{name: e}]\n",
+			[]string{`groups[0].guest_ports[0].mac_lock: expected true or false, got "maybe"`}},
 		{"metrics_listen", "metrics_listen: \"host:port:x\"\ngroups: [{name: a, uplinks: [{name: e}]}]\n", []string{`metrics_listen: "host:port:x" is not host:port or a port`}},
 		{"metrics port", "metrics_listen: \"70000\"\ngroups: [{name: a, uplinks: [{name: e}]}]\n", []string{`metrics_listen: ":70000": port "70000" is not a number from 1 to 65535`}},
 		{"rebalance", "groups:\n  - name: a\n    rebalance: {interval: 10ms, max_buckets: 0}\n    uplinks: [{name: e}]\n",
@@ -550,8 +554,8 @@ func TestProfileFor(t *testing.T) {
 		group int
 		want  GuestPort
 	}{
-		{"vnet12", true, 0, GuestPort{Name: "vnet12", Match: "vnet*", VLAN: 10}},
-		{"tap3", true, 1, GuestPort{Name: "tap3", Match: "*", AnnouncePriority: 3}},
+		{"vnet12", true, 0, GuestPort{MaxMACs: 1024, Name: "vnet12", Match: "vnet*", VLAN: 10}},
+		{"tap3", true, 1, GuestPort{MaxMACs: 1024, Name: "tap3", Match: "*", AnnouncePriority: 3}},
 		{"vnet7", false, 0, GuestPort{}},
 		{"eth0", false, 0, GuestPort{}},
 		{"eth1", false, 0, GuestPort{}},

@@ -53,6 +53,8 @@ type fileGuestPort struct {
 	VLAN             *fileInt
 	Trunk            []fileInt
 	AnnouncePriority *fileInt
+	MaxMACs          *fileInt
+	MACLock          *bool
 }
 
 func (g *fileGuestPort) UnmarshalYAML(n *yaml.Node) error {
@@ -62,8 +64,8 @@ func (g *fileGuestPort) UnmarshalYAML(n *yaml.Node) error {
 		return nil
 	case yaml.MappingNode:
 		for i := 0; i+1 < len(n.Content); i += 2 {
-			if k := n.Content[i]; !slices.Contains([]string{"name", "match", "vlan", "trunk", "announce_priority"}, k.Value) {
-				return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: field %s not found in type config.guestPort (name, match, vlan, trunk, announce_priority)", k.Line, k.Value)}}
+			if k := n.Content[i]; !slices.Contains([]string{"name", "match", "vlan", "trunk", "announce_priority", "max_macs", "mac_lock"}, k.Value) {
+				return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: field %s not found in type config.guestPort (name, match, vlan, trunk, announce_priority, max_macs, mac_lock)", k.Line, k.Value)}}
 			}
 		}
 		var aux struct {
@@ -72,11 +74,14 @@ func (g *fileGuestPort) UnmarshalYAML(n *yaml.Node) error {
 			VLAN             *fileInt  `yaml:"vlan"`
 			Trunk            []fileInt `yaml:"trunk"`
 			AnnouncePriority *fileInt  `yaml:"announce_priority"`
+			MaxMACs          *fileInt  `yaml:"max_macs"`
+			MACLock          *bool     `yaml:"mac_lock"`
 		}
 		if err := n.Decode(&aux); err != nil {
 			return err
 		}
 		g.Name, g.Match, g.VLAN, g.Trunk, g.AnnouncePriority = aux.Name, aux.Match, aux.VLAN, aux.Trunk, aux.AnnouncePriority
+		g.MaxMACs, g.MACLock = aux.MaxMACs, aux.MACLock
 		return nil
 	}
 	return typeMismatch(n, "guest port (a name, or {name or match, vlan or trunk, announce_priority})")
@@ -366,6 +371,10 @@ func (raw *fileConfig) validate() (*Config, error) {
 			port := GuestPort{Name: rp.Name, Match: match, AnnouncePriority: v.intRange(pp+".announce_priority", rp.AnnouncePriority, 0, 0, MaxPriority)}
 			if rp.VLAN != nil {
 				port.VLAN = uint16(v.intRange(pp+".vlan", rp.VLAN, 0, 1, MaxVLAN))
+			}
+			port.MaxMACs = v.intRange(pp+".max_macs", rp.MaxMACs, DefaultMaxMACs, 0, MaxMaxMACs)
+			if rp.MACLock != nil {
+				port.MACLock = *rp.MACLock
 			}
 			if rp.VLAN != nil && rp.Trunk != nil {
 				v.errorf(pp, "give vlan (an access port) or trunk (its VLANs), not both")

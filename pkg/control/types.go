@@ -152,15 +152,18 @@ type Guest struct {
 
 // PortCounters are the data plane's counters of one port.
 type PortCounters struct {
-	Group       string            `json:"group"`
-	Port        string            `json:"port"`
-	Role        string            `json:"role"`
-	RxPackets   uint64            `json:"rx_packets"`
-	RxBytes     uint64            `json:"rx_bytes"`
-	TxPackets   uint64            `json:"tx_packets"`
-	TxBytes     uint64            `json:"tx_bytes"`
-	HostPackets uint64            `json:"host_packets"`
-	Drops       map[string]uint64 `json:"drops"`
+	Group       string `json:"group"`
+	Port        string `json:"port"`
+	Role        string `json:"role"`
+	RxPackets   uint64 `json:"rx_packets"`
+	RxBytes     uint64 `json:"rx_bytes"`
+	TxPackets   uint64 `json:"tx_packets"`
+	TxBytes     uint64 `json:"tx_bytes"`
+	HostPackets uint64 `json:"host_packets"`
+	// LearnRefused counts new guest MACs not learned: the port's max_macs
+	// reached, or the MAC locked to another port.
+	LearnRefused uint64            `json:"learn_refused,omitempty"`
+	Drops        map[string]uint64 `json:"drops"`
 }
 
 // SetActiveRequest pins a group to an uplink, or with Auto returns it to

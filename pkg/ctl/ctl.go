@@ -332,7 +332,7 @@ func counters(c *control.Client, w io.Writer, asJSON bool) error {
 		return printJSON(w, pcs)
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "GROUP\tPORT\tROLE\tRX PKTS\tRX BYTES\tTX PKTS\tTX BYTES\tTO HOST\tDROPS\t")
+	fmt.Fprintln(tw, "GROUP\tPORT\tROLE\tRX PKTS\tRX BYTES\tTX PKTS\tTX BYTES\tTO HOST\tNOT LEARNED\tDROPS\t")
 	for _, p := range pcs {
 		var total uint64
 		var reasons []string
@@ -347,8 +347,8 @@ func counters(c *control.Client, w io.Writer, asJSON bool) error {
 		if len(reasons) > 0 {
 			drops += " (" + strings.Join(reasons, " ") + ")"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%s\t\n", p.Group, p.Port, p.Role,
-			p.RxPackets, p.RxBytes, p.TxPackets, p.TxBytes, p.HostPackets, drops)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t\n", p.Group, p.Port, p.Role,
+			p.RxPackets, p.RxBytes, p.TxPackets, p.TxBytes, p.HostPackets, p.LearnRefused, drops)
 	}
 	return tw.Flush()
 }

@@ -122,6 +122,8 @@ type port struct {
 	// announcePriority: guests behind this port are announced first when
 	// higher.
 	announcePriority int
+	maxMACs          int  // guests: MACs learned behind it at most (0: no bound)
+	macLock          bool // guests: its MACs are not learned behind other ports
 	// pattern is the guest port pattern that made this port ("" for a
 	// named or added one): the port goes when its interface does.
 	pattern string
@@ -246,7 +248,7 @@ func (d *Daemon) setup() error {
 // addGuest makes gp a guest port of g (not attached yet).
 func (d *Daemon) addGuest(g *group, gp config.GuestPort) *port {
 	p := &port{name: gp.Name, group: g, role: datapath.RoleGuest, slot: -1, vlan: gp.VLAN, trunk: gp.Trunk,
-		announcePriority: gp.AnnouncePriority, pattern: gp.Match}
+		announcePriority: gp.AnnouncePriority, pattern: gp.Match, maxMACs: gp.MaxMACs, macLock: gp.MACLock}
 	g.guests = append(g.guests, p)
 	d.ports[gp.Name] = p
 	return p
@@ -433,6 +435,7 @@ func (d *Daemon) attach(p *port, ifindex int) {
 		dpPort.Slot = uint32(p.slot)
 	} else {
 		dpPort.VLAN, dpPort.Trunk = p.vlan, p.trunk
+		dpPort.MaxMACs, dpPort.MACLock = uint32(p.maxMACs), p.macLock
 	}
 	mode, err := d.dp.Attach(dpPort)
 	if err != nil {
@@ -516,6 +519,10 @@ func (d *Daemon) Run(ctx context.Context) error {
 			}
 		}()
 	}
+	// The data plane counts each port's learned MACs for max_macs; entries
+	// that age out of the LRU it does not see: recount now and then.
+	recount := time.NewTicker(5 * time.Second)
+	defer recount.Stop()
 	rebalanceDue := make(chan uint32, len(d.groups))
 	d.rebalanceTicks(ctx, rebalanceDue)
 	arrived := make(chan datapath.Arrival, maxArrivalBatch)
@@ -549,6 +556,10 @@ func (d *Daemon) Run(ctx context.Context) error {
 			d.onKernelSwitch(ev)
 		case m := <-d.fastMoves:
 			d.onFastMove(m)
+		case <-recount.C:
+			if err := d.dp.RecountLearned(); err != nil {
+				d.log.Warn("cannot recount the learned MACs per port", "err", err)
+			}
 		case id := <-rebalanceDue:
 			d.onRebalanceTick(id)
 		case a := <-arrived:

@@ -138,7 +138,7 @@ func (d *Daemon) AddPort(groupName, name string) error {
 	if err != nil {
 		return err
 	}
-	return d.addPort(g, config.GuestPort{Name: name})
+	return d.addPort(g, config.GuestPort{Name: name, MaxMACs: config.DefaultMaxMACs})
 }
 
 // addPort adds and attaches a named guest port with d.mu held.

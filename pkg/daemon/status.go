@@ -150,7 +150,7 @@ func (d *Daemon) Counters() ([]control.PortCounters, error) {
 			pc := control.PortCounters{
 				Group: g.cfg.Name, Port: p.name, Role: p.role.String(),
 				RxPackets: s.RxPackets, RxBytes: s.RxBytes, TxPackets: s.TxPackets, TxBytes: s.TxBytes,
-				HostPackets: s.HostPackets, Drops: map[string]uint64{},
+				HostPackets: s.HostPackets, LearnRefused: s.LearnRefused, Drops: map[string]uint64{},
 			}
 			for _, r := range datapath.DropReasons() {
 				pc.Drops[r.String()] = s.Drops[r]
@@ -185,7 +185,7 @@ func (d *Daemon) metricsSnapshot() metrics.Snapshot {
 		}
 		mp := metrics.Port{Name: p.name, Group: p.group.cfg.Name, Role: p.role.String(),
 			RxPackets: st.RxPackets, RxBytes: st.RxBytes, TxPackets: st.TxPackets, TxBytes: st.TxBytes,
-			HostPackets: st.HostPackets, Drops: map[string]uint64{}}
+			HostPackets: st.HostPackets, LearnRefused: st.LearnRefused, Drops: map[string]uint64{}}
 		for r, n := range st.Drops {
 			mp.Drops[r.String()] = n
 		}

@@ -93,14 +93,15 @@ type bpfSwitchNeighKey struct {
 }
 
 type bpfSwitchPortInfo struct {
-	_     structs.HostLayout
-	Id    uint32
-	Group uint32
-	Role  uint32
-	Slot  uint32
-	Mac   [6]uint8
-	Vlan  uint16
-	Flags uint32
+	_       structs.HostLayout
+	Id      uint32
+	Group   uint32
+	Role    uint32
+	Slot    uint32
+	Mac     [6]uint8
+	Vlan    uint16
+	Flags   uint32
+	MaxMacs uint32
 }
 
 type bpfSwitchPortRole uint32
@@ -111,13 +112,14 @@ const (
 )
 
 type bpfSwitchPortStats struct {
-	_           structs.HostLayout
-	RxPackets   uint64
-	RxBytes     uint64
-	TxPackets   uint64
-	TxBytes     uint64
-	HostPackets uint64
-	Drops       [6]uint64
+	_            structs.HostLayout
+	RxPackets    uint64
+	RxBytes      uint64
+	TxPackets    uint64
+	TxBytes      uint64
+	HostPackets  uint64
+	Drops        [6]uint64
+	LearnRefused uint64
 }
 
 type bpfSwitchUplinkDev struct {
@@ -145,6 +147,7 @@ const (
 	bpfSwitchMapFdb          = "fdb"
 	bpfSwitchMapFoEvents     = "fo_events"
 	bpfSwitchMapGroups       = "groups"
+	bpfSwitchMapLearnedMacs  = "learned_macs"
 	bpfSwitchMapNeigh        = "neigh"
 	bpfSwitchMapPorts        = "ports"
 	bpfSwitchMapPortsTx      = "ports_tx"
@@ -226,6 +229,7 @@ type bpfSwitchMapSpecs struct {
 	Fdb         *ebpf.MapSpec `ebpf:"fdb"`
 	FoEvents    *ebpf.MapSpec `ebpf:"fo_events"`
 	Groups      *ebpf.MapSpec `ebpf:"groups"`
+	LearnedMacs *ebpf.MapSpec `ebpf:"learned_macs"`
 	Neigh       *ebpf.MapSpec `ebpf:"neigh"`
 	Ports       *ebpf.MapSpec `ebpf:"ports"`
 	PortsTx     *ebpf.MapSpec `ebpf:"ports_tx"`
@@ -277,6 +281,7 @@ type bpfSwitchMaps struct {
 	Fdb         *ebpf.Map `ebpf:"fdb"`
 	FoEvents    *ebpf.Map `ebpf:"fo_events"`
 	Groups      *ebpf.Map `ebpf:"groups"`
+	LearnedMacs *ebpf.Map `ebpf:"learned_macs"`
 	Neigh       *ebpf.Map `ebpf:"neigh"`
 	Ports       *ebpf.Map `ebpf:"ports"`
 	PortsTx     *ebpf.Map `ebpf:"ports_tx"`
@@ -297,6 +302,7 @@ func (m *bpfSwitchMaps) Close() error {
 		m.Fdb,
 		m.FoEvents,
 		m.Groups,
+		m.LearnedMacs,
 		m.Neigh,
 		m.Ports,
 		m.PortsTx,

@@ -26,6 +26,11 @@ type Port struct {
 	// untagged frames) when Trunk is set.
 	VLAN  uint16
 	Trunk []uint16
+	// MaxMACs bounds the MACs learned behind a guest port (0: no bound);
+	// with MACLock, MACs learned behind it are not learned behind another
+	// port.
+	MaxMACs uint32
+	MACLock bool
 }
 
 // AttachMode says how the XDP program runs on a port.
@@ -70,7 +75,10 @@ func (d *Datapath) Attach(p Port) (AttachMode, error) {
 	if p.Role == RoleUplink {
 		info.Slot = p.Slot
 	} else {
-		info.Vlan = p.VLAN
+		info.Vlan, info.MaxMacs = p.VLAN, p.MaxMACs
+		if p.MACLock {
+			info.Flags |= portFlagMACLock
+		}
 	}
 	var set bpfSwitchVlanSet
 	if p.Role == RoleGuest && p.VLAN == 0 && len(p.Trunk) > 0 {
@@ -111,7 +119,10 @@ func (d *Datapath) Attach(p Port) (AttachMode, error) {
 func uplinkKey(group, slot uint32) uint32 { return group*MaxUplinks + slot }
 
 // portFlagVLANFilter is PORT_F_VLAN_FILTER (bpf/uplinkd.h).
-const portFlagVLANFilter = 1
+const (
+	portFlagVLANFilter = 1
+	portFlagMACLock    = 2
+)
 
 // fillUplinkSlot puts up into an uplink slot (nil empties it) and forgets
 // the device the transmit hook recorded for the slot, so the switch never

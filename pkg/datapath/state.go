@@ -261,6 +261,7 @@ type PortStats struct {
 	RxPackets, RxBytes uint64
 	TxPackets, TxBytes uint64
 	HostPackets        uint64 // handed to the host stack
+	LearnRefused       uint64 // new MACs not learned: max_macs reached, or locked to another port
 	Drops              map[DropReason]uint64
 }
 
@@ -281,6 +282,7 @@ func (d *Datapath) Stats(ifindex int) (PortStats, error) {
 		out.TxPackets += s.TxPackets
 		out.TxBytes += s.TxBytes
 		out.HostPackets += s.HostPackets
+		out.LearnRefused += s.LearnRefused
 		for r := range dropReasons {
 			out.Drops[DropReason(r)] += s.Drops[r]
 		}
@@ -333,3 +335,29 @@ const (
 	xdpAttachedDriver = 1
 	xdpAttachedSKB    = 2
 )
+
+// RecountLearned sets every guest port's count of learned MACs (which
+// max_macs bounds) from the FDB: entries that aged out of the LRU or were
+// deleted are not seen by the data plane's own count.
+func (d *Datapath) RecountLearned() error {
+	counts := make([]uint32, MaxPorts)
+	var (
+		k bpfSwitchFdbKey
+		v bpfSwitchFdbEntry
+	)
+	it := d.objs.Fdb.Iterate()
+	for it.Next(&k, &v) {
+		if v.PortId < MaxPorts {
+			counts[v.PortId]++
+		}
+	}
+	if err := it.Err(); err != nil {
+		return fmt.Errorf("read fdb: %w", err)
+	}
+	for id, n := range counts {
+		if err := d.objs.LearnedMacs.Put(uint32(id), n); err != nil {
+			return fmt.Errorf("write learned_macs[%d]: %w", id, err)
+		}
+	}
+	return nil
+}

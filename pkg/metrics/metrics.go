@@ -24,6 +24,7 @@ type Port struct {
 	RxPackets, RxBytes uint64
 	TxPackets, TxBytes uint64
 	HostPackets        uint64
+	LearnRefused       uint64
 	Drops              map[string]uint64 // by reason
 }
 
@@ -150,6 +151,7 @@ var (
 	descTx     = prometheus.NewDesc("uplinkd_port_tx_packets_total", "Frames the switch sent out of a port.", []string{"port", "group", "role"}, nil)
 	descTxB    = prometheus.NewDesc("uplinkd_port_tx_bytes_total", "Bytes the switch sent out of a port.", []string{"port", "group", "role"}, nil)
 	descHost   = prometheus.NewDesc("uplinkd_port_host_packets_total", "Frames handed to the host's stack.", []string{"port", "group", "role"}, nil)
+	descLearn  = prometheus.NewDesc("uplinkd_port_learn_refused_total", "New guest MACs not learned: the port's max_macs reached, or the MAC locked to another port.", []string{"port", "group", "role"}, nil)
 	descDrops  = prometheus.NewDesc("uplinkd_port_drops_total", "Frames the switch dropped, by reason.", []string{"port", "group", "role", "reason"}, nil)
 	descActive = prometheus.NewDesc("uplinkd_group_active_uplink", "1 for the group's active (designated) uplink.", []string{"group", "uplink"}, nil)
 	descUp     = prometheus.NewDesc("uplinkd_uplink_carrier", "1 when the uplink has carrier.", []string{"group", "uplink"}, nil)
@@ -159,7 +161,7 @@ var (
 )
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descRx, descRxB, descTx, descTxB, descHost, descDrops, descActive, descUp, descUse, descProbe, descAdmin} {
+	for _, d := range []*prometheus.Desc{descRx, descRxB, descTx, descTxB, descHost, descLearn, descDrops, descActive, descUp, descUse, descProbe, descAdmin} {
 		ch <- d
 	}
 }
@@ -183,6 +185,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		counter(descTx, p.TxPackets, l...)
 		counter(descTxB, p.TxBytes, l...)
 		counter(descHost, p.HostPackets, l...)
+		counter(descLearn, p.LearnRefused, l...)
 		for reason, n := range p.Drops {
 			counter(descDrops, n, append(l, reason)...)
 		}
