@@ -163,7 +163,7 @@ build_base() {
 		[[ -e $base/bin/$a ]] || ln -s busybox "$base/bin/$a"
 	done
 	local tools=()
-	for t in ip tc bridge ethtool nsenter unshare; do
+	for t in ip tc bridge ethtool nsenter unshare setpriv; do
 		tools+=("$(command -v "$t")")
 	done
 	copy_with_libs "$base" "${tools[@]}"
@@ -432,6 +432,8 @@ main_all() {
 			test_entry "$name" "/tests/${file##*/}" "/src/$rel" "${args[@]}" >>"$work/run/etc/uplinkd-test/tests"
 		fi
 		names+=("$name")
+		# The end-to-end tests read the service files they check.
+		[[ $rel == test/* && ! -d $work/run/src/deploy ]] && mkdir -p "$work/run/src" && cp -a "$ROOT/deploy" "$work/run/src/"
 		[[ $rel == test/* && -z ${GUEST_UPLINKD_BIN:-} ]] && build_uplinkd "$work/run"
 	done
 	[[ $MODE == all ]] && log "built ${#names[@]} test binaries in $((SECONDS - build))s"

@@ -160,7 +160,9 @@ func TestUplinkFlapping(t *testing.T) {
 	if switches-g.FailoversByReason["initial"] != g.Failovers || (switches <= 1024 && len(events) != switches) {
 		t.Errorf("switches %d by reason (%v), %d failovers, %d events: they disagree", switches, g.FailoversByReason, g.Failovers, len(events))
 	}
-	if g.Failovers < 2 || g.Failovers > 2*flaps {
+	// Each flap is a failover and a failback; a kernel switch the daemon
+	// then corrects can add one (seen on 6.1, where the carrier hook acts).
+	if g.Failovers < 2 || g.Failovers > 3*flaps {
 		t.Errorf("%d failovers for %d flaps", g.Failovers, flaps)
 	}
 	if got := l.carrying(2); strings.Join(got, ",") != "p0" {
