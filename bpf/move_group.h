@@ -52,34 +52,28 @@ static __always_inline __u32 move_group(__u32 group, __u32 slot, __u32 ifindex,
 		__u32 bit = 1u << slot;
 		newly_down = !(__sync_fetch_and_or(&bal->down, bit) & bit);
 	}
-	if (*cur != slot) {
-		/* A standby (or, balanced, a non-designated) uplink failed. */
-		if (newly_down)
-			report_switch(group, slot, NO_SLOT, ifindex, cause, err);
-		return *cur;
-	}
 
-	__u32 next = NO_SLOT;
+	/* Only the active slot moves; a standby (or, balanced, a
+	 * non-designated) uplink failing moves nothing but its buckets. */
+	__u32 ret = *cur, to = NO_SLOT;
+	if (ret == slot) {
+		__u32 next = NO_SLOT;
 #pragma unroll
-	for (int i = 0; i < MAX_UPLINKS; i++) {
-		if (i < fb->count && fb->slots[i] != slot && fb->slots[i] < MAX_UPLINKS) {
-			next = fb->slots[i];
-			break;
+		for (int i = 0; i < MAX_UPLINKS; i++) {
+			if (i < fb->count && fb->slots[i] != slot && fb->slots[i] < MAX_UPLINKS) {
+				next = fb->slots[i];
+				break;
+			}
+		}
+		if (next != NO_SLOT) {
+			ret = __sync_val_compare_and_swap(cur, slot, next);
+			if (ret == slot)
+				ret = to = next;
 		}
 	}
-	if (next == NO_SLOT) {
-		if (newly_down)
-			report_switch(group, slot, NO_SLOT, ifindex, cause, err);
-		return slot;
-	}
-	__u32 seen = __sync_val_compare_and_swap(cur, slot, next);
-	if (seen != slot) {
-		if (newly_down)
-			report_switch(group, slot, NO_SLOT, ifindex, cause, err);
-		return seen;
-	}
-	report_switch(group, slot, next, ifindex, cause, err);
-	return next;
+	if (to != NO_SLOT || newly_down)
+		report_switch(group, slot, to, ifindex, cause, err);
+	return ret;
 }
 
 #endif

@@ -302,11 +302,14 @@ static __always_inline void learn_mac(const struct port_info *port,
 
 	__builtin_memcpy(key.mac, f->src, ETH_ALEN);
 	old = bpf_map_lookup_elem(&fdb, &key);
+	struct fdb_entry entry = {
+		.ifindex = ifindex,
+		.port_id = port->id,
+		.seen_ns = now,
+	};
 	if (old && old->ifindex == ifindex) {
-		if (now - old->seen_ns < REFRESH_NS)
-			return;
-		struct fdb_entry entry = { .ifindex = ifindex, .port_id = port->id, .seen_ns = now };
-		bpf_map_update_elem(&fdb, &key, &entry, BPF_ANY);
+		if (now - old->seen_ns >= REFRESH_NS)
+			bpf_map_update_elem(&fdb, &key, &entry, BPF_ANY);
 		return;
 	}
 
@@ -328,11 +331,6 @@ static __always_inline void learn_mac(const struct port_info *port,
 		refuse_learning(port);
 		return;
 	}
-	struct fdb_entry entry = {
-		.ifindex = ifindex,
-		.port_id = port->id,
-		.seen_ns = now,
-	};
 	if (bpf_map_update_elem(&fdb, &key, &entry, BPF_ANY))
 		return;
 	if (count)

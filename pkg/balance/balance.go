@@ -27,8 +27,11 @@ type Table [Buckets]uint8
 // (bucket_of in bpf/balance.h): FNV-1a over the MAC and the VLAN
 // (big-endian), folded to 8 bits.
 func Bucket(mac net.HardwareAddr, vlan uint16) int {
+	var key [8]byte
+	copy(key[:6], mac)
+	key[6], key[7] = byte(vlan>>8), byte(vlan)
 	h := uint32(2166136261)
-	for _, b := range append(slices.Clone(mac[:min(len(mac), 6)]), byte(vlan>>8), byte(vlan)) {
+	for _, b := range key {
 		h = (h ^ uint32(b)) * 16777619
 	}
 	return int((h ^ h>>8 ^ h>>16 ^ h>>24) & (Buckets - 1))

@@ -1,6 +1,7 @@
 package datapath
 
 import (
+	"maps"
 	"net"
 	"slices"
 	"testing"
@@ -56,26 +57,15 @@ func TestBalance(t *testing.T) {
 		}
 		return got
 	}
-	same := func(a, b map[string]int) bool {
-		if len(a) != len(b) {
-			return false
-		}
-		for k, v := range a {
-			if b[k] != v {
-				return false
-			}
-		}
-		return true
-	}
 	uplinkPeer := []string{"u0p", "u1p"}
 	for slot, macs := range guests {
 		for _, mac := range macs {
-			if got := copies("g0", func(m []byte) []byte { return frame(t, macUp, mac, 0, m) }); !same(got, map[string]int{uplinkPeer[slot]: 1}) {
+			if got := copies("g0", func(m []byte) []byte { return frame(t, macUp, mac, 0, m) }); !maps.Equal(got, map[string]int{uplinkPeer[slot]: 1}) {
 				t.Errorf("guest %s (bucket %d, slot %d) upstream: %v", mac, balance.Bucket(mac, 0), slot, got)
 			}
 		}
 		// A guest's broadcast: its own uplink and the other guest.
-		if got := copies("g0", func(m []byte) []byte { return frame(t, broadcast, macs[0], 0, m) }); !same(got, map[string]int{uplinkPeer[slot]: 1, "g1": 1}) {
+		if got := copies("g0", func(m []byte) []byte { return frame(t, broadcast, macs[0], 0, m) }); !maps.Equal(got, map[string]int{uplinkPeer[slot]: 1, "g1": 1}) {
 			t.Errorf("broadcast from %s (slot %d): %v", macs[0], slot, got)
 		}
 	}
@@ -105,11 +95,11 @@ func TestBalance(t *testing.T) {
 	if got := copies("u1p", func(m []byte) []byte { return frame(t, broadcast, macUp, 0, m) }); len(got) != 0 {
 		t.Errorf("broadcast on the non-designated uplink delivered: %v", got)
 	}
-	if got := copies("u0p", func(m []byte) []byte { return frame(t, broadcast, macUp, 0, m) }); !same(got, map[string]int{"g0": 1, "g1": 1}) {
+	if got := copies("u0p", func(m []byte) []byte { return frame(t, broadcast, macUp, 0, m) }); !maps.Equal(got, map[string]int{"g0": 1, "g1": 1}) {
 		t.Errorf("broadcast on the designated uplink: %v", got)
 	}
 	for _, peer := range uplinkPeer {
-		if got := copies(peer, func(m []byte) []byte { return frame(t, guests[0][0], macUp, 0, m) }); !same(got, map[string]int{"g0": 1}) {
+		if got := copies(peer, func(m []byte) []byte { return frame(t, guests[0][0], macUp, 0, m) }); !maps.Equal(got, map[string]int{"g0": 1}) {
 			t.Errorf("unicast to a known guest via %s: %v", peer, got)
 		}
 	}
@@ -123,7 +113,7 @@ func TestBalance(t *testing.T) {
 		t.Errorf("after MoveOff: down %#x, balance %t, %v", down, ok, err)
 	}
 	for _, mac := range append(guests[0], guests[1]...) {
-		if got := copies("g0", func(m []byte) []byte { return frame(t, macUp, mac, 0, m) }); !same(got, map[string]int{"u1p": 1}) {
+		if got := copies("g0", func(m []byte) []byte { return frame(t, macUp, mac, 0, m) }); !maps.Equal(got, map[string]int{"u1p": 1}) {
 			t.Errorf("guest %s with slot 0 down: %v", mac, got)
 		}
 	}
@@ -132,7 +122,7 @@ func TestBalance(t *testing.T) {
 	if err := tp.dp.SetBalance(red, nil, [balance.MaxSlots][]int{}); err != nil {
 		t.Fatal(err)
 	}
-	if got := copies("g0", func(m []byte) []byte { return frame(t, macUp, guests[0][0], 0, m) }); !same(got, map[string]int{"u1p": 1}) {
+	if got := copies("g0", func(m []byte) []byte { return frame(t, macUp, guests[0][0], 0, m) }); !maps.Equal(got, map[string]int{"u1p": 1}) {
 		t.Errorf("active-backup again: %v", got)
 	}
 }

@@ -10,10 +10,8 @@ import (
 
 // goParse mirrors the switch's parse(): whether a frame is malformed (too
 // short for the headers it claims) and its source MAC and VLAN.
+// The kernel runs no frame shorter than Ethernet's 14 bytes.
 func goParse(f []byte) (malformed bool, src [6]byte, vlan uint16) {
-	if len(f) < 14 {
-		return true, src, 0
-	}
 	copy(src[:], f[6:12])
 	proto, l3 := binary.BigEndian.Uint16(f[12:14]), 14
 	if proto == 0x8100 {
@@ -46,7 +44,6 @@ func FuzzSwitchFrames(f *testing.F) {
 		frame(f, macB, macA, 100, nil),                                                         // tagged
 		frame(f, macA, macUp, 0, nil),                                                          // upstream to a guest
 		frame(f, macUp, broadcast, 0, nil),                                                     // multicast source
-		frame(f, macUp, macA, 0, nil)[:13],                                                     // truncated Ethernet
 		append(frame(f, macUp, macA, 0, nil)[:12], 0x81, 0x00, 0x00),                           // truncated tag
 		append(frame(f, macUp, macA, 0, nil)[:12], 0x88, 0xa8, 0, 10, 0x81, 0, 0, 20, 0x08, 0), // stacked tags
 		append(frame(f, macUp, macA, 0, nil)[:12], 0x08, 0x00, 0x45),                           // IPv4, header cut
@@ -82,11 +79,16 @@ func FuzzSwitchFrames(f *testing.F) {
 		if in.guest {
 			prog = tp.dp.objs.XdpGuest
 		}
+		if len(data) < 14 {
+			t.Skip("the kernel tests no frame shorter than Ethernet (nor does a NIC deliver one)")
+		}
 		before, standby := tp.stats(t, in.ingress), tp.stats(t, tp.up1)
-		live := len(data) >= 14 && len(data) <= 3000
+		// Larger frames run without live mode: the action and counters are
+		// checked, but no egress program runs.
+		live := len(data) <= 3000
 		ret, err := prog.Run(runOpts(data, in.ingress, live))
 		if err != nil {
-			return // sizes the kernel refuses to test (e.g. jumbo without frags)
+			t.Fatalf("%d-byte frame on %s: %v", len(data), in.name, err)
 		}
 		after := tp.stats(t, in.ingress)
 		malformed, src, vlan := goParse(data)

@@ -41,11 +41,17 @@ func (d *Datapath) MoveOff(group, from uint32) (to uint32, moved bool, err error
 	if from >= MaxUplinks {
 		return NoSlot, false, fmt.Errorf("move off slot %d: out of range", from)
 	}
+	// As the kernel's move_group: no fallback order (a down-delay runs),
+	// no move; the daemon decides.
+	var fb bpfFailoverFallback
+	if err := d.objs.Fallbacks.Lookup(group, &fb); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		return NoSlot, false, fmt.Errorf("read fallbacks[%d]: %w", group, err)
+	}
+	if fb.Count == 0 {
+		return NoSlot, false, nil
+	}
 	var bal bpfSwitchBalance
 	if err := d.objs.Balances.Lookup(group, &bal); err == nil && bal.Mode == uint32(bpfSwitchGroupModeMODE_BALANCE) && bal.Down&(1<<from) == 0 {
-		if has, err := d.hasFallback(group); err != nil || !has {
-			return NoSlot, false, err // a down-delay runs: the daemon decides
-		}
 		// Not atomic with the kernel's fetch-and-or of another slot's
 		// bit; the daemon's next table write settles any such race.
 		bal.Down |= 1 << from
@@ -56,31 +62,18 @@ func (d *Datapath) MoveOff(group, from uint32) (to uint32, moved bool, err error
 	}
 	var cur uint32
 	if err := d.objs.Active.Lookup(group, &cur); err != nil {
-		return NoSlot, false, fmt.Errorf("read active[%d]: %w", group, err)
+		return NoSlot, moved, fmt.Errorf("read active[%d]: %w", group, err)
 	}
 	if cur != from {
 		return NoSlot, moved, nil
 	}
-	var fb bpfFailoverFallback
-	if err := d.objs.Fallbacks.Lookup(group, &fb); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-		return cur, false, fmt.Errorf("read fallbacks[%d]: %w", group, err)
-	}
-	for i := uint32(0); i < fb.Count && i < uint32(len(fb.Slots)); i++ {
-		if s := fb.Slots[i]; s != from && s < MaxUplinks {
+	for _, s := range fb.Slots[:min(fb.Count, uint32(len(fb.Slots)))] {
+		if s != from && s < MaxUplinks {
 			if err := d.objs.Active.Put(group, s); err != nil {
-				return cur, false, fmt.Errorf("set active[%d]=%d: %w", group, s, err)
+				return NoSlot, moved, fmt.Errorf("set active[%d]=%d: %w", group, s, err)
 			}
 			return s, true, nil
 		}
 	}
 	return NoSlot, moved, nil
-}
-
-// hasFallback reports whether group has a fallback order.
-func (d *Datapath) hasFallback(group uint32) (bool, error) {
-	var fb bpfFailoverFallback
-	if err := d.objs.Fallbacks.Lookup(group, &fb); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-		return false, fmt.Errorf("read fallbacks[%d]: %w", group, err)
-	}
-	return fb.Count > 0, nil
 }

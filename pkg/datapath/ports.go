@@ -118,7 +118,7 @@ func (d *Datapath) Attach(p Port) (AttachMode, error) {
 
 func uplinkKey(group, slot uint32) uint32 { return group*MaxUplinks + slot }
 
-// portFlagVLANFilter is PORT_F_VLAN_FILTER (bpf/uplinkd.h).
+// Port flags: PORT_F_VLAN_FILTER and PORT_F_MAC_LOCK (bpf/uplinkd.h).
 const (
 	portFlagVLANFilter = 1
 	portFlagMACLock    = 2
@@ -161,6 +161,10 @@ func (d *Datapath) portID(ifindex uint32) (uint32, error) {
 			zero := make([]bpfSwitchPortStats, ebpf.MustPossibleCPU())
 			if err := d.objs.Stats.Put(id, zero); err != nil {
 				return 0, fmt.Errorf("reset stats: %w", err)
+			}
+			// A reused id must not inherit the last port's learned count.
+			if err := d.objs.LearnedMacs.Put(id, uint32(0)); err != nil {
+				return 0, fmt.Errorf("reset learned_macs: %w", err)
 			}
 			return id, nil
 		}

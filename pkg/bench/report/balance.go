@@ -2,6 +2,7 @@ package report
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 
@@ -79,15 +80,7 @@ func balanceFailoverTable(b *BalanceResult) textTable {
 	if b == nil {
 		return t
 	}
-	var rates []int
-	byRate := map[int][]BalanceTrial{}
-	for _, x := range b.Failover {
-		if _, ok := byRate[x.RatePPS]; !ok {
-			rates = append(rates, x.RatePPS)
-		}
-		byRate[x.RatePPS] = append(byRate[x.RatePPS], x)
-	}
-	slices.Sort(rates)
+	rates, byRate := groupByRate(b.Failover, func(x BalanceTrial) int { return x.RatePPS })
 	for _, rate := range rates {
 		ts := byRate[rate]
 		var moved, lostMoved, lostStayed, dups, cut []float64
@@ -133,15 +126,7 @@ func upgradeTable(ts []UpgradeTrial) textTable {
 		Head: []string{"Rate", "Restarts", "Lost p50 / p99 / max", "of which at a full ring max", "Duplicates max", "No daemon p50 / max"},
 		Num:  []bool{true, true, true, true, true, true},
 	}
-	var rates []int
-	byRate := map[int][]UpgradeTrial{}
-	for _, x := range ts {
-		if _, ok := byRate[x.RatePPS]; !ok {
-			rates = append(rates, x.RatePPS)
-		}
-		byRate[x.RatePPS] = append(byRate[x.RatePPS], x)
-	}
-	slices.Sort(rates)
+	rates, byRate := groupByRate(ts, func(x UpgradeTrial) int { return x.RatePPS })
 	for _, rate := range rates {
 		xs := byRate[rate]
 		var lost, ring, dups, gap []float64
@@ -171,4 +156,13 @@ func writeUpgradeMarkdown(b *strings.Builder, r *Result) {
 		"the new process adopts the pinned maps and swaps the programs in place. \"No daemon\" is from the signal to the new " +
 		"process serving; the data plane forwards all along.\n\n")
 	writeMarkdownTable(b, upgradeTable(r.Upgrade))
+}
+
+// groupByRate groups records by their rate; the rates come sorted.
+func groupByRate[T any](xs []T, rate func(T) int) ([]int, map[int][]T) {
+	by := map[int][]T{}
+	for _, x := range xs {
+		by[rate(x)] = append(by[rate(x)], x)
+	}
+	return slices.Sorted(maps.Keys(by)), by
 }
