@@ -233,10 +233,17 @@ func (c *Config) ProfileFor(ifname string) (group int, profile GuestPort, ok boo
 func (c *Config) GuestPatterns() []string {
 	var out []string
 	for _, g := range c.Groups {
-		for _, p := range g.GuestPorts {
-			if p.Match != "" {
-				out = append(out, p.Match)
-			}
+		out = append(out, g.Patterns()...)
+	}
+	return out
+}
+
+// Patterns are the group's guest port patterns, in file order.
+func (g Group) Patterns() []string {
+	var out []string
+	for _, p := range g.GuestPorts {
+		if p.Match != "" {
+			out = append(out, p.Match)
 		}
 	}
 	return out

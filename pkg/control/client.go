@@ -107,8 +107,8 @@ func (c *Client) Reload() (ReloadResult, error) {
 }
 
 // Events asks for the failover timeline's changes after version since;
-// with wait > 0 (at most 5 s: the client's timeout) the daemon holds the
-// answer until something changes.
+// with wait > 0 (at most 5 s, well inside the client's 10 s timeout) the
+// daemon holds the answer until something changes.
 func (c *Client) Events(since uint64, wait time.Duration) (Events, error) {
 	var e Events
 	return e, c.do(http.MethodGet, fmt.Sprintf("/v1/events?since=%d&wait=%s", since, min(wait, 5*time.Second)), nil, &e)

@@ -44,8 +44,9 @@ type GroupStatus struct {
 	LearnedGuests int             `json:"learned_guests"`
 	// GuestPatterns make matching interfaces guest ports as they appear.
 	GuestPatterns []string `json:"guest_patterns,omitempty"`
-	// Arrivals counts guests that arrived (new, or on another port) and
-	// were announced on the active uplink at once.
+	// Arrivals counts guests that arrived (a MAC new to its group and VLAN,
+	// or on another port); each is announced at once where announcements
+	// are on and an uplink is usable.
 	Arrivals uint64 `json:"arrivals"`
 	// FailoversByReason counts the switches since start by reason;
 	// AnnounceFrames and AnnounceSuppressed the announcement frames sent

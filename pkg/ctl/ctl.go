@@ -292,7 +292,7 @@ func writeStatus(w io.Writer, st control.Status, now time.Time) {
 		}
 		fmt.Fprintf(w, "  guest ports: %s\n", orNone(strings.Join(ports, ", ")))
 		if len(g.GuestPatterns) > 0 {
-			fmt.Fprintf(w, "  guest port patterns: %s (arrivals announced: %d)\n", strings.Join(g.GuestPatterns, ", "), g.Arrivals)
+			fmt.Fprintf(w, "  guest port patterns: %s (guests arrived: %d)\n", strings.Join(g.GuestPatterns, ", "), g.Arrivals)
 		}
 	}
 }

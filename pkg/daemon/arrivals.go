@@ -112,18 +112,9 @@ func (d *Daemon) onArrivals(batch []datapath.Arrival) {
 			continue // forgotten again already (port removed)
 		}
 		if g.balanced() {
-			// Each on the uplink it leaves through.
-			bySlot := map[int][]announce.Guest{}
-			for _, gu := range recent {
-				if s := g.slotOf(gu.MAC, gu.VLAN); s >= 0 {
-					bySlot[s] = append(bySlot[s], gu)
-				}
-			}
 			d.log.Info("guests arrived; announcing them on their uplinks", "group", g.cfg.Name,
 				"new", len(macs), "macs", firstFew(macs), "announced", len(recent))
-			for s, list := range bySlot {
-				d.announceEach(g, s, list, arrivalsKey)
-			}
+			d.announceBySlot(g, recent, arrivalsKey)
 			continue
 		}
 		d.log.Info("guests arrived; announcing them on the active uplink", "group", g.cfg.Name, "uplink", up.name,

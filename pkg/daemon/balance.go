@@ -127,17 +127,31 @@ func (d *Daemon) announceBuckets(g *group, buckets []int, why string) {
 		d.log.Error("cannot read learned guests; no announcement", "group", g.cfg.Name, "err", err)
 		return
 	}
+	d.announceBySlot(g, slices.DeleteFunc(guests, func(gu announce.Guest) bool { return !in[balance.Bucket(gu.MAC, gu.VLAN)] }), why)
+}
+
+// announceBySlot announces guests of balance group g, each on the uplink
+// it leaves through (one run per uplink).
+func (d *Daemon) announceBySlot(g *group, guests []announce.Guest, why string) {
 	bySlot := map[int][]announce.Guest{}
 	for _, gu := range guests {
-		if in[balance.Bucket(gu.MAC, gu.VLAN)] {
-			if s := g.slotOf(gu.MAC, gu.VLAN); s >= 0 {
-				bySlot[s] = append(bySlot[s], gu)
-			}
+		if s := g.slotOf(gu.MAC, gu.VLAN); s >= 0 {
+			bySlot[s] = append(bySlot[s], gu)
 		}
 	}
 	for _, s := range slices.Sorted(maps.Keys(bySlot)) {
 		d.announceEach(g, s, bySlot[s], why)
 	}
+}
+
+// announceSlot announces the learned guests that leave through slot.
+func (d *Daemon) announceSlot(g *group, slot int, why string) {
+	guests, err := d.guestsOf(g.id)
+	if err != nil {
+		d.log.Error("cannot read learned guests; no announcement", "group", g.cfg.Name, "err", err)
+		return
+	}
+	d.announceBySlot(g, slices.DeleteFunc(guests, func(gu announce.Guest) bool { return g.slotOf(gu.MAC, gu.VLAN) != slot }), why)
 }
 
 // announceEach announces guests on the uplink in slot.

@@ -520,9 +520,22 @@ func (d *Daemon) Run(ctx context.Context) error {
 		}()
 	}
 	// The data plane counts each port's learned MACs for max_macs; entries
-	// that age out of the LRU it does not see: recount now and then.
-	recount := time.NewTicker(5 * time.Second)
-	defer recount.Stop()
+	// that age out of the LRU it does not see: recount now and then, off
+	// the event loop (a full FDB is a long walk).
+	go func() {
+		recount := time.NewTicker(5 * time.Second)
+		defer recount.Stop()
+		for {
+			select {
+			case <-recount.C:
+				if err := d.dp.RecountLearned(); err != nil {
+					d.log.Warn("cannot recount the learned MACs per port", "err", err)
+				}
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
 	rebalanceDue := make(chan uint32, len(d.groups))
 	d.rebalanceTicks(ctx, rebalanceDue)
 	arrived := make(chan datapath.Arrival, maxArrivalBatch)
@@ -556,10 +569,6 @@ func (d *Daemon) Run(ctx context.Context) error {
 			d.onKernelSwitch(ev)
 		case m := <-d.fastMoves:
 			d.onFastMove(m)
-		case <-recount.C:
-			if err := d.dp.RecountLearned(); err != nil {
-				d.log.Warn("cannot recount the learned MACs per port", "err", err)
-			}
 		case id := <-rebalanceDue:
 			d.onRebalanceTick(id)
 		case a := <-arrived:
@@ -690,13 +699,17 @@ func (d *Daemon) onLink(st linkwatch.State) {
 	}
 	d.log.Debug("link", "state", st.String())
 	d.applyFrom(p.group, dec, st.Seen, time.Time{}, st.Source)
-	if bounced && !dec.Changed && p.group.policy.Active() == p.slot {
+	if bounced && !dec.Changed && slices.Contains(p.group.polledSlots(), p.slot) {
 		// Down and up again between two looks: the policy has nothing to
 		// do, but the upstream port may have flushed the guests' MACs.
-		d.log.Warn("active uplink bounced between two carrier checks; announcing the guests again",
+		d.log.Warn("uplink bounced between two carrier checks; announcing its guests again",
 			"group", p.group.cfg.Name, "uplink", p.name, "carrier_changes", st.CarrierChanges)
-		d.announce(p.group, p, &control.FailoverEvent{Group: p.group.cfg.Name, From: p.name, To: p.name,
-			Reason: "carrier bounced", Detected: st.Seen, Switched: time.Now()})
+		if p.group.balanced() {
+			d.announceSlot(p.group, p.slot, "bounced")
+		} else {
+			d.announce(p.group, p, &control.FailoverEvent{Group: p.group.cfg.Name, From: p.name, To: p.name,
+				Reason: "carrier bounced", Detected: st.Seen, Switched: time.Now()})
+		}
 	}
 }
 
@@ -736,6 +749,7 @@ func (d *Daemon) apply(g *group, dec failover.Decision, detected time.Time) {
 func (d *Daemon) applyFrom(g *group, dec failover.Decision, detected, switched time.Time, source string) {
 	d.updateFallback(g)
 	d.rebalance(g)
+	d.setPolled() // a balance group polls every carrying uplink: that set changes with no switch
 	d.armHold()
 	if !dec.Changed {
 		return
@@ -753,7 +767,6 @@ func (d *Daemon) applyFrom(g *group, dec failover.Decision, detected, switched t
 	if switched.IsZero() {
 		switched = time.Now()
 	}
-	d.setPolled()
 	ev := &control.FailoverEvent{
 		Group:    g.cfg.Name,
 		From:     g.policy.UplinkName(dec.From),
@@ -789,8 +802,9 @@ func (d *Daemon) applyFrom(g *group, dec failover.Decision, detected, switched t
 	d.announce(g, g.uplinks[dec.To], ev)
 }
 
-// announce sends the group's learned guests out of up, and records the
-// outcome on ev when it ends.
+// announce sends an active-backup group's learned guests out of up, and
+// records the outcome on ev when it ends. (A balance group's guests are
+// announced each on its own uplink: announceBuckets, announceSlot.)
 func (d *Daemon) announce(g *group, up *port, ev *control.FailoverEvent) {
 	if g.cfg.Announce.Count == 0 || up.ifindex == 0 {
 		return
@@ -800,21 +814,13 @@ func (d *Daemon) announce(g *group, up *port, ev *control.FailoverEvent) {
 		d.log.Error("cannot read learned guests; no announcement", "group", g.cfg.Name, "err", err)
 		return
 	}
-	if g.balanced() {
-		// Only the guests that leave through up: the others live
-		// behind other uplinks.
-		guests = slices.DeleteFunc(guests, func(gu announce.Guest) bool { return g.slotOf(gu.MAC, gu.VLAN) != up.slot })
-	}
 	if len(guests) == 0 {
 		return
 	}
 	g.announce++
 	clear(g.arrived) // every guest goes out now; this run ends theirs
-	key := ""        // ends the group's other runs: they send on old uplinks
-	if g.balanced() {
-		key = "bounced/" + up.name
-	}
-	results := d.announceOn(g, up, guests, key, ev.Switched)
+	// No key: the run ends the group's others, which send on old uplinks.
+	results := d.announceOn(g, up, guests, "", ev.Switched)
 	go func() {
 		res := <-results
 		d.mu.Lock()
@@ -884,22 +890,6 @@ func (d *Daemon) updateFallback(g *group) {
 	if err := d.dp.SetFallback(g.id, g.policy.Fallback()); err != nil {
 		d.log.Warn("cannot update the in-kernel fallback order", "group", g.cfg.Name, "err", err)
 	}
-}
-
-// activeUplinkNames are polled in /sys besides the netlink events, which
-// can come a second late for plain NICs (every carrying uplink of a
-// balance group); none when polling is off.
-func (d *Daemon) activeUplinkNames() []string {
-	if d.cfg.CarrierPollInterval <= 0 {
-		return nil
-	}
-	var names []string
-	for _, g := range d.groups {
-		for _, s := range g.polledSlots() {
-			names = append(names, g.uplinks[s].name)
-		}
-	}
-	return names
 }
 
 func (d *Daemon) groupByName(name string) (*group, error) {

@@ -1,6 +1,8 @@
 package daemon
 
 import (
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/uplinkd/uplinkd/pkg/datapath"
@@ -45,19 +47,27 @@ func (g *group) polledSlots() []int {
 // setPolled makes the active uplinks the polled ones, for the watcher and
 // for the fast path. Called with d.mu held.
 func (d *Daemon) setPolled() {
-	names := d.activeUplinkNames()
-	m := make(map[string]polledUplink, len(names))
-	for _, g := range d.groups {
-		for _, s := range g.polledSlots() {
-			if d.cfg.CarrierPollInterval > 0 {
-				m[g.uplinks[s].name] = polledUplink{group: g.id, slot: s}
-			}
-		}
-	}
+	m := d.polledUplinks()
 	d.polled.Store(&m)
 	if d.watch != nil {
-		d.watch.SetPolled(names...)
+		d.watch.SetPolled(slices.Sorted(maps.Keys(m))...)
 	}
+}
+
+// polledUplinks are the uplinks whose carrier is polled in /sys besides
+// the netlink events, which can come a second late for plain NICs (see
+// polledSlots), by name; none when polling is off.
+func (d *Daemon) polledUplinks() map[string]polledUplink {
+	m := map[string]polledUplink{}
+	if d.cfg.CarrierPollInterval <= 0 {
+		return m
+	}
+	for _, g := range d.groups {
+		for _, s := range g.polledSlots() {
+			m[g.uplinks[s].name] = polledUplink{group: g.id, slot: s}
+		}
+	}
+	return m
 }
 
 // onPolledCarrierLost runs on the poll's thread: it must not take d.mu.

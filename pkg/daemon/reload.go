@@ -42,8 +42,16 @@ func (d *Daemon) Reload() ([]string, error) {
 		d.log.Info("reload: " + c)
 	}
 	now := time.Now()
+	// Removals first, in every group: an interface the file moves from one
+	// group to another is free before it is added.
 	for _, gc := range cfg.Groups {
 		g, _ := d.groupByName(gc.Name) // restartOnly checked the set of groups
+		if err := d.reloadRemove(g, gc, note); err != nil {
+			return changes, err
+		}
+	}
+	for _, gc := range cfg.Groups {
+		g, _ := d.groupByName(gc.Name)
 		old := g.cfg
 		if gc.Failback != old.Failback || gc.UpDelay != old.UpDelay || gc.DownDelay != old.DownDelay {
 			dec, err := g.policy.SetTiming(gc.Failback, gc.UpDelay, gc.DownDelay, now)
@@ -58,10 +66,7 @@ func (d *Daemon) Reload() ([]string, error) {
 			g.cfg.Announce = gc.Announce
 			note("group %s: announce count %d, interval %s", gc.Name, gc.Announce.Count, gc.Announce.Interval)
 		}
-		if err := d.reloadUplinks(g, old.Uplinks, gc.Uplinks, note); err != nil {
-			return changes, err
-		}
-		if err := d.reloadGuestPorts(g, old.GuestPorts, gc.GuestPorts, note); err != nil {
+		if err := d.reloadAdd(g, old, gc, note); err != nil {
 			return changes, err
 		}
 		g.cfg = gc
@@ -136,102 +141,94 @@ func restartOnly(a, b *config.Config) []string {
 	return out
 }
 
-// reloadUplinks removes, adds and re-prioritises uplinks. Called with d.mu
-// held.
-func (d *Daemon) reloadUplinks(g *group, old, cur []config.Uplink, note func(string, ...any)) error {
-	find := func(list []config.Uplink, name string) (config.Uplink, bool) {
-		for _, u := range list {
-			if u.Name == name {
-				return u, true
-			}
-		}
-		return config.Uplink{}, false
-	}
-	for _, u := range old {
-		if _, ok := find(cur, u.Name); !ok {
+// reloadRemove takes out of g what the new configuration cur drops or
+// changes: uplinks, named guest ports whose profile changed (they come
+// back in reloadAdd), and the ports patterns made when the patterns
+// changed (Reload matches them again). Called with d.mu held, before g.cfg
+// takes cur.
+func (d *Daemon) reloadRemove(g *group, cur config.Group, note func(string, ...any)) error {
+	for _, u := range g.cfg.Uplinks {
+		if !slices.ContainsFunc(cur.Uplinks, func(x config.Uplink) bool { return x.Name == u.Name }) {
 			if err := d.removeUplink(g, u.Name); err != nil {
 				return err
 			}
 			note("group %s: uplink %s removed", g.cfg.Name, u.Name)
 		}
 	}
-	for _, u := range cur {
-		prev, ok := find(old, u.Name)
+	now := namedPorts(cur.GuestPorts)
+	for name, p := range namedPorts(g.cfg.GuestPorts) {
+		if q, ok := now[name]; ok && reflect.DeepEqual(p, q) {
+			continue
+		}
+		if port, err := d.portOf(g, name, datapath.RoleGuest); err == nil {
+			d.removeGuest(port)
+		}
+		if _, ok := now[name]; !ok {
+			note("group %s: guest port %s removed", g.cfg.Name, name)
+		}
+	}
+	if reflect.DeepEqual(profiles(g.cfg), profiles(cur)) {
+		return nil
+	}
+	for _, p := range slices.Clone(g.guests) {
+		if p.pattern != "" {
+			d.removeGuest(p)
+		}
+	}
+	note("group %s: guest port patterns %v", g.cfg.Name, cur.Patterns())
+	return nil
+}
+
+// reloadAdd adds the uplinks and named guest ports the new configuration
+// cur brings (or changed: reloadRemove took them out), and re-prioritises
+// uplinks. Called with d.mu held, after reloadRemove.
+func (d *Daemon) reloadAdd(g *group, old, cur config.Group, note func(string, ...any)) error {
+	for _, u := range cur.Uplinks {
+		i := slices.IndexFunc(old.Uplinks, func(x config.Uplink) bool { return x.Name == u.Name })
 		prio := u.Priority
 		switch {
-		case !ok:
+		case i < 0:
 			if err := d.addUplink(g, control.AddUplinkRequest{Name: u.Name, Priority: &prio, State: u.State}); err != nil {
 				return err
 			}
 			note("group %s: uplink %s added (priority %d, %s)", g.cfg.Name, u.Name, u.Priority, u.State)
-		case prev.Priority != u.Priority || prev.State != u.State:
+		case old.Uplinks[i] != u:
 			if err := d.setUplink(g, u.Name, control.SetUplinkRequest{Priority: &prio, State: u.State}); err != nil {
 				return err
 			}
 			note("group %s: uplink %s priority %d, %s", g.cfg.Name, u.Name, u.Priority, u.State)
 		}
 	}
-	return nil
-}
-
-// reloadGuestPorts removes, adds and re-profiles named guest ports, and
-// lets ports made by a pattern follow the new patterns. Called with d.mu
-// held, before g.cfg takes the new list.
-func (d *Daemon) reloadGuestPorts(g *group, old, cur []config.GuestPort, note func(string, ...any)) error {
-	named := func(list []config.GuestPort) map[string]config.GuestPort {
-		m := map[string]config.GuestPort{}
-		for _, p := range list {
-			if p.Name != "" {
-				m[p.Name] = p
-			}
-		}
-		return m
-	}
-	was, now := named(old), named(cur)
-	for name, p := range was {
-		if q, ok := now[name]; !ok || !reflect.DeepEqual(p, q) {
-			if port, err := d.portOf(g, name, datapath.RoleGuest); err == nil {
-				d.removeGuest(port)
-			}
-			if !ok {
-				note("group %s: guest port %s removed", g.cfg.Name, name)
-			}
-		}
-	}
-	for name, q := range now {
-		if p, ok := was[name]; ok && reflect.DeepEqual(p, q) {
+	was := namedPorts(old.GuestPorts)
+	for name, q := range namedPorts(cur.GuestPorts) {
+		p, ok := was[name]
+		if ok && reflect.DeepEqual(p, q) {
 			continue
 		}
 		if err := d.addPort(g, q); err != nil {
 			return err
 		}
-		if _, ok := was[name]; ok {
+		if ok {
 			note("group %s: guest port %s re-attached with its new profile", g.cfg.Name, name)
 		} else {
 			note("group %s: guest port %s added", g.cfg.Name, name)
 		}
 	}
-	patterns := func(list []config.GuestPort) []config.GuestPort {
-		return slices.DeleteFunc(slices.Clone(list), func(p config.GuestPort) bool { return p.Match == "" })
-	}
-	if reflect.DeepEqual(patterns(old), patterns(cur)) {
-		return nil
-	}
-	// The pattern ports go; Reload matches the interfaces again with the
-	// new patterns, which attach them with their new profiles.
-	for _, p := range slices.Clone(g.guests) {
-		if p.pattern != "" {
-			d.removeGuest(p)
-		}
-	}
-	note("group %s: guest port patterns %v", g.cfg.Name, patternNames(patterns(cur)))
 	return nil
 }
 
-func patternNames(list []config.GuestPort) []string {
-	var out []string
+// namedPorts are the guest ports of list given by name.
+func namedPorts(list []config.GuestPort) map[string]config.GuestPort {
+	m := map[string]config.GuestPort{}
 	for _, p := range list {
-		out = append(out, p.Match)
+		if p.Name != "" {
+			m[p.Name] = p
+		}
 	}
-	return out
+	return m
+}
+
+// profiles are g's port profiles: its patterns with their settings.
+func profiles(g config.Group) []config.GuestPort {
+	return slices.DeleteFunc(slices.Clone(g.GuestPorts), func(p config.GuestPort) bool { return p.Match == "" })
 }

@@ -2,7 +2,6 @@ package daemon
 
 import (
 	"maps"
-	"slices"
 	"time"
 
 	"github.com/uplinkd/uplinkd/pkg/control"
@@ -61,11 +60,7 @@ func (d *Daemon) Status() control.Status {
 			AnnounceFrames:     g.annFrames,
 			AnnounceSuppressed: g.annSuppress,
 		}
-		for _, gp := range g.cfg.GuestPorts {
-			if gp.Match != "" {
-				gs.GuestPatterns = append(gs.GuestPatterns, gp.Match)
-			}
-		}
+		gs.GuestPatterns = g.cfg.Patterns()
 		if ps.Manual != failover.NoSlot {
 			gs.Manual = g.policy.UplinkName(ps.Manual)
 		}
@@ -171,26 +166,10 @@ func errString(err error) string {
 // metricsSnapshot is what a Prometheus scrape reads: every attached port's
 // data-plane counters and every uplink's state.
 func (d *Daemon) metricsSnapshot() metrics.Snapshot {
+	var s metrics.Snapshot
+	s.Ports, _ = d.Counters() // on an error, a scrape without port counters
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	var s metrics.Snapshot
-	for _, name := range slices.Sorted(maps.Keys(d.ports)) {
-		p := d.ports[name]
-		if p.ifindex <= 0 {
-			continue
-		}
-		st, err := d.dp.Stats(p.ifindex)
-		if err != nil {
-			continue
-		}
-		mp := metrics.Port{Name: p.name, Group: p.group.cfg.Name, Role: p.role.String(),
-			RxPackets: st.RxPackets, RxBytes: st.RxBytes, TxPackets: st.TxPackets, TxBytes: st.TxBytes,
-			HostPackets: st.HostPackets, LearnRefused: st.LearnRefused, Drops: map[string]uint64{}}
-		for r, n := range st.Drops {
-			mp.Drops[r.String()] = n
-		}
-		s.Ports = append(s.Ports, mp)
-	}
 	now := time.Now()
 	for _, g := range d.groups {
 		mg := metrics.Group{Name: g.cfg.Name}

@@ -587,7 +587,7 @@ func (g *Group) DataPlaneLost(slot, to int, reason Reason, now time.Time) Decisi
 		return g.unchanged(ReasonNone)
 	}
 	u := g.uplinks[slot]
-	if u.usable() {
+	if u.usable() && slot != g.active { // decide counts the active one
 		u.failovers++
 		u.lastReason = reason
 	}

@@ -1087,4 +1087,12 @@ func TestSetTimingCarriersAndDataPlaneLost(t *testing.T) {
 	if got := g.Carriers(); !slices.Equal(got, []int{2}) {
 		t.Errorf("carriers %v, want the standby [2]", got)
 	}
+	// The active uplink lost with nowhere for the data plane to go: one
+	// failover for it, not two.
+	if d := g.DataPlaneLost(2, NoActive, ReasonCarrierLost, t0.Add(9*time.Second)); !d.Changed || g.Active() != NoActive {
+		t.Errorf("the last uplink lost: %+v, active %d", d, g.Active())
+	}
+	if st := g.Status(t0.Add(9 * time.Second)); st.Uplinks[2].Failovers != 1 {
+		t.Errorf("the last uplink counts %d failovers, want 1", st.Uplinks[2].Failovers)
+	}
 }

@@ -16,17 +16,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-)
 
-// Port is one port's data-plane counters.
-type Port struct {
-	Name, Group, Role  string
-	RxPackets, RxBytes uint64
-	TxPackets, TxBytes uint64
-	HostPackets        uint64
-	LearnRefused       uint64
-	Drops              map[string]uint64 // by reason
-}
+	"github.com/uplinkd/uplinkd/pkg/control"
+)
 
 // Uplink is one uplink's state.
 type Uplink struct {
@@ -46,7 +38,7 @@ type Group struct {
 
 // Snapshot is what a scrape reads.
 type Snapshot struct {
-	Ports  []Port
+	Ports  []control.PortCounters // what uplinkctl counters shows
 	Groups []Group
 }
 
@@ -125,7 +117,7 @@ func (m *Metrics) Handler() http.Handler {
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
 }
 
-// Serve serves /metrics on addr until ctx ends.
+// Serve serves /metrics on ln until ctx ends.
 func (m *Metrics) Serve(ctx context.Context, ln net.Listener) error {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", m.Handler())
@@ -179,7 +171,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
 	}
 	for _, p := range s.Ports {
-		l := []string{p.Name, p.Group, p.Role}
+		l := []string{p.Port, p.Group, p.Role}
 		counter(descRx, p.RxPackets, l...)
 		counter(descRxB, p.RxBytes, l...)
 		counter(descTx, p.TxPackets, l...)

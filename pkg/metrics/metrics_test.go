@@ -6,12 +6,14 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/uplinkd/uplinkd/pkg/control"
 )
 
 func TestScrape(t *testing.T) {
 	m := New(func() Snapshot {
 		return Snapshot{
-			Ports: []Port{{Name: "vnet0", Group: "lab", Role: "guest", RxPackets: 7, RxBytes: 420, Drops: map[string]uint64{"vlan": 2}}},
+			Ports: []control.PortCounters{{Port: "vnet0", Group: "lab", Role: "guest", RxPackets: 7, RxBytes: 420, Drops: map[string]uint64{"vlan": 2}}},
 			Groups: []Group{{Name: "lab", Uplinks: []Uplink{
 				{Name: "up0", Active: true, Carrier: true, Usable: true, Probe: "ok", Admin: "usable"},
 				{Name: "up1", Probe: "failed", Admin: "standby"},

@@ -92,3 +92,39 @@ func TestReload(t *testing.T) {
 		t.Errorf("G1 lost %d, duplicated %d of %d across the reloads", lost, dups, s.sent)
 	}
 }
+
+// TestReloadMovesPortBetweenGroups: a guest port the file moves from one
+// group to another (an earlier one in the file) is removed from the first
+// before it is added to the second, so the reload applies whole.
+func TestReloadMovesPortBetweenGroups(t *testing.T) {
+	l := newLab(t, labOptions{failback: true, guestPorts: "[vnet0]",
+		moreGroups: "  - name: blue\n    guest_ports: [vnet1]\n    uplinks: [{name: ulknone0}]\n"})
+	l.disableIPv6()
+	l.startDaemon()
+	l.waitActive("up0")
+	orig, err := os.ReadFile(l.d.config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	moved := strings.Replace(string(orig), "guest_ports: [vnet0]", "guest_ports: [vnet0, vnet1]", 1)
+	moved = strings.Replace(moved, "guest_ports: [vnet1]", "guest_ports: []", 1)
+	if err := os.WriteFile(l.d.config, []byte(moved), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := execCtl(l, "reload"); err != nil || !strings.Contains(out, "group lab: guest port vnet1 added") {
+		t.Fatalf("reload: %v\n%s", err, out)
+	}
+	st, err := l.client().Status()
+	if err != nil {
+		t.Fatal(err)
+	}
+	where := map[string]string{}
+	for _, g := range st.Groups {
+		for _, p := range g.GuestPorts {
+			where[p.Name] = g.Name
+		}
+	}
+	if where["vnet0"] != "lab" || where["vnet1"] != "lab" {
+		t.Errorf("guest ports after the reload: %v, want vnet0 and vnet1 in lab", where)
+	}
+}
