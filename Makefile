@@ -48,7 +48,7 @@ test-e2e: build ## end-to-end tests in network namespaces (prints measured figur
 		grep -vE '^=== (RUN|PAUSE|CONT)'; exit $${PIPESTATUS[0]}
 
 test-kernels: TEST_KERNEL_PKGS ?= ./pkg/datapath/... ./pkg/linkwatch ./pkg/vethpeer ./pkg/announce ./pkg/control ./pkg/failover ./pkg/config ./test/e2e
-test-kernels: ## the kernel tests as root on Debian 12's 6.1 kernel under qemu (~2 min; TEST_KERNEL_PKGS=...)
+test-kernels: ## the kernel tests as root on Debian 12's 6.1 kernel under qemu (~4 min; TEST_KERNEL_PKGS=...)
 	GO=$(GO) TEST_KERNEL_PKGS='$(TEST_KERNEL_PKGS)' scripts/test-kernels.sh
 
 lint: ## gofmt and go vet

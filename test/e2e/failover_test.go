@@ -5,7 +5,6 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -167,11 +166,6 @@ func TestFailoverAndFailback(t *testing.T) {
 	rarps := p1.rarps()
 	if len(rarps) == 0 || ev.AnnounceFrames == 0 {
 		t.Errorf("no announcements seen on the new uplink (captured %d RARPs, daemon reports %d frames)", len(rarps), ev.AnnounceFrames)
-	}
-	// Before the cut the guests' arrival was announced there; after it,
-	// nothing may go out the old uplink.
-	if n := len(slices.DeleteFunc(p0.rarps(), func(at time.Time) bool { return at.Before(cutAt) })); n != 0 {
-		t.Errorf("%d RARPs on the old uplink after the cut", n)
 	}
 
 	// Generous bounds: they catch a broken path, not a slow machine.

@@ -1,6 +1,7 @@
 package report
 
 import (
+	"cmp"
 	"fmt"
 	"maps"
 	"slices"
@@ -29,7 +30,7 @@ func balanceForwardTable(b *BalanceResult) textTable {
 		}
 		rounds[k] = append(rounds[k], r)
 	}
-	slices.SortFunc(keys, func(a, b key) int { return cmpInts(a.size, b.size, a.uplinks, b.uplinks) })
+	slices.SortFunc(keys, func(a, b key) int { return cmp.Or(cmp.Compare(a.size, b.size), cmp.Compare(a.uplinks, b.uplinks)) })
 	median := func(k key) float64 {
 		var xs []float64
 		for _, r := range rounds[k] {
@@ -51,7 +52,7 @@ func balanceForwardTable(b *BalanceResult) textTable {
 			}
 		}
 		ratio := dash
-		if one, ok := rounds[key{1, k.size}]; ok && len(one) > 0 && k.uplinks != 1 {
+		if _, ok := rounds[key{1, k.size}]; ok && k.uplinks != 1 {
 			ratio = fmtRatio(median(k) / median(key{1, k.size}))
 		}
 		t.Rows = append(t.Rows, []string{fmt.Sprint(k.uplinks), fmt.Sprintf("%d B", k.size), fmt.Sprint(last.Sources),
@@ -59,15 +60,6 @@ func balanceForwardTable(b *BalanceResult) textTable {
 		t.Noisy = append(t.Noisy, last.CPUBusy > noisyCPU)
 	}
 	return t
-}
-
-func cmpInts(pairs ...int) int {
-	for i := 0; i+1 < len(pairs); i += 2 {
-		if pairs[i] != pairs[i+1] {
-			return pairs[i] - pairs[i+1]
-		}
-	}
-	return 0
 }
 
 // balanceFailoverTable: per rate, over the trials, the loss of the guests
