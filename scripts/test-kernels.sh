@@ -373,8 +373,10 @@ summary() { # summary RESULTS NAMES...
 		/^--- PASS/ { pass[cur]++ }
 		/^--- FAIL/ { fail[cur]++ }
 		/^--- SKIP/ { skip[cur]++ }
-		/^ *--- SKIP/ { sk = $3; getline; sub(/^ +/, ""); skips = skips sprintf("  %-24s %-40s %s\n", cur, sk, $0) }
+		# -test.v streams the message of t.Skip before the --- SKIP line.
+		/^ *--- SKIP/ { why = prev; sub(/^ +/, "", why); skips = skips sprintf("  %-24s %-40s %s\n", cur, $3, why) }
 		/^ *--- FAIL/ { fails = fails sprintf("  %-24s %s\n", cur, $3) }
+		{ prev = $0 }
 		END {
 			printf "\n%-26s %-6s %8s %5s %5s %5s\n", "package (" k ")", "result", "seconds", "pass", "fail", "skip"
 			for (i = 1; i <= n; i++) {

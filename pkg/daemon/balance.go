@@ -245,12 +245,7 @@ func (d *Daemon) rebalanceTicks(ctx context.Context, out chan<- uint32) {
 func (d *Daemon) onRebalanceTick(id uint32) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	var g *group
-	for _, x := range d.groups {
-		if x.id == id {
-			g = x
-		}
-	}
+	g := d.groupByID(id)
 	if g == nil || g.table == nil {
 		return
 	}

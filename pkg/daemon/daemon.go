@@ -602,12 +602,7 @@ func (d *Daemon) Close() error {
 func (d *Daemon) onKernelSwitch(ev datapath.KernelSwitch) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	var g *group
-	for _, x := range d.groups {
-		if x.id == ev.Group {
-			g = x
-		}
-	}
+	g := d.groupByID(ev.Group)
 	if g == nil {
 		return
 	}
@@ -890,6 +885,17 @@ func (d *Daemon) updateFallback(g *group) {
 	if err := d.dp.SetFallback(g.id, g.policy.Fallback()); err != nil {
 		d.log.Warn("cannot update the in-kernel fallback order", "group", g.cfg.Name, "err", err)
 	}
+}
+
+// groupByID is the group a data-plane event names; nil if a reload has
+// removed it since.
+func (d *Daemon) groupByID(id uint32) *group {
+	for _, g := range d.groups {
+		if g.id == id {
+			return g
+		}
+	}
+	return nil
 }
 
 func (d *Daemon) groupByName(name string) (*group, error) {

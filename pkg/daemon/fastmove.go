@@ -103,13 +103,12 @@ func (d *Daemon) onPolledCarrierLost(name string) {
 func (d *Daemon) onFastMove(m fastMove) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	for _, g := range d.groups {
-		if g.id != m.group {
-			continue
-		}
-		d.log.Info("poll moved the group off an uplink that lost carrier", "group", g.cfg.Name,
-			"from", g.policy.UplinkName(m.from), "to", g.policy.UplinkName(m.to))
-		dec := g.policy.DataPlaneLost(m.from, m.to, failover.ReasonCarrierLost, m.at)
-		d.applyFrom(g, dec, m.at, m.at, "poll")
+	g := d.groupByID(m.group)
+	if g == nil {
+		return
 	}
+	d.log.Info("poll moved the group off an uplink that lost carrier", "group", g.cfg.Name,
+		"from", g.policy.UplinkName(m.from), "to", g.policy.UplinkName(m.to))
+	dec := g.policy.DataPlaneLost(m.from, m.to, failover.ReasonCarrierLost, m.at)
+	d.applyFrom(g, dec, m.at, m.at, "poll")
 }

@@ -545,6 +545,11 @@ func (g *Group) Fallback() []int {
 	if g.downDelay > 0 {
 		return nil
 	}
+	return g.usableBestFirst()
+}
+
+// usableBestFirst lists the usable uplinks, best first.
+func (g *Group) usableBestFirst() []int {
 	var out []int
 	for slot, u := range g.uplinks {
 		if u != nil && u.usable() {
@@ -560,13 +565,7 @@ func (g *Group) Fallback() []int {
 // only when no usable-state one works). Unlike Fallback it ignores the
 // down-delay: it says where traffic goes, not where the kernel may move it.
 func (g *Group) Carriers() []int {
-	var out []int
-	for slot, u := range g.uplinks {
-		if u != nil && u.usable() {
-			out = append(out, slot)
-		}
-	}
-	sort.SliceStable(out, func(i, j int) bool { return preferred(g.uplinks[out[i]], g.uplinks[out[j]]) })
+	out := g.usableBestFirst()
 	if len(out) > 0 {
 		best := g.uplinks[out[0]].class()
 		out = slices.DeleteFunc(out, func(s int) bool { return g.uplinks[s].class() != best })

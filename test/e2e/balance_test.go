@@ -55,14 +55,24 @@ func TestBalanceGroup(t *testing.T) {
 	for i := range guests {
 		grs = append(grs, l.receive(guestRole(i), "eth0"))
 	}
+	testbed := l.testbedDrops()
 	b := l.send("U", "br0", broadcastMAC, l.macs["br0"], bcast, 1000, 100*time.Millisecond)
 	b.wait()
 	time.Sleep(50 * time.Millisecond)
+	bLost := 0
 	for i, r := range grs {
 		r.close()
-		if lost, dups := missing(b.sent, bcast, r); lost != 0 || dups != 0 {
-			t.Errorf("guest %d: %d of %d upstream broadcasts lost, %d duplicated", i, lost, b.sent, dups)
+		lost, dups := missing(b.sent, bcast, r)
+		bLost += lost
+		if lost != 0 || dups != 0 {
+			t.Logf("guest %d: %d of %d upstream broadcasts lost, %d duplicated", i, lost, b.sent, dups)
 		}
+		if dups != 0 {
+			t.Errorf("guest %d: %d upstream broadcasts duplicated", i, dups)
+		}
+	}
+	if n := testbed.unexplained(bLost, grs...); n != 0 {
+		t.Errorf("%d upstream broadcasts lost in the switch", n)
 	}
 
 	// Fail the uplink that carries the most guests.
@@ -78,6 +88,7 @@ func TestBalanceGroup(t *testing.T) {
 		rs[p] = l.receive("U", p)
 	}
 	const rate, length = 2000, 1500 * time.Millisecond
+	testbed = l.testbedDrops()
 	var senders []*sender
 	for _, i := range stay {
 		senders = append(senders, l.send(guestRole(i), "eth0", l.macs["br0"], l.macs[guestRole(i)], stream(i), rate, length))
@@ -92,11 +103,19 @@ func TestBalanceGroup(t *testing.T) {
 		rs[p].close()
 	}
 	all := slices.Collect(maps.Values(rs))
+	stayLost := 0
 	for k, i := range stay {
 		lost, dups := missing(senders[k].sent, stream(i), all...)
-		if lost != 0 || dups != 0 {
-			t.Errorf("guest %d (on %s, not moved): %d of %d lost, %d duplicated", i, on[i], lost, senders[k].sent, dups)
+		stayLost += lost
+		if lost != 0 {
+			t.Logf("guest %d (on %s, not moved): %d of %d lost", i, on[i], lost, senders[k].sent)
 		}
+		if dups != 0 {
+			t.Errorf("guest %d (on %s, not moved): %d of %d duplicated", i, on[i], dups, senders[k].sent)
+		}
+	}
+	if n := testbed.unexplained(stayLost, all...); n != 0 {
+		t.Errorf("guests not moved lost %d frames in the switch", n)
 	}
 	// The moved guests, silent since their hello, are relearned upstream
 	// behind the uplinks that carry them now.
@@ -114,7 +133,7 @@ func TestBalanceGroup(t *testing.T) {
 	for _, i := range moved {
 		where = append(where, fmt.Sprintf("G%d:%s", i, fdb[l.macs[guestRole(i)].String()]))
 	}
-	t.Logf("FIGURES balance: %s failed; its guests relearned upstream at %v; %d other guests under %d pps each lost nothing", victim, where, len(stay), rate)
+	t.Logf("FIGURES balance: %s failed; its guests relearned upstream at %v; %d other guests under %d pps each: %d frames lost (%d dropped by the testbed)", victim, where, len(stay), rate, stayLost, testbed.count(all...))
 	if !fdbOK {
 		t.Errorf("moved guests not relearned upstream off %s: %v", victim, where)
 	}
@@ -198,6 +217,7 @@ func TestBalanceRebalances(t *testing.T) {
 	for _, p := range []string{"p0", "p1", "p2"} {
 		rs[p] = l.receive("U", p)
 	}
+	testbed := l.testbedDrops()
 	sa := l.send(guestRole(a), "eth0", l.macs["br0"], l.macs[guestRole(a)], stream(a), 5000, 1500*time.Millisecond)
 	sb := l.send(guestRole(b), "eth0", l.macs["br0"], l.macs[guestRole(b)], stream(b), 5000, 1500*time.Millisecond)
 	sa.wait()
@@ -220,13 +240,22 @@ func TestBalanceRebalances(t *testing.T) {
 		t.Errorf("no announcement on %s, where guest %d moved", after[movedGuest], movedGuest)
 	}
 	all := slices.Collect(maps.Values(rs))
+	busyLost := 0
 	for _, x := range []struct {
 		i int
 		s *sender
 	}{{a, sa}, {b, sb}} {
-		if lost, dups := missing(x.s.sent, stream(x.i), all...); lost != 0 || dups != 0 {
-			t.Errorf("guest %d lost %d, duplicated %d of %d while rebalanced", x.i, lost, dups, x.s.sent)
+		lost, dups := missing(x.s.sent, stream(x.i), all...)
+		busyLost += lost
+		if lost != 0 || dups != 0 {
+			t.Logf("guest %d lost %d, duplicated %d of %d while rebalanced", x.i, lost, dups, x.s.sent)
 		}
+		if dups != 0 {
+			t.Errorf("guest %d: %d frames duplicated while rebalanced", x.i, dups)
+		}
+	}
+	if n := testbed.unexplained(busyLost, all...); n != 0 {
+		t.Errorf("the busy guests lost %d frames in the switch while rebalanced", n)
 	}
 
 	// By hand: guest a to an uplink it is not on.

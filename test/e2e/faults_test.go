@@ -88,15 +88,7 @@ func TestRecreatedInterfacesReattached(t *testing.T) {
 	l.waitActive("up1")
 	del("vnet0")
 	// Both again, with their peers, as a hypervisor or an operator would.
-	l.veth("up0", "H", "p0", "U")
-	l.in("U", func() {
-		br, err := netlink.LinkByName("br0")
-		l.check(err)
-		p, err := netlink.LinkByName("p0")
-		l.check(err)
-		l.check(netlink.LinkSetMaster(p, br))
-		l.setUp("p0")
-	})
+	l.uplinkPair("up0", "p0")
 	l.veth("vnet0", "H", "eth0", "G0")
 	l.in("G0", func() {
 		l.setUp("eth0")

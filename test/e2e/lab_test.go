@@ -140,20 +140,12 @@ func newLab(t *testing.T, opts labOptions) *lab {
 	if len(prios) == 0 {
 		prios = []int{10, 20}
 	}
-	var ups, peers []string
+	var ups []string
 	for i := range prios {
-		ups, peers = append(ups, fmt.Sprintf("up%d", i)), append(peers, fmt.Sprintf("p%d", i))
-		l.veth(ups[i], "H", peers[i], "U")
+		ups = append(ups, fmt.Sprintf("up%d", i))
+		l.uplinkPair(ups[i], fmt.Sprintf("p%d", i))
 	}
 	l.in("U", func() {
-		br, err := netlink.LinkByName("br0")
-		l.check(err)
-		for _, p := range peers {
-			pl, err := netlink.LinkByName(p)
-			l.check(err)
-			l.check(netlink.LinkSetMaster(pl, br))
-			l.setUp(p)
-		}
 		l.setUp("br0")
 		l.addr("br0", "10.77.0.1/24")
 		l.macs["br0"] = l.mac("br0")
@@ -222,6 +214,32 @@ func (l *lab) veth(name, nsA, peer, nsB string) {
 		v := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: name}, PeerName: peer,
 			PeerNamespace: netlink.NsFd(int(l.ns[nsB]))}
 		l.check(netlink.LinkAdd(v))
+	})
+}
+
+// uplinkPair creates uplink up in H (left down) and its peer in U, up on
+// the upstream bridge.
+func (l *lab) uplinkPair(up, peer string) {
+	l.t.Helper()
+	l.veth(up, "H", peer, "U")
+	l.bridged(peer, true)
+}
+
+// bridged puts U's port on the upstream bridge br0 (and sets it up), or
+// takes it off: the port keeps its carrier but reaches nothing.
+func (l *lab) bridged(port string, on bool) {
+	l.t.Helper()
+	l.in("U", func() {
+		p, err := netlink.LinkByName(port)
+		l.check(err)
+		if !on {
+			l.check(netlink.LinkSetNoMaster(p))
+			return
+		}
+		br, err := netlink.LinkByName("br0")
+		l.check(err)
+		l.check(netlink.LinkSetMaster(p, br))
+		l.check(netlink.LinkSetUp(p))
 	})
 }
 
