@@ -11,6 +11,9 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/uplinkd/uplinkd/pkg/control"
 )
 
 // counter reads one port's counters from the daemon.
@@ -235,4 +238,95 @@ func TestKillDuringFailovers(t *testing.T) {
 		}
 	}
 	t.Logf("FIGURES %d kill -9 during failovers and failbacks: consistent after each restart", rounds)
+}
+
+// TestGuestMACSpray: a guest behind a port with max_macs sprays thousands
+// of source MACs, some of them another guest's, through a real veth. The
+// port keeps its max_macs and counts every MAC it refused; the spoofed
+// guest, whose port has mac_lock, stays where it is: the upstream's
+// frames for it reach it and not the sprayer, and after a failover it is
+// announced on the new uplink.
+func TestGuestMACSpray(t *testing.T) {
+	const maxMACs, spray, spoofEvery = 50, 5000, 100
+	l := newLab(t, labOptions{failback: true, guestPorts: fmt.Sprintf("[{name: vnet0, max_macs: %d}, {name: vnet1, mac_lock: true}]", maxMACs)})
+	l.disableIPv6()
+	l.startDaemon()
+	l.waitActive("up0")
+	l.hello("G1", guestIP(1))
+	if !waitFor(2*time.Second, func() bool { return l.status().LearnedGuests == 1 }) {
+		t.Fatalf("G1 not learned: %d guests", l.status().LearnedGuests)
+	}
+	_, rx0 := l.counter("vnet0")
+
+	// The spray: frame i comes from 02:5a:00:xx:xx:xx, one in spoofEvery
+	// from G1's MAC, the first while vnet0 is still under its max_macs (so
+	// that only mac_lock keeps G1 in place); paced at most 64 frames a
+	// millisecond, bounded.
+	spoofs := 0
+	l.in("G0", func() {
+		fd, err := packetSocket("eth0", 0)
+		l.check(err)
+		defer unix.Close(fd)
+		frame := testFrame(l.macs["br0"], l.macs["G0"], streamUp)
+		for i := range spray {
+			copy(frame[6:12], []byte{0x02, 0x5a, 0, byte(i >> 16), byte(i >> 8), byte(i)})
+			if i%spoofEvery == 10 {
+				copy(frame[6:12], l.macs["G1"])
+				spoofs++
+			}
+			for try := 0; ; try++ {
+				if err := unix.Send(fd, frame, 0); err == nil {
+					break
+				} else if try == 100 {
+					t.Fatalf("spray frame %d: %v", i, err)
+				}
+				time.Sleep(time.Millisecond) // a full veth ring: let it drain
+			}
+			if i%64 == 63 {
+				time.Sleep(time.Millisecond)
+			}
+		}
+	})
+	pcs, err := l.client().Counters()
+	l.check(err)
+	var vnet0 control.PortCounters
+	for _, p := range pcs {
+		if p.Port == "vnet0" {
+			vnet0 = p
+		}
+	}
+	g := l.status()
+	distinct := spray - spoofs
+	t.Logf("FIGURES MAC spray: %d frames from %d MACs (%d spoofing G1's) behind vnet0 (max_macs %d): %d guests learned in the group, %d refused; vnet0 received %d",
+		spray, distinct, spoofs, maxMACs, g.LearnedGuests, vnet0.LearnRefused, vnet0.RxPackets-rx0)
+	// Everything arrived; the port learned exactly its limit (plus G1),
+	// and refused every other new MAC and every spoof.
+	if got := vnet0.RxPackets - rx0; got < spray {
+		t.Errorf("vnet0 received %d of %d spray frames", got, spray)
+	}
+	if g.LearnedGuests != maxMACs+1 {
+		t.Errorf("%d guests learned, want %d (vnet0's max_macs and G1)", g.LearnedGuests, maxMACs+1)
+	}
+	if want := uint64(distinct - maxMACs + spoofs); vnet0.LearnRefused != want {
+		t.Errorf("vnet0 refused %d MACs, want %d (%d new beyond max_macs, %d spoofs)", vnet0.LearnRefused, want, distinct-maxMACs, spoofs)
+	}
+
+	// The upstream's frames for G1 still reach G1 alone.
+	g0, g1 := l.receive("G0", "eth0"), l.receive("G1", "eth0")
+	down := l.send("U", "br0", l.macs["G1"], l.macs["br0"], streamDown, 2000, 200*time.Millisecond)
+	down.wait()
+	time.Sleep(50 * time.Millisecond)
+	g0.close()
+	g1.close()
+	if lost, _ := missing(down.sent, streamDown, g1); lost != 0 || len(g0.stream(streamDown)) != 0 {
+		t.Errorf("upstream -> G1: %d of %d lost, %d reached the sprayer", lost, down.sent, len(g0.stream(streamDown)))
+	}
+
+	// A failover announces G1 on the new uplink: the upstream relearns it
+	// there although G1 has been silent since its hello.
+	l.cut("p0")
+	l.waitActive("up1")
+	if !waitFor(2*time.Second, func() bool { return l.bridgeFDB()[l.macs["G1"].String()] == "p1" }) {
+		t.Errorf("G1 not relearned behind p1 after the failover: %v", l.bridgeFDB()[l.macs["G1"].String()])
+	}
 }
