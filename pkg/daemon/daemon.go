@@ -470,11 +470,6 @@ func (d *Daemon) Run(ctx context.Context) error {
 		}
 	}
 	defer srv.Close()
-	go func() {
-		if err := srv.Serve(); err != nil {
-			d.log.Error("control socket", "err", err)
-		}
-	}()
 
 	names := d.portNames()
 	snap, err := linkwatch.Snapshot(names)
@@ -503,6 +498,14 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}, d.log)
 	d.setPolled()
 	d.mu.Unlock()
+	// Answer only now that every group has its first active uplink: a
+	// client that connected earlier waits in the backlog rather than see
+	// a half-started daemon (no active uplink, set-active refused).
+	go func() {
+		if err := srv.Serve(); err != nil {
+			d.log.Error("control socket", "err", err)
+		}
+	}()
 
 	events := make(chan linkwatch.State, 256)
 	watchDone := make(chan error, 1)

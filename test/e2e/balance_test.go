@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/uplinkd/uplinkd/pkg/balance"
 )
 
 var broadcastMAC = net.HardwareAddr{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}
@@ -197,11 +199,13 @@ func TestBalanceRebalances(t *testing.T) {
 	}
 	stream := func(i int) uint8 { return uint8(20 + i) }
 	on := l.guestUplinks(guests, stream)
-	// Two guests on one uplink.
+	// Two guests on one uplink, in different buckets (one bucket moves
+	// whole: two guests in it cannot be split).
 	a, b := -1, -1
+	bucket := func(i int) int { return balance.Bucket(l.macs[guestRole(i)], 0) }
 	for i := range guests {
 		for j := i + 1; j < guests && a < 0; j++ {
-			if on[i] == on[j] {
+			if on[i] == on[j] && bucket(i) != bucket(j) {
 				a, b = i, j
 			}
 		}

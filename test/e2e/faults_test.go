@@ -50,8 +50,11 @@ func TestAllUplinksDown(t *testing.T) {
 	before, _ := l.counter("vnet0")
 	s := l.send("G0", "eth0", l.macs["br0"], l.macs["G0"], streamUp, 1000, 200*time.Millisecond)
 	s.wait()
-	time.Sleep(50 * time.Millisecond)
-	after, _ := l.counter("vnet0")
+	var after map[string]uint64
+	waitFor(3*time.Second, func() bool { // the last frames may still be queued
+		after, _ = l.counter("vnet0")
+		return after["no_uplink"]-before["no_uplink"] >= uint64(s.sent)
+	})
 	if d := after["no_uplink"] - before["no_uplink"]; d < uint64(s.sent) {
 		t.Errorf("%d frames sent with no uplink, %d counted as no_uplink", s.sent, d)
 	}
@@ -140,14 +143,22 @@ func TestUplinkFlapping(t *testing.T) {
 		}
 	}
 	took := time.Since(start)
-	l.waitActive("up0")
-	time.Sleep(300 * time.Millisecond)
-	g := l.status()
+	// Settled: the daemon may still be working through the flaps' events
+	// (and on 6.1 the kernel's switches): wait for two reads 200 ms apart
+	// that agree, and read the timeline between two equal status reads.
+	var g control.GroupStatus
+	var events []string
+	waitFor(10*time.Second, func() bool {
+		first := l.status()
+		time.Sleep(200 * time.Millisecond)
+		events = allEvents(t, l)
+		g = l.status()
+		return g.Active == "up0" && g.Failovers == first.Failovers && g.Active == first.Active
+	})
 	var switches int
 	for _, n := range g.FailoversByReason {
 		switches += n
 	}
-	events := allEvents(t, l)
 	t.Logf("FIGURES %d flaps of up0 in %v: %d failovers %v; up0 left %d times; %d timeline events; active %s",
 		flaps, took.Round(time.Millisecond), g.Failovers, g.FailoversByReason, uplinkOf(g, "up0").Failovers, len(events), g.Active)
 	if g.Active != "up0" || !uplinkOf(g, "up0").Carrier || !uplinkOf(g, "up1").Carrier {
@@ -287,6 +298,8 @@ func TestGuestMACSpray(t *testing.T) {
 			}
 		}
 	})
+	// The last frames may still sit in vnet0's ring.
+	waitFor(5*time.Second, func() bool { _, rx := l.counter("vnet0"); return rx-rx0 >= spray })
 	pcs, err := l.client().Counters()
 	l.check(err)
 	var vnet0 control.PortCounters

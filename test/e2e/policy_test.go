@@ -145,13 +145,13 @@ func TestFailbackOffAndUpDelay(t *testing.T) {
 	l.waitActive("up1")
 	restored := l.restore("p0")
 	var u control.UplinkStatus
-	if !waitFor(time.Second, func() bool { u = uplinkOf(l.status(), "up0"); return u.Carrier }) {
+	if !waitFor(3*time.Second, func() bool { u = uplinkOf(l.status(), "up0"); return u.Carrier }) {
 		t.Fatal("daemon never saw up0's carrier return")
 	}
 	if since := time.Since(restored); since < upDelay/2 && (u.Hold <= 0 || u.Usable) {
 		t.Errorf("%v after up0 came back: %+v, want its up-delay running and not usable", since, u)
 	}
-	if !waitFor(2*upDelay, func() bool { u = uplinkOf(l.status(), "up0"); return u.Usable }) {
+	if !waitFor(3*time.Second, func() bool { u = uplinkOf(l.status(), "up0"); return u.Usable }) {
 		t.Fatalf("up0 never usable after its up-delay: %+v", u)
 	}
 	if since := time.Since(restored); since < upDelay {
@@ -239,7 +239,9 @@ func TestRuntimePortChanges(t *testing.T) {
 
 	// Guest traffic all along: the changes below concern other ports.
 	p0, p2 := l.receive("U", "p0"), l.receive("U", "p2")
-	const rate, length = 2000, 2 * time.Second
+	// Sent until the changes are done (at most 10 s): under emulation the
+	// uplinkctl runs alone can take seconds.
+	const rate, length = 2000, 10 * time.Second
 	testbed := l.testbedDrops()
 	s := l.send("G0", "eth0", l.macs["br0"], l.macs["G0"], streamUp, rate, length)
 
@@ -269,6 +271,8 @@ func TestRuntimePortChanges(t *testing.T) {
 		t.Errorf("after removing the active up2: reason %q, uplinks %+v", g.LastReason, g.Uplinks)
 	}
 	l.waitRelearned("p0")
+	time.Sleep(100 * time.Millisecond) // some traffic on up0 again
+	close(s.stop)
 	s.wait()
 	time.Sleep(100 * time.Millisecond)
 	p0.close()
@@ -429,6 +433,7 @@ func TestAccessVLANGuestRelearned(t *testing.T) {
 	p0, p1 := l.watchTags("p0"), l.watchTags("p1")
 
 	l.carrying(2)
+	waitFor(2*time.Second, func() bool { return len(p0.vlans(mac)) > 0 }) // its reader may lag
 	if got := p0.vlans(mac); len(got) == 0 || slices.ContainsFunc(got, func(v uint16) bool { return v != vlan }) {
 		t.Fatalf("G0's frames reached p0 on VLANs %v, want only %d", got, vlan)
 	}

@@ -174,13 +174,29 @@ func (l *lab) receive(role, ifname string) *receiver {
 		close(ready)
 		buf := make([]byte, 2048)
 		oob := make([]byte, 256)
+		stopping, drain := false, 1<<20
 		for {
-			select {
-			case <-r.stop:
-				return
-			default:
+			flags := 0
+			if !stopping {
+				select {
+				case <-r.stop:
+					// Read what is queued before returning: a reader that
+					// fell behind (emulation) must not turn frames that
+					// arrived into lost ones.
+					stopping = true
+				default:
+				}
 			}
-			n, oobn, _, from, err := unix.Recvmsg(fd, buf, oob, 0)
+			if stopping {
+				flags = unix.MSG_DONTWAIT
+				if drain--; drain == 0 { // bounded: a 16 MB buffer holds far fewer
+					return
+				}
+			}
+			n, oobn, _, from, err := unix.Recvmsg(fd, buf, oob, flags)
+			if stopping && errors.Is(err, unix.EAGAIN) {
+				return
+			}
 			if errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EINTR) || errors.Is(err, unix.ENETDOWN) {
 				continue
 			}
