@@ -16,18 +16,25 @@ import (
 	"github.com/uplinkd/uplinkd/pkg/control"
 )
 
-// counter reads one port's counters from the daemon.
-func (l *lab) counter(port string) (drops map[string]uint64, rx uint64) {
+// portCounters reads one port's counters from the daemon.
+func (l *lab) portCounters(port string) control.PortCounters {
 	l.t.Helper()
 	pcs, err := l.client().Counters()
 	l.check(err)
 	for _, p := range pcs {
 		if p.Port == port {
-			return p.Drops, p.RxPackets
+			return p
 		}
 	}
 	l.t.Fatalf("no counters for %s", port)
-	return nil, 0
+	return control.PortCounters{}
+}
+
+// counter is one port's drops by reason and received frames.
+func (l *lab) counter(port string) (drops map[string]uint64, rx uint64) {
+	l.t.Helper()
+	p := l.portCounters(port)
+	return p.Drops, p.RxPackets
 }
 
 // TestAllUplinksDown: with every uplink down the status says so, guest
@@ -104,10 +111,8 @@ func TestRecreatedInterfacesReattached(t *testing.T) {
 	l.in("H", func() { l.setUp("up0"); l.setUp("vnet0") })
 	g := l.waitActive("up0") // failback to the re-created uplink
 	var vnet0 int
-	for _, p := range g.GuestPorts {
-		if p.Name == "vnet0" && p.Error == "" {
-			vnet0 = p.Ifindex
-		}
+	if p, ok := guestPortOf(g, "vnet0"); ok && p.Error == "" {
+		vnet0 = p.Ifindex
 	}
 	if vnet0 == 0 || vnet0 == oldG || uplinkOf(g, "up0").Ifindex == oldUp {
 		t.Fatalf("not re-attached: vnet0 ifindex %d (was %d), up0 %d (was %d)", vnet0, oldG, uplinkOf(g, "up0").Ifindex, oldUp)
@@ -300,14 +305,7 @@ func TestGuestMACSpray(t *testing.T) {
 	})
 	// The last frames may still sit in vnet0's ring.
 	waitFor(5*time.Second, func() bool { _, rx := l.counter("vnet0"); return rx-rx0 >= spray })
-	pcs, err := l.client().Counters()
-	l.check(err)
-	var vnet0 control.PortCounters
-	for _, p := range pcs {
-		if p.Port == "vnet0" {
-			vnet0 = p
-		}
-	}
+	vnet0 := l.portCounters("vnet0")
 	g := l.status()
 	distinct := spray - spoofs
 	t.Logf("FIGURES MAC spray: %d frames from %d MACs (%d spoofing G1's) behind vnet0 (max_macs %d): %d guests learned in the group, %d refused; vnet0 received %d",

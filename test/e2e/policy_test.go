@@ -59,6 +59,16 @@ func uplinkOf(g control.GroupStatus, name string) control.UplinkStatus {
 	return control.UplinkStatus{}
 }
 
+// guestPortOf is the group's guest port name; ok false if it has none.
+func guestPortOf(g control.GroupStatus, name string) (p control.PortStatus, ok bool) {
+	for _, p := range g.GuestPorts {
+		if p.Name == name {
+			return p, true
+		}
+	}
+	return control.PortStatus{}, false
+}
+
 // waitRelearned waits until the upstream bridge has G0's MAC behind port.
 func (l *lab) waitRelearned(port string) {
 	l.t.Helper()
@@ -533,10 +543,8 @@ func TestGuestPortsByPattern(t *testing.T) {
 	l.startDaemon()
 	l.waitActive("up0")
 	portOf := func(name string) *control.PortStatus {
-		for _, p := range l.status().GuestPorts {
-			if p.Name == name {
-				return &p
-			}
+		if p, ok := guestPortOf(l.status(), name); ok {
+			return &p
 		}
 		return nil
 	}

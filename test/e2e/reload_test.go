@@ -59,10 +59,8 @@ func TestReload(t *testing.T) {
 		}
 	}
 	vlanOf := func(g control.GroupStatus, port string) int {
-		for _, p := range g.GuestPorts {
-			if p.Name == port {
-				return int(p.VLAN)
-			}
+		if p, ok := guestPortOf(g, port); ok {
+			return int(p.VLAN)
 		}
 		return -1
 	}
