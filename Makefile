@@ -71,7 +71,7 @@ install: build ## install uplinkd, uplinkctl, the systemd unit and (if absent) a
 	install -D -m 0755 $(BIN)/uplinkd $(DESTDIR)$(PREFIX)/sbin/uplinkd
 	install -D -m 0755 $(BIN)/uplinkctl $(DESTDIR)$(PREFIX)/bin/uplinkctl
 	install -D -m 0644 deploy/systemd/uplinkd.service $(DESTDIR)$(SYSTEMD_DIR)/uplinkd.service
-	sed -i 's|/usr/local/sbin/uplinkd|$(PREFIX)/sbin/uplinkd|g; s|/etc/uplinkd/|$(CONFIG_DIR)/|g' $(DESTDIR)$(SYSTEMD_DIR)/uplinkd.service
+	sed -i 's|/usr/local/|$(PREFIX)/|g; s|/etc/uplinkd/|$(CONFIG_DIR)/|g' $(DESTDIR)$(SYSTEMD_DIR)/uplinkd.service
 	install -D -m 0644 README.md $(DESTDIR)$(PREFIX)/share/doc/uplinkd/README.md
 	@if [[ -e $(DESTDIR)$(CONFIG_DIR)/uplinkd.yaml ]]; then echo "keeping $(DESTDIR)$(CONFIG_DIR)/uplinkd.yaml"; 		else install -D -m 0644 pkg/config/example.yaml $(DESTDIR)$(CONFIG_DIR)/uplinkd.yaml; 		echo "installed an example configuration: edit $(DESTDIR)$(CONFIG_DIR)/uplinkd.yaml"; fi
 	@if [[ -z "$(DESTDIR)" && -d /run/systemd/system ]]; then systemctl daemon-reload; fi

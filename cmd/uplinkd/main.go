@@ -82,12 +82,14 @@ func main() {
 					log.Error("reload on SIGHUP", "err", err)
 				}
 			case <-ctx.Done():
+				// Stopping starts now: the data plane stays, the daemon
+				// winds down.
+				_, _ = sdnotify.Notify("STOPPING=1")
 				return
 			}
 		}
 	}()
 	err = d.Run(ctx)
-	_, _ = sdnotify.Notify("STOPPING=1")
 	if err != nil {
 		fatal("run", err)
 	}

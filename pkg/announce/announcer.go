@@ -97,15 +97,11 @@ type run struct {
 // at ratePPS frames per second with bursts of up to burst frames. ratePPS <= 0
 // means no cap; burst < 1 is taken as 1. A nil log means slog.Default().
 func New(ratePPS int, burst int, log *slog.Logger) *Announcer {
-	limit := rate.Inf
-	if ratePPS > 0 {
-		limit = rate.Limit(ratePPS)
-	}
 	if log == nil {
 		log = slog.Default()
 	}
 	return &Announcer{
-		limiter: rate.NewLimiter(limit, max(burst, 1)),
+		limiter: rate.NewLimiter(limitOf(ratePPS), max(burst, 1)),
 		log:     log.With("component", "announce"),
 		runs:    make(map[runKey]*run),
 	}
@@ -258,14 +254,19 @@ func (a *Announcer) send(ctx context.Context, log *slog.Logger, sock *Socket, re
 	log.Info("announcement done", attrs...)
 }
 
-// SetRate changes the cap (a configuration reload); runs under way follow
-// it from their next frame.
-func (a *Announcer) SetRate(pps rate.Limit, burst int) {
-	if pps <= 0 {
-		pps = rate.Inf
-	}
-	a.limiter.SetLimit(pps)
+// SetRate changes the cap as New takes it (a configuration reload); runs
+// under way follow it from their next frame.
+func (a *Announcer) SetRate(ratePPS, burst int) {
+	a.limiter.SetLimit(limitOf(ratePPS))
 	a.limiter.SetBurst(max(burst, 1))
+}
+
+// limitOf is the limiter's rate for ratePPS frames/s: none when <= 0.
+func limitOf(ratePPS int) rate.Limit {
+	if ratePPS <= 0 {
+		return rate.Inf
+	}
+	return rate.Limit(ratePPS)
 }
 
 // InFlight lists, sorted, the groups with an announcement still running.

@@ -200,33 +200,33 @@ type GuestPort struct {
 }
 
 // ProfileFor finds the guest port profile whose pattern matches ifname,
-// and its group's index. Interfaces named anywhere in the file are never
+// and its group's name. Interfaces named anywhere in the file are never
 // matched, nor names that are not valid interface names.
-func (c *Config) ProfileFor(ifname string) (group int, profile GuestPort, ok bool) {
+func (c *Config) ProfileFor(ifname string) (group string, profile GuestPort, ok bool) {
 	if CheckIfName(ifname) != nil {
-		return 0, GuestPort{}, false
+		return "", GuestPort{}, false
 	}
 	for _, g := range c.Groups {
 		for _, u := range g.Uplinks {
 			if u.Name == ifname {
-				return 0, GuestPort{}, false
+				return "", GuestPort{}, false
 			}
 		}
 		for _, p := range g.GuestPorts {
 			if p.Name == ifname {
-				return 0, GuestPort{}, false
+				return "", GuestPort{}, false
 			}
 		}
 	}
-	for i, g := range c.Groups {
+	for _, g := range c.Groups {
 		for _, p := range g.GuestPorts {
 			if ok, _ := path.Match(p.Match, ifname); p.Match != "" && ok {
 				p.Name = ifname
-				return i, p, true
+				return g.Name, p, true
 			}
 		}
 	}
-	return 0, GuestPort{}, false
+	return "", GuestPort{}, false
 }
 
 // GuestPatterns are the guest port patterns of every group.

@@ -383,7 +383,7 @@ func TestParseBad(t *testing.T) {
 		{"announce priority out of range", "groups:\n  - name: a\n    guest_ports: [{name: v0, announce_priority: -1}]\n    uplinks: [{name: e}]\n",
 			[]string{`groups[0].guest_ports[0].announce_priority: must be between 0 and 65535, got -1`}},
 		{"guest port shapes", "groups:\n  - name: a\n    guest_ports: [{name: v3, vlans: 3}, [v4]]\n    uplinks: [{name: e}]\n",
-			[]string{`line 3: field vlans not found in type config.guestPort (name, match, vlan, trunk, announce_priority, max_macs, mac_lock)`, `expected guest port (a name, or {name or match, vlan or trunk, announce_priority}), got a list`}},
+			[]string{`line 3: field vlans not found in type config.guestPort (name, match, vlan, trunk, announce_priority, max_macs, mac_lock)`, `expected guest port (a name, or a mapping of name, match, vlan, trunk, announce_priority, max_macs, mac_lock), got a list`}},
 		{"guest port patterns", "groups:\n  - name: a\n    guest_ports: [{match: \"vnet[\"}, {name: v0, match: \"v*\"}, {match: \"tap*\"}, {match: \"tap*\", vlan: 5}, {match: \"\"}, {match: \"a b*\"}]\n    uplinks: [{name: e}]\n",
 			[]string{`groups[0].guest_ports[0].match: pattern "vnet[": syntax error in pattern`, `groups[0].guest_ports[1]: give name (one interface) or match (a pattern), not both`,
 				`groups[0].guest_ports[3].match: pattern "tap*" is already used at groups[0].guest_ports[2].match`, `groups[0].guest_ports[4].match: pattern is required`,
@@ -551,20 +551,20 @@ func TestProfileFor(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
 		ok    bool
-		group int
+		group string
 		want  GuestPort
 	}{
-		{"vnet12", true, 0, GuestPort{MaxMACs: 1024, Name: "vnet12", Match: "vnet*", VLAN: 10}},
-		{"tap3", true, 1, GuestPort{MaxMACs: 1024, Name: "tap3", Match: "*", AnnouncePriority: 3}},
-		{"vnet7", false, 0, GuestPort{}},
-		{"eth0", false, 0, GuestPort{}},
-		{"eth1", false, 0, GuestPort{}},
-		{"", false, 0, GuestPort{}},
-		{"a/b", false, 0, GuestPort{}},
+		{"vnet12", true, "a", GuestPort{MaxMACs: 1024, Name: "vnet12", Match: "vnet*", VLAN: 10}},
+		{"tap3", true, "b", GuestPort{MaxMACs: 1024, Name: "tap3", Match: "*", AnnouncePriority: 3}},
+		{"vnet7", false, "", GuestPort{}},
+		{"eth0", false, "", GuestPort{}},
+		{"eth1", false, "", GuestPort{}},
+		{"", false, "", GuestPort{}},
+		{"a/b", false, "", GuestPort{}},
 	} {
 		g, p, ok := cfg.ProfileFor(tc.name)
 		if ok != tc.ok || g != tc.group || !reflect.DeepEqual(p, tc.want) {
-			t.Errorf("ProfileFor(%q) = %d, %+v, %t; want %d, %+v, %t", tc.name, g, p, ok, tc.group, tc.want, tc.ok)
+			t.Errorf("ProfileFor(%q) = %q, %+v, %t; want %q, %+v, %t", tc.name, g, p, ok, tc.group, tc.want, tc.ok)
 		}
 	}
 }

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/uplinkd/uplinkd/pkg/balance"
 )
 
 // The file* types mirror the YAML file. Optional values are pointers so that
@@ -64,8 +66,8 @@ func (g *fileGuestPort) UnmarshalYAML(n *yaml.Node) error {
 		return nil
 	case yaml.MappingNode:
 		for i := 0; i+1 < len(n.Content); i += 2 {
-			if k := n.Content[i]; !slices.Contains([]string{"name", "match", "vlan", "trunk", "announce_priority", "max_macs", "mac_lock"}, k.Value) {
-				return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: field %s not found in type config.guestPort (name, match, vlan, trunk, announce_priority, max_macs, mac_lock)", k.Line, k.Value)}}
+			if k := n.Content[i]; !slices.Contains(guestPortFields, k.Value) {
+				return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: field %s not found in type config.guestPort (%s)", k.Line, k.Value, strings.Join(guestPortFields, ", "))}}
 			}
 		}
 		var aux struct {
@@ -84,8 +86,11 @@ func (g *fileGuestPort) UnmarshalYAML(n *yaml.Node) error {
 		g.MaxMACs, g.MACLock = aux.MaxMACs, aux.MACLock
 		return nil
 	}
-	return typeMismatch(n, "guest port (a name, or {name or match, vlan or trunk, announce_priority})")
+	return typeMismatch(n, "guest port (a name, or a mapping of "+strings.Join(guestPortFields, ", ")+")")
 }
+
+// guestPortFields are the keys of a guest port's mapping form.
+var guestPortFields = []string{"name", "match", "vlan", "trunk", "announce_priority", "max_macs", "mac_lock"}
 
 type fileProbe struct {
 	Targets  []string      `yaml:"targets"`
@@ -299,7 +304,7 @@ func (raw *fileConfig) validate() (*Config, error) {
 			}
 			g.Rebalance = Rebalance{
 				Interval:   v.duration(gp+".rebalance.interval", r.Interval, 0, MinRebalanceInterval, MaxRebalanceInterval, true),
-				MaxBuckets: v.intRange(gp+".rebalance.max_buckets", r.MaxBuckets, DefaultRebalanceBuckets, 1, 256),
+				MaxBuckets: v.intRange(gp+".rebalance.max_buckets", r.MaxBuckets, DefaultRebalanceBuckets, 1, balance.Buckets),
 			}
 		}
 		if rg.Failback != nil {
@@ -452,7 +457,7 @@ func checkPattern(p string) error {
 		return fmt.Errorf("pattern %q: %v (use *, ? and [a-z] as in shell globs)", p, err)
 	}
 	for i := 0; i < len(p); i++ {
-		if c := p[i]; c == '/' || c == ':' || c <= ' ' || c == 0x7f {
+		if c := p[i]; badIfNameByte(c) {
 			return fmt.Errorf("pattern %q contains %q, which no interface name has", p, c)
 		}
 	}
@@ -489,12 +494,17 @@ func CheckIfName(name string) error {
 	case name == "." || name == "..":
 		return fmt.Errorf("interface name %q is not allowed", name)
 	}
-	// Bytes, not runes: the kernel checks bytes (its isspace also matches
-	// 0xa0, Latin-1 no-break space).
 	for i := 0; i < len(name); i++ {
-		if c := name[i]; c == '/' || c == ':' || c <= ' ' || c == 0x7f || c == 0xa0 {
+		if c := name[i]; badIfNameByte(c) {
 			return fmt.Errorf("interface name %q contains %q; '/', ':', whitespace and control characters are not allowed", name, c)
 		}
 	}
 	return nil
+}
+
+// badIfNameByte is a byte no interface name has. Bytes, not runes: the
+// kernel checks bytes (its isspace also matches 0xa0, Latin-1 no-break
+// space).
+func badIfNameByte(c byte) bool {
+	return c == '/' || c == ':' || c <= ' ' || c == 0x7f || c == 0xa0
 }

@@ -13,6 +13,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/uplinkd/uplinkd/pkg/config"
 	"github.com/uplinkd/uplinkd/pkg/control"
 	"github.com/uplinkd/uplinkd/pkg/version"
 )
@@ -145,9 +146,9 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		}
 		req := control.MoveGuestRequest{MAC: pos[1], Uplink: pos[2]}
 		if mac, vlan, ok := strings.Cut(pos[1], "@"); ok {
-			n, convErr := strconv.ParseUint(vlan, 10, 12)
-			if convErr != nil {
-				fmt.Fprintf(stderr, "uplinkctl: VLAN %q is not a number from 0 to 4095\n", vlan)
+			n, convErr := strconv.ParseUint(vlan, 10, 16)
+			if convErr != nil || n > config.MaxVLAN {
+				fmt.Fprintf(stderr, "uplinkctl: VLAN %q is not a number from 0 to %d\n", vlan, config.MaxVLAN)
 				return 2
 			}
 			req.MAC, req.VLAN = mac, uint16(n)

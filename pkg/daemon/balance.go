@@ -185,6 +185,9 @@ func (d *Daemon) MoveGuest(groupName string, req control.MoveGuestRequest) error
 	if err != nil || len(mac) != 6 {
 		return fmt.Errorf("%w: %q is not a MAC address", control.ErrRefused, req.MAC)
 	}
+	if req.VLAN > config.MaxVLAN {
+		return fmt.Errorf("%w: VLAN %d is not in 0..%d", control.ErrRefused, req.VLAN, config.MaxVLAN)
+	}
 	slot, ok := g.policy.Slot(req.Uplink)
 	if !ok {
 		return fmt.Errorf("group %s has no uplink %q: %w", groupName, req.Uplink, control.ErrNotFound)

@@ -260,12 +260,12 @@ func (d *Daemon) matchGuest(name string) *port {
 	if _, used := d.ports[name]; used {
 		return nil
 	}
-	gi, profile, ok := d.cfg.ProfileFor(name)
+	groupName, profile, ok := d.cfg.ProfileFor(name)
 	if !ok {
 		return nil
 	}
-	g := d.groupOfConfig(gi)
-	if g == nil {
+	g, err := d.groupByName(groupName)
+	if err != nil {
 		return nil
 	}
 	if len(g.guests) >= config.MaxGuestPorts {
@@ -292,19 +292,6 @@ func (d *Daemon) matchExisting() []*port {
 		}
 	}
 	return out
-}
-
-// groupOfConfig is the group of d.cfg.Groups[i].
-func (d *Daemon) groupOfConfig(i int) *group {
-	if i < 0 || i >= len(d.cfg.Groups) {
-		return nil
-	}
-	for _, g := range d.groups {
-		if g.cfg.Name == d.cfg.Groups[i].Name {
-			return g
-		}
-	}
-	return nil
 }
 
 // uplinkPorts are g's uplinks in slot order.

@@ -10,7 +10,6 @@ import (
 	"github.com/uplinkd/uplinkd/pkg/config"
 	"github.com/uplinkd/uplinkd/pkg/control"
 	"github.com/uplinkd/uplinkd/pkg/datapath"
-	"golang.org/x/time/rate"
 )
 
 // Reload is SIGHUP and `uplinkctl reload`: the configuration file is read
@@ -76,7 +75,7 @@ func (d *Daemon) Reload() ([]string, error) {
 		note("log_level %s", cfg.LogLevel)
 	}
 	if cfg.AnnounceRateLimit != d.cfg.AnnounceRateLimit || cfg.AnnounceBurst != d.cfg.AnnounceBurst {
-		d.ann.SetRate(rate.Limit(cfg.AnnounceRateLimit), cfg.AnnounceBurst)
+		d.ann.SetRate(cfg.AnnounceRateLimit, cfg.AnnounceBurst)
 		note("announce_rate_limit %d, announce_burst %d", cfg.AnnounceRateLimit, cfg.AnnounceBurst)
 	}
 	d.cfg = cfg

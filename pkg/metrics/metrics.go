@@ -2,8 +2,8 @@
 // in the data plane (per port packets, bytes and drops) and the current
 // state (active uplink, carrier, probe and admin state) are read at scrape
 // time through a Source; events (failovers, latencies, announcements) are
-// recorded by the daemon as they happen. The package makes no syscalls of
-// its own besides serving HTTP.
+// recorded by the daemon as they happen. Besides serving HTTP, its only
+// syscalls are the standard process collector's reads of /proc.
 package metrics
 
 import (
@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/uplinkd/uplinkd/pkg/config"
 	"github.com/uplinkd/uplinkd/pkg/control"
 )
 
@@ -94,8 +95,8 @@ func (m *Metrics) Switched(group, reason, source string, detected, switched time
 	}
 }
 
-// sourceLabel keeps the label's values few: "kernel/<path>" stays, the
-// rest are the daemon's own (netlink, poll, probe, operator, ...).
+// sourceLabel names a switch's source: "kernel/<path>" or the daemon's
+// own (netlink, poll, probe, operator, ...); unnamed is "daemon".
 func sourceLabel(s string) string {
 	if s == "" {
 		return "daemon"
@@ -190,7 +191,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 			for _, st := range []string{"none", "ok", "failed"} {
 				gauge(descProbe, u.Probe == st, g.Name, u.Name, st)
 			}
-			for _, st := range []string{"usable", "standby", "disabled"} {
+			for _, st := range config.UplinkStates {
 				gauge(descAdmin, u.Admin == st, g.Name, u.Name, st)
 			}
 		}
