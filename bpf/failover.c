@@ -54,7 +54,7 @@ static __always_inline int fail_over(const struct net_device *dev, __u32 cause, 
 }
 
 /* remember_dev records which device an uplink slot transmits through, so
- * the switch can read its carrier (bpf/switch.c, uplink_has_carrier). */
+ * the switch can read its carrier (bpf/switch.c, uplink_lost_carrier). */
 static __always_inline void remember_dev(const struct net_device *dev)
 {
 	struct port_info *port = uplink_of(dev);

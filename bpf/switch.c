@@ -4,7 +4,9 @@
  *
  * One write moves every guest: guest traffic goes to
  * uplinks[group * MAX_UPLINKS + active[group]], so changing active[group]
- * moves all of a group's guests at once. */
+ * moves all of a group's guests at once. A balance group sends each guest
+ * through its bucket's uplink instead (balances[group]), and one write of
+ * that table moves every bucket. */
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
@@ -293,9 +295,14 @@ static __always_inline void refuse_learning(const struct port_info *port)
 		st->learn_refused++;
 }
 
-static __always_inline void learn_mac(const struct port_info *port,
-				      __u32 ifindex, const struct frame *f,
-				      __u64 now)
+/* learn_mac learns f's source behind the port: LEARN_REFUSED when the
+ * port may not have it (max_macs, mac_lock), LEARN_KNOWN when it was
+ * there already, LEARN_NEW when it arrived. */
+enum { LEARN_REFUSED = -1, LEARN_KNOWN = 0, LEARN_NEW = 1 };
+
+static __always_inline int learn_mac(const struct port_info *port,
+				     __u32 ifindex, const struct frame *f,
+				     __u64 now)
 {
 	struct fdb_key key = { .group = port->group, .vlan = f->vlan };
 	struct fdb_entry *old;
@@ -310,7 +317,7 @@ static __always_inline void learn_mac(const struct port_info *port,
 	if (old && old->ifindex == ifindex) {
 		if (now - old->seen_ns >= REFRESH_NS)
 			bpf_map_update_elem(&fdb, &key, &entry, BPF_ANY);
-		return;
+		return LEARN_KNOWN;
 	}
 
 	/* New behind this port: a MAC locked to another port stays there,
@@ -321,7 +328,7 @@ static __always_inline void learn_mac(const struct port_info *port,
 		struct port_info *owner = bpf_map_lookup_elem(&ports, &old_ifindex);
 		if (owner && (owner->flags & PORT_F_MAC_LOCK)) {
 			refuse_learning(port);
-			return;
+			return LEARN_REFUSED;
 		}
 		old_id = old->port_id;
 	}
@@ -329,10 +336,10 @@ static __always_inline void learn_mac(const struct port_info *port,
 	__u32 *count = bpf_map_lookup_elem(&learned_macs, &id);
 	if (port->max_macs && count && *count >= port->max_macs) {
 		refuse_learning(port);
-		return;
+		return LEARN_REFUSED;
 	}
 	if (bpf_map_update_elem(&fdb, &key, &entry, BPF_ANY))
-		return;
+		return LEARN_REFUSED;
 	if (count)
 		__sync_fetch_and_add(count, 1);
 	if (old) {
@@ -340,7 +347,14 @@ static __always_inline void learn_mac(const struct port_info *port,
 		if (was && *was > 0)
 			__sync_fetch_and_sub(was, 1);
 	}
+	return LEARN_NEW;
+}
 
+/* report_arrival tells the daemon of a guest learned for the first time
+ * (or behind another port); a full ring drops the event, not the frame. */
+static __always_inline void report_arrival(const struct port_info *port,
+					   __u32 ifindex, const struct frame *f)
+{
 	struct arrival *ev = bpf_ringbuf_reserve(&arrivals, sizeof(*ev), 0);
 	if (!ev)
 		return;
@@ -407,7 +421,12 @@ static __always_inline void learn(const struct port_info *port, __u32 ifindex,
 				  const struct frame *f, void *end)
 {
 	__u64 now = bpf_ktime_get_ns();
+	int mac = learn_mac(port, ifindex, f, now);
 
+	/* A MAC the port may not have teaches no address either: a guest
+	 * spoofing a locked MAC must not bind addresses to it. */
+	if (mac == LEARN_REFUSED)
+		return;
 	if (f->proto == bpf_htons(ETH_P_IP)) {
 		__u8 *ip = f->l3;
 
@@ -426,13 +445,14 @@ static __always_inline void learn(const struct port_info *port, __u32 ifindex,
 		if ((void *)(ip6 + IPV6_LEN) <= end)
 			learn_ipv6(port, f, ip6 + 8, now);
 	}
-	/* The MAC last: an arrival event finds the address of the same frame
+	/* The arrival last: the daemon finds the address of the same frame
 	 * learned already. */
-	learn_mac(port, ifindex, f, now);
+	if (mac == LEARN_NEW)
+		report_arrival(port, ifindex, f);
 }
 
 /* flood sends a copy to every port; xdp_egress keeps only the copies for
- * the ingress port's group (and, of its uplinks, only the active one). */
+ * the ingress port's group (and, of its uplinks, only one: see there). */
 static __always_inline int flood(void)
 {
 	return bpf_redirect_map(&ports_tx, 0,
@@ -596,10 +616,11 @@ int xdp_uplink(struct xdp_md *ctx)
 	struct fdb_key key = { .group = port->group, .vlan = f.vlan };
 	__builtin_memcpy(key.mac, f.dst, ETH_ALEN);
 
-	/* A standby uplink delivers nothing to guests: the upstream floods
-	 * copies to every port, and only the active one may deliver them.
-	 * The uplink active until the last switch still delivers unicast to
-	 * known guests for a while: make before break. */
+	/* A standby uplink delivers no flood copies to guests: the upstream
+	 * floods to every port, and only the active (designated) one may
+	 * deliver them. Unicast to a known guest it delivers in a balance
+	 * group, and for a while after it stopped being active: make before
+	 * break. */
 	if (active_slot(port->group) != port->slot) {
 		__u32 group = port->group;
 		struct drain *dr = bpf_map_lookup_elem(&draining, &group);
@@ -640,8 +661,9 @@ static __always_inline int count_tx(struct xdp_md *ctx, const struct port_info *
 
 /* xdp_egress runs for every frame leaving through ports_tx (flooding and
  * guest unicast): it confines flooding to the ingress port's group, never
- * sends from an uplink to an uplink, lets only the active uplink carry
- * flood copies, and counts what leaves. */
+ * sends from an uplink to an uplink, lets one uplink carry a guest's flood
+ * copy (the active one; in a balance group, the guest's bucket's), and
+ * counts what leaves. */
 SEC("xdp/devmap")
 int xdp_egress(struct xdp_md *ctx)
 {
@@ -652,10 +674,9 @@ int xdp_egress(struct xdp_md *ctx)
 	if (!src || !dst || src->group != dst->group)
 		return XDP_DROP;
 	if (dst->role == ROLE_UPLINK) {
-		struct balance *bal = balance_of(dst->group);
-
 		if (src->role == ROLE_UPLINK)
 			return XDP_DROP;
+		struct balance *bal = balance_of(dst->group);
 		if (bal) {
 			/* A guest's flood copy leaves through its own bucket's
 			 * uplink, where the upstream learned the guest. */

@@ -5,6 +5,8 @@ import (
 	"math/rand/v2"
 	"net"
 	"testing"
+
+	"github.com/google/gopacket/layers"
 )
 
 // TestLearningLimitAndMACLock: a guest port learns at most max_macs MACs
@@ -51,10 +53,26 @@ func TestLearningLimitAndMACLock(t *testing.T) {
 	if st := tp.stats(t, tp.vnet0); learned != 3 || st.LearnRefused != 2 {
 		t.Errorf("vnet0 (max 3): %d of 5 MACs learned, %d refused", learned, st.LearnRefused)
 	}
-	// Spoofing B from vnet0: B stays behind the locked vnet1.
-	run(t, guest, tp.vnet0, frame(t, macUp, macB, 0, nil), false)
-	if behind(macB) != tp.vnet1 || tp.stats(t, tp.vnet0).LearnRefused != 3 {
+	// Spoofing B from vnet0, with an address: B stays behind the locked
+	// vnet1, and the address is not bound to B (it would be announced as
+	// B's); nor is one from a MAC over vnet0's limit.
+	spoofed := &layers.IPv4{Version: 4, IHL: 5, TTL: 64, Protocol: layers.IPProtocolUDP,
+		SrcIP: net.IP{192, 0, 2, 66}, DstIP: net.IP{192, 0, 2, 1}}
+	run(t, guest, tp.vnet0, frame(t, macUp, macB, 0, nil, spoofed), false)
+	overLimit := &layers.IPv4{Version: 4, IHL: 5, TTL: 64, Protocol: layers.IPProtocolUDP,
+		SrcIP: net.IP{192, 0, 2, 67}, DstIP: net.IP{192, 0, 2, 1}}
+	run(t, guest, tp.vnet0, frame(t, macUp, mac(7), 0, nil, overLimit), false)
+	if behind(macB) != tp.vnet1 || tp.stats(t, tp.vnet0).LearnRefused != 4 {
 		t.Errorf("B spoofed from vnet0: now behind %d, refused %d", behind(macB), tp.stats(t, tp.vnet0).LearnRefused)
+	}
+	neigh, err := tp.dp.Neighbours()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range neigh {
+		if a := n.Addr.String(); a == "192.0.2.66" || a == "192.0.2.67" {
+			t.Errorf("refused MAC %s taught address %s", n.MAC, a)
+		}
 	}
 
 	// A guest spraying 100,000 source MACs under a limit of 1,024.
