@@ -119,9 +119,10 @@ func (t *Table) Count() map[int]int {
 // least busy, each time the heaviest bucket whose move narrows the gap
 // (its load is below the gap), and stops once the gap is under minGap of
 // the total load (no churn for a small imbalance). load is each bucket's
-// load over the last interval (bytes). It returns the new table and the
-// buckets it moved, in order.
-func Rebalance(t Table, load *[Buckets]uint64, carriers []int, maxMoves int, minGap float64) (Table, []int) {
+// load over the last interval (bytes); buckets in fixed (the operator's
+// pins) are never moved. It returns the new table and the buckets it
+// moved, in order.
+func Rebalance(t Table, load *[Buckets]uint64, carriers []int, fixed map[int]bool, maxMoves int, minGap float64) (Table, []int) {
 	if len(carriers) < 2 {
 		return t, nil
 	}
@@ -150,7 +151,7 @@ func Rebalance(t Table, load *[Buckets]uint64, carriers []int, maxMoves int, min
 		}
 		best := -1
 		for b, s := range t {
-			if int(s) == busy && load[b] > 0 && load[b] < gap && (best < 0 || load[b] > load[best]) {
+			if int(s) == busy && !fixed[b] && load[b] > 0 && load[b] < gap && (best < 0 || load[b] > load[best]) {
 				best = b
 			}
 		}

@@ -2,6 +2,7 @@ package balance
 
 import (
 	"net"
+	"slices"
 	"testing"
 )
 
@@ -81,20 +82,24 @@ func TestRebalance(t *testing.T) {
 	}
 	load[2] = 100 // home slot 2
 
-	got, moved := Rebalance(base, &load, slots, 4, 0.1)
+	got, moved := Rebalance(base, &load, slots, nil, 4, 0.1)
 	if len(moved) != 1 || got[moved[0]] != 1 || base[moved[0]] != 0 {
 		t.Fatalf("moved %v (%v), want one heavy bucket from slot 0 to slot 1", moved, got.Count())
 	}
+	// The operator's pin holds: with that bucket fixed, the other moves.
+	if _, m := Rebalance(base, &load, slots, map[int]bool{moved[0]: true}, 4, 0.1); len(m) != 1 || m[0] == moved[0] || !slices.Contains(heavy, m[0]) {
+		t.Errorf("with bucket %d fixed, moved %v; want the other heavy bucket", moved[0], m)
+	}
 	// Balanced now (1000 / 1000 / 100): a second pass moves nothing that
 	// would not just swap the imbalance, and the cap holds.
-	if _, again := Rebalance(got, &load, slots, 4, 0.1); len(again) != 0 {
+	if _, again := Rebalance(got, &load, slots, nil, 4, 0.1); len(again) != 0 {
 		t.Errorf("second pass moved %v", again)
 	}
 	// A bucket heavier than the gap is never moved (it would only move
 	// the hot spot).
 	var one [Buckets]uint64
 	one[0] = 5000
-	if _, m := Rebalance(base, &one, slots, 4, 0.1); len(m) != 0 {
+	if _, m := Rebalance(base, &one, slots, nil, 4, 0.1); len(m) != 0 {
 		t.Errorf("a single hot bucket moved: %v", m)
 	}
 	// Small imbalance: under minGap, nothing moves.
@@ -103,7 +108,7 @@ func TestRebalance(t *testing.T) {
 		even[b] = 10
 	}
 	even[0] = 12
-	if _, m := Rebalance(base, &even, slots, 4, 0.1); len(m) != 0 {
+	if _, m := Rebalance(base, &even, slots, nil, 4, 0.1); len(m) != 0 {
 		t.Errorf("moved %v for a tiny imbalance", m)
 	}
 	// At most maxMoves.
@@ -113,11 +118,11 @@ func TestRebalance(t *testing.T) {
 			skew[b] = 100
 		}
 	}
-	if _, m := Rebalance(base, &skew, slots, 3, 0.01); len(m) != 3 {
+	if _, m := Rebalance(base, &skew, slots, nil, 3, 0.01); len(m) != 3 {
 		t.Errorf("moved %d, want the cap of 3", len(m))
 	}
 	// One carrier: nothing to do.
-	if _, m := Rebalance(base, &skew, []int{0}, 4, 0.01); m != nil {
+	if _, m := Rebalance(base, &skew, []int{0}, nil, 4, 0.01); m != nil {
 		t.Errorf("one carrier: moved %v", m)
 	}
 }

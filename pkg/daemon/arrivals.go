@@ -66,10 +66,14 @@ func takeArrivals(first datapath.Arrival, more <-chan datapath.Arrival) []datapa
 	return batch
 }
 
-// onArrivals announces arrived guests on their groups' active uplinks. The
+// onArrivals announces arrived guests where they leave: on the group's
+// active uplink, or in a balance group each on its bucket's uplink. The
 // guests that arrived within one announcement's duration are announced
 // again with them: a new run replaces the running one.
 func (d *Daemon) onArrivals(batch []datapath.Arrival) {
+	// One walk of the FDB and the addresses for the batch, outside the
+	// daemon's lock.
+	all, guestsErr := d.dp.Guests()
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	now := time.Now()
@@ -95,13 +99,12 @@ func (d *Daemon) onArrivals(batch []datapath.Arrival) {
 			d.log.Info("guests arrived; not announced (no active uplink, or announcements off)", "group", g.cfg.Name, "macs", firstFew(macs))
 			continue
 		}
-		guests, err := d.guestsOf(g.id)
-		if err != nil {
-			d.log.Error("cannot read learned guests; arrivals not announced", "group", g.cfg.Name, "err", err)
+		if guestsErr != nil {
+			d.log.Error("cannot read learned guests; arrivals not announced", "group", g.cfg.Name, "err", guestsErr)
 			continue
 		}
 		var recent []announce.Guest
-		for _, gu := range guests {
+		for _, gu := range d.announceable(all, g.id) {
 			if len(gu.MAC) == 6 {
 				if _, ok := g.arrived[arrivalKey{gu.VLAN, [6]byte(gu.MAC)}]; ok {
 					recent = append(recent, gu)
@@ -120,9 +123,10 @@ func (d *Daemon) onArrivals(batch []datapath.Arrival) {
 		d.log.Info("guests arrived; announcing them on the active uplink", "group", g.cfg.Name, "uplink", up.name,
 			"new", len(macs), "macs", firstFew(macs), "announced", len(recent))
 		results := d.announceOn(g, up, recent, arrivalsKey, time.Time{})
+		name := g.cfg.Name // a reload may rewrite g.cfg meanwhile
 		go func() {
 			res := <-results
-			d.log.Debug("arrivals announced", "group", g.cfg.Name, "uplink", up.name, "guests", len(recent),
+			d.log.Debug("arrivals announced", "group", name, "uplink", up.name, "guests", len(recent),
 				"frames", res.Frames, "rounds", res.Rounds, "errors", res.Errors, "canceled", res.Canceled)
 		}()
 	}

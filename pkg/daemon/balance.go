@@ -41,9 +41,9 @@ func (d *Daemon) rebalance(g *group) {
 	}
 	carriers := g.policy.Carriers()
 	next := balance.Assign(g.table, carriers, g.homeSlots(), g.cfg.Failback)
-	for b, s := range g.pins {
-		if slices.Contains(carriers, s) {
-			next[b] = uint8(s)
+	for b, p := range g.pins {
+		if slices.Contains(carriers, p.slot) {
+			next[b] = uint8(p.slot)
 		} else {
 			delete(g.pins, b) // its uplink failed: the pin is void
 		}
@@ -122,12 +122,18 @@ func (d *Daemon) announceBuckets(g *group, buckets []int, why string) {
 	for _, b := range buckets {
 		in[b] = true
 	}
+	d.announceWhere(g, why, func(gu announce.Guest) bool { return in[balance.Bucket(gu.MAC, gu.VLAN)] })
+}
+
+// announceWhere announces the learned guests of balance group g that keep
+// selects, each on the uplink it leaves through.
+func (d *Daemon) announceWhere(g *group, why string, keep func(announce.Guest) bool) {
 	guests, err := d.guestsOf(g.id)
 	if err != nil {
 		d.log.Error("cannot read learned guests; no announcement", "group", g.cfg.Name, "err", err)
 		return
 	}
-	d.announceBySlot(g, slices.DeleteFunc(guests, func(gu announce.Guest) bool { return !in[balance.Bucket(gu.MAC, gu.VLAN)] }), why)
+	d.announceBySlot(g, slices.DeleteFunc(guests, func(gu announce.Guest) bool { return !keep(gu) }), why)
 }
 
 // announceBySlot announces guests of balance group g, each on the uplink
@@ -146,12 +152,7 @@ func (d *Daemon) announceBySlot(g *group, guests []announce.Guest, why string) {
 
 // announceSlot announces the learned guests that leave through slot.
 func (d *Daemon) announceSlot(g *group, slot int, why string) {
-	guests, err := d.guestsOf(g.id)
-	if err != nil {
-		d.log.Error("cannot read learned guests; no announcement", "group", g.cfg.Name, "err", err)
-		return
-	}
-	d.announceBySlot(g, slices.DeleteFunc(guests, func(gu announce.Guest) bool { return g.slotOf(gu.MAC, gu.VLAN) != slot }), why)
+	d.announceWhere(g, why, func(gu announce.Guest) bool { return g.slotOf(gu.MAC, gu.VLAN) == slot })
 }
 
 // announceEach announces guests on the uplink in slot.
@@ -161,9 +162,10 @@ func (d *Daemon) announceEach(g *group, slot int, guests []announce.Guest, why s
 		return
 	}
 	results := d.announceOn(g, up, guests, why+"/"+up.name, time.Time{})
+	name := g.cfg.Name // a reload may rewrite g.cfg meanwhile
 	go func() {
 		res := <-results
-		d.log.Info("guests announced on their uplink", "group", g.cfg.Name, "uplink", up.name, "why", why,
+		d.log.Info("guests announced on their uplink", "group", name, "uplink", up.name, "why", why,
 			"guests", len(guests), "frames", res.Frames, "errors", res.Errors, "canceled", res.Canceled)
 	}()
 }
@@ -197,9 +199,9 @@ func (d *Daemon) MoveGuest(groupName string, req control.MoveGuestRequest) error
 	}
 	b := balance.Bucket(mac, req.VLAN)
 	if g.pins == nil {
-		g.pins = map[int]int{}
+		g.pins = map[int]pin{}
 	}
-	g.pins[b] = slot
+	g.pins[b] = pin{slot: slot, operator: true}
 	d.log.Info("guest moved by the operator", "group", groupName, "mac", mac, "vlan", req.VLAN, "bucket", b, "uplink", req.Uplink)
 	d.rebalance(g)
 	return nil
@@ -241,18 +243,26 @@ func (d *Daemon) rebalanceTicks(ctx context.Context, out chan<- uint32) {
 	}
 }
 
+// pin holds a bucket on a slot; the operator's (move-guest) the rebalancer
+// leaves alone.
+type pin struct {
+	slot     int
+	operator bool
+}
+
 // onRebalanceTick measures each bucket's traffic since the last tick and
 // moves up to max_buckets buckets from the busiest uplink to the least
 // busy; moved buckets are pinned there (failback does not undo them) and
 // their guests announced on their new uplink.
 func (d *Daemon) onRebalanceTick(id uint32) {
+	// 256 per-CPU reads: not under the daemon's lock.
+	cur, err := d.dp.BucketBytes(id)
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	g := d.groupByID(id)
 	if g == nil || g.table == nil {
 		return
 	}
-	cur, err := d.dp.BucketBytes(g.id)
 	if err != nil {
 		d.log.Warn("cannot read bucket load; not rebalancing", "group", g.cfg.Name, "err", err)
 		return
@@ -281,15 +291,19 @@ func (d *Daemon) onRebalanceTick(id uint32) {
 	if total < minRebalanceLoad {
 		return
 	}
-	next, moved := balance.Rebalance(*g.table, &delta, g.policy.Carriers(), g.cfg.Rebalance.MaxBuckets, minRebalanceGap)
+	byOperator := map[int]bool{}
+	for b, p := range g.pins {
+		byOperator[b] = p.operator
+	}
+	next, moved := balance.Rebalance(*g.table, &delta, g.policy.Carriers(), byOperator, g.cfg.Rebalance.MaxBuckets, minRebalanceGap)
 	if len(moved) == 0 {
 		return
 	}
 	if g.pins == nil {
-		g.pins = map[int]int{}
+		g.pins = map[int]pin{}
 	}
 	for _, b := range moved {
-		g.pins[b] = int(next[b])
+		g.pins[b] = pin{slot: int(next[b])}
 	}
 	g.rebalances++
 	d.log.Info("rebalancing", "group", g.cfg.Name, "buckets", moved, "load_bytes_per_s", g.load)

@@ -68,7 +68,7 @@ type Daemon struct {
 	eventVersion  uint64
 	eventsChanged chan struct{} // closed and replaced at every change
 
-	// polled maps the polled (active) uplinks to their group and slot for
+	// polled maps the polled uplinks (polledSlots) to their group and slot for
 	// the poll's fast path, which runs on its own thread without d.mu.
 	polled    atomic.Pointer[map[string]polledUplink]
 	fastMoves chan fastMove
@@ -89,11 +89,11 @@ type group struct {
 	arrived  map[arrivalKey]time.Time
 	arrivals uint64 // guests that arrived since start
 	// Balance mode: the bucket table in force (nil: none yet), the slots'
-	// alternatives written with it, and the operator's pins (bucket ->
-	// slot, from move-guest).
+	// alternatives written with it, and the buckets pinned to a slot (by
+	// move-guest or the rebalancer) while that slot carries traffic.
 	table *balance.Table
 	alt   [balance.MaxSlots][]int
-	pins  map[int]int
+	pins  map[int]pin
 	// Rebalancing: the bucket byte counters at the last tick, the
 	// upstream load per slot over the last interval (bytes/s), and how
 	// many rounds moved buckets.
@@ -484,15 +484,8 @@ func (d *Daemon) Run(ctx context.Context) error {
 		OnCarrierLost: d.onPolledCarrierLost,
 	}, d.log)
 	d.setPolled()
+	d.tellWatcherPolled() // setPolled may have found the set unchanged
 	d.mu.Unlock()
-	// Answer only now that every group has its first active uplink: a
-	// client that connected earlier waits in the backlog rather than see
-	// a half-started daemon (no active uplink, set-active refused).
-	go func() {
-		if err := srv.Serve(); err != nil {
-			d.log.Error("control socket", "err", err)
-		}
-	}()
 
 	events := make(chan linkwatch.State, 256)
 	watchDone := make(chan error, 1)
@@ -532,6 +525,15 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if d.arr != nil {
 		go d.readArrivals(ctx, arrived)
 	}
+	// Answer only now that every group has its first active uplink and
+	// its timers: a client that connected earlier waits in the backlog
+	// rather than see a half-started daemon (no active uplink, set-active
+	// refused), and no reload races the set-up above.
+	go func() {
+		if err := srv.Serve(); err != nil {
+			d.log.Error("control socket", "err", err)
+		}
+	}()
 	if d.OnReady != nil {
 		d.OnReady()
 	}
@@ -835,9 +837,10 @@ func (d *Daemon) announceOn(g *group, up *port, guests []announce.Guest, key str
 		Interval: g.cfg.Announce.Interval,
 	})
 	out := make(chan announce.Result, 1)
+	name := g.cfg.Name // a reload may rewrite g.cfg meanwhile
 	go func() {
 		res := <-results
-		d.met.Announced(g.cfg.Name, res.Frames, res.Suppressed, switched, res.First)
+		d.met.Announced(name, res.Frames, res.Suppressed, switched, res.First)
 		d.mu.Lock()
 		g.annFrames += uint64(res.Frames)
 		g.annSuppress += uint64(res.Suppressed)
@@ -854,6 +857,12 @@ func (d *Daemon) guestsOf(gid uint32) ([]announce.Guest, error) {
 	if err != nil {
 		return nil, err
 	}
+	return d.announceable(all, gid), nil
+}
+
+// announceable are the guests of group gid among all, with their ports'
+// announce priorities. Called with d.mu held.
+func (d *Daemon) announceable(all []datapath.Guest, gid uint32) []announce.Guest {
 	prio := map[int]int{}
 	for _, p := range d.ports {
 		if p.ifindex > 0 {
@@ -866,7 +875,7 @@ func (d *Daemon) guestsOf(gid uint32) ([]announce.Guest, error) {
 			out = append(out, announce.Guest{MAC: g.MAC, VLAN: g.VLAN, Addrs: g.Addrs, Priority: prio[g.Ifindex]})
 		}
 	}
-	return out, nil
+	return out
 }
 
 // updateFallback tells the in-kernel hooks and the poll's fast path where

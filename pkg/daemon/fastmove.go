@@ -9,16 +9,17 @@ import (
 	"github.com/uplinkd/uplinkd/pkg/failover"
 )
 
-// The carrier poll's fast path. When the poll sees the active uplink's
-// carrier go, it moves the group in the data plane right there, on the
-// poll's thread, the way the kernel paths do (first other uplink of the
+// The carrier poll's fast path. When the poll sees a polled uplink's
+// carrier go (the active one; in a balance group, any that carries
+// guests), it moves the group in the data plane right there, on the poll's
+// thread, the way the kernel paths do (first other uplink of the
 // fallback order), and only then tells the daemon, which records the move
 // like a kernel switch. This saves the wake-ups of the watcher and of the
 // daemon's loop (100-300 µs on a busy 2-vCPU host) between seeing the loss
 // and acting on it: for a tap or a plain NIC with no guest frame at that
 // moment, the poll is the first to know.
 
-// polledUplink is the group and slot of a polled (active) uplink.
+// polledUplink is the group and slot of a polled uplink.
 type polledUplink struct {
 	group uint32
 	slot  int
@@ -44,13 +45,23 @@ func (g *group) polledSlots() []int {
 	return nil
 }
 
-// setPolled makes the active uplinks the polled ones, for the watcher and
-// for the fast path. Called with d.mu held.
+// setPolled makes polledSlots' uplinks the polled ones, for the watcher
+// and for the fast path; it runs on every policy event, so an unchanged
+// set wakes nobody. Called with d.mu held.
 func (d *Daemon) setPolled() {
 	m := d.polledUplinks()
+	if old := d.polled.Load(); old != nil && maps.Equal(*old, m) {
+		return
+	}
 	d.polled.Store(&m)
-	if d.watch != nil {
-		d.watch.SetPolled(slices.Sorted(maps.Keys(m))...)
+	d.tellWatcherPolled()
+}
+
+// tellWatcherPolled gives the watcher the polled uplinks' names (once it
+// exists: Run creates it after the groups' first decisions).
+func (d *Daemon) tellWatcherPolled() {
+	if m := d.polled.Load(); m != nil && d.watch != nil {
+		d.watch.SetPolled(slices.Sorted(maps.Keys(*m))...)
 	}
 }
 

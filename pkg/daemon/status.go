@@ -83,7 +83,7 @@ func (d *Daemon) Status() control.Status {
 			}
 			if g.balanced() && g.table != nil {
 				us.Buckets, us.Guests, us.LoadBps = g.table.Count()[u.Slot], guestsOn[u.Slot], g.load[u.Slot]
-				if c, err := d.dp.Stats(p.ifindex); err == nil && p.ifindex > 0 {
+				if c, err := d.dp.Stats(p.ifindex); p.ifindex > 0 && err == nil {
 					us.TxPackets = c.TxPackets
 				}
 			}

@@ -9,8 +9,10 @@ import (
 // SetBalance puts a group in balance mode with table t (bucket -> slot)
 // and the alternatives of each slot while it is marked down (see
 // balance.Alternatives), or back in active-backup mode with t nil, and
-// clears the slots the kernel marked down: the table is the daemon's
-// answer to them.
+// clears the slots marked down: the table is the daemon's answer to them.
+// A slot the kernel marks down between the daemon's read and this write is
+// cleared too; the next frame bound for it finds the carrier gone and
+// marks it again.
 func (d *Datapath) SetBalance(group uint32, t *balance.Table, alt [balance.MaxSlots][]int) error {
 	var v bpfSwitchBalance
 	if t != nil {
@@ -25,6 +27,8 @@ func (d *Datapath) SetBalance(group uint32, t *balance.Table, alt [balance.MaxSl
 			}
 		}
 	}
+	d.balanceMu.Lock()
+	defer d.balanceMu.Unlock()
 	if err := d.objs.Balances.Put(group, v); err != nil {
 		return fmt.Errorf("set balances[%d]: %w", group, err)
 	}

@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/cilium/ebpf"
@@ -104,6 +105,10 @@ type Datapath struct {
 	// carrierCheckRefused says why the switch runs without reading the
 	// uplinks' carrier before a redirect ("" when it reads it).
 	carrierCheckRefused string
+	// balanceMu orders the daemon's table writes (SetBalance) and the
+	// poll thread's read-and-write of the down bits (MoveOff), so neither
+	// puts back what the other replaced.
+	balanceMu sync.Mutex
 }
 
 // Open loads the programs and creates the maps, or re-opens the maps a
@@ -144,9 +149,7 @@ func Open(pinDir string, log *slog.Logger) (*Datapath, error) {
 		err = spec.LoadAndAssign(&d.objs, opts)
 	}
 	if err != nil {
-		if errors.Is(err, ebpf.ErrMapIncompatible) {
-			return nil, fmt.Errorf("pinned maps under %s come from an incompatible version (remove them with `uplinkd -cleanup`): %w", pinDir, err)
-		}
+		// (Pinned maps of an older layout were migrated above.)
 		if errors.As(err, &verr) {
 			return nil, fmt.Errorf("load BPF programs: %+v", verr)
 		}

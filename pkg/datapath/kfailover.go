@@ -39,7 +39,9 @@ type KernelFailover struct {
 	refused map[string]string // path -> why the kernel said no
 }
 
-// KernelSwitch is one switch the kernel made by itself.
+// KernelSwitch is one move the kernel made by itself: off From to To, or
+// in a balance group with To NoSlot, From marked down and its buckets
+// moved while the active slot stayed.
 type KernelSwitch struct {
 	Group    uint32
 	From, To uint32
@@ -178,7 +180,7 @@ func (kf *KernelFailover) Refused() map[string]string {
 // InKernel reports whether any in-kernel path is in use.
 func (kf *KernelFailover) InKernel() bool { return len(kf.paths) > 1 }
 
-// Next blocks until the kernel reports a switch, or the reader is closed.
+// Next blocks until the kernel reports a move, or the reader is closed.
 func (kf *KernelFailover) Next() (KernelSwitch, error) {
 	if kf.events == nil {
 		return KernelSwitch{}, ringbuf.ErrClosed

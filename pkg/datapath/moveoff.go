@@ -50,19 +50,12 @@ func (d *Datapath) MoveOff(group, from uint32) (to uint32, moved bool, err error
 	if fb.Count == 0 {
 		return NoSlot, false, nil
 	}
-	var bal bpfSwitchBalance
-	if err := d.objs.Balances.Lookup(group, &bal); err == nil && bal.Mode == uint32(bpfSwitchGroupModeMODE_BALANCE) && bal.Down&(1<<from) == 0 {
-		// Not atomic with the kernel's fetch-and-or of another slot's
-		// bit; the daemon's next table write settles any such race.
-		bal.Down |= 1 << from
-		if err := d.objs.Balances.Put(group, bal); err != nil {
-			return NoSlot, false, fmt.Errorf("set balances[%d]: %w", group, err)
-		}
-		moved = true
+	if moved, err = d.markDown(group, from); err != nil {
+		return NoSlot, false, err
 	}
-	var cur uint32
-	if err := d.objs.Active.Lookup(group, &cur); err != nil {
-		return NoSlot, moved, fmt.Errorf("read active[%d]: %w", group, err)
+	cur, err := d.ActiveSlot(group)
+	if err != nil {
+		return NoSlot, moved, err
 	}
 	if cur != from {
 		return NoSlot, moved, nil
@@ -76,4 +69,22 @@ func (d *Datapath) MoveOff(group, from uint32) (to uint32, moved bool, err error
 		}
 	}
 	return NoSlot, moved, nil
+}
+
+// markDown sets slot's down bit in a balance group's entry; marked is
+// false for an active-backup group or a slot already down. Ordered with
+// SetBalance; not atomic with the kernel's fetch-and-or of another slot's
+// bit, which the daemon's next table write settles.
+func (d *Datapath) markDown(group, slot uint32) (marked bool, err error) {
+	d.balanceMu.Lock()
+	defer d.balanceMu.Unlock()
+	var bal bpfSwitchBalance
+	if err := d.objs.Balances.Lookup(group, &bal); err != nil || bal.Mode != uint32(bpfSwitchGroupModeMODE_BALANCE) || bal.Down&(1<<slot) != 0 {
+		return false, nil
+	}
+	bal.Down |= 1 << slot
+	if err := d.objs.Balances.Put(group, bal); err != nil {
+		return false, fmt.Errorf("set balances[%d]: %w", group, err)
+	}
+	return true, nil
 }

@@ -195,6 +195,12 @@ func (u *uplink) class() int {
 }
 
 // preferred reports whether a is preferred to b.
+// lostInDataPlane marks u without carrier from now, as the data plane
+// found it, until SetCarrier reports it again.
+func (u *uplink) lostInDataPlane(now time.Time) {
+	u.carrier, u.since, u.linkUp, u.holdUntil = false, now, false, time.Time{}
+}
+
 func preferred(a, b *uplink) bool {
 	if a.class() != b.class() {
 		return a.class() < b.class()
@@ -522,7 +528,7 @@ func (g *Group) DataPlaneSwitched(from, to int, reason Reason, now time.Time) De
 		return g.unchanged(ReasonNone)
 	}
 	u := g.uplinks[from]
-	u.carrier, u.since, u.linkUp, u.holdUntil = false, now, false, time.Time{}
+	u.lostInDataPlane(now)
 	if g.manual == from {
 		g.manual = NoSlot
 	}
@@ -590,7 +596,7 @@ func (g *Group) DataPlaneLost(slot, to int, reason Reason, now time.Time) Decisi
 		u.failovers++
 		u.lastReason = reason
 	}
-	u.carrier, u.since, u.linkUp, u.holdUntil = false, now, false, time.Time{}
+	u.lostInDataPlane(now)
 	return g.decide(now, reason)
 }
 

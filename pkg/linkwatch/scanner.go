@@ -201,6 +201,10 @@ func (s *scanner) sync(files map[string]*sysfsFiles, published map[string]State)
 		} else if sf.last, err = preadUint(fd); err != nil {
 			unix.Close(fd)
 			continue
+		} else if c, err := preadUint(f.carrier); err == nil {
+			// Not published yet: read the carrier, so that a loss is
+			// reported from the first scan (unknown, it never would be).
+			sf.carrier, sf.known = c == 1, true
 		}
 		s.files[name] = sf
 	}
