@@ -463,6 +463,11 @@ func TestAnnounceKeys(t *testing.T) {
 	if countFrom(got, failed) < 2 || countFrom(got, arrived) < 2 {
 		t.Fatalf("both runs should send side by side: %d failover frames, %d arrival frames", countFrom(got, failed), countFrom(got, arrived))
 	}
+	select {
+	case r := <-failCh:
+		t.Fatalf("the keyed run ended the failover run: %+v", r)
+	default:
+	}
 	nextCh := v.announce(t, a, t.Context(), Request{
 		Group: "g", Ifindex: v.txIndex, Guests: []Guest{{MAC: next}}, Count: 1,
 	})

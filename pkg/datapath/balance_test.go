@@ -172,8 +172,8 @@ func TestBalanceCarrierAtRedirect(t *testing.T) {
 	if _, down, _, err := tp.dp.Balance(red); err != nil || down != 1<<1 {
 		t.Errorf("down %#x, %v; want slot 1 marked", down, err)
 	}
-	if a, _ := tp.dp.ActiveSlot(red); a != 0 {
-		t.Errorf("the designated slot moved to %d", a)
+	if a, err := tp.dp.ActiveSlot(red); err != nil || a != 0 {
+		t.Errorf("the designated slot moved to %d (%v)", a, err)
 	}
 	ev, err := kf.Next()
 	if err != nil {

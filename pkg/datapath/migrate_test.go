@@ -4,6 +4,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"github.com/cilium/ebpf"
@@ -52,7 +53,16 @@ func TestMigratePinnedMaps(t *testing.T) {
 	if err := oldFDB.Put(key, make([]byte, 16)); err != nil {
 		t.Fatal(err)
 	}
-	pinned("stats", &ebpf.MapSpec{Type: ebpf.PerCPUArray, KeySize: 4, ValueSize: 8, MaxEntries: 16})
+	// Counters of an older layout, which cannot be copied: the new map
+	// starts empty.
+	oldStats := pinned("stats", &ebpf.MapSpec{Type: ebpf.PerCPUArray, KeySize: 4, ValueSize: 8, MaxEntries: 16})
+	perCPU := make([]uint64, ebpf.MustPossibleCPU())
+	for i := range perCPU {
+		perCPU[i] = 77
+	}
+	if err := oldStats.Put(uint32(1), perCPU); err != nil {
+		t.Fatal(err)
+	}
 
 	dp, err := Open(pin, slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
 	if err != nil {
@@ -70,6 +80,10 @@ func TestMigratePinnedMaps(t *testing.T) {
 	fdb, err := dp.FDB()
 	if err != nil || len(fdb) != 1 || fdb[0].MAC.String() != "02:00:00:00:00:0a" {
 		t.Errorf("FDB after migration: %+v, %v", fdb, err)
+	}
+	var st []bpfSwitchPortStats
+	if err := dp.objs.Stats.Lookup(uint32(1), &st); err != nil || slices.ContainsFunc(st, func(s bpfSwitchPortStats) bool { return s != bpfSwitchPortStats{} }) {
+		t.Errorf("stats after migration: %+v, %v; want a fresh (zero) map", st, err)
 	}
 	if dp.objs.Fdb.MaxEntries() != 65536 || dp.objs.Stats.ValueSize() == 8 {
 		t.Errorf("maps not in this version's layout: fdb %d entries, stats value %d bytes", dp.objs.Fdb.MaxEntries(), dp.objs.Stats.ValueSize())

@@ -38,8 +38,8 @@ func TestMoveOff(t *testing.T) {
 		if err != nil || to != s.wantTo || moved != s.wantMoved {
 			t.Errorf("%s: MoveOff = %d, %t, %v; want %d, %t", s.name, to, moved, err, s.wantTo, s.wantMoved)
 		}
-		if got, _ := tp.dp.ActiveSlot(red); got != s.after {
-			t.Errorf("%s: active slot %d, want %d", s.name, got, s.after)
+		if got, err := tp.dp.ActiveSlot(red); err != nil || got != s.after {
+			t.Errorf("%s: active slot %d (%v), want %d", s.name, got, err, s.after)
 		}
 	}
 }

@@ -1074,6 +1074,9 @@ func TestSetTimingCarriersAndDataPlaneLost(t *testing.T) {
 	}
 	// A balance group's non-active uplink found dead by the data plane.
 	g.Advance(t0.Add(6 * time.Second))
+	if got := g.Carriers(); !slices.Equal(got, []int{0, 1}) {
+		t.Fatalf("carriers after b's up-delay %v, want [0 1]", got)
+	}
 	if d := g.DataPlaneLost(1, NoActive, ReasonCarrierLost, t0.Add(7*time.Second)); d.Changed || g.Active() != 0 {
 		t.Errorf("a non-active uplink lost: %+v, active %d", d, g.Active())
 	}

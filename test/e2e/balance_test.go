@@ -115,6 +115,11 @@ func TestBalanceGroup(t *testing.T) {
 		if dups != 0 {
 			t.Errorf("guest %d (on %s, not moved): %d of %d duplicated", i, on[i], dups, senders[k].sent)
 		}
+		for p, r := range rs {
+			if n := len(r.stream(stream(i))); p != on[i] && n > 0 {
+				t.Errorf("guest %d (on %s) moved: %d frames left through %s", i, on[i], n, p)
+			}
+		}
 	}
 	if n := testbed.unexplained(stayLost, all...); n != 0 {
 		t.Errorf("guests not moved lost %d frames in the switch", n)

@@ -48,7 +48,7 @@ func newDaemon(t *testing.T, ns, groups string) *daemon {
 		t.Fatalf("mount bpffs: %v", err)
 	}
 	d := &daemon{t: t, ns: ns, bin: binaries(t), config: filepath.Join(dir, "uplinkd.yaml"),
-		socket: filepath.Join(dir, "uplinkd.sock"), logs: &bytes.Buffer{}}
+		socket: filepath.Join(dir, "run", "uplinkd.sock"), logs: &bytes.Buffer{}} // run/: uplinkd creates it
 	d.client = control.NewClient(d.socket)
 	cfg := "pin_path: " + pin + "/uplinkd\ncontrol_socket: " + d.socket + "\nlog_level: debug\ngroups:\n" + groups
 	if err := os.WriteFile(d.config, []byte(cfg), 0o600); err != nil {

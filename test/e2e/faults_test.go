@@ -125,8 +125,8 @@ func TestRecreatedInterfacesReattached(t *testing.T) {
 // maxTimeline is the daemon's bound on its failover timeline.
 const maxTimeline = 1024
 
-// TestUplinkFlapping: an uplink flapping 1,000 times at random intervals of
-// 1-50 ms (its carrier) leaves a consistent state: the active uplink is the
+// TestUplinkFlapping: an uplink flapping 1,000 times (its carrier down and
+// up again, each for a random 0.5-25 ms) leaves a consistent state: the active uplink is the
 // one policy says, every failover is counted, and traffic flows.
 func TestUplinkFlapping(t *testing.T) {
 	if testing.Short() {

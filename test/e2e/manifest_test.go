@@ -94,13 +94,24 @@ func TestKubernetesManifests(t *testing.T) {
 	if sc := c.SecurityContext; sc.Privileged || !slices.Equal(sc.Capabilities.Add, want) || !slices.Equal(sc.Capabilities.Drop, []string{"ALL"}) {
 		t.Errorf("securityContext %+v, want unprivileged, drop ALL, add %v (the systemd unit's)", sc, want)
 	}
+	// Each mount is the host's own directory (the data plane and the
+	// socket outlive the pod) or the ConfigMap.
 	mounts := map[string]string{}
 	for _, m := range c.VolumeMounts {
 		mounts[m.MountPath] = m.Name
 	}
-	for path, what := range map[string]string{"/sys/fs/bpf": "the pin path's bpffs", "/etc/uplinkd": "the configuration", "/run/uplinkd": "the control socket"} {
-		if mounts[path] == "" {
-			t.Errorf("no volume mounted at %s (%s)", path, what)
+	volumes := map[string]string{} // name -> "host:<path>" or "configmap:<name>"
+	for _, v := range pod.Volumes {
+		switch {
+		case v.HostPath.Path != "":
+			volumes[v.Name] = "host:" + v.HostPath.Path
+		case v.ConfigMap.Name != "":
+			volumes[v.Name] = "configmap:" + v.ConfigMap.Name
+		}
+	}
+	for path, want := range map[string]string{"/sys/fs/bpf": "host:/sys/fs/bpf", "/etc/uplinkd": "configmap:uplinkd", "/run/uplinkd": "host:/run/uplinkd"} {
+		if got := volumes[mounts[path]]; got != want {
+			t.Errorf("%s mounts volume %q (%s), want %s", path, mounts[path], got, want)
 		}
 	}
 	if !strings.HasPrefix(cfg.PinPath, "/sys/fs/bpf/") || !strings.HasPrefix(cfg.ControlSocket, "/run/uplinkd/") || !slices.Contains(c.Command, "/etc/uplinkd/uplinkd.yaml") {

@@ -51,8 +51,7 @@ func (l *lab) scrape(addr string) map[string]float64 {
 	return out
 }
 
-// TestMetricsMatchTraffic: the Prometheus endpoint (off unless configured,
-// localhost for a bare port) reports the frames the guest sent and the
+// TestMetricsMatchTraffic: the Prometheus endpoint reports the frames the guest sent and the
 // uplink carried as counted at the receiver, the active uplink, and a
 // failover with its reason, latency and announcements; uplinkctl stats
 // shows the same counters.

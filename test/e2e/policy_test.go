@@ -603,4 +603,14 @@ func TestGuestPortsByPattern(t *testing.T) {
 	if p := portOf("vm1"); p != nil {
 		t.Errorf("vm1 came back after remove-port: %+v", p)
 	}
+	// ...until the interface is re-created.
+	l.in("H", func() {
+		link, err := netlink.LinkByName("vm1")
+		l.check(err)
+		l.check(netlink.LinkDel(link))
+	})
+	guest("vm1", "G2", "10.77.0.12")
+	if !waitFor(2*time.Second, func() bool { return portOf("vm1") != nil }) {
+		t.Error("vm1 not attached again after it was re-created")
+	}
 }

@@ -31,7 +31,8 @@ func TestReload(t *testing.T) {
 	}
 	p0, p1 := l.receive("U", "p0"), l.receive("U", "p1")
 	testbed := l.testbedDrops()
-	s := l.send("G1", "eth0", l.macs["br0"], l.macs["G1"], streamUp, 2000, 2*time.Second)
+	// Sent until both reloads are done (at most 10 s).
+	s := l.send("G1", "eth0", l.macs["br0"], l.macs["G1"], streamUp, 2000, 10*time.Second)
 
 	write(strings.Replace(string(orig), "priority: 20", "priority: 70000", 1))
 	if out, err := execCtl(l, "reload"); err == nil || !strings.Contains(out, "groups[0].uplinks[1].priority") || !strings.Contains(out, "nothing changed") {
@@ -81,6 +82,8 @@ func TestReload(t *testing.T) {
 	if g.Announce.Count != 3 || vlanOf(g, "vnet0") != 0 {
 		t.Errorf("after SIGHUP: announce count %d, guest ports %+v", g.Announce.Count, g.GuestPorts)
 	}
+	time.Sleep(100 * time.Millisecond) // traffic after the second reload too
+	close(s.stop)
 	s.wait()
 	time.Sleep(100 * time.Millisecond)
 	p0.close()

@@ -68,10 +68,7 @@ func (h *harness) balanceRounds(ctx context.Context, b *bed) ([]report.BalanceRo
 	var out []report.BalanceRound
 	for _, size := range o.FrameSizes {
 		for round := 1; round <= o.Rounds; round++ {
-			if err := b.rec.reset(); err != nil {
-				return nil, err
-			}
-			if err := b.gen.Reset(); err != nil {
+			if err := b.resetCounters(); err != nil {
 				return nil, err
 			}
 			cpu := readCPU()

@@ -128,6 +128,12 @@ func (h *harness) prepare(ctx context.Context, b *bed, guests int) error {
 	if err := h.warmUp(ctx, b, guests); err != nil {
 		return err
 	}
+	return b.resetCounters()
+}
+
+// resetCounters starts the receiver and every sender of the bed afresh:
+// no frames seen, sequence numbers from 0.
+func (b *bed) resetCounters() error {
 	if err := b.rec.reset(); err != nil {
 		return err
 	}

@@ -30,10 +30,7 @@ func (h *harness) forwardRounds(ctx context.Context, b *bed) ([]report.ForwardRo
 	for _, dir := range []string{"guest-to-uplink", "uplink-to-guest"} {
 		for _, size := range o.FrameSizes {
 			for round := 1; round <= o.Rounds; round++ {
-				if err := b.rec.reset(); err != nil {
-					return nil, err
-				}
-				if err := b.gen.Reset(); err != nil {
+				if err := b.resetCounters(); err != nil {
 					return nil, err
 				}
 				var (

@@ -38,7 +38,7 @@ func (h *harness) upgradeScenario(ctx context.Context) {
 			}
 			h.res.Upgrade = append(h.res.Upgrade, t)
 			h.opts.Log.Info("upgrade trial", "pps", rate, "trial", trial, "lost", t.Lost, "dups", t.Duplicates,
-				"sent", t.Sent, "in_links", t.LostAtFullRing, "no_daemon", time.Duration(t.NoDaemonNs))
+				"sent", t.Sent, "at_full_ring", t.LostAtFullRing, "no_daemon", time.Duration(t.NoDaemonNs))
 		}
 	}
 }

@@ -75,23 +75,22 @@ func balanceFailoverTable(b *BalanceResult) textTable {
 	rates, byRate := groupByRate(b.Failover, func(x BalanceTrial) int { return x.RatePPS })
 	for _, rate := range rates {
 		ts := byRate[rate]
-		var moved, lostMoved, lostStayed, dups, cut []float64
+		var moved, lostMoved, lostStayed, dups []float64
+		var cutNs []int64
 		noisy := false
 		for _, x := range ts {
 			moved = append(moved, float64(x.MovedSources))
 			lostMoved = append(lostMoved, float64(x.LostMoved))
 			lostStayed = append(lostStayed, float64(x.LostStayed))
 			dups = append(dups, float64(x.Duplicates))
-			if x.CutToSwitchNs >= 0 {
-				cut = append(cut, float64(x.CutToSwitchNs))
-			}
+			cutNs = append(cutNs, x.CutToSwitchNs)
 			noisy = noisy || x.CPUBusy > noisyCPU
 		}
 		n := len(ts)
 		t.Rows = append(t.Rows, []string{fmtRate(rate), fmt.Sprint(ts[0].Sources), fmt.Sprint(n),
 			fmtCount(stats.Summarize(moved).P50),
 			triple(stats.Summarize(lostMoved), n, fmtCount), triple(stats.Summarize(lostStayed), n, fmtCount),
-			fmtCount(stats.Summarize(dups).Max), pair(stats.Summarize(cut), n, fmtNs)})
+			fmtCount(stats.Summarize(dups).Max), pair(stats.Summarize(durations(cutNs)), n, fmtNs)})
 		t.Noisy = append(t.Noisy, noisy)
 	}
 	return t
