@@ -101,8 +101,8 @@ type group struct {
 	lastBytesAt time.Time
 	load        map[int]uint64
 	rebalances  uint64
-	// Event counters since start (uplinkctl stats; the metrics keep
-	// their own).
+	// Event counters since start: uplinkctl status and stats, and the
+	// metrics read them.
 	byReason               map[string]int
 	annFrames, annSuppress uint64
 }
@@ -769,7 +769,7 @@ func (d *Daemon) applyFrom(g *group, dec failover.Decision, detected, switched t
 		g.recent = g.recent[len(g.recent)-maxRecent:]
 	}
 	d.logEvent(ev)
-	d.met.Switched(g.cfg.Name, ev.Reason, ev.Source, detected, switched)
+	d.met.Switched(g.cfg.Name, ev.Source, detected, switched)
 	if g.byReason == nil {
 		g.byReason = map[string]int{}
 	}
@@ -840,7 +840,7 @@ func (d *Daemon) announceOn(g *group, up *port, guests []announce.Guest, key str
 	name := g.cfg.Name // a reload may rewrite g.cfg meanwhile
 	go func() {
 		res := <-results
-		d.met.Announced(name, res.Frames, res.Suppressed, switched, res.First)
+		d.met.Announced(name, switched, res.First)
 		d.mu.Lock()
 		g.annFrames += uint64(res.Frames)
 		g.annSuppress += uint64(res.Suppressed)

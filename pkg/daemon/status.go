@@ -172,7 +172,8 @@ func (d *Daemon) metricsSnapshot() metrics.Snapshot {
 	defer d.mu.Unlock()
 	now := time.Now()
 	for _, g := range d.groups {
-		mg := metrics.Group{Name: g.cfg.Name}
+		mg := metrics.Group{Name: g.cfg.Name, FailoversByReason: maps.Clone(g.byReason),
+			AnnounceFrames: g.annFrames, AnnounceSuppressed: g.annSuppress}
 		for _, u := range g.policy.Status(now).Uplinks {
 			mg.Uplinks = append(mg.Uplinks, metrics.Uplink{Name: u.Name, Active: u.Active, Carrier: u.Carrier,
 				Usable: u.Usable, Probe: u.Probe.String(), Admin: u.State.String()})

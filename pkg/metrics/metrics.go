@@ -31,10 +31,14 @@ type Uplink struct {
 	Admin   string // usable, standby, disabled
 }
 
-// Group is one group's state.
+// Group is one group's state, and its switches and announcement frames
+// since start (the counts uplinkctl status shows).
 type Group struct {
-	Name    string
-	Uplinks []Uplink
+	Name               string
+	Uplinks            []Uplink
+	FailoversByReason  map[string]int
+	AnnounceFrames     uint64
+	AnnounceSuppressed uint64
 }
 
 // Snapshot is what a scrape reads.
@@ -46,14 +50,12 @@ type Snapshot struct {
 // Source takes a snapshot; it is called once per scrape.
 type Source func() Snapshot
 
-// Metrics is the registry and the event metrics.
+// Metrics is the registry and the event metrics (the latencies, which
+// only the events carry; the counts are read at scrape time).
 type Metrics struct {
 	reg            *prometheus.Registry
-	failovers      *prometheus.CounterVec
 	detectSwitch   *prometheus.HistogramVec
 	switchAnnounce *prometheus.HistogramVec
-	announced      *prometheus.CounterVec
-	suppressed     *prometheus.CounterVec
 }
 
 // Latency buckets from 10 µs to ~2.6 s: the interesting range is µs (the
@@ -64,9 +66,6 @@ var latencyBuckets = prometheus.ExponentialBuckets(10e-6, 4, 10)
 func New(src Source) *Metrics {
 	m := &Metrics{
 		reg: prometheus.NewRegistry(),
-		failovers: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "uplinkd_failovers_total", Help: "Switches of a group's active uplink, by reason.",
-		}, []string{"group", "reason"}),
 		detectSwitch: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "uplinkd_failover_detect_to_switch_seconds", Buckets: latencyBuckets,
 			Help: "From the moment a failure was seen (carrier event, poll, probe, kernel report) to the active slot's write, by what saw it.",
@@ -75,21 +74,14 @@ func New(src Source) *Metrics {
 			Name: "uplinkd_failover_switch_to_announce_seconds", Buckets: latencyBuckets,
 			Help: "From a switch to the first announcement frame sent on the new uplink.",
 		}, []string{"group"}),
-		announced: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "uplinkd_announcements_sent_total", Help: "Announcement frames (RARP, gratuitous ARP, NA) sent.",
-		}, []string{"group"}),
-		suppressed: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "uplinkd_announcements_suppressed_total", Help: "Announcement frames the rate cap could not fit before their run ended.",
-		}, []string{"group"}),
 	}
-	m.reg.MustRegister(m.failovers, m.detectSwitch, m.switchAnnounce, m.announced, m.suppressed,
+	m.reg.MustRegister(m.detectSwitch, m.switchAnnounce,
 		&collector{src: src}, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
 
-// Switched records a switch: its reason, what saw the failure and when.
-func (m *Metrics) Switched(group, reason, source string, detected, switched time.Time) {
-	m.failovers.WithLabelValues(group, reason).Inc()
+// Switched records a switch's latency: what saw the failure and when.
+func (m *Metrics) Switched(group, source string, detected, switched time.Time) {
 	if !detected.IsZero() && !switched.Before(detected) {
 		m.detectSwitch.WithLabelValues(group, sourceLabel(source)).Observe(switched.Sub(detected).Seconds())
 	}
@@ -104,10 +96,9 @@ func sourceLabel(s string) string {
 	return s
 }
 
-// Announced records one finished announcement run.
-func (m *Metrics) Announced(group string, frames, suppressed int, switched, first time.Time) {
-	m.announced.WithLabelValues(group).Add(float64(frames))
-	m.suppressed.WithLabelValues(group).Add(float64(suppressed))
+// Announced records when a run that followed a switch sent its first
+// frame.
+func (m *Metrics) Announced(group string, switched, first time.Time) {
 	if !switched.IsZero() && !first.IsZero() && !first.Before(switched) {
 		m.switchAnnounce.WithLabelValues(group).Observe(first.Sub(switched).Seconds())
 	}
@@ -151,10 +142,13 @@ var (
 	descUse    = prometheus.NewDesc("uplinkd_uplink_usable", "1 when the uplink may carry traffic now.", []string{"group", "uplink"}, nil)
 	descProbe  = prometheus.NewDesc("uplinkd_uplink_probe_state", "1 for the uplink's path probe state.", []string{"group", "uplink", "state"}, nil)
 	descAdmin  = prometheus.NewDesc("uplinkd_uplink_admin_state", "1 for the uplink's admin state.", []string{"group", "uplink", "state"}, nil)
+	descFail   = prometheus.NewDesc("uplinkd_failovers_total", "Switches of a group's active uplink, by reason.", []string{"group", "reason"}, nil)
+	descAnn    = prometheus.NewDesc("uplinkd_announcements_sent_total", "Announcement frames (RARP, gratuitous ARP, NA) sent.", []string{"group"}, nil)
+	descSupp   = prometheus.NewDesc("uplinkd_announcements_suppressed_total", "Announcement frames the rate cap could not fit before their run ended.", []string{"group"}, nil)
 )
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descRx, descRxB, descTx, descTxB, descHost, descLearn, descDrops, descActive, descUp, descUse, descProbe, descAdmin} {
+	for _, d := range []*prometheus.Desc{descRx, descRxB, descTx, descTxB, descHost, descLearn, descDrops, descActive, descUp, descUse, descProbe, descAdmin, descFail, descAnn, descSupp} {
 		ch <- d
 	}
 }
@@ -184,6 +178,11 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 	for _, g := range s.Groups {
+		for reason, n := range g.FailoversByReason {
+			counter(descFail, uint64(n), g.Name, reason)
+		}
+		counter(descAnn, g.AnnounceFrames, g.Name)
+		counter(descSupp, g.AnnounceSuppressed, g.Name)
 		for _, u := range g.Uplinks {
 			gauge(descActive, u.Active, g.Name, u.Name)
 			gauge(descUp, u.Carrier, g.Name, u.Name)

@@ -17,12 +17,12 @@ func TestScrape(t *testing.T) {
 			Groups: []Group{{Name: "lab", Uplinks: []Uplink{
 				{Name: "up0", Active: true, Carrier: true, Usable: true, Probe: "ok", Admin: "usable"},
 				{Name: "up1", Probe: "failed", Admin: "standby"},
-			}}},
+			}, FailoversByReason: map[string]int{"carrier lost": 1}, AnnounceFrames: 9, AnnounceSuppressed: 1}},
 		}
 	})
 	t0 := time.Unix(100, 0)
-	m.Switched("lab", "carrier lost", "kernel/carrier-at-redirect", t0, t0.Add(30*time.Microsecond))
-	m.Announced("lab", 9, 1, t0, t0.Add(2*time.Millisecond))
+	m.Switched("lab", "kernel/carrier-at-redirect", t0, t0.Add(30*time.Microsecond))
+	m.Announced("lab", t0, t0.Add(2*time.Millisecond))
 	srv := httptest.NewServer(m.Handler())
 	defer srv.Close()
 	resp, err := srv.Client().Get(srv.URL)
