@@ -7,7 +7,7 @@ LDFLAGS := -X github.com/uplinkd/uplinkd/pkg/version.Version=$(VERSION)
 BIN := bin
 export CGO_ENABLED := 0
 
-.PHONY: help deps build generate check-generated test test-unit test-fuzz test-e2e test-kernels lint demo bench bench-full install uninstall clean
+.PHONY: help deps build generate check-generated test test-unit test-fuzz test-e2e test-summary test-kernels lint demo bench bench-full install uninstall clean
 
 # make install: where things go (DESTDIR stages a package).
 PREFIX ?= /usr/local
@@ -33,10 +33,17 @@ check-generated: generate ## fail if the committed BPF objects are stale
 		echo "check-generated: BPF objects differ from the sources; run 'make generate' and commit"; exit 1; \
 	else echo "check-generated: BPF objects are up to date"; fi
 
-test: deps lint test-unit test-fuzz test-e2e ## run every test (as root)
+test: deps lint test-unit test-fuzz test-e2e test-summary ## run every test (as root)
+
+# gotestsum runs go test -json, prints go test's own lines and keeps the
+# events, so one summary can list every skipped test with its reason.
+GOTESTSUM := $(GO) tool gotestsum
+TEST_OUT := out/test
 
 test-unit: ## unit and BPF (Program.Run) tests
-	$(GO) test -count=1 -timeout 20m $$($(GO) list ./... | grep -v /test/)
+	@mkdir -p $(TEST_OUT)
+	$(GOTESTSUM) --format standard-quiet --hide-summary skipped --jsonfile $(TEST_OUT)/unit.json -- \
+		-count=1 -timeout 20m $$($(GO) list ./... | grep -v /test/)
 
 # A count, not a duration: Go 1.26's fuzz coordinator can fail a run that
 # ends on its deadline with "context deadline exceeded" (golang/go#75804).
@@ -46,8 +53,16 @@ test-fuzz: ## a short fuzz run of every fuzz target (FUZZTIME each; seed corpora
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./pkg/config
 
 test-e2e: build ## end-to-end tests in network namespaces (prints measured figures)
-	UPLINKD_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -timeout 30m -v ./test/... 2>&1 | \
-		grep -vE '^=== (RUN|PAUSE|CONT)'; exit $${PIPESTATUS[0]}
+	@mkdir -p $(TEST_OUT)
+	UPLINKD_BIN=$(CURDIR)/$(BIN) $(GOTESTSUM) --format standard-verbose --hide-summary skipped \
+		--jsonfile $(TEST_OUT)/e2e.json -- -count=1 -timeout 30m ./test/... 2>&1 | \
+		grep -vE '^=== (RUN|PAUSE|CONT|NAME)'; exit $${PIPESTATUS[0]}
+
+test-summary: ## every package of the last test-unit and test-e2e, and every skipped test with its reason
+	@files=$$(ls $(TEST_OUT)/unit.json $(TEST_OUT)/e2e.json 2>/dev/null); \
+		if [[ -z $$files ]]; then echo "test-summary: no results in $(TEST_OUT): run make test-unit or test-e2e"; exit 1; fi; \
+		echo; echo "Summary of $$files:"; \
+		$(GOTESTSUM) --format pkgname --format-icons text --format-hide-empty-pkg --raw-command -- cat $$files
 
 test-kernels: TEST_KERNEL_PKGS ?= ./pkg/datapath/... ./pkg/linkwatch ./pkg/vethpeer ./pkg/announce ./pkg/control ./pkg/failover ./pkg/config ./test/e2e
 test-kernels: ## the kernel tests as root on Debian 12's 6.1 kernel under qemu (~4 min; TEST_KERNEL_PKGS=...)
