@@ -4,11 +4,15 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"encoding/hex"
+	"errors"
+	"fmt"
+	"github.com/uplinkd/uplinkd/pkg/datapath/liveframes"
 	"log/slog"
 	"net"
 	"os"
 	"runtime"
 	"testing"
+	"time"
 	"unsafe"
 
 	"github.com/cilium/ebpf"
@@ -30,6 +34,26 @@ type testEnv struct {
 	links  map[string]*netlink.Veth
 	// peerLinks are the XDP_PASS links passOn attached, by interface.
 	peerLinks map[string][]link.Link
+	// peers names the veth peer of each interface veth made, by ifindex.
+	peers map[int]string
+	// live caches liveRuns' answer (nil: not asked yet).
+	live *bool
+}
+
+// liveRuns reports whether this kernel runs XDP tests with live frames
+// (BPF_F_TEST_XDP_LIVE_FRAMES). Where it refuses them, tests send real
+// frames into veth peers instead; the test log says which.
+func (e *testEnv) liveRuns() bool {
+	e.t.Helper()
+	if e.live == nil {
+		err := liveframes.Available()
+		if err != nil {
+			e.t.Logf("sending real frames into veth peers: %v", err)
+		}
+		live := err == nil
+		e.live = &live
+	}
+	return *e.live
 }
 
 func requireRoot(t testing.TB) {
@@ -46,7 +70,7 @@ func newTestEnv(t testing.TB) *testEnv {
 	requireRoot(t)
 	suffix := make([]byte, 3)
 	_, _ = rand.Read(suffix)
-	env := &testEnv{t: t, nsName: "ulkdp" + hex.EncodeToString(suffix), links: map[string]*netlink.Veth{}}
+	env := &testEnv{t: t, nsName: "ulkdp" + hex.EncodeToString(suffix), links: map[string]*netlink.Veth{}, peers: map[int]string{}}
 
 	runtime.LockOSThread()
 	orig, err := netns.Get()
@@ -111,6 +135,7 @@ func (e *testEnv) veth(name, peer string) int {
 	if err != nil {
 		e.t.Fatal(err)
 	}
+	e.peers[l.Attrs().Index] = peer
 	return l.Attrs().Index
 }
 
@@ -196,13 +221,136 @@ const (
 // it to its peer, whose XDP program sees it as real traffic.
 func (e *testEnv) inject(name string, frame []byte) {
 	e.t.Helper()
+	s := e.sender(name)
+	defer s.close()
+	if err := s.send(frame); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+// sender sends frames out of one interface through an AF_PACKET socket
+// that skips the qdisc (a veth hands each frame straight to its peer).
+// The socket belongs to the namespace it was made in, so any goroutine
+// may use it.
+type sender struct {
+	fd   int
+	name string
+	to   unix.SockaddrLinklayer
+}
+
+func (e *testEnv) sender(name string) *sender {
+	e.t.Helper()
 	fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		e.t.Fatalf("AF_PACKET socket for %s: %v", name, err)
+	}
+	if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_QDISC_BYPASS, 1); err != nil {
+		unix.Close(fd)
+		e.t.Fatalf("PACKET_QDISC_BYPASS on %s: %v", name, err)
+	}
+	return &sender{fd: fd, name: name, to: unix.SockaddrLinklayer{Ifindex: e.ifindex(name), Halen: 6}}
+}
+
+func (s *sender) close() { unix.Close(s.fd) }
+
+func (s *sender) send(frame []byte) error {
+	if err := unix.Sendto(s.fd, frame, 0, &s.to); err != nil {
+		return fmt.Errorf("send a %d-byte frame on %s: %w", len(frame), s.name, err)
+	}
+	return nil
+}
+
+// burst sends frame up to count times as fast as one thread can, for at
+// most within, and returns how many the kernel took. A full veth ring
+// refuses frames (ENOBUFS): those are not counted, and the burst goes on.
+func (s *sender) burst(frame []byte, count int, within time.Duration) (int, error) {
+	sent := 0
+	deadline := time.Now().Add(within)
+	for i := 0; i < count; i++ {
+		// The clock is read every 256 frames: a syscall per frame is
+		// the cost that matters.
+		if i%256 == 0 && time.Now().After(deadline) {
+			break
+		}
+		err := unix.Sendto(s.fd, frame, 0, &s.to)
+		switch {
+		case err == nil:
+			sent++
+		case errors.Is(err, unix.ENOBUFS), errors.Is(err, unix.EAGAIN):
+		default:
+			return sent, fmt.Errorf("burst on %s after %d frames: %w", s.name, sent, err)
+		}
+	}
+	return sent, nil
+}
+
+// peerOf names the veth peer of the interface with ifindex: sending into
+// it makes a frame arrive at the interface.
+func (e *testEnv) peerOf(ifindex int) string {
+	e.t.Helper()
+	peer, ok := e.peers[ifindex]
+	if !ok {
+		e.t.Fatalf("ifindex %d is no veth this test made", ifindex)
+	}
+	return peer
+}
+
+// send makes frame arrive at the switch port with ifindex ingress, for
+// real: a live test run of prog where the kernel allows those, else the
+// frame sent into the port's veth peer, where prog (it must be the port's
+// program) sees it. It returns once the port's program has counted the
+// frame; what the program redirected may still be on its way.
+func (e *testEnv) send(prog *ebpf.Program, ingress int, frame []byte) {
+	e.t.Helper()
+	if e.liveRuns() {
+		run(e.t, prog, ingress, frame, true)
+		return
+	}
+	e.requireAttached(prog, ingress)
+	before := e.seen(ingress)
+	e.inject(e.peerOf(ingress), frame)
+	e.waitSeen(ingress, before+1)
+}
+
+// seen counts the frames the switch program on ifindex has looked at:
+// every frame is counted as received or dropped as malformed.
+func (e *testEnv) seen(ifindex int) uint64 {
+	e.t.Helper()
+	s, err := e.dp.Stats(ifindex)
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	defer unix.Close(fd)
-	if err := unix.Sendto(fd, frame, 0, &unix.SockaddrLinklayer{Ifindex: e.ifindex(name), Halen: 6}); err != nil {
-		e.t.Fatalf("send on %s: %v", name, err)
+	return s.RxPackets + s.Drops[DropMalformed]
+}
+
+// waitSeen waits up to a second for the program on ifindex to have seen
+// want frames.
+func (e *testEnv) waitSeen(ifindex int, want uint64) {
+	e.t.Helper()
+	deadline := time.Now().Add(time.Second)
+	for got := e.seen(ifindex); got < want; got = e.seen(ifindex) {
+		if time.Now().After(deadline) {
+			e.t.Fatalf("the program on ifindex %d saw %d frames within a second, want %d", ifindex, got, want)
+		}
+		time.Sleep(100 * time.Microsecond)
+	}
+}
+
+// requireAttached fails the test unless prog is the XDP program attached
+// to ifindex: a real frame meets the port's program, not the one named.
+func (e *testEnv) requireAttached(prog *ebpf.Program, ifindex int) {
+	e.t.Helper()
+	l, err := netlink.LinkByIndex(ifindex)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	info, err := prog.Info()
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	id, _ := info.ID()
+	if x := l.Attrs().Xdp; x == nil || x.ProgId != uint32(id) {
+		e.t.Fatalf("%s does not run %s: a frame sent into its peer would not test it", l.Attrs().Name, prog)
 	}
 }
 

@@ -6,13 +6,16 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/cilium/ebpf/asm"
+	"github.com/safchain/ethtool"
 	"github.com/vishvananda/netns"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
@@ -50,9 +53,12 @@ func TestXmitErrorFlipsActive(t *testing.T) {
 	run(t, tp.dp.objs.XdpGuest, tp.vnet0, frame(t, broadcast, macA, 0, nil), false)
 
 	// Healthy: frames go out up0, nothing moves.
+	txBefore := tp.stats(t, tp.up0).TxPackets
 	for range 10 {
-		run(t, tp.dp.objs.XdpGuest, tp.vnet0, frame(t, macUp, macA, 0, nil), true)
+		tp.send(tp.dp.objs.XdpGuest, tp.vnet0, frame(t, macUp, macA, 0, nil))
 	}
+	// Real frames leave up0 a moment after its program saw them.
+	waitFor(t, time.Second, "10 frames out of up0", func() bool { return tp.stats(t, tp.up0).TxPackets >= txBefore+10 })
 	if slot, _ := tp.dp.ActiveSlot(0); slot != 0 {
 		t.Fatalf("active moved to %d with a healthy uplink", slot)
 	}
@@ -73,11 +79,12 @@ func TestXmitErrorFlipsActive(t *testing.T) {
 	}
 	// With the carrier hook the switch already happened at carrier loss;
 	// with the transmit hook it happens at the first failed redirect.
-	for i := 0; i < 10; i++ {
-		if slot, _ := tp.dp.ActiveSlot(0); slot == 1 {
-			break
-		}
-		run(t, tp.dp.objs.XdpGuest, tp.vnet0, frame(t, macUp, macA, 0, nil), true)
+	flipped := func() bool { slot, _ := tp.dp.ActiveSlot(0); return slot == 1 }
+	for i := 0; i < 10 && !flipped(); i++ {
+		tp.send(tp.dp.objs.XdpGuest, tp.vnet0, frame(t, macUp, macA, 0, nil))
+		// A real frame's transmit fails a moment after the program saw
+		// it; a live run's has failed already.
+		waitFor(t, 50*time.Millisecond, "", flipped)
 	}
 	if slot, _ := tp.dp.ActiveSlot(0); slot != 1 {
 		t.Fatalf("active slot %d after transmits into a dead uplink, want 1", slot)
@@ -224,12 +231,32 @@ func TestFullRingDoesNotFlip(t *testing.T) {
 
 	// Producers on both CPUs, a consumer that needs ~100 µs a frame: the
 	// peer's ring (256 frames) overflows, and the kernel drops with
-	// err == 0.
+	// err == 0. The producers are live test runs of the guest program, or
+	// where the kernel refuses those, real frames sent into vnet0's peer
+	// as fast as a thread can (each frame's softirq work runs on the
+	// sender's CPU, as a live run's does).
 	const burst = 20_000
 	prog := tp.dp.objs.XdpGuest
 	f := frame(t, macUp, macA, 0, nil)
+	live := tp.liveRuns()
+	cpus := min(2, runtime.NumCPU())
+	senders := make([]*sender, cpus)
+	if !live {
+		// One queue per sender's CPU into vnet0 (AF_PACKET picks the
+		// queue by CPU): each CPU then runs its own vnet0 NAPI, and one
+		// stuck behind the slow consumer's poll on its CPU does not hold
+		// the other back. u0p keeps one ring, which both fill.
+		setQueues(t, "vnet0", func(ch *ethtool.Channels) { ch.RxCount = uint32(cpus) })
+		// (The kernel wants the receiving end's queues first.)
+		setQueues(t, "g0", func(ch *ethtool.Channels) { ch.TxCount = uint32(cpus) })
+		for cpu := range senders {
+			senders[cpu] = tp.sender("g0")
+			defer senders[cpu].close()
+		}
+	}
 	var wg sync.WaitGroup
-	for cpu := range min(2, runtime.NumCPU()) {
+	var injected atomic.Int64
+	for cpu := range cpus {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -238,6 +265,14 @@ func TestFullRingDoesNotFlip(t *testing.T) {
 			var set unix.CPUSet
 			set.Set(cpu)
 			_ = unix.SchedSetaffinity(0, &set)
+			if !live {
+				n, err := senders[cpu].burst(f, burst, 5*time.Second)
+				injected.Add(int64(n))
+				if err != nil {
+					t.Error(err)
+				}
+				return
+			}
 			if err := netns.Set(tp.ns); err != nil {
 				t.Error(err)
 				return
@@ -249,6 +284,9 @@ func TestFullRingDoesNotFlip(t *testing.T) {
 		}()
 	}
 	wg.Wait()
+	if !live {
+		t.Logf("the kernel took %d of %d x %d real frames into g0", injected.Load(), cpus, burst)
+	}
 	time.Sleep(100 * time.Millisecond)
 	after, _ := tp.dp.Stats(tp.up0)
 	var peerRx uint64
@@ -256,12 +294,30 @@ func TestFullRingDoesNotFlip(t *testing.T) {
 		peerRx = l.Attrs().Statistics.RxPackets
 	}
 	sent := after.TxPackets - before.TxPackets
-	t.Logf("2 x %d frames: %d passed the egress program, the peer received %d", burst, sent, peerRx)
+	t.Logf("%d x %d frames: %d passed the egress program, the peer received %d", cpus, burst, sent, peerRx)
 	if peerRx >= sent {
 		t.Skip("the ring never overflowed: nothing to prove on this machine")
 	}
 	if slot, _ := tp.dp.ActiveSlot(0); slot != 0 {
 		t.Errorf("a full ring (%d dropped, err == 0) moved the group to slot %d", sent-peerRx, slot)
+	}
+}
+
+// setQueues changes the queues of a veth.
+func setQueues(t *testing.T, name string, change func(*ethtool.Channels)) {
+	t.Helper()
+	et, err := ethtool.NewEthtool()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer et.Close()
+	ch, err := et.GetChannels(name)
+	if err != nil {
+		t.Fatalf("channels of %s: %v", name, err)
+	}
+	change(&ch)
+	if _, err := et.SetChannels(name, ch); err != nil {
+		t.Fatalf("%d rx and %d tx queues on %s: %v", ch.RxCount, ch.TxCount, name, err)
 	}
 }
 
@@ -330,7 +386,7 @@ func TestHooksIgnoreOtherNamespaces(t *testing.T) {
 	if err := netlink.LinkSetDown(p); err != nil {
 		t.Fatal(err)
 	}
-	redirectInto(t, tp.up0, 64)
+	redirectInto(t, tp.testEnv, tp.up0, 64)
 	if slot, _ := tp.dp.ActiveSlot(0); slot != 0 {
 		t.Fatalf("failed transmits into ifindex %d of another namespace moved the group to slot %d", tp.up0, slot)
 	}
@@ -342,16 +398,17 @@ func TestHooksIgnoreOtherNamespaces(t *testing.T) {
 	if err := netlink.LinkSetDown(p); err != nil {
 		t.Fatal(err)
 	}
-	redirectInto(t, tp.up0, 64)
+	redirectInto(t, tp.testEnv, tp.up0, 64)
 	if slot, _ := tp.dp.ActiveSlot(0); slot != 1 {
 		t.Errorf("failed transmits into up0 itself did not move the group (slot %d)", slot)
 	}
 }
 
 // redirectInto sends n frames into the device with ifindex out in the
-// current namespace (an XDP program redirecting from a fresh veth) and
+// current namespace (an XDP program redirecting from a fresh veth: live
+// test runs, or real frames into the veth where those are refused) and
 // fails the test unless the device dropped some: they must have failed.
-func redirectInto(t *testing.T, out, n int) {
+func redirectInto(t *testing.T, e *testEnv, out, n int) {
 	t.Helper()
 	src := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "src"}, PeerName: "srcp"}
 	if err := netlink.LinkAdd(src); err != nil {
@@ -378,12 +435,45 @@ func redirectInto(t *testing.T, out, n int) {
 	defer prog.Close()
 	before := txDropped(t, out)
 	f := frame(t, macUp, macA, 0, nil)
-	if _, err := prog.Run(&ebpf.RunOptions{Data: f, Context: xdpMd{DataEnd: uint32(len(f)), IngressIfindex: uint32(l.Attrs().Index)},
-		Repeat: uint32(n), Flags: unix.BPF_F_TEST_XDP_LIVE_FRAMES}); err != nil {
-		t.Fatal(err)
+	if e.liveRuns() {
+		if _, err := prog.Run(&ebpf.RunOptions{Data: f, Context: xdpMd{DataEnd: uint32(len(f)), IngressIfindex: uint32(l.Attrs().Index)},
+			Repeat: uint32(n), Flags: unix.BPF_F_TEST_XDP_LIVE_FRAMES}); err != nil {
+			t.Fatal(err)
+		}
+	} else {
+		// The same program on src for real (native: the frames meet it
+		// in src's NAPI), fed from srcp.
+		xl, err := link.AttachXDP(link.XDPOptions{Program: prog, Interface: l.Attrs().Index, Flags: link.XDPDriverMode})
+		if err != nil {
+			t.Fatalf("attach the redirect to src: %v", err)
+		}
+		defer xl.Close()
+		s := e.sender("srcp")
+		defer s.close()
+		for range n {
+			if err := s.send(f); err != nil {
+				t.Fatal(err)
+			}
+		}
 	}
+	// A real frame's transmit fails a moment after it was sent.
+	waitFor(t, time.Second, "", func() bool { return txDropped(t, out) != before })
 	if txDropped(t, out) == before {
 		t.Fatalf("no transmit into ifindex %d failed: the test would prove nothing", out)
+	}
+}
+
+// waitFor polls cond until it holds or within has passed; with a
+// description it fails the test then.
+func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(within); !cond(); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			if what != "" {
+				t.Fatalf("no %s within %v", what, within)
+			}
+			return
+		}
 	}
 }
 

@@ -330,9 +330,9 @@ func TestUplinkDecisions(t *testing.T) {
 	}
 }
 
-// delivery sends one live frame and reports which captures received it,
-// waiting up to half a second for the expected ones and a little longer
-// than the slowest of them for any that should stay silent.
+// delivery sends one frame for real (tp.send) and reports which captures
+// received it, waiting up to half a second for the expected ones and a
+// little longer than the slowest of them for any that should stay silent.
 func (tp *topo) delivery(t *testing.T, prog string, ingress int, build func(marker []byte) []byte, want []string, caps ...*capture) []string {
 	t.Helper()
 	marker := newMarker(t)
@@ -340,7 +340,7 @@ func (tp *topo) delivery(t *testing.T, prog string, ingress int, build func(mark
 	if prog == "uplink" {
 		p = tp.dp.objs.XdpUplink
 	}
-	run(t, p, ingress, build(marker), true)
+	tp.send(p, ingress, build(marker))
 	copies := map[string]int{}
 	deadline := time.Now().Add(500 * time.Millisecond)
 	for settle := 0; settle < 3 && time.Now().Before(deadline); {
@@ -424,7 +424,7 @@ func TestLiveForwarding(t *testing.T) {
 		t.Fatal(err)
 	}
 	marker := newMarker(t)
-	run(t, tp.dp.objs.XdpGuest, tp.vnet1, frame(t, macUp, macB, 42, marker), true)
+	tp.send(tp.dp.objs.XdpGuest, tp.vnet1, frame(t, macUp, macB, 42, marker))
 	var fs [][]byte
 	for i := 0; i < 50 && len(fs) == 0; i++ {
 		time.Sleep(10 * time.Millisecond)
