@@ -21,6 +21,8 @@ want git git
 # Open vSwitch is a peer in the benchmark (and its tests): the harness runs
 # its own private ovsdb-server/ovs-vswitchd, never the system service.
 want ovs-vswitchd openvswitch-switch
+# iperf3 measures socket TCP and UDP through each system in the benchmark.
+want iperf3 iperf3
 if [[ "${1:-}" == generate ]]; then
 	want "clang-$CLANG_VERSION" "clang-$CLANG_VERSION"
 	want "llvm-strip-$CLANG_VERSION" "llvm-$CLANG_VERSION"

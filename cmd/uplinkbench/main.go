@@ -23,7 +23,7 @@ func main() {
 	var o harness.Options
 	flag.StringVar(&o.Profile, "profile", "quick", "quick (<= 10 min) or full")
 	systems := flag.String("systems", "", "comma-separated: uplinkd,ovs,bridge,xdpfwd (default: all)")
-	scenarios := flag.String("scenario", "", "comma-separated: failover,forward,balance,upgrade (default: all)")
+	scenarios := flag.String("scenario", "", "comma-separated: failover,forward,balance,upgrade,tcp,idle (default: all)")
 	uplinks := flag.String("uplinks", "", "comma-separated uplink kinds for failover: veth,tap (default: both)")
 	guests := flag.String("guests", "", "comma-separated guest counts (default 1,64,1024)")
 	sizes := flag.String("frame-sizes", "", "comma-separated frame sizes with FCS (default 64,1500)")
@@ -32,6 +32,7 @@ func main() {
 	flag.IntVar(&o.HighRatePPS, "high-rate", 0, "uplinkd-only failover rate (default 1000000)")
 	flag.IntVar(&o.Rounds, "rounds", 0, "forwarding rounds (median is reported; default 5)")
 	flag.DurationVar(&o.UplinkdPoll, "uplinkd-poll", 0, "uplinkd's carrier_poll_interval (default: uplinkd's own)")
+	flag.StringVar(&o.Engine, "engine", "auto", "traffic engine: auto (live where the kernel allows live-frame test runs, else afpacket), live, afpacket")
 	flag.StringVar(&o.BinDir, "bin", "bin", "directory with uplinkd")
 	flag.StringVar(&o.UpgradeBin, "upgrade-bin", "", "upgrade scenario: directory with the uplinkd started over the running one (default: -bin, the same binary)")
 	out := flag.String("out", "bench-results", "output directory for results.json and report.html")

@@ -18,9 +18,9 @@ type bed struct {
 	tp       *topo.Topo
 	sys      system
 	rec      recorder
-	gen      *benchbpf.Generator // the sending guest's stream
-	down     *benchbpf.Generator // upstream -> receive-only guest (veth only)
-	recvSlot int                 // receiver slot of the receive-only guest; -1 none
+	gen      benchbpf.Engine // the sending guest's stream
+	down     benchbpf.Engine // upstream -> receive-only guest (veth only)
+	recvSlot int             // receiver slot of the receive-only guest; -1 none
 	cleanup  []func()
 }
 
@@ -137,7 +137,7 @@ func (b *bed) resetCounters() error {
 	if err := b.rec.reset(); err != nil {
 		return err
 	}
-	for _, g := range []*benchbpf.Generator{b.gen, b.down} {
+	for _, g := range []benchbpf.Engine{b.gen, b.down} {
 		if g == nil {
 			continue // tap testbeds have no upstream sender
 		}
@@ -240,7 +240,7 @@ func (h *harness) failoverTrial(ctx context.Context, b *bed, kind string, guests
 				longest = r
 			}
 		}
-		at := time.Duration(float64(longest.Start) / float64(rate) * float64(time.Second))
+		at := time.Duration(float64(longest.Start) / up.achieved(rate) * float64(time.Second))
 		res.Note = fmt.Sprintf("%d gaps; longest %d frames from %s into the run (first cut at %s)",
 			len(runs), longest.Len, at.Round(time.Millisecond), firstCut.Round(time.Millisecond))
 	}
@@ -334,7 +334,7 @@ func lostBetween(words []uint64, n, from, to uint64) uint64 {
 
 // seqAt is the sequence number a paced stream sent at t.
 func seqAt(s *stream, rate int, t time.Time) uint64 {
-	return uint64(max(0, t.Sub(s.started).Seconds()) * float64(rate))
+	return uint64(max(0, t.Sub(s.started).Seconds()) * s.achieved(rate))
 }
 
 // planner is a system an operator can switch by hand.
@@ -409,7 +409,7 @@ func (h *harness) plannedTrial(ctx context.Context, b *bed, rate, trial int) (re
 			}
 		}
 		if start, n := stats.LongestMissingRun(union, up.sent); n > 0 {
-			at := up.started.Add(time.Duration(float64(start) / float64(rate) * float64(time.Second)))
+			at := up.started.Add(time.Duration(float64(start) / up.achieved(rate) * float64(time.Second)))
 			res.Note += fmt.Sprintf("; longest gap %d frames at switch %+v / switch back %+v",
 				n, at.Sub(switchAt).Round(time.Microsecond), at.Sub(backAt).Round(time.Microsecond))
 		}

@@ -32,9 +32,10 @@ type system interface {
 }
 
 type harness struct {
-	opts Options
-	res  *report.Result
-	work string
+	opts   Options
+	res    *report.Result
+	work   string
+	engine string // benchbpf engine name, resolved from opts.Engine
 }
 
 // Run measures what opts ask for and returns the result; a system or
@@ -56,6 +57,18 @@ func Run(ctx context.Context, opts Options) (*report.Result, error) {
 		Version: version.String(), Profile: o.Profile, Command: strings.Join(os.Args, " "),
 		Started: time.Now(), Env: environment(),
 	}}
+	engine, reason, err := benchbpf.ChooseEngine(o.Engine)
+	if err != nil {
+		return nil, err
+	}
+	h.engine = engine
+	h.res.Engine = &report.Engine{Name: engine, Reason: reason}
+	o.Log.Info("traffic engine", "engine", engine, "reason", reason)
+	if h.res.Engine.Ceiling, err = h.engineCeiling(ctx); err != nil {
+		// The figures are still worth having; the report lacks the mark.
+		o.Log.Warn("engine ceiling not measured", "engine", engine, "err", err)
+		h.notRun(engine, "engine ceiling", err)
+	}
 	if o.wants("failover") {
 		h.failover(ctx)
 	}
@@ -67,6 +80,12 @@ func Run(ctx context.Context, opts Options) (*report.Result, error) {
 	}
 	if o.wants("upgrade") && o.has("uplinkd") {
 		h.upgradeScenario(ctx)
+	}
+	if o.wants("tcp") {
+		h.tcpScenario(ctx)
+	}
+	if o.wants("idle") && o.has("uplinkd") {
+		h.idleScenario(ctx)
 	}
 	h.res.Finished = time.Now()
 	return h.res, ctx.Err()
@@ -221,7 +240,7 @@ func (h *harness) newBedWith(ctx context.Context, name string, kind topo.Kind, u
 		h.res.Env.Versions[k] = v
 	}
 
-	if b.gen, err = benchbpf.NewGenerator(); err != nil {
+	if b.gen, err = benchbpf.NewEngine(h.engine); err != nil {
 		return b, err
 	}
 	b.cleanup = append(b.cleanup, func() { b.gen.Close() })
@@ -231,7 +250,7 @@ func (h *harness) newBedWith(ctx context.Context, name string, kind topo.Kind, u
 		b.cleanup = append(b.cleanup, tr.close)
 		return b, nil
 	}
-	if b.down, err = benchbpf.NewGenerator(); err != nil {
+	if b.down, err = benchbpf.NewEngine(h.engine); err != nil {
 		return b, err
 	}
 	b.cleanup = append(b.cleanup, func() { b.down.Close() })

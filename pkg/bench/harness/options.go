@@ -1,6 +1,6 @@
 // Package harness runs the benchmark: failover trials and forwarding
 // rounds for uplinkd and its peers on testbeds in network namespaces, with
-// one in-kernel generator and one XDP receiver for every system.
+// one traffic engine and one XDP receiver for every system.
 package harness
 
 import (
@@ -15,7 +15,7 @@ import (
 type Options struct {
 	Profile   string   // "quick" or "full": fills what is left zero
 	Systems   []string // uplinkd, ovs, bridge, xdpfwd
-	Scenarios []string // failover, forward, balance (uplinkd's balance mode)
+	Scenarios []string // failover, forward, balance (uplinkd's balance mode), upgrade, tcp, idle (uplinkd at rest)
 	// Failover.
 	Trials       int
 	RatePPS      int   // the rate every system carries (compare at this)
@@ -29,11 +29,17 @@ type Options struct {
 	FrameSizes []int
 	Rounds     int
 	RoundTime  time.Duration
+	// SocketTime is the length of each iperf3 TCP run and UDP stream of
+	// the tcp scenario.
+	SocketTime time.Duration
 	// UpgradeBin holds the uplinkd the upgrade scenario starts over the
 	// running one; "": the same binary again.
 	UpgradeBin string
 	// UplinkdPoll is uplinkd's carrier_poll_interval; 0: its default.
 	UplinkdPoll time.Duration
+	// Engine sends the traffic: "auto" (or ""), "live" or "afpacket"
+	// (benchbpf.ChooseEngine).
+	Engine string
 	// Where uplinkd and uplinkctl are.
 	BinDir string
 	Log    *slog.Logger
@@ -42,16 +48,18 @@ type Options struct {
 // Profiles.
 var profiles = map[string]Options{
 	"quick": {
-		Systems: []string{"uplinkd", "ovs", "bridge", "xdpfwd"}, Scenarios: []string{"failover", "forward", "balance", "upgrade"},
+		Systems: []string{"uplinkd", "ovs", "bridge", "xdpfwd"}, Scenarios: []string{"failover", "forward", "balance", "upgrade", "tcp", "idle"},
 		Trials: 3, RatePPS: 50_000, HighRatePPS: 1_000_000, Guests: []int{1, 64, 1024},
 		Uplinks: []string{"veth", "tap"}, TrialLength: 1200 * time.Millisecond, DownRatePPS: 10_000,
 		SecondCutMax: time.Second, FrameSizes: []int{64, 1500}, Rounds: 5, RoundTime: 500 * time.Millisecond,
+		SocketTime: 3 * time.Second,
 	},
 	"full": {
-		Systems: []string{"uplinkd", "ovs", "bridge", "xdpfwd"}, Scenarios: []string{"failover", "forward", "balance", "upgrade"},
+		Systems: []string{"uplinkd", "ovs", "bridge", "xdpfwd"}, Scenarios: []string{"failover", "forward", "balance", "upgrade", "tcp", "idle"},
 		Trials: 20, RatePPS: 50_000, HighRatePPS: 1_000_000, Guests: []int{1, 64, 1024},
 		Uplinks: []string{"veth", "tap"}, TrialLength: 2 * time.Second, DownRatePPS: 10_000,
 		SecondCutMax: time.Second, FrameSizes: []int{64, 1500}, Rounds: 5, RoundTime: 2 * time.Second,
+		SocketTime: 10 * time.Second,
 	},
 }
 
@@ -69,6 +77,7 @@ func (o Options) withDefaults() (Options, error) {
 	o.Trials, o.Rounds = cmp.Or(o.Trials, p.Trials), cmp.Or(o.Rounds, p.Rounds)
 	o.RatePPS, o.HighRatePPS, o.DownRatePPS = cmp.Or(o.RatePPS, p.RatePPS), cmp.Or(o.HighRatePPS, p.HighRatePPS), cmp.Or(o.DownRatePPS, p.DownRatePPS)
 	o.TrialLength, o.SecondCutMax, o.RoundTime = cmp.Or(o.TrialLength, p.TrialLength), cmp.Or(o.SecondCutMax, p.SecondCutMax), cmp.Or(o.RoundTime, p.RoundTime)
+	o.SocketTime = cmp.Or(o.SocketTime, p.SocketTime)
 	o.Log = cmp.Or(o.Log, slog.Default())
 	for _, s := range o.Systems {
 		if !slices.Contains([]string{"uplinkd", "ovs", "bridge", "xdpfwd"}, s) {
@@ -76,8 +85,8 @@ func (o Options) withDefaults() (Options, error) {
 		}
 	}
 	for _, s := range o.Scenarios {
-		if s != "failover" && s != "forward" && s != "balance" && s != "upgrade" {
-			return o, fmt.Errorf("unknown scenario %q (failover, forward, balance, upgrade)", s)
+		if s != "failover" && s != "forward" && s != "balance" && s != "upgrade" && s != "tcp" && s != "idle" {
+			return o, fmt.Errorf("unknown scenario %q (failover, forward, balance, upgrade, tcp, idle)", s)
 		}
 	}
 	for _, u := range o.Uplinks {

@@ -297,8 +297,11 @@ type page struct {
 	BalanceFailover textTable
 	HasBalance      bool
 	UpgradeTable    textTable
+	TCP             *tcpTables
+	IdleTable       textTable
 	Env             []envItem
 	NoisyPercent    string
+	EngineNotes     []string
 }
 
 // WriteHTML writes one self-contained page (inline CSS and SVG, no scripts,
@@ -334,8 +337,13 @@ func WriteHTML(w io.Writer, r *Result) error {
 		BalanceFailover: balanceFailoverTable(r.Balance),
 		HasBalance:      r.Balance != nil,
 		UpgradeTable:    upgradeTable(r.Upgrade),
+		TCP:             newTCPTables(r.TCP),
+		IdleTable:       idleTable(r.Idle),
 		NoisyPercent:    fmtPercent(noisyCPU),
+		EngineNotes:     engineNotes(r, ts),
 	}
+	markFailoverLimits(&p.FailoverTable, ts.Failover, r.Engine)
+	markForwardLimits(&p.ForwardTable, ts.Forwarding, r.Engine)
 	e := r.Env
 	p.Env = []envItem{{"Host", orDash(e.Hostname)}, {"Kernel", orDash(e.Kernel)},
 		{"CPUs", fmt.Sprintf("%d × %s", e.CPUs, orDash(e.CPUModel))}, {"Memory", fmtBytes(e.MemoryBytes)},
@@ -442,6 +450,8 @@ dl.env dd { margin: 0; }
 
 <h2>Forwarding summary</h2>
 {{template "table" .ForwardTable}}
+{{range .EngineNotes}}<p class="note">{{.}}</p>
+{{end}}
 
 {{if .UpgradeTable.Rows}}<h2>Upgrade under traffic (uplinkd)</h2>
 <p class="caption">uplinkd stopped and started again over its running data plane while the guest sends; no daemon: from the signal to the new process serving.</p>
@@ -450,8 +460,20 @@ dl.env dd { margin: 0; }
 <p class="caption">Guests spread over the uplinks by bucket. Forwarding through one uplink and through two (median of the rounds); one uplink of three cut under traffic: the loss of the guests that moved and of the others, which must be 0.</p>
 {{template "table" .BalanceForward}}
 {{template "table" .BalanceFailover}}
+{{end}}{{if .IdleTable.Rows}}<h2>At rest (uplinkd)</h2>
+<p class="caption">uplinkd's own cost with every uplink up and no traffic: CPU time of the process (and of its busiest thread) in percent of one CPU, context switches per second and resident memory, medians over the windows; start-up to ready: from starting the process to an active uplink in every group.</p>
+{{template "table" .IdleTable}}
 {{end}}
-<details><summary>Every failover trial ({{len .TrialTable.Rows}})</summary>{{template "table" .TrialTable}}</details>
+{{with .TCP}}<h2>Socket traffic: TCP and UDP</h2>
+<p class="caption">Traffic from the stacks of the sending guest and the upstream host, through each system. The harness leaves every veth's offloads at their defaults (GRO on, as the testbed needs it); ethtool's view while the system ran, where an offload shown off was turned off by the kernel (a veth whose peer has an XDP program loses TSO):</p>
+{{template "table" .Offloads}}
+<p class="caption">TCP bulk with iperf3; Gbit/s as received (0 when no connection could be made); checksum errors counted in the receiving namespace's /proc/net/snmp over the run.</p>
+{{template "table" .Bulk}}
+<p class="caption">UDP at a fixed rate of payload, sent and counted by the harness's own sockets (iperf3's control channel is TCP). UdpInCsumErrors: datagrams the receiver dropped for a bad checksum; RcvbufErrors: dropped because the receiving socket fell behind.</p>
+{{template "table" .UDP}}
+<p class="caption">One paced TCP connection from the guest to the upstream host while the active uplink is cut and later restored: the longest time without delivered bytes, the sender's retransmits (TCP_INFO), and whether bytes still arrived at the end with no reset.</p>
+{{template "table" .Failover}}
+{{end}}<details><summary>Every failover trial ({{len .TrialTable.Rows}})</summary>{{template "table" .TrialTable}}</details>
 <details><summary>Every forwarding round ({{len .RoundTable.Rows}})</summary>{{template "table" .RoundTable}}</details>
 
 <h2>Environment</h2>

@@ -56,9 +56,17 @@ type Result struct {
 	Balance *BalanceResult `json:"balance,omitempty"`
 	// Upgrade is uplinkd restarted under traffic, as an upgrade does.
 	Upgrade []UpgradeTrial `json:"upgrade,omitempty"`
+	// TCP is socket traffic (TCP and UDP) from the guest's and the
+	// upstream host's own stacks, with the veths' default offloads.
+	TCP *TCPResult `json:"tcp,omitempty"`
+	// Idle is uplinkd's own cost at rest, with no traffic, per testbed size.
+	Idle []IdleRun `json:"idle,omitempty"`
 	// NotRun lists every peer or scenario that could not run, with the
 	// reason; nothing is silently dropped.
 	NotRun []NotRun `json:"not_run"`
+	// Engine is the traffic engine that sent every stream, and its own
+	// ceiling (older results have none).
+	Engine *Engine `json:"engine,omitempty"`
 }
 
 // Env describes the machine the run measured.
@@ -191,6 +199,126 @@ type UpgradeTrial struct {
 	CPUBusy        float64 `json:"cpu_busy"`
 }
 
+// IdleRun is uplinkd at rest on one testbed: every uplink up, no traffic,
+// its own process measured over a few windows.
+type IdleRun struct {
+	Groups     int `json:"groups"`
+	Uplinks    int `json:"uplinks"`     // over all groups
+	GuestPorts int `json:"guest_ports"` // over all groups
+	// PollIntervalNs is the carrier_poll_interval uplinkd ran with.
+	PollIntervalNs int64 `json:"poll_interval_ns"`
+	// StartupNs: from starting the process to its control socket
+	// answering with an active uplink in every group.
+	StartupNs int64        `json:"startup_ns"`
+	Windows   []IdleWindow `json:"windows"`
+}
+
+// IdleWindow is one measurement window of an IdleRun.
+type IdleWindow struct {
+	Seconds float64 `json:"seconds"`
+	// CPUPercent is the process's user+system time over the window, in
+	// percent of one CPU; BusiestThreadPercent the same for its busiest
+	// thread (a poll on a thread of its own shows up there).
+	CPUPercent           float64 `json:"cpu_percent"`
+	BusiestThreadPercent float64 `json:"busiest_thread_cpu_percent"`
+	// WakeupsPerSec: context switches of all its threads per second.
+	WakeupsPerSec float64 `json:"wakeups_per_sec"`
+	Threads       int     `json:"threads"`
+	RSSBytes      uint64  `json:"rss_bytes"` // VmRSS at the end of the window
+	HWMBytes      uint64  `json:"hwm_bytes"` // VmHWM: the peak RSS so far
+	// CPUBusy is the machine's busy share over the window, 0..1.
+	CPUBusy float64 `json:"cpu_busy"`
+}
+
+// TCPResult is what the tcp scenario measured: traffic that sockets in
+// the sending guest (G) and the upstream host (S) send through each
+// system, as users' workloads do, with every veth's offloads left at
+// their defaults (checksum offload, TSO/GSO, GRO), which the scenario
+// records. A system that breaks this traffic shows it here as zero
+// throughput, errors and checksum failures; nothing is filtered out.
+type TCPResult struct {
+	Offloads []OffloadState `json:"offloads"`
+	Bulk     []TCPBulkRun   `json:"bulk"`
+	UDP      []UDPRun       `json:"udp"`
+	Failover []TCPFailover  `json:"failover"`
+}
+
+// OffloadState is one testbed interface's offload features as ethtool
+// reported them while a system ran.
+type OffloadState struct {
+	System    string `json:"system"`
+	Namespace string `json:"namespace"` // the testbed role: G, H, U, S
+	Interface string `json:"interface"`
+	TxCsum    bool   `json:"tx_checksum"` // tx-checksum-ip-generic
+	TSO       bool   `json:"tso"`         // tx-tcp-segmentation
+	GSO       bool   `json:"gso"`         // tx-generic-segmentation
+	GRO       bool   `json:"gro"`         // rx-gro
+}
+
+// TCPBulkRun is one iperf3 TCP run between the guest and the upstream
+// host (Direction says who sends).
+type TCPBulkRun struct {
+	System    string  `json:"system"`
+	Direction string  `json:"direction"` // GuestToUplink: the guest sends
+	Streams   int     `json:"streams"`
+	Seconds   float64 `json:"seconds"`
+	Gbps      float64 `json:"gbps"` // as received; 0 when nothing arrived
+	// Retransmits: iperf3's count from the sender's TCP_INFO.
+	Retransmits int64 `json:"retransmits"`
+	// TCPInCsumErrors: the receiving namespace's TcpInCsumErrors (from
+	// /proc/net/snmp) during the run: segments dropped for a bad checksum.
+	TCPInCsumErrors uint64 `json:"tcp_in_csum_errors"`
+	Error           string `json:"error,omitempty"` // e.g. iperf3's "unable to connect"
+}
+
+// UDPRun is one UDP stream at a fixed rate between the guest and the
+// upstream host, sent and counted by the harness's own sockets (iperf3's
+// control channel is TCP: it could not measure UDP where TCP is broken).
+type UDPRun struct {
+	System       string `json:"system"`
+	Direction    string `json:"direction"`
+	RateMbps     int    `json:"rate_mbps"`     // offered, UDP payload bits
+	PayloadBytes int    `json:"payload_bytes"` // per datagram
+	Sent         uint64 `json:"sent"`
+	Received     uint64 `json:"received"` // by the receiving socket
+	Lost         uint64 `json:"lost"`     // sent - received
+	// Deltas of the receiving namespace's /proc/net/snmp over the run:
+	// datagrams dropped for a bad checksum, and those dropped because
+	// the socket's buffer was full (the receiver fell behind, not the
+	// switch).
+	UDPInCsumErrors uint64 `json:"udp_in_csum_errors"`
+	UDPRcvbufErrors uint64 `json:"udp_rcvbuf_errors"`
+	Error           string `json:"error,omitempty"`
+}
+
+// TCPFailover is one TCP connection from the guest to the upstream host
+// carried across a cut of the active uplink and its restoration. Gaps
+// are between successive reads that returned data at the receiver;
+// durations are nanoseconds, -1 when unknown.
+type TCPFailover struct {
+	System string `json:"system"`
+	// Setup says what failed over: e.g. "3 uplinks", or the bond under
+	// a Linux bridge.
+	Setup     string `json:"setup"`
+	RateMbps  int    `json:"rate_mbps"` // the sender's paced rate
+	Connected bool   `json:"connected"`
+	// LongestGapNs: the longest time without delivered bytes over the
+	// whole connection; GapAtCutNs the longest that spans or follows the
+	// cut (until the restore), GapAtRestoreNs after the restore.
+	LongestGapNs   int64 `json:"longest_gap_ns"`
+	GapAtCutNs     int64 `json:"gap_at_cut_ns"`
+	GapAtRestoreNs int64 `json:"gap_at_restore_ns"`
+	// Retransmits is TCP_INFO's total_retrans of the sending socket.
+	Retransmits int64  `json:"retransmits"`
+	Bytes       uint64 `json:"bytes"`        // delivered over the run
+	BytesAtEnd  uint64 `json:"bytes_at_end"` // delivered in the run's last 500 ms
+	// Survived: the connection carried bytes at the end, after the
+	// restore, and neither end saw a reset or an error.
+	Survived bool   `json:"survived"`
+	Error    string `json:"error,omitempty"`
+	Note     string `json:"note,omitempty"`
+}
+
 // NotRun is a peer or scenario that could not run on this machine.
 type NotRun struct {
 	System   string `json:"system"`
@@ -228,6 +356,21 @@ func (r *Result) Check() error {
 	}
 	for i, x := range r.Upgrade {
 		finite(fmt.Sprintf("upgrade[%d] cpu_busy", i), x.CPUBusy)
+	}
+	for i, x := range r.Idle {
+		for j, w := range x.Windows {
+			what := fmt.Sprintf("idle[%d].windows[%d]", i, j)
+			finite(what+" cpu_percent", w.CPUPercent)
+			finite(what+" busiest_thread_cpu_percent", w.BusiestThreadPercent)
+			finite(what+" wakeups_per_sec", w.WakeupsPerSec)
+			finite(what+" cpu_busy", w.CPUBusy)
+		}
+	}
+	if x := r.TCP; x != nil {
+		for i, b := range x.Bulk {
+			finite(fmt.Sprintf("tcp.bulk[%d] (%s %s %d streams) gbps", i, b.System, b.Direction, b.Streams), b.Gbps)
+			finite(fmt.Sprintf("tcp.bulk[%d] seconds", i), b.Seconds)
+		}
 	}
 	if b := r.Balance; b != nil {
 		for i, x := range b.Forwarding {

@@ -252,14 +252,23 @@ func WriteMarkdown(w io.Writer, r *Result) error {
 		"where a system redirects with XDP; the rest is the switch's own. " +
 		"CPU busy max is the busiest trial's share of the machine; in brackets, the number of trials run with the CPU more than " +
 		fmtPercent(noisyCPU) + " busy.\n\n")
-	writeMarkdownTable(&b, failoverTable(ts.Failover))
+	failoverT := failoverTable(ts.Failover)
+	markFailoverLimits(&failoverT, ts.Failover, r.Engine)
+	writeMarkdownTable(&b, failoverT)
 
 	b.WriteString("\n## Forwarding\n\n")
 	b.WriteString("Median of the rounds; frame sizes with the 4-byte FCS, as on a wire.\n\n")
-	writeMarkdownTable(&b, forwardTable(ts.Forwarding))
+	forwardT := forwardTable(ts.Forwarding)
+	markForwardLimits(&forwardT, ts.Forwarding, r.Engine)
+	writeMarkdownTable(&b, forwardT)
+	for _, n := range engineNotes(r, ts) {
+		b.WriteString("\n" + mdCell(n) + "\n")
+	}
 
 	writeBalanceMarkdown(&b, r)
 	writeUpgradeMarkdown(&b, r)
+	writeTCPMarkdown(&b, r)
+	writeIdleMarkdown(&b, r)
 
 	b.WriteString("\n## Not run\n\n")
 	if len(r.NotRun) == 0 {

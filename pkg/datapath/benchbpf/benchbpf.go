@@ -1,8 +1,10 @@
 // Package benchbpf loads the benchmark's BPF tools (bpf/bench.c): an
 // in-kernel packet generator, an XDP receiver that records sequence numbers,
 // and a bare devmap-redirect forwarder that bounds what any XDP switch can
-// do. Every system under test is measured with the same generator and
-// receiver.
+// do. Its traffic engines (Engine) send the same frames: the in-kernel
+// generator where the kernel allows live-frame test runs, else AF_PACKET
+// from user space. Every system under test is measured with the same
+// engine and receiver.
 //
 // Interface indexes are resolved in the network namespace of the calling
 // thread: lock the goroutine to its OS thread and enter the namespace first.
@@ -44,7 +46,7 @@ const (
 	MaxSeqsPerSlot     = 1 << 30 // 128 MiB per slot, 1 GiB in all
 )
 
-// Template describes the frames a Generator sends.
+// Template describes the frames an Engine sends.
 type Template struct {
 	Dst, Src net.HardwareAddr
 	// Sources is how many guest MACs the frames cycle through: frame seq

@@ -86,7 +86,14 @@ func enter(t *testing.T, ns netns.NsHandle) {
 // their indexes.
 func veth(t *testing.T, name, peer string) (int, int) {
 	t.Helper()
-	v := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: name}, PeerName: peer}
+	return vethQueues(t, name, peer, 1)
+}
+
+// vethQueues is veth with queues transmit and receive queues on each end.
+func vethQueues(t *testing.T, name, peer string, queues int) (int, int) {
+	t.Helper()
+	v := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: name, NumTxQueues: queues, NumRxQueues: queues},
+		PeerName: peer, PeerNumTxQueues: uint32(queues), PeerNumRxQueues: uint32(queues)}
 	if err := netlink.LinkAdd(v); err != nil {
 		t.Fatalf("add veth %s: %v", name, err)
 	}

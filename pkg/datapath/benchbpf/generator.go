@@ -11,7 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Pacing and batching of the live-frames test runs.
+// Batching of the live-frames test runs.
 const (
 	// flatBatch frames per test run when sending flat out: large enough to
 	// amortise the per-run setup (the kernel builds a page pool per run),
@@ -20,14 +20,12 @@ const (
 	// kernelBatch is the run's internal batch (BPF_PROG_TEST_RUN
 	// batch_size, at most 256): frames transmitted per flush.
 	kernelBatch = 64
-	// A paced sender sends once at least minInterval's worth of frames is
-	// due, and at most maxInterval's worth at once.
-	minInterval = 100 * time.Microsecond
-	maxInterval = time.Millisecond
 )
 
 // Generator is the in-kernel packet generator (bench_gen run with
-// BPF_F_TEST_XDP_LIVE_FRAMES). It is not safe for concurrent use.
+// BPF_F_TEST_XDP_LIVE_FRAMES), the "live" Engine: the fastest, where the
+// kernel allows live test runs (liveframes.Available). It is not safe for concurrent
+// use.
 type Generator struct {
 	objs   genObjects
 	anchor *anchor
@@ -98,44 +96,15 @@ func (g *Generator) Send(ctx context.Context, ifindex int, t Template, rate int,
 		BatchSize: kernelBatch,
 	}
 
-	var queued uint64 // frames asked for; the kernel may run more (EINTR)
-	begin := time.Now()
-	var runErr error
-	for ctx.Err() == nil {
-		elapsed := time.Since(begin)
-		if duration > 0 && elapsed >= duration {
-			break
-		}
-		if maxFrames > 0 && queued >= maxFrames {
-			break
-		}
-		batch := uint64(flatBatch)
-		if rate > 0 {
-			var due uint64
-			if target := uint64(float64(rate) * elapsed.Seconds()); target > queued {
-				due = target - queued
-			}
-			least := max(uint64(float64(rate)*minInterval.Seconds()), 1)
-			if due < least {
-				wait := time.Duration(float64(queued+least)/float64(rate)*float64(time.Second)) - elapsed
-				if duration > 0 {
-					wait = min(wait, duration-elapsed)
-				}
-				sleep(ctx, wait)
-				continue
-			}
-			batch = min(due, max(uint64(float64(rate)*maxInterval.Seconds()), 1))
-		}
-		if maxFrames > 0 {
-			batch = min(batch, maxFrames-queued)
-		}
+	// pace counts the frames asked for; the kernel may run more (EINTR),
+	// and the counter below says how many.
+	_, runErr := pace(ctx, rate, duration, maxFrames, flatBatch, func(batch uint64) (uint64, error) {
 		opts.Repeat = uint32(batch)
 		if _, err := g.objs.Prog.Run(&opts); err != nil {
-			runErr = fmt.Errorf("generator: test run on ifindex %d: %w", ifindex, err)
-			break
+			return 0, fmt.Errorf("generator: test run on ifindex %d: %w", ifindex, err)
 		}
-		queued += batch
-	}
+		return batch, nil
+	})
 
 	// The counter is the truth: it includes restarted runs, and runs past
 	// the limit (dropped, not sent) are taken back so the next call goes on
@@ -153,17 +122,8 @@ func (g *Generator) Send(ctx context.Context, ifindex int, t Template, rate int,
 	return end - start, runErr
 }
 
-func sleep(ctx context.Context, d time.Duration) {
-	if d <= 0 {
-		return
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
-	}
-}
+// Name is EngineLive.
+func (g *Generator) Name() string { return EngineLive }
 
 // Reset starts the sequence numbers at 0 again.
 func (g *Generator) Reset() error {

@@ -2,11 +2,14 @@ package benchbpf
 
 import (
 	"context"
+	"github.com/uplinkd/uplinkd/pkg/datapath/liveframes"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/safchain/ethtool"
+	"github.com/vishvananda/netns"
 )
 
 // refused counts the frames the named veths would not take because their
@@ -75,11 +78,34 @@ func checkStream(t *testing.T, r *Receiver, slot int, sent uint64, senders *refu
 	return st
 }
 
-// liveBed is a veth pair ulkbba -> ulkbbb with a receiver on the far end
-// in slot, and a generator to send from a.
-func liveBed(t *testing.T, slot int) (a int, r *Receiver, g *Generator) {
+// testEngines are the engines this kernel allows, each tested alike:
+// afpacket always, live where the kernel allows live-frame test runs.
+func testEngines(t *testing.T) []string {
 	t.Helper()
-	a, b := veth(t, "ulkbba", "ulkbbb")
+	engines := []string{EngineAFPacket}
+	if err := liveframes.Available(); err != nil {
+		t.Logf("engine %s not tested: %v", EngineLive, err)
+	} else {
+		engines = append([]string{EngineLive}, engines...)
+	}
+	return engines
+}
+
+func newTestEngine(t *testing.T, name string) Engine {
+	t.Helper()
+	g, err := NewEngine(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { g.Close() })
+	return g
+}
+
+// engineBed is a veth pair ulkbba -> ulkbbb (a queue per CPU, as the
+// benchmark's links) with a receiver on the far end in slot.
+func engineBed(t *testing.T, slot int) (a int, r *Receiver) {
+	t.Helper()
+	a, b := vethQueues(t, "ulkbba", "ulkbbb", runtime.NumCPU())
 	r, err := NewReceiver()
 	if err != nil {
 		t.Fatal(err)
@@ -89,18 +115,24 @@ func liveBed(t *testing.T, slot int) (a int, r *Receiver, g *Generator) {
 		t.Fatal(err)
 	}
 	waitUp(t, "ulkbba", "ulkbbb")
-	if g, err = NewGenerator(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { g.Close() })
-	return a, r, g
+	return a, r
 }
 
-// TestLive sends live frames out of veth a (bench_gen's XDP_TX on a test run
-// with ingress a) and receives them on its peer b.
-func TestLive(t *testing.T) {
+// TestEngines sends with every engine out of veth a (live: bench_gen's
+// XDP_TX on a test run with ingress a; afpacket: sendmmsg on a) and
+// receives on its peer b.
+func TestEngines(t *testing.T) {
 	ns := enterNewNS(t)
-	a, r, g := liveBed(t, 0)
+	a, r := engineBed(t, 0)
+	for _, name := range testEngines(t) {
+		t.Run(name, func(t *testing.T) {
+			enter(t, ns)
+			testEngine(t, ns, a, r, newTestEngine(t, name))
+		})
+	}
+}
+
+func testEngine(t *testing.T, ns netns.NsHandle, a int, r *Receiver, g Engine) {
 
 	tests := []struct {
 		name string
@@ -198,32 +230,47 @@ func TestLive(t *testing.T) {
 	})
 }
 
-// TestLiveFlatOutRate measures the generator flat out for a second (the
+// TestFlatOutRate measures every engine flat out for a second (the
 // bitmap holds 16 Mi sequence numbers). A saturated veth ring drops
 // legitimately: every loss must be one the sender counted.
-func TestLiveFlatOutRate(t *testing.T) {
+func TestFlatOutRate(t *testing.T) {
 	if testing.Short() {
-		t.Skip("one second of traffic")
+		t.Skip("one second of traffic per engine")
 	}
-	enterNewNS(t)
-	a, r, g := liveBed(t, 3)
-	senders := newRefused(t, "ulkbba")
-	begin := time.Now()
-	sent, err := g.Send(context.Background(), a, Template{Dst: testDst, Src: testSrc, Size: 60}, 0, time.Second, 0)
-	elapsed := time.Since(begin)
-	if err != nil {
-		t.Fatal(err)
+	ns := enterNewNS(t)
+	a, r := engineBed(t, 3)
+	for _, name := range testEngines(t) {
+		t.Run(name, func(t *testing.T) {
+			enter(t, ns)
+			g := newTestEngine(t, name)
+			if err := r.Reset(); err != nil {
+				t.Fatal(err)
+			}
+			senders := newRefused(t, "ulkbba")
+			begin := time.Now()
+			sent, err := g.Send(context.Background(), a, Template{Dst: testDst, Src: testSrc, Size: 60}, 0, time.Second, 0)
+			elapsed := time.Since(begin)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("flat out for %v: sent %d, %.2f Mpps", elapsed.Round(time.Millisecond), sent, float64(sent)/elapsed.Seconds()/1e6)
+			if sent < 200_000 { // a working engine, not a rate: make bench measures that
+				t.Errorf("sent only %d in %v", sent, elapsed)
+			}
+			checkStream(t, r, 3, sent, senders)
+		})
 	}
-	t.Logf("flat out for %v: sent %d, %.2f Mpps", elapsed.Round(time.Millisecond), sent, float64(sent)/elapsed.Seconds()/1e6)
-	if sent < 200_000 { // a working generator, not a rate: make bench measures that
-		t.Errorf("sent only %d in %v", sent, elapsed)
-	}
-	checkStream(t, r, 3, sent, senders)
 }
 
-// TestForwarder: x -XDP_TX-> y -bench_fwd-> z -> w (bench_rx, which also
+// TestForwarder: x -engine-> y -bench_fwd-> z -> w (bench_rx, which also
 // gives w the NAPI a redirect into z needs).
 func TestForwarder(t *testing.T) {
+	for _, name := range testEngines(t) {
+		t.Run(name, func(t *testing.T) { testForwarder(t, name) })
+	}
+}
+
+func testForwarder(t *testing.T, engine string) {
 	ns := enterNewNS(t)
 	x, y := veth(t, "ulkbbx", "ulkbby")
 	z, w := veth(t, "ulkbbz", "ulkbbw")
@@ -243,15 +290,11 @@ func TestForwarder(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { f.Close() })
-	g, err := NewGenerator()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { g.Close() })
+	g := newTestEngine(t, engine)
 	waitUp(t, "ulkbbx", "ulkbby", "ulkbbz", "ulkbbw")
 
-	// Without the forwarder y has no XDP program, hence no NAPI: frames
-	// sent from x die, and nothing reaches w.
+	// Without the forwarder y has no XDP program: frames sent from x die
+	// (live: no NAPI) or go up y's stack (afpacket), and nothing reaches w.
 	sent, err := g.Send(context.Background(), x, Template{Dst: testDst, Src: testSrc, Size: 60}, 0, time.Second, 1000)
 	if err != nil || sent != 1000 {
 		t.Fatalf("Send without forwarder: %d, %v", sent, err)
