@@ -3,6 +3,7 @@ package benchbpf
 import (
 	"context"
 	"github.com/uplinkd/uplinkd/pkg/datapath/liveframes"
+	"os"
 	"runtime"
 	"strings"
 	"testing"
@@ -175,8 +176,14 @@ func testEngine(t *testing.T, ns netns.NsHandle, a int, r *Receiver, g Engine) {
 				// most one interval before the end). Slower only bounds a
 				// broken loop: the machine is shared with other tests, and
 				// rates are measured by `make bench`, not here.
-				if d := rate / float64(tt.rate); d > 1.05 || d < 0.3 {
-					t.Errorf("paced at %.0f pps, want %d (at most +5%%, at least 30%%)", rate, tt.rate)
+				// Under software emulation (make test-kernels) a user-space
+				// sender reaches a few tens of kpps: no lower bound there.
+				floor := 0.3
+				if strings.HasSuffix(os.Getenv("UPLINKD_TEST_KERNEL"), "-qemu") {
+					floor = 0
+				}
+				if d := rate / float64(tt.rate); d > 1.05 || d < floor {
+					t.Errorf("paced at %.0f pps, want %d (at most +5%%, at least %.0f%%)", rate, tt.rate, floor*100)
 				}
 			}
 			st := checkStream(t, r, 0, sent, senders)
