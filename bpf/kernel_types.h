@@ -25,6 +25,12 @@ struct net_device {
 	possible_net_t nd_net;
 } __attribute__((preserve_access_index));
 
+/* Only read through bpf_probe_read_kernel, from a tc program's context
+ * (which is the kernel's sk_buff). */
+struct sk_buff {
+	struct net_device *dev;
+} __attribute__((preserve_access_index));
+
 enum netdev_state_t {
 	__LINK_STATE_START,
 	__LINK_STATE_PRESENT,

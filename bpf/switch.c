@@ -47,6 +47,7 @@ const struct vlan_set *_vlan_set __attribute__((unused));
 const struct arrival *_arrival __attribute__((unused));
 const struct balance *_balance __attribute__((unused));
 const enum group_mode *_group_mode __attribute__((unused));
+const struct port_list *_port_list __attribute__((unused));
 
 /* Every port, keyed by ifindex: unicast to a guest, and flooding with
  * BPF_F_BROADCAST. Entries carry xdp_egress. */
@@ -144,6 +145,26 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } vlan_sets SEC(".maps");
 
+/* uplink_ifs[group * MAX_UPLINKS + slot]: the ifindex in each uplink slot,
+ * 0 when empty, for the tc programs: the kernel will not load an XDP and a
+ * tc program that both use the uplinks devmap. Written with uplinks. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, MAX_GROUPS * MAX_UPLINKS);
+	__type(key, __u32);
+	__type(value, __u32);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} uplink_ifs SEC(".maps");
+
+/* group_ports[group]: see struct port_list. Kept by the daemon. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, MAX_GROUPS);
+	__type(key, __u32);
+	__type(value, struct port_list);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} group_ports SEC(".maps");
+
 struct frame {
 	__u8 *dst;
 	__u8 *src;
@@ -154,12 +175,13 @@ struct frame {
 	__u32 len;
 };
 
-/* parse reads Ethernet and at most one 802.1Q tag, and checks that the
- * network header it will read for learning is all there. */
-static __always_inline int parse(struct xdp_md *ctx, struct frame *f)
+/* parse_frame reads Ethernet and at most one 802.1Q tag (none when the
+ * kernel has already taken the outer tag into skb metadata: outer_known),
+ * and checks that the network header it will read for learning is all
+ * there. */
+static __always_inline int parse_frame(void *data, void *end, struct frame *f,
+				       int outer_known)
 {
-	void *data = (void *)(long)ctx->data;
-	void *end = (void *)(long)ctx->data_end;
 	__u8 *eth = data;
 	__u16 proto;
 
@@ -172,7 +194,7 @@ static __always_inline int parse(struct xdp_md *ctx, struct frame *f)
 	f->tagged = 0;
 	proto = *(__u16 *)(eth + 2 * ETH_ALEN);
 	f->l3 = data + ETH_HLEN;
-	if (proto == bpf_htons(ETH_P_8021Q)) {
+	if (proto == bpf_htons(ETH_P_8021Q) && !outer_known) {
 		if (data + ETH_HLEN + VLAN_HLEN > end)
 			return -1;
 		/* TPID at 12, TCI at 14, inner ethertype at 16 */
@@ -190,6 +212,11 @@ static __always_inline int parse(struct xdp_md *ctx, struct frame *f)
 	if (proto == bpf_htons(ETH_P_ARP) && f->l3 + ARP_LEN > end)
 		return -1;
 	return 0;
+}
+
+static __always_inline int parse(struct xdp_md *ctx, struct frame *f)
+{
+	return parse_frame((void *)(long)ctx->data, (void *)(long)ctx->data_end, f, 0);
 }
 
 static __always_inline int is_multicast(const __u8 *mac)
@@ -223,21 +250,31 @@ static __always_inline struct port_stats *stats_of(const struct port_info *port)
 	return bpf_map_lookup_elem(&stats, &id);
 }
 
-static __always_inline int drop(const struct port_info *port, __u32 reason)
+static __always_inline void count_drop(const struct port_info *port, __u32 reason)
 {
 	struct port_stats *st = stats_of(port);
 
 	if (st && reason < DROP_REASONS)
 		st->drops[reason]++;
-	return XDP_DROP;
 }
 
-static __always_inline int to_host(const struct port_info *port)
+static __always_inline void count_host(const struct port_info *port)
 {
 	struct port_stats *st = stats_of(port);
 
 	if (st)
 		st->host_packets++;
+}
+
+static __always_inline int drop(const struct port_info *port, __u32 reason)
+{
+	count_drop(port, reason);
+	return XDP_DROP;
+}
+
+static __always_inline int to_host(const struct port_info *port)
+{
+	count_host(port);
 	return XDP_PASS;
 }
 
@@ -648,14 +685,19 @@ int xdp_uplink(struct xdp_md *ctx)
 	return flood();
 }
 
-static __always_inline int count_tx(struct xdp_md *ctx, const struct port_info *dst)
+static __always_inline void count_tx_len(const struct port_info *dst, __u32 len)
 {
 	struct port_stats *st = stats_of(dst);
 
 	if (st) {
 		st->tx_packets++;
-		st->tx_bytes += (void *)(long)ctx->data_end - (void *)(long)ctx->data;
+		st->tx_bytes += len;
 	}
+}
+
+static __always_inline int count_tx(struct xdp_md *ctx, const struct port_info *dst)
+{
+	count_tx_len(dst, (void *)(long)ctx->data_end - (void *)(long)ctx->data);
 	return XDP_PASS;
 }
 
@@ -716,4 +758,427 @@ int xdp_egress_up(struct xdp_md *ctx)
 	struct port_info *dst = bpf_map_lookup_elem(&ports, &out);
 
 	return dst ? count_tx(ctx, dst) : XDP_DROP;
+}
+
+/* ---------------------------------------------------------------------
+ * The tc data plane: the same switch on skbs, at tc ingress of every port
+ * (tcx, or a clsact filter where the kernel has no tcx). A frame a local
+ * stack sends through a veth, or a VM through a tap, is CHECKSUM_PARTIAL
+ * and often GSO; an XDP redirect rebuilds it without that state and it
+ * leaves with a bad checksum. An skb redirected here keeps it, so guests
+ * keep their offloads and full MTU.
+ *
+ * Differences from XDP: the kernel has already moved the outer 802.1Q
+ * tag into skb metadata (vlan_tci), so tags are set with
+ * bpf_skb_vlan_push/pop per destination; flooding clones the frame to
+ * each port of the group (group_ports); and a frame that reaches an
+ * uplink without carrier is rescued at that uplink's tc egress
+ * (tc_uplink_out), where the group is moved, instead of being read from
+ * the transmit tracepoint's record.
+ * --------------------------------------------------------------------- */
+
+#define TC_ACT_OK 0
+#define TC_ACT_SHOT 2
+#define TC_ACT_REDIRECT 7
+
+/* Enough linear bytes for Ethernet, a tag and an IPv6 header. */
+#define PULL_LEN (ETH_HLEN + VLAN_HLEN + IPV6_LEN)
+
+/* skb_frame pulls the headers into the linear area and parses them; the
+ * outer tag, if any, is in metadata. Packet pointers are valid until the
+ * next helper that changes the skb. */
+static __always_inline int skb_frame(struct __sk_buff *skb, struct frame *f)
+{
+	__u32 len = skb->len;
+
+	if (len < ETH_HLEN)
+		return -1;
+	if (bpf_skb_pull_data(skb, len < PULL_LEN ? len : PULL_LEN))
+		return -1;
+	/* An outer tag the kernel took into metadata: an 802.1Q one is the
+	 * switch's VLAN; an 802.1ad (S-) tag is part of the payload, as it
+	 * is to the XDP parser. */
+	int q = skb->vlan_present && skb->vlan_proto == bpf_htons(ETH_P_8021Q);
+	if (parse_frame((void *)(long)skb->data, (void *)(long)skb->data_end, f,
+			skb->vlan_present) < 0)
+		return -1;
+	if (q) {
+		f->vlan = skb->vlan_tci & VLAN_VID_MASK;
+		f->tagged = 1;
+	}
+	f->len = len;
+	return 0;
+}
+
+static __always_inline int tc_drop(const struct port_info *port, __u32 reason)
+{
+	count_drop(port, reason);
+	return TC_ACT_SHOT;
+}
+
+static __always_inline int tc_to_host(const struct port_info *port)
+{
+	count_host(port);
+	return TC_ACT_OK;
+}
+
+/* Tag states of an skb: untagged, or tagged with a VID (0..4095). */
+#define UNTAGGED -1
+
+/* egress_tagged says how a frame of VLAN vlan leaves through dst: 1
+ * tagged (uplinks; trunks), 0 untagged (an access port of that VLAN), -1
+ * not at all. VLAN 0 is untagged inside the switch. */
+static __always_inline int egress_tagged(const struct port_info *dst, __u16 vlan)
+{
+	if (dst->role == ROLE_UPLINK)
+		return vlan != 0;
+	if (dst->vlan)
+		return vlan == dst->vlan ? 0 : -1;
+	return trunk_allows(dst, vlan) ? vlan != 0 : -1;
+}
+
+/* retag puts the skb's tag in the state a destination wants. */
+static __always_inline int retag(struct __sk_buff *skb, int *cur, int tagged, __u16 vlan)
+{
+	int want = tagged ? vlan : UNTAGGED;
+
+	if (*cur == want)
+		return 0;
+	/* A frame that came in priority-tagged (VID 0) leaves as it came
+	 * toward a trunk or an uplink. */
+	if (tagged == 0 && *cur == UNTAGGED)
+		return 0;
+	if (!tagged && *cur == 0 && vlan == 0)
+		return 0;
+	if (*cur != UNTAGGED && bpf_skb_vlan_pop(skb))
+		return -1;
+	*cur = UNTAGGED;
+	if (want != UNTAGGED && bpf_skb_vlan_push(skb, bpf_htons(ETH_P_8021Q), want))
+		return -1;
+	*cur = want;
+	return 0;
+}
+
+/* uplink_ifindex is the device in a group's uplink slot, 0 if empty. */
+static __always_inline __u32 uplink_ifindex(__u32 key)
+{
+	__u32 *ifindex = bpf_map_lookup_elem(&uplink_ifs, &key);
+
+	return ifindex ? *ifindex : 0;
+}
+
+/* tc_to_port sends the skb to one port of the ingress port's group. */
+static __always_inline int tc_to_port(struct __sk_buff *skb, const struct port_info *src,
+				      __u32 ifindex, __u16 vlan, int *cur)
+{
+	struct port_info *dst = bpf_map_lookup_elem(&ports, &ifindex);
+	int tagged;
+
+	if (!dst || dst->group != src->group)
+		return tc_drop(src, DROP_NO_UPLINK);
+	tagged = egress_tagged(dst, vlan);
+	if (tagged < 0)
+		return tc_drop(src, DROP_VLAN);
+	if (retag(skb, cur, tagged, vlan) < 0)
+		return tc_drop(src, DROP_MALFORMED);
+	count_tx_len(dst, skb->len);
+	if (dst->flags & PORT_F_PEER)
+		return bpf_redirect_peer(ifindex, 0);
+	return bpf_redirect(ifindex, 0);
+}
+
+/* skb_tag is the skb's 802.1Q tag state: the VID of a tag in metadata, or
+ * UNTAGGED. Read from the skb itself, never carried in a loop's context:
+ * the verifier of older kernels (6.1) checks a bpf_loop callback once, as
+ * if every iteration began with the first one's context, and drops the
+ * code it then thinks unreachable. */
+static __always_inline int skb_tag(const struct __sk_buff *skb)
+{
+	if (skb->vlan_present && skb->vlan_proto == bpf_htons(ETH_P_8021Q))
+		return skb->vlan_tci & VLAN_VID_MASK;
+	return UNTAGGED;
+}
+
+struct flood_ctx {
+	struct __sk_buff *skb;
+	__u32 group;
+	__u32 src_role;
+	__u32 in;
+	__u32 up_slot;
+	__u32 vlan;
+	/* The last port to get a copy: it gets the skb itself. Set by the
+	 * first pass, read by the second. */
+	__u32 last;
+};
+
+/* flood_target says whether port i of the group gets a copy (1, with the
+ * port and how it wants the tag), not (0), or the list has ended (-1). */
+static __always_inline int flood_target(struct flood_ctx *c, __u64 i, __u32 *out, int *tagged)
+{
+	__u32 group = c->group;
+	struct port_list *list = bpf_map_lookup_elem(&group_ports, &group);
+
+	if (!list || i >= MAX_GROUP_PORTS || i >= list->n)
+		return -1;
+	*out = list->ifindex[i];
+	if (*out == c->in)
+		return 0;
+	struct port_info *dst = bpf_map_lookup_elem(&ports, out);
+	if (!dst || dst->group != group)
+		return 0;
+	if (dst->role == ROLE_UPLINK &&
+	    (c->src_role == ROLE_UPLINK || dst->slot != c->up_slot))
+		return 0;
+	*tagged = egress_tagged(dst, c->vlan);
+	return *tagged >= 0;
+}
+
+/* flood_find_last: the first pass, bpf_loop callbacks that only write. */
+static long flood_find_last(__u64 i, struct flood_ctx *c)
+{
+	__u32 out = 0;
+	int tagged = 0, r = flood_target(c, i, &out, &tagged);
+
+	if (r < 0)
+		return 1;
+	if (r > 0)
+		c->last = out;
+	return 0;
+}
+
+/* flood_clone: the second pass, a clone to every target but the last. */
+static long flood_clone(__u64 i, struct flood_ctx *c)
+{
+	__u32 out = 0;
+	int tagged = 0, r = flood_target(c, i, &out, &tagged);
+
+	if (r < 0)
+		return 1;
+	if (r == 0 || out == c->last)
+		return 0;
+	int cur = skb_tag(c->skb);
+	if (retag(c->skb, &cur, tagged, c->vlan) < 0)
+		return 1;
+	struct port_info *dst = bpf_map_lookup_elem(&ports, &out);
+	if (dst)
+		count_tx_len(dst, c->skb->len);
+	bpf_clone_redirect(c->skb, out, 0);
+	return 0;
+}
+
+/* tc_flood sends the skb to every port of the group but the ingress one:
+ * guests that carry its VLAN and, for a frame from a guest, the one
+ * uplink that carries the guest (up_slot). Clones go to all but the last,
+ * which gets the skb itself. Two passes over the port list, so that no
+ * callback reads what another wrote (see skb_tag). */
+static __always_inline int tc_flood(struct __sk_buff *skb, const struct port_info *src,
+				    __u32 in, __u16 vlan, int cur, __u32 up_slot)
+{
+	/* The tag state must be the skb's own: a tag still in the frame (a
+	 * test run; the kernel moves a received one to metadata) moves
+	 * there. */
+	if (cur != UNTAGGED && skb_tag(skb) == UNTAGGED) {
+		if (bpf_skb_vlan_pop(skb) || bpf_skb_vlan_push(skb, bpf_htons(ETH_P_8021Q), cur))
+			return TC_ACT_SHOT;
+	}
+	struct flood_ctx c = {
+		.skb = skb, .group = src->group, .src_role = src->role, .in = in,
+		.up_slot = up_slot, .vlan = vlan,
+	};
+	bpf_loop(MAX_GROUP_PORTS, flood_find_last, &c, 0);
+	__u32 last = c.last;
+	if (!last)
+		return TC_ACT_SHOT; /* nobody else in the group carries the VLAN */
+	bpf_loop(MAX_GROUP_PORTS, flood_clone, &c, 0);
+	struct port_info *dst = bpf_map_lookup_elem(&ports, &last);
+	if (!dst)
+		return TC_ACT_SHOT;
+	int tagged = egress_tagged(dst, vlan);
+	cur = skb_tag(skb);
+	if (tagged < 0 || retag(skb, &cur, tagged, vlan) < 0)
+		return TC_ACT_SHOT;
+	count_tx_len(dst, skb->len);
+	return bpf_redirect(last, 0);
+}
+
+SEC("tc")
+int tc_guest(struct __sk_buff *skb)
+{
+	__u32 ifindex = skb->ifindex;
+	struct port_info *port = bpf_map_lookup_elem(&ports, &ifindex);
+	struct frame f;
+	__u8 dst[ETH_ALEN], src[ETH_ALEN];
+
+	if (!port) /* not (yet) part of the switch */
+		return TC_ACT_OK;
+	if (skb_frame(skb, &f) < 0)
+		return tc_drop(port, DROP_MALFORMED);
+	count_rx(port, f.len);
+	if (is_multicast(f.src) || is_zero(f.src))
+		return tc_drop(port, DROP_BAD_SRC);
+
+	int cur = f.tagged ? f.vlan : UNTAGGED;
+	if (port->vlan) {
+		if (f.tagged)
+			return tc_drop(port, DROP_VLAN);
+		if (is_link_local(f.dst))
+			return tc_to_host(port);
+		f.vlan = port->vlan;
+	} else if (!trunk_allows(port, f.vlan)) {
+		return tc_drop(port, DROP_VLAN);
+	}
+
+	learn(port, ifindex, &f, (void *)(long)skb->data_end);
+	/* Packet pointers die with the first helper that changes the skb. */
+	__builtin_memcpy(dst, f.dst, ETH_ALEN);
+	__builtin_memcpy(src, f.src, ETH_ALEN);
+
+	if (is_link_local(dst))
+		return tc_to_host(port);
+
+	struct balance *bal = balance_of(port->group);
+	__u32 bucket = bal ? bucket_of(src, f.vlan) : 0;
+	__u32 slot = bal ? balance_slot(port->group, bal, bucket) : active_slot(port->group);
+
+	if (is_multicast(dst))
+		return tc_flood(skb, port, ifindex, f.vlan, cur, slot);
+
+	struct fdb_key key = { .group = port->group, .vlan = f.vlan };
+	__builtin_memcpy(key.mac, dst, ETH_ALEN);
+	struct fdb_entry *to = bpf_map_lookup_elem(&fdb, &key);
+	if (to) {
+		if (to->ifindex == ifindex)
+			return tc_drop(port, DROP_HAIRPIN);
+		return tc_to_port(skb, port, to->ifindex, f.vlan, &cur);
+	}
+
+	/* Not a local guest: it lives upstream, behind the active uplink (in
+	 * a balance group, behind the uplink of the guest's bucket). A dead
+	 * uplink's tc egress moves the group and passes the frame on. */
+	if (slot >= MAX_UPLINKS)
+		return tc_drop(port, DROP_NO_UPLINK);
+	if (bal) {
+		__u32 k = port->group * NBUCKETS + bucket;
+		__u64 *bytes = bpf_map_lookup_elem(&bucket_bytes, &k);
+		if (bytes)
+			*bytes += f.len;
+	}
+	__u32 up = uplink_ifindex(port->group * MAX_UPLINKS + slot);
+	if (!up)
+		return tc_drop(port, DROP_NO_UPLINK);
+	return tc_to_port(skb, port, up, f.vlan, &cur);
+}
+
+SEC("tc")
+int tc_uplink(struct __sk_buff *skb)
+{
+	__u32 ifindex = skb->ifindex;
+	struct port_info *port = bpf_map_lookup_elem(&ports, &ifindex);
+	struct frame f;
+	__u8 dst[ETH_ALEN];
+
+	if (!port)
+		return TC_ACT_OK;
+	if (skb_frame(skb, &f) < 0)
+		return tc_drop(port, DROP_MALFORMED);
+	count_rx(port, f.len);
+	if (is_multicast(f.src) || is_zero(f.src))
+		return tc_drop(port, DROP_BAD_SRC);
+
+	/* The host's own traffic (probe replies, management) on any uplink. */
+	if (mac_equal(f.dst, port->mac) || is_link_local(f.dst))
+		return tc_to_host(port);
+	__builtin_memcpy(dst, f.dst, ETH_ALEN);
+
+	int cur = f.tagged ? f.vlan : UNTAGGED;
+	struct fdb_key key = { .group = port->group, .vlan = f.vlan };
+	__builtin_memcpy(key.mac, dst, ETH_ALEN);
+
+	/* As xdp_uplink: a standby uplink delivers no flood copies, only
+	 * unicast to known guests in a balance group or while it drains. */
+	if (active_slot(port->group) != port->slot) {
+		__u32 group = port->group;
+		struct drain *dr = bpf_map_lookup_elem(&draining, &group);
+		int draining_here = dr && dr->slot == port->slot && bpf_ktime_get_ns() < dr->until_ns;
+		struct fdb_entry *to;
+
+		if ((draining_here || balance_of(group)) && !is_multicast(dst) &&
+		    (to = bpf_map_lookup_elem(&fdb, &key)))
+			return tc_to_port(skb, port, to->ifindex, f.vlan, &cur);
+		return tc_drop(port, DROP_STANDBY);
+	}
+
+	if (!is_multicast(dst)) {
+		struct fdb_entry *to = bpf_map_lookup_elem(&fdb, &key);
+		if (to)
+			return tc_to_port(skb, port, to->ifindex, f.vlan, &cur);
+	}
+	/* Broadcast, multicast, unknown unicast: every guest of the VLAN. */
+	return tc_flood(skb, port, ifindex, f.vlan, cur, NO_SLOT);
+}
+
+/* skb_lost_carrier reads the carrier of the device the skb is on. */
+static __always_inline int skb_lost_carrier(struct __sk_buff *ctx)
+{
+	struct sk_buff *skb = (void *)ctx;
+	struct net_device *dev = 0;
+	unsigned long state = 0;
+
+	if (bpf_probe_read_kernel(&dev, sizeof(dev), &skb->dev) || !dev)
+		return 0;
+	if (bpf_probe_read_kernel(&state, sizeof(state), &dev->state))
+		return 0;
+	return !(state & (1UL << bpf_core_enum_value(enum netdev_state_t, __LINK_STATE_START))) ||
+	       (state & (1UL << bpf_core_enum_value(enum netdev_state_t, __LINK_STATE_NOCARRIER)));
+}
+
+/* tc_uplink_out runs at tc egress of every uplink. While the uplink has
+ * carrier it only looks (one read). Without carrier a guest's frame would
+ * die here: the group moves off this uplink (move_group, as the other
+ * kernel paths do) and the frame leaves through the uplink that now
+ * carries the guest. The host's own frames are left alone. */
+SEC("tc")
+int tc_uplink_out(struct __sk_buff *skb)
+{
+	__u32 ifindex = skb->ifindex;
+	struct port_info *port = bpf_map_lookup_elem(&ports, &ifindex);
+
+	if (!carrier_check || !port || port->role != ROLE_UPLINK || port->slot >= MAX_UPLINKS)
+		return TC_ACT_OK;
+	if (!skb_lost_carrier(skb))
+		return TC_ACT_OK;
+
+	__u32 group = port->group;
+	__u32 next = move_group(group, port->slot, ifindex, FO_CARRIER_SEEN, 0);
+
+	/* Only a guest's frame moves: its source is in the FDB. */
+	if (bpf_skb_pull_data(skb, ETH_HLEN))
+		return TC_ACT_OK;
+	__u8 *data = (void *)(long)skb->data;
+	if ((void *)(data + ETH_HLEN) > (void *)(long)skb->data_end)
+		return TC_ACT_OK;
+	int tag = skb_tag(skb);
+	__u16 vlan = tag == UNTAGGED ? 0 : tag;
+	struct fdb_key key = { .group = group, .vlan = vlan };
+	__builtin_memcpy(key.mac, data + ETH_ALEN, ETH_ALEN);
+	if (!bpf_map_lookup_elem(&fdb, &key))
+		return TC_ACT_OK;
+	struct balance *bal = balance_of(group);
+	if (bal)
+		next = balance_slot(group, bal, bucket_of(data + ETH_ALEN, vlan));
+	if (next >= MAX_UPLINKS || next == port->slot)
+		return TC_ACT_OK;
+	__u32 up = uplink_ifindex(group * MAX_UPLINKS + next);
+	struct port_info *to = bpf_map_lookup_elem(&ports, &up);
+	if (!up || !to)
+		return TC_ACT_OK;
+	/* tc_to_port counted the frame on this uplink, on this CPU (the
+	 * redirect that brought it here ran right before): move the count. */
+	struct port_stats *st = stats_of(port);
+	if (st && st->tx_packets > 0) {
+		st->tx_packets--;
+		st->tx_bytes -= skb->len;
+	}
+	count_tx_len(to, skb->len);
+	return bpf_redirect(up, 0);
 }

@@ -52,6 +52,19 @@ struct port_info {
 /* A guest port whose learned MACs stay with it: another port sending from
  * one of them is not learned (port security against MAC spoofing). */
 #define PORT_F_MAC_LOCK 2
+/* A veth whose peer lives in another network namespace (a container):
+ * the tc data plane delivers into the peer directly (bpf_redirect_peer),
+ * skipping a second pass through the host's backlog. */
+#define PORT_F_PEER 4
+
+/* group_ports[group]: every port of a group, for flooding skbs (the tc
+ * data plane clones a frame to each). At most 200 guest ports and 8
+ * uplinks per group. */
+#define MAX_GROUP_PORTS 208
+struct port_list {
+	__u32 n;
+	__u32 ifindex[MAX_GROUP_PORTS];
+};
 
 /* vlan_sets[port id]: bit v set = VLAN v allowed. */
 struct vlan_set {

@@ -13,7 +13,7 @@ type Status struct {
 	Started time.Time `json:"started"`
 	PinPath string    `json:"pin_path"`
 	// FailoverPaths are the ways a dead uplink is left, fastest first:
-	// "carrier-hook", "carrier-at-redirect", "xmit-error" (in the kernel),
+	// "carrier-hook", "carrier-at-redirect" (in the kernel),
 	// "user-space".
 	FailoverPaths []string          `json:"failover_paths"`
 	RefusedPaths  map[string]string `json:"refused_paths,omitempty"` // path -> why the kernel refused it
@@ -81,8 +81,8 @@ type UplinkStatus struct {
 	Hold       time.Duration `json:"hold_ns,omitempty"`
 	Failovers  int           `json:"failovers"`             // times the group left it because it stopped being usable
 	LastReason string        `json:"last_reason,omitempty"` // why, the last time
-	XDPMode    string        `json:"xdp_mode"`
-	Error      string        `json:"error,omitempty"` // why it is not attached
+	Hook       string        `json:"hook"`                  // where its programs run: tcx, or tc (a clsact filter)
+	Error      string        `json:"error,omitempty"`       // why it is not attached
 	// Balance groups: the buckets and learned guests that leave through
 	// it, and the frames it sent (guest traffic, counted by the switch).
 	Buckets   int    `json:"buckets,omitempty"`
@@ -102,9 +102,9 @@ type PortStatus struct {
 	// AnnouncePriority: its guests are announced first when higher.
 	AnnouncePriority int `json:"announce_priority,omitempty"`
 	// Match is the pattern that made it a port ("" for a named one).
-	Match   string `json:"match,omitempty"`
-	XDPMode string `json:"xdp_mode"`
-	Error   string `json:"error,omitempty"`
+	Match string `json:"match,omitempty"`
+	Hook  string `json:"hook"` // tcx, or tc (a clsact filter)
+	Error string `json:"error,omitempty"`
 }
 
 // FailoverEvent is the timeline of one switch of a group's active uplink.

@@ -240,7 +240,7 @@ func writeStatus(w io.Writer, st control.Status, now time.Time) {
 		}
 		// Like a vNIC failover listing: one line per backing uplink.
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "  UPLINK\tPRIO\tROLE\tCARRIER\tPROBE\tADMIN\tHOLD\tSINCE\tFAILOVERS\tLAST REASON\tXDP")
+		fmt.Fprintln(tw, "  UPLINK\tPRIO\tROLE\tCARRIER\tPROBE\tADMIN\tHOLD\tSINCE\tFAILOVERS\tLAST REASON\tHOOK")
 		for _, u := range g.Uplinks {
 			role := "standby"
 			switch {
@@ -260,7 +260,7 @@ func writeStatus(w io.Writer, st control.Status, now time.Time) {
 				hold = u.Hold.Round(time.Millisecond).String()
 			}
 			fmt.Fprintf(tw, "  %s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", u.Name, u.Priority, role, upDown(u.Carrier),
-				orDash(u.Probe, "none"), orDash(u.State, ""), hold, ago(now, u.Since), u.Failovers, orDash(u.LastReason, ""), u.XDPMode)
+				orDash(u.Probe, "none"), orDash(u.State, ""), hold, ago(now, u.Since), u.Failovers, orDash(u.LastReason, ""), u.Hook)
 		}
 		tw.Flush()
 		if g.Mode == "balance" {
@@ -286,8 +286,8 @@ func writeStatus(w io.Writer, st control.Status, now time.Time) {
 			}
 			if p.Error != "" {
 				s += " (error: " + p.Error + ")"
-			} else if p.XDPMode != "" && p.XDPMode != "native" {
-				s += " (" + p.XDPMode + ")"
+			} else if p.Hook != "" && p.Hook != "tcx" {
+				s += " (" + p.Hook + ")"
 			}
 			ports = append(ports, s)
 		}

@@ -14,7 +14,7 @@ func TestWriteStatus(t *testing.T) {
 	switched := now.Add(-3 * time.Second)
 	st := control.Status{
 		Version: "v1", Started: now.Add(-time.Hour), PinPath: "/sys/fs/bpf/uplinkd",
-		FailoverPaths: []string{"xmit-error", "user-space"},
+		FailoverPaths: []string{"carrier-at-redirect", "user-space"},
 		RefusedPaths:  map[string]string{"carrier-hook": "refused by the kernel (EPERM)"},
 		Groups: []control.GroupStatus{{
 			Name: "tenant-a", Active: "eth2", Failback: true, Failovers: 1, LearnedGuests: 2, UpDelay: 2 * time.Second,
@@ -23,12 +23,12 @@ func TestWriteStatus(t *testing.T) {
 				Switched: switched, Latency: 42 * time.Microsecond, AnnounceFrames: 12,
 				AnnounceFirst: switched.Add(time.Millisecond), AnnounceLast: switched.Add(200 * time.Millisecond)},
 			Uplinks: []control.UplinkStatus{
-				{Name: "eth1", Priority: 10, State: "usable", Probe: "failed", Carrier: true, Since: switched, XDPMode: "native",
+				{Name: "eth1", Priority: 10, State: "usable", Probe: "failed", Carrier: true, Since: switched, Hook: "tcx",
 					Failovers: 1, LastReason: "path probes failed"},
-				{Name: "eth2", Priority: 20, State: "usable", Probe: "ok", Carrier: true, Usable: true, Active: true, Since: now.Add(-time.Hour), XDPMode: "native"},
-				{Name: "eth5", Priority: 5, State: "standby", Probe: "none", Carrier: true, Usable: false, Hold: 1500 * time.Millisecond, XDPMode: "native"},
+				{Name: "eth2", Priority: 20, State: "usable", Probe: "ok", Carrier: true, Usable: true, Active: true, Since: now.Add(-time.Hour), Hook: "tcx"},
+				{Name: "eth5", Priority: 5, State: "standby", Probe: "none", Carrier: true, Usable: false, Hold: 1500 * time.Millisecond, Hook: "tcx"},
 			},
-			GuestPorts: []control.PortStatus{{Name: "vnet0", XDPMode: "native"}, {Name: "vnet1", Error: "interface not found"}},
+			GuestPorts: []control.PortStatus{{Name: "vnet0", Hook: "tcx"}, {Name: "vnet1", Error: "interface not found"}},
 		}, {
 			Name: "tenant-b", Manual: "eth3", Active: "",
 			Uplinks: []control.UplinkStatus{{Name: "eth3", Priority: 100, Error: "interface not found"}},
@@ -39,14 +39,14 @@ func TestWriteStatus(t *testing.T) {
 	out := buf.String()
 	for _, want := range []string{
 		"uplinkd v1, up 1h0m0s",
-		"failover: xmit-error, then user-space; unavailable: carrier-hook (refused by the kernel (EPERM))",
+		"failover: carrier-at-redirect, then user-space; unavailable: carrier-hook (refused by the kernel (EPERM))",
 		"group tenant-a: active eth2; failback on; failovers 1; guests learned 2",
 		"last change 3s ago: carrier lost",
 		"last failover eth1 -> eth2 (carrier lost, seen by poll): detected->switched 42µs, 12 frames announced in 200ms",
 		"up-delay 2s, down-delay 0s",
 		"UPLINK  PRIO  ROLE",
-		"eth1    10    unusable  up       failed  usable   -     3s      1          path probes failed  native",
-		"eth2    20    ACTIVE    up       ok      usable   -     1h0m0s  0          -                   native",
+		"eth1    10    unusable  up       failed  usable   -     3s      1          path probes failed  tcx",
+		"eth2    20    ACTIVE    up       ok      usable   -     1h0m0s  0          -                   tcx",
 		"eth5    5     unusable  up       -       standby  1.5s  -       0",
 		"guest ports: vnet0, vnet1 (error: interface not found)",
 		"group tenant-b: active NONE (no usable uplink) (set by hand)",

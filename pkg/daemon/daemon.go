@@ -28,7 +28,6 @@ import (
 	"github.com/uplinkd/uplinkd/pkg/metrics"
 	"github.com/uplinkd/uplinkd/pkg/probe"
 	"github.com/uplinkd/uplinkd/pkg/version"
-	"github.com/uplinkd/uplinkd/pkg/vethpeer"
 )
 
 // maxRecent bounds each group's list of recent switches.
@@ -401,15 +400,6 @@ func (d *Daemon) attach(p *port, ifindex int) {
 		d.log.Warn("port not attached: interface not found; will attach when it appears", "port", p.name, "group", p.group.cfg.Name)
 		return
 	}
-	// Redirecting into a veth whose peer has no NAPI loses every frame
-	// silently (design.md §2): make sure it can receive, or refuse.
-	if res, err := vethpeer.Ensure(p.name); err != nil {
-		p.ifindex, p.err = 0, err
-		d.log.Error("port refused", "port", p.name, "group", p.group.cfg.Name, "err", err)
-		return
-	} else if res.Mode == vethpeer.ModeEnabledGRO {
-		d.log.Info("enabled GRO on the veth peer so redirected frames are delivered", "port", p.name, "peer_ifindex", res.PeerIfindex)
-	}
 	attrs := l.Attrs()
 	dpPort := datapath.Port{
 		Ifname:  p.name,
@@ -431,7 +421,7 @@ func (d *Daemon) attach(p *port, ifindex int) {
 		return
 	}
 	p.ifindex, p.mac, p.mode, p.err = attrs.Index, attrs.HardwareAddr, mode, nil
-	d.log.Info("port attached", "port", p.name, "role", p.role, "group", p.group.cfg.Name, "ifindex", attrs.Index, "xdp", mode)
+	d.log.Info("port attached", "port", p.name, "role", p.role, "group", p.group.cfg.Name, "ifindex", attrs.Index, "hook", mode)
 }
 
 // Run starts the policy from the current carriers, then watches links and
@@ -598,12 +588,9 @@ func (d *Daemon) onKernelSwitch(ev datapath.KernelSwitch) {
 	if g == nil {
 		return
 	}
-	reason := failover.ReasonTransmitError
-	if ev.Path != datapath.PathXmitError { // the carrier hook, or the switch read no carrier
-		reason = failover.ReasonCarrierHook
-	}
+	reason := failover.ReasonCarrierHook // the carrier hook, or the switch read no carrier
 	d.log.Info("kernel moved the group off a failing uplink", "group", g.cfg.Name, "path", ev.Path,
-		"from", g.policy.UplinkName(int(ev.From)), "to", g.policy.UplinkName(int(ev.To)), "err", ev.Err)
+		"from", g.policy.UplinkName(int(ev.From)), "to", g.policy.UplinkName(int(ev.To)))
 	to := failover.NoActive // a balance group's non-designated uplink: the active slot stayed
 	if ev.To < datapath.MaxUplinks {
 		to = int(ev.To)

@@ -76,7 +76,7 @@ func (d *Daemon) Status() control.Status {
 				Name: u.Name, Ifindex: p.ifindex, Slot: u.Slot, Priority: u.Priority,
 				State: u.State.String(), Probe: u.Probe.String(), Carrier: u.Carrier, Usable: u.Usable,
 				Active: u.Active, Since: u.Since, Hold: u.Hold, Failovers: int(u.Failovers),
-				XDPMode: string(p.mode), Error: errString(p.err),
+				Hook: string(p.mode), Error: errString(p.err),
 			}
 			if u.Failovers > 0 {
 				us.LastReason = u.LastReason.String()
@@ -91,7 +91,7 @@ func (d *Daemon) Status() control.Status {
 		}
 		for _, p := range g.guests {
 			gs.GuestPorts = append(gs.GuestPorts, control.PortStatus{
-				Name: p.name, Ifindex: p.ifindex, VLAN: p.vlan, Trunk: p.trunk, AnnouncePriority: p.announcePriority, Match: p.pattern, XDPMode: string(p.mode), Error: errString(p.err),
+				Name: p.name, Ifindex: p.ifindex, VLAN: p.vlan, Trunk: p.trunk, AnnouncePriority: p.announcePriority, Match: p.pattern, Hook: string(p.mode), Error: errString(p.err),
 			})
 		}
 		st.Groups = append(st.Groups, gs)

@@ -24,7 +24,7 @@ func TestArrivalsReportNewGuests(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer arr.Close()
-	guest := tp.dp.objs.XdpGuest
+	guest := tp.dp.objs.TcGuest
 	v4 := &layers.IPv4{Version: 4, IHL: 5, TTL: 64, Protocol: layers.IPProtocolUDP,
 		SrcIP: net.IP{192, 0, 2, 10}, DstIP: net.IP{192, 0, 2, 1}}
 	mcast := net.HardwareAddr{0x03, 0, 0, 0, 0, 1}
@@ -47,7 +47,7 @@ func TestArrivalsReportNewGuests(t *testing.T) {
 	for _, s := range steps {
 		prog := guest
 		if s.ingress == tp.up0 {
-			prog = tp.dp.objs.XdpUplink
+			prog = tp.dp.objs.TcUplink
 		}
 		run(t, prog, s.ingress, s.frame, false)
 		arr.SetDeadline(time.Now().Add(50 * time.Millisecond))

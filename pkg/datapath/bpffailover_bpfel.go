@@ -49,7 +49,6 @@ const (
 	bpfFailoverMapPorts       = "ports"
 	bpfFailoverMapUplinkDevs  = "uplink_devs"
 	bpfFailoverProgFoCarrier  = "fo_carrier"
-	bpfFailoverProgFoXmit     = "fo_xmit"
 	bpfFailoverVarFoCause     = "_fo_cause"
 	bpfFailoverVarFoEvent     = "_fo_event"
 	bpfFailoverVarSwitchNetns = "switch_netns"
@@ -98,7 +97,6 @@ type bpfFailoverSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type bpfFailoverProgramSpecs struct {
 	FoCarrier *ebpf.ProgramSpec `ebpf:"fo_carrier"`
-	FoXmit    *ebpf.ProgramSpec `ebpf:"fo_xmit"`
 }
 
 // bpfFailoverMapSpecs contains maps before they are loaded into the kernel.
@@ -175,13 +173,11 @@ type bpfFailoverVariables struct {
 // It can be passed to loadBpfFailoverObjects or ebpf.CollectionSpec.LoadAndAssign.
 type bpfFailoverPrograms struct {
 	FoCarrier *ebpf.Program `ebpf:"fo_carrier"`
-	FoXmit    *ebpf.Program `ebpf:"fo_xmit"`
 }
 
 func (p *bpfFailoverPrograms) Close() error {
 	return _BpfFailoverClose(
 		p.FoCarrier,
-		p.FoXmit,
 	)
 }
 

@@ -104,6 +104,12 @@ type bpfSwitchPortInfo struct {
 	MaxMacs uint32
 }
 
+type bpfSwitchPortList struct {
+	_       structs.HostLayout
+	N       uint32
+	Ifindex [208]uint32
+}
+
 type bpfSwitchPortRole uint32
 
 const (
@@ -146,6 +152,7 @@ const (
 	bpfSwitchMapFallbacks    = "fallbacks"
 	bpfSwitchMapFdb          = "fdb"
 	bpfSwitchMapFoEvents     = "fo_events"
+	bpfSwitchMapGroupPorts   = "group_ports"
 	bpfSwitchMapGroups       = "groups"
 	bpfSwitchMapLearnedMacs  = "learned_macs"
 	bpfSwitchMapNeigh        = "neigh"
@@ -153,8 +160,12 @@ const (
 	bpfSwitchMapPortsTx      = "ports_tx"
 	bpfSwitchMapStats        = "stats"
 	bpfSwitchMapUplinkDevs   = "uplink_devs"
+	bpfSwitchMapUplinkIfs    = "uplink_ifs"
 	bpfSwitchMapUplinks      = "uplinks"
 	bpfSwitchMapVlanSets     = "vlan_sets"
+	bpfSwitchProgTcGuest     = "tc_guest"
+	bpfSwitchProgTcUplink    = "tc_uplink"
+	bpfSwitchProgTcUplinkOut = "tc_uplink_out"
 	bpfSwitchProgXdpEgress   = "xdp_egress"
 	bpfSwitchProgXdpEgressUp = "xdp_egress_up"
 	bpfSwitchProgXdpGuest    = "xdp_guest"
@@ -163,6 +174,7 @@ const (
 	bpfSwitchVarBalance      = "_balance"
 	bpfSwitchVarDropReason   = "_drop_reason"
 	bpfSwitchVarGroupMode    = "_group_mode"
+	bpfSwitchVarPortList     = "_port_list"
 	bpfSwitchVarPortRole     = "_port_role"
 	bpfSwitchVarVlanSet      = "_vlan_set"
 	bpfSwitchVarCarrierCheck = "carrier_check"
@@ -210,6 +222,9 @@ type bpfSwitchSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type bpfSwitchProgramSpecs struct {
+	TcGuest     *ebpf.ProgramSpec `ebpf:"tc_guest"`
+	TcUplink    *ebpf.ProgramSpec `ebpf:"tc_uplink"`
+	TcUplinkOut *ebpf.ProgramSpec `ebpf:"tc_uplink_out"`
 	XdpEgress   *ebpf.ProgramSpec `ebpf:"xdp_egress"`
 	XdpEgressUp *ebpf.ProgramSpec `ebpf:"xdp_egress_up"`
 	XdpGuest    *ebpf.ProgramSpec `ebpf:"xdp_guest"`
@@ -228,6 +243,7 @@ type bpfSwitchMapSpecs struct {
 	Fallbacks   *ebpf.MapSpec `ebpf:"fallbacks"`
 	Fdb         *ebpf.MapSpec `ebpf:"fdb"`
 	FoEvents    *ebpf.MapSpec `ebpf:"fo_events"`
+	GroupPorts  *ebpf.MapSpec `ebpf:"group_ports"`
 	Groups      *ebpf.MapSpec `ebpf:"groups"`
 	LearnedMacs *ebpf.MapSpec `ebpf:"learned_macs"`
 	Neigh       *ebpf.MapSpec `ebpf:"neigh"`
@@ -235,6 +251,7 @@ type bpfSwitchMapSpecs struct {
 	PortsTx     *ebpf.MapSpec `ebpf:"ports_tx"`
 	Stats       *ebpf.MapSpec `ebpf:"stats"`
 	UplinkDevs  *ebpf.MapSpec `ebpf:"uplink_devs"`
+	UplinkIfs   *ebpf.MapSpec `ebpf:"uplink_ifs"`
 	Uplinks     *ebpf.MapSpec `ebpf:"uplinks"`
 	VlanSets    *ebpf.MapSpec `ebpf:"vlan_sets"`
 }
@@ -247,6 +264,7 @@ type bpfSwitchVariableSpecs struct {
 	Balance      *ebpf.VariableSpec `ebpf:"_balance"`
 	DropReason   *ebpf.VariableSpec `ebpf:"_drop_reason"`
 	GroupMode    *ebpf.VariableSpec `ebpf:"_group_mode"`
+	PortList     *ebpf.VariableSpec `ebpf:"_port_list"`
 	PortRole     *ebpf.VariableSpec `ebpf:"_port_role"`
 	VlanSet      *ebpf.VariableSpec `ebpf:"_vlan_set"`
 	CarrierCheck *ebpf.VariableSpec `ebpf:"carrier_check"`
@@ -280,6 +298,7 @@ type bpfSwitchMaps struct {
 	Fallbacks   *ebpf.Map `ebpf:"fallbacks"`
 	Fdb         *ebpf.Map `ebpf:"fdb"`
 	FoEvents    *ebpf.Map `ebpf:"fo_events"`
+	GroupPorts  *ebpf.Map `ebpf:"group_ports"`
 	Groups      *ebpf.Map `ebpf:"groups"`
 	LearnedMacs *ebpf.Map `ebpf:"learned_macs"`
 	Neigh       *ebpf.Map `ebpf:"neigh"`
@@ -287,6 +306,7 @@ type bpfSwitchMaps struct {
 	PortsTx     *ebpf.Map `ebpf:"ports_tx"`
 	Stats       *ebpf.Map `ebpf:"stats"`
 	UplinkDevs  *ebpf.Map `ebpf:"uplink_devs"`
+	UplinkIfs   *ebpf.Map `ebpf:"uplink_ifs"`
 	Uplinks     *ebpf.Map `ebpf:"uplinks"`
 	VlanSets    *ebpf.Map `ebpf:"vlan_sets"`
 }
@@ -301,6 +321,7 @@ func (m *bpfSwitchMaps) Close() error {
 		m.Fallbacks,
 		m.Fdb,
 		m.FoEvents,
+		m.GroupPorts,
 		m.Groups,
 		m.LearnedMacs,
 		m.Neigh,
@@ -308,6 +329,7 @@ func (m *bpfSwitchMaps) Close() error {
 		m.PortsTx,
 		m.Stats,
 		m.UplinkDevs,
+		m.UplinkIfs,
 		m.Uplinks,
 		m.VlanSets,
 	)
@@ -321,6 +343,7 @@ type bpfSwitchVariables struct {
 	Balance      *ebpf.Variable `ebpf:"_balance"`
 	DropReason   *ebpf.Variable `ebpf:"_drop_reason"`
 	GroupMode    *ebpf.Variable `ebpf:"_group_mode"`
+	PortList     *ebpf.Variable `ebpf:"_port_list"`
 	PortRole     *ebpf.Variable `ebpf:"_port_role"`
 	VlanSet      *ebpf.Variable `ebpf:"_vlan_set"`
 	CarrierCheck *ebpf.Variable `ebpf:"carrier_check"`
@@ -330,6 +353,9 @@ type bpfSwitchVariables struct {
 //
 // It can be passed to loadBpfSwitchObjects or ebpf.CollectionSpec.LoadAndAssign.
 type bpfSwitchPrograms struct {
+	TcGuest     *ebpf.Program `ebpf:"tc_guest"`
+	TcUplink    *ebpf.Program `ebpf:"tc_uplink"`
+	TcUplinkOut *ebpf.Program `ebpf:"tc_uplink_out"`
 	XdpEgress   *ebpf.Program `ebpf:"xdp_egress"`
 	XdpEgressUp *ebpf.Program `ebpf:"xdp_egress_up"`
 	XdpGuest    *ebpf.Program `ebpf:"xdp_guest"`
@@ -338,6 +364,9 @@ type bpfSwitchPrograms struct {
 
 func (p *bpfSwitchPrograms) Close() error {
 	return _BpfSwitchClose(
+		p.TcGuest,
+		p.TcUplink,
+		p.TcUplinkOut,
 		p.XdpEgress,
 		p.XdpEgressUp,
 		p.XdpGuest,

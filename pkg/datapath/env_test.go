@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"runtime"
+	"slices"
 	"testing"
 	"time"
 	"unsafe"
@@ -186,10 +187,43 @@ type xdpMd struct {
 	IngressIfindex, RxQueueIndex, EgressIfindex uint32
 }
 
+// skbCtx is the head of struct __sk_buff, up to the ifindex a tc test
+// run takes its device from.
+type skbCtx struct {
+	Len, PktType, Mark, QueueMapping, Protocol, VlanPresent, VlanTCI, VlanProto uint32
+	Priority, IngressIfindex, Ifindex                                           uint32
+}
+
+// tc actions.
+const (
+	tcOK       = 0
+	tcShot     = 2
+	tcRedirect = 7
+)
+
 // run feeds one frame to prog as if it arrived on ifindex and returns the
-// XDP action. With live set the kernel really performs redirects.
+// action, as an XDP action for tc programs too (TC_ACT_REDIRECT is
+// xdpRedirect, TC_ACT_SHOT xdpDrop, TC_ACT_OK xdpPass), so one table
+// serves both hooks. With live set an XDP run really performs redirects;
+// a tc run sends the clones of a flood for real either way, never the
+// frame it redirects.
 func run(t testing.TB, prog *ebpf.Program, ifindex int, frame []byte, live bool) uint32 {
 	t.Helper()
+	if prog.Type() == ebpf.SchedCLS {
+		ret, err := prog.Run(&ebpf.RunOptions{Data: frame, Context: skbCtx{Ifindex: uint32(ifindex)}, Repeat: 1})
+		if err != nil {
+			t.Fatalf("run %s on ifindex %d: %v", prog, ifindex, err)
+		}
+		switch ret {
+		case tcRedirect:
+			return xdpRedirect
+		case tcShot:
+			return xdpDrop
+		case tcOK:
+			return xdpPass
+		}
+		t.Fatalf("run %s on ifindex %d: tc action %d", prog, ifindex, ret)
+	}
 	ret, err := prog.Run(runOpts(frame, ifindex, live))
 	if err != nil {
 		t.Fatalf("run %s on ifindex %d: %v", prog, ifindex, err)
@@ -302,7 +336,8 @@ func (e *testEnv) peerOf(ifindex int) string {
 // frame; what the program redirected may still be on its way.
 func (e *testEnv) send(prog *ebpf.Program, ingress int, frame []byte) {
 	e.t.Helper()
-	if e.liveRuns() {
+	// tc test runs have no live mode: tc programs always get real frames.
+	if prog.Type() == ebpf.XDP && e.liveRuns() {
 		run(e.t, prog, ingress, frame, true)
 		return
 	}
@@ -336,8 +371,9 @@ func (e *testEnv) waitSeen(ifindex int, want uint64) {
 	}
 }
 
-// requireAttached fails the test unless prog is the XDP program attached
-// to ifindex: a real frame meets the port's program, not the one named.
+// requireAttached fails the test unless prog is the program attached to
+// ifindex (XDP, or tc ingress: tcx or a clsact filter): a real frame
+// meets the port's program, not the one named.
 func (e *testEnv) requireAttached(prog *ebpf.Program, ifindex int) {
 	e.t.Helper()
 	l, err := netlink.LinkByIndex(ifindex)
@@ -349,9 +385,36 @@ func (e *testEnv) requireAttached(prog *ebpf.Program, ifindex int) {
 		e.t.Fatal(err)
 	}
 	id, _ := info.ID()
-	if x := l.Attrs().Xdp; x == nil || x.ProgId != uint32(id) {
-		e.t.Fatalf("%s does not run %s: a frame sent into its peer would not test it", l.Attrs().Name, prog)
+	if prog.Type() == ebpf.XDP {
+		if x := l.Attrs().Xdp; x == nil || x.ProgId != uint32(id) {
+			e.t.Fatalf("%s does not run %s: a frame sent into its peer would not test it", l.Attrs().Name, prog)
+		}
+		return
 	}
+	if slices.Contains(tcIngressProgs(ifindex), id) {
+		return
+	}
+	e.t.Fatalf("%s does not run %s at tc ingress: a frame sent into its peer would not test it", l.Attrs().Name, prog)
+}
+
+// tcIngressProgs lists the programs at tc ingress of ifindex: tcx, or
+// clsact filters.
+func tcIngressProgs(ifindex int) []ebpf.ProgramID {
+	var ids []ebpf.ProgramID
+	if res, err := link.QueryPrograms(link.QueryOptions{Target: ifindex, Attach: ebpf.AttachTCXIngress}); err == nil {
+		for _, p := range res.Programs {
+			ids = append(ids, p.ID)
+		}
+	}
+	if l, err := netlink.LinkByIndex(ifindex); err == nil {
+		filters, _ := netlink.FilterList(l, netlink.HANDLE_MIN_INGRESS)
+		for _, f := range filters {
+			if bf, ok := f.(*netlink.BpfFilter); ok {
+				ids = append(ids, ebpf.ProgramID(bf.Id))
+			}
+		}
+	}
+	return ids
 }
 
 // capture receives the frames that arrive at an interface.

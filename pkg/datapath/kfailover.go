@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"syscall"
 	"time"
 
@@ -18,15 +19,13 @@ import (
 // Failover paths, fastest first.
 const (
 	PathCarrierHook       = "carrier-hook"        // fentry/netif_carrier_off
-	PathCarrierAtRedirect = "carrier-at-redirect" // xdp_guest reads the uplink's carrier before it redirects
-	PathXmitError         = "xmit-error"          // tp_btf/xdp_devmap_xmit
+	PathCarrierAtRedirect = "carrier-at-redirect" // an uplink's tc egress reads its carrier before the frame leaves
 	PathUserspace         = "user-space"          // the daemon's netlink events and carrier poll
 )
 
 // hookPrograms maps each in-kernel path to its program, fastest first.
 var hookPrograms = []struct{ path, prog string }{
 	{PathCarrierHook, bpfFailoverProgFoCarrier},
-	{PathXmitError, bpfFailoverProgFoXmit},
 }
 
 // KernelFailover is the in-kernel failover: the hooks this kernel allows,
@@ -46,8 +45,7 @@ type KernelSwitch struct {
 	Group    uint32
 	From, To uint32
 	Ifindex  int
-	Path     string // PathCarrierHook, PathCarrierAtRedirect or PathXmitError
-	Err      int    // the transmit error, for PathXmitError
+	Path     string // PathCarrierHook or PathCarrierAtRedirect
 	At       time.Time
 }
 
@@ -109,16 +107,13 @@ func (d *Datapath) OpenKernelFailover() (*KernelFailover, error) {
 		loaded[h.path] = true
 		coll.Close() // the pinned link holds the program, the pins the maps
 	}
-	// The switch's carrier check reads devices the transmit hook records.
-	switch {
-	case d.carrierCheckRefused != "":
+	removeStaleHooks(dir)
+	if d.carrierCheckRefused != "" {
 		kf.refused[PathCarrierAtRedirect] = d.carrierCheckRefused
-	case !loaded[PathXmitError]:
-		kf.refused[PathCarrierAtRedirect] = "needs the transmit tracepoint to learn the uplinks' devices"
-	default:
+	} else {
 		loaded[PathCarrierAtRedirect] = true
 	}
-	for _, p := range []string{PathCarrierHook, PathCarrierAtRedirect, PathXmitError} {
+	for _, p := range []string{PathCarrierHook, PathCarrierAtRedirect} {
 		if loaded[p] {
 			kf.paths = append(kf.paths, p)
 		}
@@ -193,20 +188,35 @@ func (kf *KernelFailover) Next() (KernelSwitch, error) {
 	if err := binary.Read(bytes.NewReader(rec.RawSample), binary.NativeEndian, &ev); err != nil {
 		return KernelSwitch{}, fmt.Errorf("failover event: %w", err)
 	}
-	ks := KernelSwitch{Group: ev.Group, From: ev.From, To: ev.To, Ifindex: int(ev.Ifindex), Err: int(ev.Err), At: KtimeToTime(ev.TsNs)}
+	ks := KernelSwitch{Group: ev.Group, From: ev.From, To: ev.To, Ifindex: int(ev.Ifindex), At: KtimeToTime(ev.TsNs)}
 	switch ev.Cause {
 	case uint32(bpfFailoverFoCauseFO_CARRIER_OFF):
 		ks.Path = PathCarrierHook
 	case uint32(bpfFailoverFoCauseFO_CARRIER_SEEN):
 		ks.Path = PathCarrierAtRedirect
 	default:
-		ks.Path = PathXmitError
+		return ks, fmt.Errorf("failover event with unknown cause %d", ev.Cause)
 	}
 	return ks, nil
 }
 
 // Close stops reading events; the pinned hooks stay.
 func (kf *KernelFailover) Close() error { return kf.events.Close() }
+
+// removeStaleHooks detaches hooks an older daemon pinned that this one
+// does not load (the XDP data plane's transmit tracepoint).
+func removeStaleHooks(dir string) {
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		if slices.ContainsFunc(hookPrograms, func(h struct{ path, prog string }) bool { return h.prog == e.Name() }) {
+			continue
+		}
+		if l, err := link.LoadPinnedLink(filepath.Join(dir, e.Name()), nil); err == nil {
+			_ = l.Unpin()
+			l.Close()
+		}
+	}
+}
 
 // RemoveHooks is part of Remove: detach the pinned hooks.
 func removeHooks(pinDir string) error {

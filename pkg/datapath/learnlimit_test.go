@@ -23,7 +23,7 @@ func TestLearningLimitAndMACLock(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	guest := tp.dp.objs.XdpGuest
+	guest := tp.dp.objs.TcGuest
 	behind := func(mac net.HardwareAddr) int {
 		var e bpfSwitchFdbEntry
 		key := bpfSwitchFdbKey{Group: 0, Mac: [6]byte(mac)}

@@ -6,10 +6,12 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
+	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
 
@@ -33,7 +35,7 @@ type Port struct {
 	MACLock bool
 }
 
-// AttachMode says how the XDP program runs on a port.
+// AttachMode says which hook a port's programs run at, and how.
 type AttachMode string
 
 const (
@@ -47,10 +49,12 @@ type devmapValue struct {
 	ProgFD  int32
 }
 
-// Attach adds p to the switch: first its map entries, then its XDP
-// program, so the program never sees a half-configured port. A link that a
-// previous daemon pinned for the same interface is updated in place
-// (link.Update), which swaps the program without a gap.
+// Attach adds p to the switch: first its map entries, then its tc
+// programs (ingress; an uplink's egress too), so the programs never see a
+// half-configured port. A link that a previous daemon pinned for the same
+// interface is updated in place (link.Update), which swaps the program
+// without a gap; an XDP link of the older data plane is removed once the
+// tc programs run.
 func (d *Datapath) Attach(p Port) (AttachMode, error) {
 	if p.Ifindex <= 0 {
 		return "", fmt.Errorf("attach %s: no interface index", p.Ifname)
@@ -79,6 +83,9 @@ func (d *Datapath) Attach(p Port) (AttachMode, error) {
 		if p.MACLock {
 			info.Flags |= portFlagMACLock
 		}
+		if peerInOtherNetns(p.Ifindex) {
+			info.Flags |= portFlagPeer
+		}
 	}
 	var set bpfSwitchVlanSet
 	if p.Role == RoleGuest && p.VLAN == 0 && len(p.Trunk) > 0 {
@@ -101,19 +108,71 @@ func (d *Datapath) Attach(p Port) (AttachMode, error) {
 	if err := d.objs.PortsTx.Put(ifindex, tx); err != nil {
 		return "", fmt.Errorf("attach %s: write ports_tx: %w", p.Ifname, err)
 	}
-	prog := d.objs.XdpGuest
+	prog := d.objs.TcGuest
 	if p.Role == RoleUplink {
-		prog = d.objs.XdpUplink
+		prog = d.objs.TcUplink
 		up := devmapValue{Ifindex: ifindex, ProgFD: int32(d.objs.XdpEgressUp.FD())}
 		if err := d.fillUplinkSlot(uplinkKey(p.Group, p.Slot), &up); err != nil {
 			return "", fmt.Errorf("attach %s: %w", p.Ifname, err)
 		}
 	}
-	mode, err := d.attachXDP(p.Ifname, p.Ifindex, prog)
+	if err := d.listPort(p.Group, ifindex, true); err != nil {
+		return "", fmt.Errorf("attach %s: %w", p.Ifname, err)
+	}
+	if p.Role == RoleUplink {
+		// Egress first: the rescue of frames that meet a dead uplink
+		// runs before the first frame is sent there.
+		if _, err := d.attachTC(p.Ifname, p.Ifindex, d.objs.TcUplinkOut, egress); err != nil {
+			return "", fmt.Errorf("attach %s: egress: %w", p.Ifname, err)
+		}
+	}
+	mode, err := d.attachTC(p.Ifname, p.Ifindex, prog, ingress)
 	if err != nil {
 		return "", fmt.Errorf("attach %s: %w", p.Ifname, err)
 	}
+	d.removeXDPLink(p.Ifname)
 	return mode, nil
+}
+
+// peerInOtherNetns says whether ifindex is a veth whose peer lives in
+// another network namespace (bpf_redirect_peer can deliver into it).
+func peerInOtherNetns(ifindex int) bool {
+	l, err := netlink.LinkByIndex(ifindex)
+	if err != nil {
+		return false
+	}
+	_, veth := l.(*netlink.Veth)
+	return veth && l.Attrs().NetNsID >= 0
+}
+
+// listPort adds ifindex to (or, with add false, removes it from) its
+// group's port list, which the tc programs flood to.
+func (d *Datapath) listPort(group, ifindex uint32, add bool) error {
+	var list bpfSwitchPortList
+	if err := d.objs.GroupPorts.Lookup(group, &list); err != nil {
+		return fmt.Errorf("read group_ports: %w", err)
+	}
+	n := min(int(list.N), len(list.Ifindex))
+	at := slices.Index(list.Ifindex[:n], ifindex)
+	switch {
+	case add && at >= 0, !add && at < 0:
+		return nil
+	case add:
+		if n == len(list.Ifindex) {
+			return fmt.Errorf("group %d has %d ports already", group, n)
+		}
+		list.Ifindex[n] = ifindex
+		n++
+	default:
+		copy(list.Ifindex[at:], list.Ifindex[at+1:n])
+		n--
+		list.Ifindex[n] = 0
+	}
+	list.N = uint32(n)
+	if err := d.objs.GroupPorts.Put(group, &list); err != nil {
+		return fmt.Errorf("write group_ports: %w", err)
+	}
+	return nil
 }
 
 func uplinkKey(group, slot uint32) uint32 { return group*MaxUplinks + slot }
@@ -122,6 +181,7 @@ func uplinkKey(group, slot uint32) uint32 { return group*MaxUplinks + slot }
 const (
 	portFlagVLANFilter = 1
 	portFlagMACLock    = 2
+	portFlagPeer       = 4
 )
 
 // fillUplinkSlot puts up into an uplink slot (nil empties it) and forgets
@@ -132,10 +192,16 @@ func (d *Datapath) fillUplinkSlot(key uint32, up *devmapValue) error {
 		return fmt.Errorf("reset uplink_devs: %w", err)
 	}
 	if up == nil {
+		if err := d.objs.UplinkIfs.Put(key, uint32(0)); err != nil {
+			return fmt.Errorf("write uplink_ifs: %w", err)
+		}
 		return ignoreNotExist(d.objs.Uplinks.Delete(key))
 	}
 	if err := d.objs.Uplinks.Put(key, *up); err != nil {
 		return fmt.Errorf("write uplinks: %w", err)
+	}
+	if err := d.objs.UplinkIfs.Put(key, up.Ifindex); err != nil {
+		return fmt.Errorf("write uplink_ifs: %w", err)
 	}
 	return nil
 }
@@ -232,7 +298,7 @@ func pinnedXDPOn(l link.Link, ifindex int) (AttachMode, bool) {
 	return attachedMode(ifindex), true
 }
 
-// Detach removes a port from the switch: its XDP program first, then its
+// Detach removes a port from the switch: its programs first, then its
 // map entries and what was learned behind it.
 func (d *Datapath) Detach(ifname string, ifindex int) error {
 	var errs []error
@@ -242,10 +308,12 @@ func (d *Datapath) Detach(ifname string, ifindex int) error {
 		}
 		l.Close() // the last reference: the program is detached
 	}
+	errs = append(errs, d.detachTC(ifname, ifindex, ingress), d.detachTC(ifname, ifindex, egress))
 	if ifindex > 0 {
 		key := uint32(ifindex)
 		var info bpfSwitchPortInfo
 		if err := d.objs.Ports.Lookup(key, &info); err == nil {
+			errs = append(errs, d.listPort(info.Group, key, false))
 			if info.Role == uint32(RoleUplink) && info.Slot < MaxUplinks {
 				var cur devmapValue
 				k := uplinkKey(info.Group, info.Slot)
@@ -290,35 +358,43 @@ func ignoreNotExist(err error) error {
 	return err
 }
 
-// PinnedLinks lists the interfaces with a pinned XDP link, so the daemon
-// can detach the ones its configuration no longer names.
+// PinnedLinks lists the interfaces the switch is attached to (a pinned
+// link, or one of its clsact filters), so the daemon can detach the ones
+// its configuration no longer names.
 func (d *Datapath) PinnedLinks() ([]string, error) {
-	entries, err := os.ReadDir(linksDir(d.pinDir))
-	if err != nil {
-		return nil, fmt.Errorf("list pinned links: %w", err)
-	}
 	var names []string
-	for _, e := range entries {
-		names = append(names, e.Name())
+	for _, dir := range []string{linksDir(d.pinDir), filepath.Join(d.pinDir, ingress.name)} {
+		entries, err := os.ReadDir(dir)
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("list pinned links: %w", err)
+		}
+		for _, e := range entries {
+			names = append(names, e.Name())
+		}
 	}
-	return names, nil
+	names = append(names, clsactPorts()...)
+	slices.Sort(names)
+	return slices.Compact(names), nil
 }
 
 // Remove detaches every program pinned under pinDir and deletes the pinned
 // maps: the switch stops forwarding. Used by `uplinkd -cleanup`.
 func Remove(pinDir string) error {
 	var errs []error
-	entries, _ := os.ReadDir(linksDir(pinDir))
-	for _, e := range entries {
-		path := filepath.Join(linksDir(pinDir), e.Name())
-		if l, err := link.LoadPinnedLink(path, nil); err == nil {
-			errs = append(errs, l.Unpin())
-			l.Close()
-		} else {
-			errs = append(errs, os.Remove(path))
+	for _, dir := range []string{linksDir(pinDir), filepath.Join(pinDir, ingress.name), filepath.Join(pinDir, egress.name)} {
+		entries, _ := os.ReadDir(dir)
+		for _, e := range entries {
+			path := filepath.Join(dir, e.Name())
+			if l, err := link.LoadPinnedLink(path, nil); err == nil {
+				errs = append(errs, l.Unpin())
+				l.Close()
+			} else {
+				errs = append(errs, os.Remove(path))
+			}
 		}
+		_ = os.Remove(dir)
 	}
-	_ = os.Remove(linksDir(pinDir))
+	errs = append(errs, removeClsact())
 	errs = append(errs, removeHooks(pinDir))
 	for _, name := range pinnedMapNames() {
 		err := os.Remove(filepath.Join(pinDir, name))

@@ -111,8 +111,8 @@ func newTopo(t testing.TB) *topo {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if mode != ModeNative {
-			t.Errorf("%s attached in %q mode, want native on veth", p.Ifname, mode)
+		if mode != ModeTCX && mode != ModeClsact {
+			t.Errorf("%s attached in %q mode, want tcx (or tc where the kernel has no tcx)", p.Ifname, mode)
 		}
 	}
 	if err := e.dp.SetActive(red, 0); err != nil {
@@ -135,7 +135,7 @@ func (tp *topo) stats(t testing.TB, ifindex int) PortStats {
 
 func TestGuestLearnsMACsAndAddresses(t *testing.T) {
 	tp := newTopo(t)
-	guest := tp.dp.objs.XdpGuest
+	guest := tp.dp.objs.TcGuest
 	v4 := &layers.IPv4{Version: 4, IHL: 5, TTL: 64, Protocol: layers.IPProtocolUDP,
 		SrcIP: net.IP{192, 0, 2, 10}, DstIP: net.IP{192, 0, 2, 1}}
 	v6 := &layers.IPv6{Version: 6, HopLimit: 64, NextHeader: layers.IPProtocolNoNextHeader,
@@ -206,7 +206,7 @@ func TestGuestLearnsMACsAndAddresses(t *testing.T) {
 
 func TestGuestDecisions(t *testing.T) {
 	tp := newTopo(t)
-	guest := tp.dp.objs.XdpGuest
+	guest := tp.dp.objs.TcGuest
 	// A lives behind vnet0.
 	run(t, guest, tp.vnet0, frame(t, broadcast, macA, 0, nil), false)
 
@@ -243,16 +243,21 @@ func TestGuestDecisions(t *testing.T) {
 		{"ARP body cut", tp.vnet1, cut(0x0806, 14+20), 0, xdpDrop, DropMalformed},
 	}
 
+	// The kernel refuses a tc test run of a frame whose IPv4 or IPv6 header
+	// is cut (EINVAL): those arrive for real, and the counters tell.
+	sentForReal := map[string]bool{"IPv4 header cut": true, "IPv6 header cut": true}
+
 	for _, c := range cases {
 		if err := tp.dp.SetActive(0, c.active); err != nil {
 			t.Fatal(err)
 		}
 		before := tp.stats(t, c.ingress)
-		got := run(t, guest, c.ingress, c.frame, false)
-		after := tp.stats(t, c.ingress)
-		if got != c.want {
+		if sentForReal[c.name] {
+			tp.send(guest, c.ingress, c.frame)
+		} else if got := run(t, guest, c.ingress, c.frame, false); got != c.want {
 			t.Errorf("%s: action %d, want %d", c.name, got, c.want)
 		}
+		after := tp.stats(t, c.ingress)
 		if c.drop >= 0 {
 			if d := after.Drops[c.drop] - before.Drops[c.drop]; d != 1 {
 				t.Errorf("%s: %s drops went up by %d, want 1", c.name, c.drop, d)
@@ -279,8 +284,8 @@ func TestGuestDecisions(t *testing.T) {
 
 func TestUplinkDecisions(t *testing.T) {
 	tp := newTopo(t)
-	run(t, tp.dp.objs.XdpGuest, tp.vnet0, frame(t, broadcast, macA, 0, nil), false)
-	uplink := tp.dp.objs.XdpUplink
+	run(t, tp.dp.objs.TcGuest, tp.vnet0, frame(t, broadcast, macA, 0, nil), false)
+	uplink := tp.dp.objs.TcUplink
 	up0mac, up1mac := tp.mac("up0"), tp.mac("up1")
 	lldp := net.HardwareAddr{1, 0x80, 0xc2, 0, 0, 0xe}
 
@@ -336,9 +341,9 @@ func TestUplinkDecisions(t *testing.T) {
 func (tp *topo) delivery(t *testing.T, prog string, ingress int, build func(marker []byte) []byte, want []string, caps ...*capture) []string {
 	t.Helper()
 	marker := newMarker(t)
-	p := tp.dp.objs.XdpGuest
+	p := tp.dp.objs.TcGuest
 	if prog == "uplink" {
-		p = tp.dp.objs.XdpUplink
+		p = tp.dp.objs.TcUplink
 	}
 	tp.send(p, ingress, build(marker))
 	copies := map[string]int{}
@@ -424,7 +429,7 @@ func TestLiveForwarding(t *testing.T) {
 		t.Fatal(err)
 	}
 	marker := newMarker(t)
-	tp.send(tp.dp.objs.XdpGuest, tp.vnet1, frame(t, macUp, macB, 42, marker))
+	tp.send(tp.dp.objs.TcGuest, tp.vnet1, frame(t, macUp, macB, 42, marker))
 	var fs [][]byte
 	for i := 0; i < 50 && len(fs) == 0; i++ {
 		time.Sleep(10 * time.Millisecond)
