@@ -23,6 +23,8 @@ want git git
 want ovs-vswitchd openvswitch-switch
 # iperf3 measures socket TCP and UDP through each system in the benchmark.
 want iperf3 iperf3
+# The e2e suite boots a VM on a tap guest port (test/e2e/vm_test.go).
+want qemu-system-x86_64 qemu-system-x86
 if [[ "${1:-}" == generate ]]; then
 	want "clang-$CLANG_VERSION" "clang-$CLANG_VERSION"
 	want "llvm-strip-$CLANG_VERSION" "llvm-$CLANG_VERSION"
@@ -53,6 +55,7 @@ if ((${#need[@]})); then
 fi
 
 # XDP into veth, namespaces and bpffs need these; most kernels build them in.
-for mod in veth bridge tun; do
+# vhost_net gives the VM test its vhost=on cases (/dev/vhost-net).
+for mod in veth bridge tun vhost_net; do
 	modprobe -q "$mod" 2>/dev/null || true
 done

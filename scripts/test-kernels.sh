@@ -8,6 +8,10 @@
 #                                        `go test -exec` wrapper: one VM runs
 #                                        one test binary, e.g.
 #     go test -exec "$PWD/scripts/test-kernels.sh exec" -run TestX ./pkg/datapath
+#   scripts/test-kernels.sh vm-image DIR
+#                                        DIR/vmlinuz and DIR/initrd.cpio: a VM
+#                                        that runs the guest agent test/vmguest
+#                                        (test/e2e/vm_test.go boots it)
 #
 # The VM: the kernel and its modules come from Debian's linux-image package
 # (resolved through TEST_KERNEL_META, unpacked once into TEST_KERNEL_CACHE);
@@ -29,6 +33,7 @@
 #   TEST_KERNEL_CACHE    unpacked kernels (default /var/cache/uplinkd-test-kernels)
 #   TEST_KERNEL_OUT      logs of the last run (default out/test-kernels in the repo)
 #   TEST_KERNEL_MODULES  modules to load (default below; dependencies are added)
+#   TEST_KERNEL_VM_MODULES  the same for vm-image (default virtio_pci virtio_net)
 #   TEST_KERNEL_MEM, TEST_KERNEL_SMP, TEST_KERNEL_APPEND (extra kernel arguments)
 #   UPLINKD_*            passed into the VM (UPLINKD_BIN is replaced by the
 #                        static uplinkd/uplinkctl built for it)
@@ -218,12 +223,10 @@ guest_env() {
 	return 0
 }
 
-# boot RUNDIR OUTDIR: RUNDIR holds the run's files and etc/uplinkd-test/tests
-# (one JSON test object a line); boots the VM and leaves console.log and
-# results.log in OUTDIR. LIVE (a command) gets the results as they arrive.
-boot() {
-	local run=$1 out=$2 tests envs=()
-	mkdir -p "$out"
+# write_initrd RUNDIR FILE: writes the manifest of RUNDIR/etc/uplinkd-test/tests
+# and FILE, the base initramfs with RUNDIR on top.
+write_initrd() {
+	local run=$1 file=$2 tests envs=()
 	mapfile -t envs < <(guest_env)
 	tests=$(paste -sd, "$run/etc/uplinkd-test/tests")
 	{
@@ -233,9 +236,18 @@ boot() {
 		json_array "${envs[@]}"
 		printf ',"tests":[%s]}\n' "$tests"
 	} >"$run/etc/uplinkd-test/manifest.json"
-	(cd "$run" && find . -print0 | cpio --null -o -H newc -R 0:0 --quiet) >"$out/run.cpio"
-	cat "$BASE_CPIO" "$out/run.cpio" >"$out/initrd.cpio"
-	rm -f "$out/run.cpio"
+	(cd "$run" && find . -print0 | cpio --null -o -H newc -R 0:0 --quiet) >"$file.run"
+	cat "$BASE_CPIO" "$file.run" >"$file"
+	rm -f "$file.run"
+}
+
+# boot RUNDIR OUTDIR: RUNDIR holds the run's files and etc/uplinkd-test/tests
+# (one JSON test object a line); boots the VM and leaves console.log and
+# results.log in OUTDIR. LIVE (a command) gets the results as they arrive.
+boot() {
+	local run=$1 out=$2
+	mkdir -p "$out"
+	write_initrd "$run" "$out/initrd.cpio"
 	: >"$out/console.log"
 	: >"$out/results.log"
 	local append="console=ttyS0 loglevel=5 panic=-1 ${TEST_KERNEL_APPEND:-}"
@@ -481,12 +493,37 @@ main_all() {
 	log "PASS on $KVER"
 }
 
+# --- a VM for test/e2e/vm_test.go -----------------------------------------------
+
+# vm_image_main DIR writes DIR/vmlinuz and DIR/initrd.cpio: Debian's kernel
+# and an initramfs whose /init (cmd/qemu-init) loads virtio-net and runs the
+# guest agent test/vmguest once (its settings come from the kernel command
+# line; see there). DIR/kernel names the kernel release.
+vm_image_main() {
+	local dir=$1
+	MODULES=${TEST_KERNEL_VM_MODULES:-virtio_pci virtio_net}
+	TIMEOUT=2m # the agent's hard limit in the VM (the test bounds the VM)
+	WORK=$(mktemp -d "${TMPDIR:-/tmp}/uplinkd-test-kernels.XXXXXX")
+	trap 'rm -rf "$WORK"' EXIT
+	prepare "$WORK"
+	mkdir -p "$dir" "$WORK/run/etc/uplinkd-test" "$WORK/run/tests"
+	(cd "$ROOT" && "$GO" build -trimpath -o "$WORK/run/tests/vmguest" ./test/vmguest)
+	test_entry vmguest /tests/vmguest / >"$WORK/run/etc/uplinkd-test/tests"
+	write_initrd "$WORK/run" "$dir/initrd.cpio"
+	cp "$KDIR/vmlinuz" "$dir/vmlinuz"
+	echo "$KVER" >"$dir/kernel"
+}
+
 case ${1:-} in
+vm-image)
+	(($# == 2)) || die "usage: $0 vm-image DIR"
+	vm_image_main "$2"
+	;;
 exec)
 	shift
 	(($#)) || die "usage: $0 exec TEST-BINARY [ARGS...]"
 	exec_main "$@"
 	;;
 "") main_all ;;
-*) die "usage: $0 [exec TEST-BINARY [ARGS...]]" ;;
+*) die "usage: $0 [exec TEST-BINARY [ARGS...] | vm-image DIR]" ;;
 esac
