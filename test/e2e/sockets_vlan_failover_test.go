@@ -1,0 +1,173 @@
+package e2e
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
+	"github.com/cilium/ebpf/link"
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// errNoTCX says the kernel cannot attach the tagger (tcx needs 6.6).
+var errNoTCX = errors.New("tcx unavailable")
+
+// tagVLAN makes ifname in role's namespace a host on VLAN vid without an
+// 802.1Q device (this kernel has none): a tcx program pushes the tag on
+// every frame it sends, another pops it from every frame it receives.
+// The tag travels as skb metadata, as a VLAN device's would, so offloads
+// stay on.
+func (l *lab) tagVLAN(role, ifname string, vid uint16) error {
+	l.t.Helper()
+	push, err := ebpf.NewProgram(&ebpf.ProgramSpec{
+		Name: "ulkh5_vlan_push", Type: ebpf.SchedCLS, License: "Dual BSD/GPL",
+		Instructions: asm.Instructions{
+			// r1 is the skb already.
+			asm.Mov.Imm(asm.R2, int32(htons(unix.ETH_P_8021Q))), // __be16
+			asm.Mov.Imm(asm.R3, int32(vid)),
+			asm.FnSkbVlanPush.Call(),
+			asm.Mov.Imm(asm.R0, 0), // TCX_PASS
+			asm.Return(),
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("load VLAN push program: %w", err)
+	}
+	pop, err := ebpf.NewProgram(&ebpf.ProgramSpec{
+		Name: "ulkh5_vlan_pop", Type: ebpf.SchedCLS, License: "Dual BSD/GPL",
+		Instructions: asm.Instructions{
+			asm.FnSkbVlanPop.Call(), // no tag: nothing to do
+			asm.Mov.Imm(asm.R0, 0),
+			asm.Return(),
+		},
+	})
+	if err != nil {
+		push.Close()
+		return fmt.Errorf("load VLAN pop program: %w", err)
+	}
+	l.t.Cleanup(func() { push.Close(); pop.Close() })
+	var attachErr error
+	l.in(role, func() { // tcx resolves the ifindex in this thread's namespace
+		nl, err := netlink.LinkByName(ifname)
+		l.check(err)
+		for _, a := range []struct {
+			prog *ebpf.Program
+			at   ebpf.AttachType
+		}{{push, ebpf.AttachTCXEgress}, {pop, ebpf.AttachTCXIngress}} {
+			lk, err := link.AttachTCX(link.TCXOptions{Interface: nl.Attrs().Index, Program: a.prog, Attach: a.at})
+			if err != nil {
+				if errors.Is(err, ebpf.ErrNotSupported) || errors.Is(err, os.ErrInvalid) || errors.Is(err, unix.EINVAL) {
+					err = fmt.Errorf("%w: %v", errNoTCX, err)
+				}
+				attachErr = fmt.Errorf("attach VLAN tagger to %s in %s: %w", ifname, role, err)
+				return
+			}
+			l.t.Cleanup(func() { lk.Close() })
+		}
+	})
+	return attachErr
+}
+
+// TestSocketTrafficVLAN: TCP and UDP on VLAN 100 with default offloads, G1
+// untagged behind an access port (vnet1, vlan 100) and G0 sending tagged
+// frames into a trunk port (vnet0, trunk [100]); the upstream host is on
+// VLAN 100 too. Both guests reach it and each other, and their frames
+// leave the uplink tagged 100.
+func TestSocketTrafficVLAN(t *testing.T) {
+	const vlan = 100
+	l := newLab(t, labOptions{failback: true, guestPorts: fmt.Sprintf("[{name: vnet0, trunk: [%d]}, {name: vnet1, vlan: %d}]", vlan, vlan)})
+	before := l.requireDefaultOffloads()
+	if err := l.tagVLAN("U", "br0", vlan); err != nil {
+		if errors.Is(err, errNoTCX) {
+			t.Skipf("no 802.1Q devices on this kernel and no tcx to tag frames with: %v", err)
+		}
+		t.Fatal(err)
+	}
+	if err := l.tagVLAN("G0", "eth0", vlan); err != nil {
+		t.Fatal(err)
+	}
+	l.startDaemon()
+	l.waitActive("up0")
+	l.checkOffloadsKept(before)
+	tags := l.watchTags("p0")
+	g0, g1 := guestHost(0), guestHost(1)
+	for _, c := range []struct {
+		from, to endpoint
+		in       string
+	}{
+		{g1, upstreamHost, "vnet1"}, // access port
+		{upstreamHost, g1, "up0"},
+		{g0, upstreamHost, "vnet0"}, // trunk port, tagged guest
+		{upstreamHost, g0, "up0"},
+		{g0, g1, "vnet0"}, // trunk -> access
+		{g1, g0, "vnet1"}, // access -> trunk
+	} {
+		t.Run(fmt.Sprintf("tcp-%s-%s", c.from, c.to), func(t *testing.T) { l.tcpBulk(t, c.from, c.to, 1, c.in, 1500) })
+		t.Run(fmt.Sprintf("udp-%s-%s", c.from, c.to), func(t *testing.T) { l.udpBurst(t, c.from, c.to, 1000, 1400) })
+	}
+	t.Run("tcp-G0-U-x4", func(t *testing.T) { l.tcpBulk(t, g0, upstreamHost, 4, "vnet0", 1500) })
+	for _, g := range []string{"G0", "G1"} {
+		got := tags.vlans(l.macs[g].String())
+		if len(got) == 0 || slices.ContainsFunc(got, func(v uint16) bool { return v != vlan }) {
+			t.Errorf("%s's frames reached p0 on VLANs %v (first of %d), want only %d", g, got[:min(len(got), 10)], len(got), vlan)
+		}
+	}
+	l.checkOffloadsKept(before)
+}
+
+// TestSocketTCPAcrossFailover: a TCP stream each way between G0 and the
+// upstream host, at full speed with default offloads, survives a cut of
+// the active uplink and the failback when it returns: no reset, bytes
+// keep flowing after each switch; the longest stall is logged.
+func TestSocketTCPAcrossFailover(t *testing.T) {
+	l := newLab(t, labOptions{failback: true})
+	before := l.requireDefaultOffloads()
+	l.startDaemon()
+	l.waitActive("up0")
+	l.checkOffloadsKept(before)
+	csum := l.sockSNMPAll()
+	g0 := guestHost(0)
+	flows := []*tcpFlow{l.startTCP(t, g0, upstreamHost, 1), l.startTCP(t, upstreamHost, g0, 1)}
+	received := func() []int64 {
+		var out []int64
+		for _, f := range flows {
+			out = append(out, f.received.Load())
+		}
+		return out
+	}
+	const phase = time.Second
+	time.Sleep(phase)
+	atCut, cutAt := received(), l.cut("p0")
+	l.waitActive("up1")
+	time.Sleep(phase)
+	atRestore, restoreAt := received(), l.restore("p0")
+	l.waitActive("up0")
+	time.Sleep(phase)
+	atEnd, endAt := received(), time.Now()
+	for i, f := range flows {
+		n, d := f.finish(t)
+		failover := f.longestStall(cutAt, restoreAt)
+		failback := f.longestStall(restoreAt, endAt)
+		t.Logf("FIGURES tcp across failover %s: %.1f MB in %v (%.2f Gbit/s); after the cut %.1f MB, after the failback %.1f MB; longest stall around the failover %v, around the failback %v",
+			f.name, float64(n)/1e6, d.Round(time.Millisecond), gbps(n, d), float64(atRestore[i]-atCut[i])/1e6, float64(atEnd[i]-atRestore[i])/1e6,
+			failover.Round(100*time.Microsecond), failback.Round(100*time.Microsecond))
+		if atRestore[i] == atCut[i] {
+			t.Errorf("%s: no byte arrived between the cut and the failback", f.name)
+		}
+		if atEnd[i] == atRestore[i] {
+			t.Errorf("%s: no byte arrived after the failback", f.name)
+		}
+		if failover >= phase || failback >= phase {
+			t.Errorf("%s: stalled %v around the failover, %v around the failback", f.name, failover, failback)
+		}
+	}
+	if errs := l.csumErrorsSince(csum); len(errs) > 0 {
+		t.Errorf("checksum errors: %v", errs)
+	}
+}
