@@ -37,16 +37,17 @@ type bpfBenchSlotStats struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	bpfBenchMapFwdMap    = "fwd_map"
-	bpfBenchMapGenCfg    = "gen_cfg"
-	bpfBenchMapGenSeq    = "gen_seq"
-	bpfBenchMapRxSeen    = "rx_seen"
-	bpfBenchMapRxSlots   = "rx_slots"
-	bpfBenchMapRxStats   = "rx_stats"
-	bpfBenchProgBenchFwd = "bench_fwd"
-	bpfBenchProgBenchGen = "bench_gen"
-	bpfBenchProgBenchRx  = "bench_rx"
-	bpfBenchVarSeenWords = "seen_words"
+	bpfBenchMapFwdMap     = "fwd_map"
+	bpfBenchMapGenCfg     = "gen_cfg"
+	bpfBenchMapGenSeq     = "gen_seq"
+	bpfBenchMapRxSeen     = "rx_seen"
+	bpfBenchMapRxSlots    = "rx_slots"
+	bpfBenchMapRxStats    = "rx_stats"
+	bpfBenchProgBenchFwd  = "bench_fwd"
+	bpfBenchProgBenchGen  = "bench_gen"
+	bpfBenchProgBenchRx   = "bench_rx"
+	bpfBenchProgBenchRxTc = "bench_rx_tc"
+	bpfBenchVarSeenWords  = "seen_words"
 )
 
 // loadBpfBench returns the embedded CollectionSpec for bpfBench.
@@ -91,9 +92,10 @@ type bpfBenchSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type bpfBenchProgramSpecs struct {
-	BenchFwd *ebpf.ProgramSpec `ebpf:"bench_fwd"`
-	BenchGen *ebpf.ProgramSpec `ebpf:"bench_gen"`
-	BenchRx  *ebpf.ProgramSpec `ebpf:"bench_rx"`
+	BenchFwd  *ebpf.ProgramSpec `ebpf:"bench_fwd"`
+	BenchGen  *ebpf.ProgramSpec `ebpf:"bench_gen"`
+	BenchRx   *ebpf.ProgramSpec `ebpf:"bench_rx"`
+	BenchRxTc *ebpf.ProgramSpec `ebpf:"bench_rx_tc"`
 }
 
 // bpfBenchMapSpecs contains maps before they are loaded into the kernel.
@@ -165,9 +167,10 @@ type bpfBenchVariables struct {
 //
 // It can be passed to loadBpfBenchObjects or ebpf.CollectionSpec.LoadAndAssign.
 type bpfBenchPrograms struct {
-	BenchFwd *ebpf.Program `ebpf:"bench_fwd"`
-	BenchGen *ebpf.Program `ebpf:"bench_gen"`
-	BenchRx  *ebpf.Program `ebpf:"bench_rx"`
+	BenchFwd  *ebpf.Program `ebpf:"bench_fwd"`
+	BenchGen  *ebpf.Program `ebpf:"bench_gen"`
+	BenchRx   *ebpf.Program `ebpf:"bench_rx"`
+	BenchRxTc *ebpf.Program `ebpf:"bench_rx_tc"`
 }
 
 func (p *bpfBenchPrograms) Close() error {
@@ -175,6 +178,7 @@ func (p *bpfBenchPrograms) Close() error {
 		p.BenchFwd,
 		p.BenchGen,
 		p.BenchRx,
+		p.BenchRxTc,
 	)
 }
 

@@ -146,6 +146,25 @@ func loIndex(t *testing.T) int {
 // and returns the action and the frame after the program.
 func runOnce(t *testing.T, prog *ebpf.Program, ifindex int, frame []byte) (uint32, []byte) {
 	t.Helper()
+	if prog.Type() == ebpf.SchedCLS {
+		// A tc run: its context is an __sk_buff (up to ifindex), and
+		// TC_ACT_SHOT / TC_ACT_OK read as XDP_DROP / XDP_PASS.
+		type skbCtx struct {
+			Head    [10]uint32
+			Ifindex uint32
+		}
+		ret, err := prog.Run(&ebpf.RunOptions{Data: frame, Context: skbCtx{Ifindex: uint32(ifindex)}, Repeat: 1})
+		if err != nil {
+			t.Fatalf("run %s on ifindex %d: %v", prog, ifindex, err)
+		}
+		switch ret {
+		case 2:
+			return xdpDrop, nil
+		case 0:
+			return xdpPass, nil
+		}
+		return ret + 100, nil // neither: fails any comparison
+	}
 	out := make([]byte, len(frame)+256)
 	opts := &ebpf.RunOptions{
 		Data:    frame,

@@ -3,6 +3,7 @@ package benchbpf
 import (
 	"bytes"
 	"encoding/binary"
+	"github.com/cilium/ebpf"
 	"net"
 	"testing"
 	"time"
@@ -76,6 +77,16 @@ func TestTemplateFrame(t *testing.T) {
 }
 
 func TestReceiverProgram(t *testing.T) {
+	testReceiver(t, func(r *Receiver) *ebpf.Program { return r.objs.Prog })
+}
+
+// TestReceiverProgramTC: the same receiver at tc ingress, where frames a
+// switch delivers with bpf_redirect_peer arrive.
+func TestReceiverProgramTC(t *testing.T) {
+	testReceiver(t, func(r *Receiver) *ebpf.Program { return r.objs.TC })
+}
+
+func testReceiver(t *testing.T, pick func(*Receiver) *ebpf.Program) {
 	enterNewNS(t)
 	other, _ := veth(t, "ulkbbo0", "ulkbbo1")
 	lo := loIndex(t)
@@ -120,7 +131,7 @@ func TestReceiverProgram(t *testing.T) {
 		{"RARP on an interface without a slot", other, etherFrame(unix.ETH_P_RARP, 60), xdpPass},
 	}
 	for _, s := range steps {
-		if got, _ := runOnce(t, r.objs.Prog, s.ifindex, s.frame); got != s.want {
+		if got, _ := runOnce(t, pick(r), s.ifindex, s.frame); got != s.want {
 			t.Errorf("%s: action %d, want %d", s.name, got, s.want)
 		}
 	}

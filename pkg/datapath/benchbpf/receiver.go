@@ -3,6 +3,8 @@ package benchbpf
 import (
 	"errors"
 	"fmt"
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 	"sync"
 	"time"
 	"unsafe"
@@ -14,8 +16,8 @@ import (
 )
 
 // Receiver is bench_rx: attached to the interfaces where a stream leaves
-// the switch under test, it records every stream frame in the interface's
-// slot and drops it, counts RARP announcements and passes everything else
+// the switch under test (XDP, and tc ingress for frames that skip XDP),
+// it records every stream frame in the interface's slot and drops it, counts RARP announcements and passes everything else
 // (so it can sit on a bridge port that still has to learn).
 type Receiver struct {
 	objs     rxObjects
@@ -28,10 +30,12 @@ type Receiver struct {
 type rxAttachment struct {
 	slot int
 	link link.Link
+	tc   func() error // detaches the tc ingress receiver
 }
 
 type rxObjects struct {
 	Prog  *ebpf.Program `ebpf:"bench_rx"`
+	TC    *ebpf.Program `ebpf:"bench_rx_tc"`
 	Slots *ebpf.Map     `ebpf:"rx_slots"`
 	Stats *ebpf.Map     `ebpf:"rx_stats"`
 	Seen  *ebpf.Map     `ebpf:"rx_seen"`
@@ -107,7 +111,15 @@ func (r *Receiver) Attach(ifindex int, slot int) (detach func() error, err error
 		_ = r.objs.Slots.Delete(uint32(ifindex))
 		return nil, fmt.Errorf("receiver: attach to ifindex %d: %w", ifindex, err)
 	}
-	a := &rxAttachment{slot: slot, link: l}
+	// Frames a switch delivers with bpf_redirect_peer skip XDP: the same
+	// receiver at tc ingress records those.
+	tc, err := attachTCIngress(ifindex, r.objs.TC)
+	if err != nil {
+		l.Close()
+		_ = r.objs.Slots.Delete(uint32(ifindex))
+		return nil, fmt.Errorf("receiver: attach to tc ingress of ifindex %d: %w", ifindex, err)
+	}
+	a := &rxAttachment{slot: slot, link: l, tc: tc}
 	r.attached[ifindex] = a
 	return func() error {
 		r.mu.Lock()
@@ -123,7 +135,7 @@ func (r *Receiver) Attach(ifindex int, slot int) (detach func() error, err error
 func (r *Receiver) detach(ifindex int) error {
 	a := r.attached[ifindex]
 	delete(r.attached, ifindex)
-	err := a.link.Close()
+	err := errors.Join(a.link.Close(), a.tc())
 	if derr := r.objs.Slots.Delete(uint32(ifindex)); derr != nil && !errors.Is(derr, ebpf.ErrKeyNotExist) {
 		err = errors.Join(err, derr)
 	}
@@ -226,8 +238,36 @@ func (r *Receiver) Close() error {
 
 func (r *Receiver) closeObjs() error {
 	var errs []error
-	for _, c := range []interface{ Close() error }{r.objs.Prog, r.objs.Slots, r.objs.Stats, r.objs.Seen} {
+	for _, c := range []interface{ Close() error }{r.objs.Prog, r.objs.TC, r.objs.Slots, r.objs.Stats, r.objs.Seen} {
 		errs = append(errs, c.Close())
 	}
 	return errors.Join(errs...)
+}
+
+// attachTCIngress runs prog at tc ingress of ifindex: a tcx link, or where
+// the kernel has no tcx a clsact filter. It returns the detach.
+func attachTCIngress(ifindex int, prog *ebpf.Program) (func() error, error) {
+	l, err := link.AttachTCX(link.TCXOptions{Interface: ifindex, Program: prog, Attach: ebpf.AttachTCXIngress})
+	if err == nil {
+		return l.Close, nil
+	}
+	if !errors.Is(err, ebpf.ErrNotSupported) {
+		return nil, err
+	}
+	qdisc := &netlink.GenericQdisc{
+		QdiscAttrs: netlink.QdiscAttrs{LinkIndex: ifindex, Handle: netlink.MakeHandle(0xffff, 0), Parent: netlink.HANDLE_CLSACT},
+		QdiscType:  "clsact",
+	}
+	if err := netlink.QdiscReplace(qdisc); err != nil {
+		return nil, fmt.Errorf("add clsact qdisc: %w", err)
+	}
+	filter := &netlink.BpfFilter{
+		FilterAttrs: netlink.FilterAttrs{LinkIndex: ifindex, Parent: netlink.HANDLE_MIN_INGRESS,
+			Handle: 1, Protocol: unix.ETH_P_ALL, Priority: 1},
+		Fd: prog.FD(), Name: "bench_rx_tc", DirectAction: true,
+	}
+	if err := netlink.FilterReplace(filter); err != nil {
+		return nil, fmt.Errorf("add BPF filter: %w", err)
+	}
+	return func() error { return netlink.QdiscDel(qdisc) }, nil
 }
