@@ -10,7 +10,7 @@
 
 #define MAX_GROUPS 64
 #define MAX_UPLINKS 8 /* per group: slots 0..7 */
-#define MAX_PORTS 256 /* guest ports + uplinks, all groups */
+#define MAX_PORTS 1024 /* guest ports + uplinks, all groups */
 #define FDB_ENTRIES 65536
 #define NEIGH_ENTRIES 65536
 #define GROUP_NAME_LEN 32

@@ -68,7 +68,7 @@ const (
 	MaxUplinks             = 8   // per group; the data plane has 8 slots
 	MaxPriority            = 65535
 	MaxVLAN                = 4094
-	MaxInterfaces          = 256 // guest ports + uplinks over all groups
+	MaxInterfaces          = 1024 // guest ports + uplinks over all groups
 	MaxIfNameLen           = 15  // IFNAMSIZ - 1
 
 	// maxFileSize bounds what Load reads; a real config is a few KiB.

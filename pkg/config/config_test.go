@@ -250,14 +250,14 @@ groups:
 			want: defaults(group("a", nil, "u0", "u1", "u2", "u3", "u4", "u5", "u6", "u7")),
 		},
 		{
-			name: "64 groups and 256 interfaces are allowed",
-			yaml: manyGroups(64, 3), // 64 * (1 uplink + 3 guests) = 256
+			name: "64 groups and 1024 interfaces are allowed",
+			yaml: manyGroups(64, 15), // 64 * (1 uplink + 15 guests) = 1024
 			check: func(t *testing.T, c *Config) {
 				if len(c.Groups) != 64 {
 					t.Fatalf("got %d groups, want 64", len(c.Groups))
 				}
 				last := c.Groups[63]
-				if last.Name != "g63" || last.Uplinks[0].Name != "up63" || len(last.GuestPorts) != 3 || last.GuestPorts[2].Name != "g63p2" {
+				if last.Name != "g63" || last.Uplinks[0].Name != "up63" || len(last.GuestPorts) != 15 || last.GuestPorts[14].Name != "g63p14" {
 					t.Errorf("last group = %+v", last)
 				}
 			},
@@ -409,8 +409,8 @@ func TestParseBad(t *testing.T) {
 			[]string{"groups[0].uplinks: at most 8 uplinks are allowed per group, got 9"}},
 		{"201 guest ports", manyGroups(1, 201), []string{"groups[0].guest_ports: at most 200 guest ports are allowed per group, got 201"}},
 		{"65 groups", manyGroups(65, 0), []string{"groups: at most 64 groups are allowed, got 65"}},
-		{"257 interfaces", manyGroups(2, 200) + "  - name: extra\n    uplinks: [{name: e1}, {name: e2}, {name: e3}, {name: e4}, {name: e5}]\n",
-			[]string{"groups: at most 256 interfaces (guest ports and uplinks of all groups) are allowed, got 407"}},
+		{"1211 interfaces", manyGroups(6, 200) + "  - name: extra\n    uplinks: [{name: e1}, {name: e2}, {name: e3}, {name: e4}, {name: e5}]\n",
+			[]string{"groups: at most 1024 interfaces (guest ports and uplinks of all groups) are allowed, got 1211"}},
 
 		{"uplink without name", "groups:\n  - name: a\n    uplinks: [{priority: 1}]\n", []string{"groups[0].uplinks[0].name: interface name is required"}},
 		{"interface name too long", "groups:\n  - name: a\n    uplinks: [{name: abcdefghijklmnop}]\n", []string{`groups[0].uplinks[0].name: interface name "abcdefghijklmnop" is longer than 15 bytes`}},

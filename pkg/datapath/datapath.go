@@ -24,7 +24,7 @@ import (
 const (
 	MaxGroups  = 64
 	MaxUplinks = 8
-	MaxPorts   = 256
+	MaxPorts   = 1024
 	// NoSlot is the active slot of a group without a usable uplink.
 	NoSlot = ^uint32(0)
 )

@@ -36,12 +36,11 @@ func (s idleShape) String() string {
 	return fmt.Sprintf("%d×(%d uplinks, %d guest ports)", s.groups, s.uplinks, s.guests)
 }
 
-// idleShapes: the demo's size, and many groups of four uplinks filling
-// config.MaxInterfaces (guest ports and uplinks over all groups): 16
-// groups of 4 uplinks and 12 guest ports.
+// idleShapes: the demo's size, and a large hypervisor: 16 groups of 4
+// uplinks and 32 guest ports (576 interfaces).
 var idleShapes = []idleShape{
 	{groups: 1, uplinks: 2, guests: 2},
-	{groups: 16, uplinks: 4, guests: config.MaxInterfaces/16 - 4},
+	{groups: 16, uplinks: 4, guests: 32},
 }
 
 const (
