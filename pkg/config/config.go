@@ -69,7 +69,7 @@ const (
 	MaxPriority            = 65535
 	MaxVLAN                = 4094
 	MaxInterfaces          = 1024 // guest ports + uplinks over all groups
-	MaxIfNameLen           = 15  // IFNAMSIZ - 1
+	MaxIfNameLen           = 15   // IFNAMSIZ - 1
 
 	// maxFileSize bounds what Load reads; a real config is a few KiB.
 	maxFileSize = 1 << 20
