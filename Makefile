@@ -61,7 +61,7 @@ test-e2e: build ## end-to-end tests in network namespaces (prints measured figur
 test-summary: ## every package of the last test-unit and test-e2e, and every skipped test with its reason
 	@files=$$(ls $(TEST_OUT)/unit.json $(TEST_OUT)/e2e.json 2>/dev/null); \
 		if [[ -z $$files ]]; then echo "test-summary: no results in $(TEST_OUT): run make test-unit or test-e2e"; exit 1; fi; \
-		echo; echo "Summary of $$files:"; \
+		echo; echo "Summary of" $$files; \
 		$(GOTESTSUM) --format pkgname --format-icons text --format-hide-empty-pkg --raw-command -- cat $$files
 
 test-kernels: TEST_KERNEL_PKGS ?= ./pkg/datapath/... ./pkg/linkwatch ./pkg/announce ./pkg/control ./pkg/failover ./pkg/config ./test/e2e
