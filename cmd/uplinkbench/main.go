@@ -30,6 +30,7 @@ func main() {
 	flag.IntVar(&o.Trials, "trials", 0, "failover trials per case (profile default)")
 	flag.IntVar(&o.RatePPS, "rate", 0, "guest frames per second in failover trials every system carries (default 50000)")
 	flag.IntVar(&o.HighRatePPS, "high-rate", 0, "uplinkd-only failover rate (default 1000000)")
+	flag.IntVar(&o.TCPFailoverTrials, "tcp-failover-trials", 0, "tcp scenario: TCP connections per system across a cut of the active uplink (default 20, full 50)")
 	flag.IntVar(&o.Rounds, "rounds", 0, "forwarding rounds (median is reported; default 5)")
 	flag.DurationVar(&o.UplinkdPoll, "uplinkd-poll", 0, "uplinkd's carrier_poll_interval (default: uplinkd's own)")
 	flag.StringVar(&o.Engine, "engine", "auto", "traffic engine: auto (live where the kernel allows live-frame test runs, else afpacket), live, afpacket")

@@ -32,6 +32,9 @@ type Options struct {
 	// SocketTime is the length of each iperf3 TCP run and UDP stream of
 	// the tcp scenario.
 	SocketTime time.Duration
+	// TCPFailoverTrials is how many TCP connections, one after another,
+	// each system carries across a cut and a restore of its active uplink.
+	TCPFailoverTrials int
 	// UpgradeBin holds the uplinkd the upgrade scenario starts over the
 	// running one; "": the same binary again.
 	UpgradeBin string
@@ -52,14 +55,14 @@ var profiles = map[string]Options{
 		Trials: 3, RatePPS: 50_000, HighRatePPS: 1_000_000, Guests: []int{1, 64, 1024},
 		Uplinks: []string{"veth", "tap"}, TrialLength: 1200 * time.Millisecond, DownRatePPS: 10_000,
 		SecondCutMax: time.Second, FrameSizes: []int{64, 1500}, Rounds: 5, RoundTime: 500 * time.Millisecond,
-		SocketTime: 3 * time.Second,
+		SocketTime: 3 * time.Second, TCPFailoverTrials: 20,
 	},
 	"full": {
 		Systems: []string{"uplinkd", "ovs", "bridge", "xdpfwd"}, Scenarios: []string{"failover", "forward", "balance", "upgrade", "tcp", "idle"},
 		Trials: 20, RatePPS: 50_000, HighRatePPS: 1_000_000, Guests: []int{1, 64, 1024},
 		Uplinks: []string{"veth", "tap"}, TrialLength: 2 * time.Second, DownRatePPS: 10_000,
 		SecondCutMax: time.Second, FrameSizes: []int{64, 1500}, Rounds: 5, RoundTime: 2 * time.Second,
-		SocketTime: 10 * time.Second,
+		SocketTime: 10 * time.Second, TCPFailoverTrials: 50,
 	},
 }
 
@@ -77,7 +80,10 @@ func (o Options) withDefaults() (Options, error) {
 	o.Trials, o.Rounds = cmp.Or(o.Trials, p.Trials), cmp.Or(o.Rounds, p.Rounds)
 	o.RatePPS, o.HighRatePPS, o.DownRatePPS = cmp.Or(o.RatePPS, p.RatePPS), cmp.Or(o.HighRatePPS, p.HighRatePPS), cmp.Or(o.DownRatePPS, p.DownRatePPS)
 	o.TrialLength, o.SecondCutMax, o.RoundTime = cmp.Or(o.TrialLength, p.TrialLength), cmp.Or(o.SecondCutMax, p.SecondCutMax), cmp.Or(o.RoundTime, p.RoundTime)
-	o.SocketTime = cmp.Or(o.SocketTime, p.SocketTime)
+	o.SocketTime, o.TCPFailoverTrials = cmp.Or(o.SocketTime, p.SocketTime), cmp.Or(o.TCPFailoverTrials, p.TCPFailoverTrials)
+	if o.TCPFailoverTrials < 0 {
+		return o, fmt.Errorf("tcp failover trials: %d, want at least 1", o.TCPFailoverTrials)
+	}
 	o.Log = cmp.Or(o.Log, slog.Default())
 	for _, s := range o.Systems {
 		if !slices.Contains([]string{"uplinkd", "ovs", "bridge", "xdpfwd"}, s) {

@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -21,12 +23,17 @@ import (
 // streamCutFor later; it runs streamAfterRestore more (a failback
 // included). The harness's own sender and receiver rather than iperf3:
 // the receiver timestamps every read, which resolves a gap to well under
-// a millisecond where iperf3 reports 100 ms intervals.
+// a millisecond where iperf3 reports 100 ms intervals. A trial is short
+// so that many fit: a stall is about one RTO (200 ms) at most when the
+// failover works, and a second of cut is five of those.
 const (
-	streamBeforeCut    = time.Second
-	streamCutFor       = 2 * time.Second
-	streamAfterRestore = 2500 * time.Millisecond
+	streamBeforeCut    = 500 * time.Millisecond
+	streamCutFor       = time.Second
+	streamAfterRestore = time.Second
 	streamDialTimeout  = 3 * time.Second
+	// streamSettleMax bounds the wait, between trials, for the system to
+	// be back on its first uplink and done announcing.
+	streamSettleMax = 10 * time.Second
 	// streamChunk every millisecond: 100 Mbit/s, enough to see every
 	// millisecond of a gap, little enough to leave the CPUs to the switch.
 	streamChunk  = 12_500
@@ -71,18 +78,72 @@ func streamGaps(arr []arrival, start, cut, restore, end time.Time) (longest, atC
 	return longest, atCut, atRestore
 }
 
-// failover carries one TCP connection across a cut of the active uplink
-// and its restoration.
-func (b *socketBed) failover(ctx context.Context) report.TCPFailover {
-	res := report.TCPFailover{System: b.sys.Name(), Setup: b.setup, RateMbps: streamMbps,
+// failovers runs up to n trials, each a fresh TCP connection across a
+// cut of the active uplink and its restoration, on the same testbed.
+// Before each the system is back on its first uplink. A system that
+// cannot connect at all stops after that trial: the next would only
+// wait for the same connect timeout.
+func (b *socketBed) failovers(ctx context.Context, n int, log *slog.Logger) []report.TCPFailover {
+	var out []report.TCPFailover
+	for i := 1; i <= n && ctx.Err() == nil; i++ {
+		f, why := b.newFailover(i, n), "no connection"
+		if err := b.settle(ctx); err != nil {
+			f.Error, why = err.Error(), "the system did not settle"
+		} else {
+			f = b.failover(ctx, i, n)
+		}
+		stop := !f.Connected
+		if stop && i < n {
+			f.Note = strings.TrimPrefix(f.Note+fmt.Sprintf("; stopped after trial %d of %d: %s", i, n, why), "; ")
+		}
+		out = append(out, f)
+		log.Info("tcp failover", "system", f.System, "trial", i, "of", n, "connected", f.Connected,
+			"longest_gap", time.Duration(f.LongestGapNs), "retransmits", f.Retransmits, "survived", f.Survived, "error", f.Error)
+		if stop {
+			break
+		}
+	}
+	return out
+}
+
+func (b *socketBed) newFailover(trial, planned int) report.TCPFailover {
+	res := report.TCPFailover{System: b.sys.Name(), Trial: trial, Planned: planned, Setup: b.setup, RateMbps: streamMbps,
 		LongestGapNs: -1, GapAtCutNs: -1, GapAtRestoreNs: -1}
 	if b.sys.Name() == "bridge" && len(b.tp.Uplinks) == 1 {
 		res.Note = "a Linux bridge alone has no failover: its one uplink is cut and restored"
 	}
+	return res
+}
+
+// failover carries one TCP connection across a cut of the active uplink
+// and its restoration.
+func (b *socketBed) failover(ctx context.Context, trial, planned int) report.TCPFailover {
+	res := b.newFailover(trial, planned)
 	if err := b.streamOnce(ctx, &res); err != nil {
 		res.Error = err.Error()
 	}
 	return res
+}
+
+// settle restores every uplink and waits until the system uses the first
+// one again and is done announcing, so every trial starts alike.
+func (b *socketBed) settle(ctx context.Context) error {
+	for i := range b.tp.Uplinks {
+		if err := b.tp.Restore(i); err != nil {
+			return fmt.Errorf("restore %s: %w", b.tp.Uplinks[i], err)
+		}
+	}
+	deadline := time.Now().Add(streamSettleMax)
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		if a, err := b.sys.Active(ctx); err == nil && a == b.tp.Uplinks[0] && quiet(ctx, b.sys) {
+			return nil
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return fmt.Errorf("%s did not return to %s within %s", b.sys.Name(), b.tp.Uplinks[0], streamSettleMax)
 }
 
 func (b *socketBed) streamOnce(ctx context.Context, res *report.TCPFailover) error {

@@ -471,7 +471,7 @@ dl.env dd { margin: 0; }
 {{template "table" .Bulk}}
 <p class="caption">UDP at a fixed rate of payload, sent and counted by the harness's own sockets (iperf3's control channel is TCP). UdpInCsumErrors: datagrams the receiver dropped for a bad checksum; RcvbufErrors: dropped because the receiving socket fell behind.</p>
 {{template "table" .UDP}}
-<p class="caption">One paced TCP connection from the guest to the upstream host while the active uplink is cut and later restored: the longest time without delivered bytes, the sender's retransmits (TCP_INFO), and whether bytes still arrived at the end with no reset.</p>
+<p class="caption">Trials of one paced TCP connection each, a fresh one per trial, from the guest to the upstream host while the active uplink is cut and later restored: p50 / p99 / max over a system's trials (nearest rank) of the time without delivered bytes, the sender's retransmits (TCP_INFO), and how many connections still carried bytes at the end with no reset. A system that cannot connect at all stops after its first trial.</p>
 {{template "table" .Failover}}
 {{end}}<details><summary>Every failover trial ({{len .TrialTable.Rows}})</summary>{{template "table" .TrialTable}}</details>
 <details><summary>Every forwarding round ({{len .RoundTable.Rows}})</summary>{{template "table" .RoundTable}}</details>

@@ -291,12 +291,16 @@ type UDPRun struct {
 	Error           string `json:"error,omitempty"`
 }
 
-// TCPFailover is one TCP connection from the guest to the upstream host
-// carried across a cut of the active uplink and its restoration. Gaps
-// are between successive reads that returned data at the receiver;
-// durations are nanoseconds, -1 when unknown.
+// TCPFailover is one trial: one TCP connection from the guest to the
+// upstream host carried across a cut of the active uplink and its
+// restoration. Gaps are between successive reads that returned data at
+// the receiver; durations are nanoseconds, -1 when unknown.
 type TCPFailover struct {
 	System string `json:"system"`
+	// Trial counts a system's trials from 1; Planned is how many it was
+	// to run (fewer ran when it could not connect at all).
+	Trial   int `json:"trial"`
+	Planned int `json:"planned"`
 	// Setup says what failed over: e.g. "3 uplinks", or the bond under
 	// a Linux bridge.
 	Setup     string `json:"setup"`

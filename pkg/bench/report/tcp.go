@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+
+	"github.com/uplinkd/uplinkd/pkg/bench/stats"
 )
 
 // bySystem orders the tcp scenario's rows: uplinkd first, then the peers
@@ -102,28 +104,100 @@ func udpTable(x *TCPResult) textTable {
 	return t
 }
 
-// tcpFailoverTable: one TCP connection across a cut and a restore, per
-// system.
+// tcpFailoverRow summarizes one system's TCP failover trials. Gaps are
+// nanoseconds over the trials where they are known (a connection that
+// never was has none); retransmits over the connected trials.
+type tcpFailoverRow struct {
+	System, Setup string
+	RateMbps      int
+	// Trials ran out of Planned; Survived of them carried the connection
+	// through.
+	Trials, Planned, Survived          int
+	LongestGap, GapAtCut, GapAtRestore stats.Summary
+	Retransmits                        stats.Summary
+	Note                               string // the trials' notes, then their errors naming the trials
+}
+
+// tcpFailoverRows groups the trials by system, uplinkd first.
+func tcpFailoverRows(trials []TCPFailover) []tcpFailoverRow {
+	by := map[string][]TCPFailover{}
+	var systems []string
+	for _, t := range trials {
+		if _, ok := by[t.System]; !ok {
+			systems = append(systems, t.System)
+		}
+		by[t.System] = append(by[t.System], t)
+	}
+	slices.SortFunc(systems, bySystem)
+	rows := make([]tcpFailoverRow, 0, len(systems))
+	for _, sys := range systems {
+		ts := by[sys]
+		slices.SortStableFunc(ts, func(a, b TCPFailover) int { return cmp.Compare(a.Trial, b.Trial) })
+		row := tcpFailoverRow{System: sys, Setup: ts[0].Setup, RateMbps: ts[0].RateMbps, Trials: len(ts)}
+		var longest, atCut, atRestore []int64
+		var retrans []float64
+		var notes []string
+		var errs []string // in the order first seen
+		errTrials := map[string][]string{}
+		for _, t := range ts {
+			row.Planned = max(row.Planned, t.Planned)
+			if t.Survived {
+				row.Survived++
+			}
+			longest, atCut, atRestore = append(longest, t.LongestGapNs), append(atCut, t.GapAtCutNs), append(atRestore, t.GapAtRestoreNs)
+			if t.Connected {
+				retrans = append(retrans, float64(t.Retransmits))
+			}
+			if t.Note != "" && !slices.Contains(notes, t.Note) {
+				notes = append(notes, t.Note)
+			}
+			if t.Error != "" {
+				if _, ok := errTrials[t.Error]; !ok {
+					errs = append(errs, t.Error)
+				}
+				errTrials[t.Error] = append(errTrials[t.Error], fmt.Sprint(t.Trial))
+			}
+		}
+		row.Planned = max(row.Planned, row.Trials)
+		row.LongestGap, row.GapAtCut, row.GapAtRestore = stats.Summarize(durations(longest)), stats.Summarize(durations(atCut)), stats.Summarize(durations(atRestore))
+		row.Retransmits = stats.Summarize(retrans)
+		for _, e := range errs {
+			n := errTrials[e]
+			which := "trial "
+			if len(n) > 1 {
+				which = "trials "
+			}
+			notes = append(notes, which+strings.Join(n, ", ")+": "+e)
+		}
+		row.Note = strings.Join(notes, "; ")
+		rows = append(rows, row)
+	}
+	return rows
+}
+
+// tcpFailoverTable: per system, its TCP connections across a cut and a
+// restore of the active uplink.
 func tcpFailoverTable(x *TCPResult) textTable {
 	t := textTable{
-		Head: []string{"System", "Setup", "Rate", "Connected", "Longest gap", "Gap at the cut", "Gap at the restore",
-			"Retransmits", "Delivered", "Survived", "Note"},
-		Num: []bool{false, false, true, false, true, true, true, true, true, false, false},
+		Head: []string{"System", "Setup", "Rate", "Trials", "Survived", "Longest gap p50 / p99 / max", "Gap at the cut p50 / p99",
+			"Gap at the restore p50 / p99", "Retransmits p50 / max", "Note"},
+		Num: []bool{false, false, true, true, true, true, true, true, true, false},
 	}
 	if x == nil {
 		return t
 	}
-	runs := slices.Clone(x.Failover)
-	slices.SortStableFunc(runs, func(a, b TCPFailover) int { return bySystem(a.System, b.System) })
-	yes := map[bool]string{true: "yes", false: "no"}
-	for _, r := range runs {
-		note := r.Note
-		if r.Error != "" {
-			note = strings.TrimPrefix(note+"; "+r.Error, "; ")
+	for _, r := range tcpFailoverRows(x.Failover) {
+		trials := fmt.Sprint(r.Trials)
+		if r.Planned > r.Trials {
+			trials = fmt.Sprintf("%d of %d", r.Trials, r.Planned)
 		}
-		t.Rows = append(t.Rows, []string{systemName(r.System), r.Setup, fmtMbps(r.RateMbps), yes[r.Connected],
-			nsCell(r.LongestGapNs), nsCell(r.GapAtCutNs), nsCell(r.GapAtRestoreNs), fmtCount(float64(r.Retransmits)),
-			fmtDelivered(r.Bytes), yes[r.Survived], orDash(note)})
+		retrans := dash
+		if r.Retransmits.N > 0 {
+			retrans = fmtCount(r.Retransmits.P50) + " / " + fmtCount(r.Retransmits.Max) + knownOf(r.Retransmits.N, r.Trials)
+		}
+		t.Rows = append(t.Rows, []string{systemName(r.System), r.Setup, fmtMbps(r.RateMbps), trials,
+			fmt.Sprintf("%d of %d", r.Survived, r.Trials), triple(r.LongestGap, r.Trials, fmtNs), pair(r.GapAtCut, r.Trials, fmtNs),
+			pair(r.GapAtRestore, r.Trials, fmtNs), retrans, orDash(r.Note)})
 	}
 	return t
 }
@@ -136,14 +210,6 @@ func socketDirection(d string) string {
 		return "upstream host → guest"
 	}
 	return d
-}
-
-// fmtDelivered is a byte count in MB, 0 as 0.
-func fmtDelivered(b uint64) string {
-	if b == 0 {
-		return "0"
-	}
-	return sig3(float64(b)/1e6) + " MB"
 }
 
 func fmtMbps(mbps int) string {
@@ -182,8 +248,10 @@ func writeTCPMarkdown(b *strings.Builder, r *Result) {
 		"channel is TCP); UdpInCsumErrors: datagrams the receiving stack dropped for a bad checksum; RcvbufErrors: dropped " +
 		"because the receiving socket fell behind.\n\n")
 	writeMarkdownTable(b, udpTable(r.TCP))
-	b.WriteString("\nOne paced TCP connection from the guest to the upstream host while the active uplink is cut and " +
-		"later restored. Gaps are between reads that returned data at the receiver; retransmits are the sender's " +
-		"TCP_INFO total_retrans; it survived when bytes still arrived at the end and neither end saw a reset.\n\n")
+	b.WriteString("\nTrials of one paced TCP connection each, a fresh one per trial, from the guest to the upstream host " +
+		"while the active uplink is cut and later restored (the system back on its first uplink before each trial); " +
+		"p50 / p99 / max over a system's trials (nearest rank). Gaps are between reads that returned data at the receiver; " +
+		"retransmits are the sender's TCP_INFO total_retrans; a connection survived when bytes still arrived at the end " +
+		"and neither end saw a reset. A system that cannot connect at all stops after its first trial.\n\n")
 	writeMarkdownTable(b, tcpFailoverTable(r.TCP))
 }

@@ -2,6 +2,7 @@ package report
 
 import (
 	"bytes"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -29,10 +30,12 @@ func tcpHand() *Result {
 			{System: SystemLinuxBridge, Direction: UplinkToGuest, RateMbps: 100, PayloadBytes: 1400, Sent: 26_785, Received: 26_780, Lost: 5, UDPRcvbufErrors: 5},
 		},
 		Failover: []TCPFailover{
-			{System: SystemLinuxBridge, Setup: "over bond0", RateMbps: 100, Connected: true, LongestGapNs: 212_000_000,
+			{System: SystemLinuxBridge, Trial: 1, Planned: 2, Setup: "over bond0", RateMbps: 100, Connected: true, LongestGapNs: 212_000_000,
 				GapAtCutNs: 212_000_000, GapAtRestoreNs: 3_000_000, Retransmits: 14, Bytes: 68_750_000, BytesAtEnd: 6_250_000, Survived: true},
-			{System: SystemUplinkd, Setup: "3 uplinks", RateMbps: 100, LongestGapNs: -1, GapAtCutNs: -1, GapAtRestoreNs: -1,
-				Error: "connect: dial tcp4 198.18.0.2:5401: i/o timeout"},
+			{System: SystemLinuxBridge, Trial: 2, Planned: 2, Setup: "over bond0", RateMbps: 100, Connected: true, LongestGapNs: 15_000_000,
+				GapAtCutNs: 15_000_000, GapAtRestoreNs: 1_000_000, Retransmits: 2, Bytes: 68_750_000, BytesAtEnd: 6_250_000, Survived: true},
+			{System: SystemUplinkd, Trial: 1, Planned: 20, Setup: "3 uplinks", RateMbps: 100, LongestGapNs: -1, GapAtCutNs: -1, GapAtRestoreNs: -1,
+				Note: "stopped after trial 1 of 20: no connection", Error: "connect: dial tcp4 198.18.0.2:5401: i/o timeout"},
 		},
 	}}
 }
@@ -55,10 +58,10 @@ func TestTCPTables(t *testing.T) {
 		// UDP: by rate within a system.
 		"| uplinkd | guest → upstream host | 100 Mbit/s | 26,785 | 0 | 26,785 | 26,785 | 0 | – |\n| uplinkd | guest → upstream host | 1 Gbit/s | 267,857 |",
 		"| Linux bridge | upstream host → guest | 100 Mbit/s | 26,785 | 26,780 | 5 | 0 | 5 | – |",
-		// Failover: unknown gaps are dashes, a connection that never was
-		// says why.
-		"| uplinkd | 3 uplinks | 100 Mbit/s | no | – | – | – | 0 | 0 | no | connect: dial tcp4 198.18.0.2:5401: i/o timeout |",
-		"| Linux bridge | over bond0 | 100 Mbit/s | yes | 212 ms | 212 ms | 3 ms | 14 | 68.8 MB | yes | – |",
+		// Failover: one row per system; unknown gaps are dashes, a
+		// system that never connected says why and that it stopped.
+		"| uplinkd | 3 uplinks | 100 Mbit/s | 1 of 20 | 0 of 1 | – | – | – | – | stopped after trial 1 of 20: no connection; trial 1: connect: dial tcp4 198.18.0.2:5401: i/o timeout |",
+		"| Linux bridge | over bond0 | 100 Mbit/s | 2 | 2 of 2 | 15 ms / 212 ms / 212 ms | 15 ms / 212 ms | 1 ms / 3 ms | 2 / 14 | – |",
 	} {
 		if !strings.Contains(md, want) {
 			t.Errorf("markdown lacks %q", want)
@@ -88,7 +91,7 @@ func TestTCPTablesInHTML(t *testing.T) {
 		"<h2>Socket traffic: TCP and UDP</h2>",
 		`<td class="">upstream host → guest</td><td class="num">1</td><td class="num">0.00</td>`,
 		`<td class="num">267,857</td>`,
-		`<td class="num">212 ms</td>`,
+		`<td class="num">15 ms / 212 ms / 212 ms</td>`,
 	} {
 		if !strings.Contains(page, want) {
 			t.Errorf("HTML lacks %q", want)
@@ -112,3 +115,72 @@ func TestTCPResultCheck(t *testing.T) {
 }
 
 func zero() float64 { return 0 }
+
+// TestTCPFailoverRows checks the aggregation by hand: nearest-rank
+// percentiles over the trials where a figure is known, survivors counted
+// over the trials run, errors grouped with the trials that saw them.
+func TestTCPFailoverRows(t *testing.T) {
+	var trials []TCPFailover
+	// uplinkd: 20 trials, longest gaps 1..20 ms, trial 7 stalled for
+	// good (its gap runs to the end), trial 20 lost its connection.
+	for i := 1; i <= 20; i++ {
+		ms := int64(i) * 1_000_000
+		f := TCPFailover{System: SystemUplinkd, Trial: i, Planned: 20, Setup: "3 uplinks", RateMbps: 100, Connected: true,
+			LongestGapNs: ms, GapAtCutNs: ms, GapAtRestoreNs: ms / 2, Retransmits: int64(i % 5), Survived: true}
+		switch i {
+		case 7:
+			f.LongestGapNs, f.GapAtCutNs, f.GapAtRestoreNs, f.Survived = 2_000_000_000, 2_000_000_000, 1_000_000_000, false
+			f.Error = "no bytes arrived in the last 500 ms"
+		case 20:
+			f.LongestGapNs, f.GapAtCutNs, f.GapAtRestoreNs, f.Connected, f.Survived = -1, -1, -1, false, false
+			f.Error = "connect: refused"
+		case 12:
+			f.Survived, f.Error = false, "no bytes arrived in the last 500 ms"
+		}
+		trials = append(trials, f)
+	}
+	// Open vSwitch listed first, and a system that stopped after one.
+	trials = append([]TCPFailover{{System: "ovs", Trial: 1, Planned: 20, Setup: "3 uplinks", LongestGapNs: -1, GapAtCutNs: -1,
+		GapAtRestoreNs: -1, Error: "connect: i/o timeout", Note: "stopped after trial 1 of 20: no connection"}}, trials...)
+
+	rows := tcpFailoverRows(trials)
+	if len(rows) != 2 || rows[0].System != SystemUplinkd || rows[1].System != "ovs" {
+		t.Fatalf("rows %+v, want uplinkd then ovs", rows)
+	}
+	u := rows[0]
+	if u.Trials != 20 || u.Planned != 20 || u.Survived != 17 {
+		t.Errorf("uplinkd: %d of %d trials, %d survived; want 20 of 20, 17", u.Trials, u.Planned, u.Survived)
+	}
+	// 19 known longest gaps: 1..6, 8..19 ms and 2 s. Nearest rank: p50
+	// is the 10th smallest (11 ms), p99 the 19th (2 s).
+	if u.LongestGap.N != 19 || u.LongestGap.P50 != 11e6 || u.LongestGap.P99 != 2e9 || u.LongestGap.Max != 2e9 {
+		t.Errorf("longest gap %+v", u.LongestGap)
+	}
+	if u.GapAtRestore.N != 19 || u.GapAtRestore.P50 != 5.5e6 || u.GapAtRestore.Max != 1e9 {
+		t.Errorf("gap at the restore %+v", u.GapAtRestore)
+	}
+	// Retransmits over the 19 connected trials: i%5 for i in 1..19.
+	if u.Retransmits.N != 19 || u.Retransmits.P50 != 2 || u.Retransmits.Max != 4 {
+		t.Errorf("retransmits %+v", u.Retransmits)
+	}
+	if want := "trials 7, 12: no bytes arrived in the last 500 ms; trial 20: connect: refused"; u.Note != want {
+		t.Errorf("note %q, want %q", u.Note, want)
+	}
+	o := rows[1]
+	if o.Trials != 1 || o.Planned != 20 || o.Survived != 0 || o.LongestGap.N != 0 || o.Retransmits.N != 0 {
+		t.Errorf("ovs: %+v", o)
+	}
+
+	tab := tcpFailoverTable(&TCPResult{Failover: trials})
+	if len(tab.Rows) != 2 {
+		t.Fatalf("%d rows, want one per system", len(tab.Rows))
+	}
+	want := []string{"uplinkd", "3 uplinks", "100 Mbit/s", "20", "17 of 20", "11 ms / 2 s / 2 s (19 of 20)",
+		"11 ms / 2 s (19 of 20)", "5.5 ms / 1 s (19 of 20)", "2 / 4 (19 of 20)", u.Note}
+	if !slices.Equal(tab.Rows[0], want) {
+		t.Errorf("uplinkd row\n%q\nwant\n%q", tab.Rows[0], want)
+	}
+	if got := tab.Rows[1][3:9]; !slices.Equal(got, []string{"1 of 20", "0 of 1", dash, dash, dash, dash}) {
+		t.Errorf("ovs row %q", tab.Rows[1])
+	}
+}
