@@ -15,6 +15,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"os/exec"
 	"runtime"
 	"slices"
 	"strconv"
@@ -783,6 +784,15 @@ func (l *lab) bridgeInsteadOfUplinkd() {
 		}
 		l.setUp("brh")
 	})
+	// A bridge made this moment may not forward the first frames yet:
+	// the suite starts once a guest reaches the upstream host through it.
+	ready := waitFor(10*time.Second, func() bool {
+		return exec.Command("ip", "netns", "exec", l.nsName(guestRole(0)),
+			"ping", "-c", "1", "-W", "1", upstreamHost.ip.String()).Run() == nil
+	})
+	if !ready {
+		l.t.Fatal("the control bridge does not carry a ping from G0 to the upstream host within 10 s")
+	}
 }
 
 // TestSocketTrafficThroughBridgeControl runs socketSuite through a Linux
