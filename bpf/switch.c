@@ -1036,21 +1036,24 @@ int tc_guest(struct __sk_buff *skb)
 	if (is_link_local(dst))
 		return tc_to_host(port);
 
+	if (!is_multicast(dst)) {
+		struct fdb_key key = { .group = port->group, .vlan = f.vlan };
+		__builtin_memcpy(key.mac, dst, ETH_ALEN);
+		struct fdb_entry *to = bpf_map_lookup_elem(&fdb, &key);
+		if (to) {
+			if (to->ifindex == ifindex)
+				return tc_drop(port, DROP_HAIRPIN);
+			return tc_to_port(skb, port, to->ifindex, f.vlan, &cur);
+		}
+	}
+
+	/* Only frames that may leave upstream need the guest's uplink. */
 	struct balance *bal = balance_of(port->group);
 	__u32 bucket = bal ? bucket_of(src, f.vlan) : 0;
 	__u32 slot = bal ? balance_slot(port->group, bal, bucket) : active_slot(port->group);
 
 	if (is_multicast(dst))
 		return tc_flood(skb, port, ifindex, f.vlan, cur, slot);
-
-	struct fdb_key key = { .group = port->group, .vlan = f.vlan };
-	__builtin_memcpy(key.mac, dst, ETH_ALEN);
-	struct fdb_entry *to = bpf_map_lookup_elem(&fdb, &key);
-	if (to) {
-		if (to->ifindex == ifindex)
-			return tc_drop(port, DROP_HAIRPIN);
-		return tc_to_port(skb, port, to->ifindex, f.vlan, &cur);
-	}
 
 	/* Not a local guest: it lives upstream, behind the active uplink (in
 	 * a balance group, behind the uplink of the guest's bucket). A dead
