@@ -218,9 +218,9 @@ func removeStaleHooks(dir string) {
 	}
 }
 
-// RemoveHooks is part of Remove: detach the pinned hooks.
-func removeHooks(pinDir string) error {
-	dir := filepath.Join(pinDir, "hooks")
+// unpinAll detaches every link pinned in dir (a file that holds none is
+// removed) and removes dir: part of Remove.
+func unpinAll(dir string) error {
 	entries, _ := os.ReadDir(dir)
 	var errs []error
 	for _, e := range entries {

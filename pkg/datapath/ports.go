@@ -381,21 +381,10 @@ func (d *Datapath) PinnedLinks() ([]string, error) {
 // maps: the switch stops forwarding. Used by `uplinkd -cleanup`.
 func Remove(pinDir string) error {
 	var errs []error
-	for _, dir := range []string{linksDir(pinDir), filepath.Join(pinDir, ingress.name), filepath.Join(pinDir, egress.name)} {
-		entries, _ := os.ReadDir(dir)
-		for _, e := range entries {
-			path := filepath.Join(dir, e.Name())
-			if l, err := link.LoadPinnedLink(path, nil); err == nil {
-				errs = append(errs, l.Unpin())
-				l.Close()
-			} else {
-				errs = append(errs, os.Remove(path))
-			}
-		}
-		_ = os.Remove(dir)
+	for _, dir := range []string{linksDir(pinDir), filepath.Join(pinDir, ingress.name), filepath.Join(pinDir, egress.name), filepath.Join(pinDir, "hooks")} {
+		errs = append(errs, unpinAll(dir))
 	}
 	errs = append(errs, removeClsact())
-	errs = append(errs, removeHooks(pinDir))
 	for _, name := range pinnedMapNames() {
 		err := os.Remove(filepath.Join(pinDir, name))
 		if !errors.Is(err, os.ErrNotExist) {
