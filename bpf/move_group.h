@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /* move_group: the one way the kernel side moves a group off a failed
- * uplink, shared by the switch (carrier seen at redirect) and the hooks
- * (carrier off, transmit error). */
+ * uplink, shared by the switch (carrier seen at an uplink's tc egress) and
+ * the carrier-off hook. */
 #ifndef __UPLINKD_MOVE_GROUP_H
 #define __UPLINKD_MOVE_GROUP_H
 

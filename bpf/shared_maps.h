@@ -43,18 +43,6 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } fo_events SEC(".maps");
 
-/* uplink_devs[group * MAX_UPLINKS + slot]: the kernel's device behind an
- * uplink slot, recorded by the transmit tracepoint (user space cannot
- * know it) so the switch can read the uplink's carrier before it
- * redirects. The daemon clears an entry whenever it refills the slot. */
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, MAX_GROUPS * MAX_UPLINKS);
-	__type(key, __u32);
-	__type(value, struct uplink_dev);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} uplink_devs SEC(".maps");
-
 /* balances[group]: see struct balance. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);

@@ -1,9 +1,9 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
-/* The uplinkd switch: XDP on guest ports and uplinks, and a devmap egress
- * program that every redirected frame passes on its way out.
+/* The uplinkd switch: tc programs on skbs, at ingress of every port and at
+ * egress of every uplink (see "The tc data plane" below).
  *
  * One write moves every guest: guest traffic goes to
- * uplinks[group * MAX_UPLINKS + active[group]], so changing active[group]
+ * uplink_ifs[group * MAX_UPLINKS + active[group]], so changing active[group]
  * moves all of a group's guests at once. A balance group sends each guest
  * through its bucket's uplink instead (balances[group]), and one write of
  * that table moves every bucket. */
@@ -35,9 +35,9 @@
 
 char __license[] SEC("license") = "Dual BSD/GPL";
 
-/* Set at load time when the kernel lets XDP programs read kernel memory
- * (bpf_probe_read_kernel: root, no lockdown): then xdp_guest reads the
- * active uplink's carrier before each redirect. */
+/* Set at load time when the kernel lets the programs read kernel memory
+ * (bpf_probe_read_kernel: root, no lockdown): then tc_uplink_out reads its
+ * uplink's carrier before a frame leaves. */
 volatile const __u32 carrier_check = 0;
 
 /* Unused: they put the enums and types into BTF for bpf2go. */
@@ -48,25 +48,6 @@ const struct arrival *_arrival __attribute__((unused));
 const struct balance *_balance __attribute__((unused));
 const enum group_mode *_group_mode __attribute__((unused));
 const struct port_list *_port_list __attribute__((unused));
-
-/* Every port, keyed by ifindex: unicast to a guest, and flooding with
- * BPF_F_BROADCAST. Entries carry xdp_egress. */
-struct {
-	__uint(type, BPF_MAP_TYPE_DEVMAP_HASH);
-	__uint(max_entries, MAX_PORTS);
-	__type(key, __u32);
-	__type(value, struct bpf_devmap_val);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} ports_tx SEC(".maps");
-
-/* uplinks[group * MAX_UPLINKS + slot] */
-struct {
-	__uint(type, BPF_MAP_TYPE_DEVMAP);
-	__uint(max_entries, MAX_GROUPS * MAX_UPLINKS);
-	__type(key, __u32);
-	__type(value, struct bpf_devmap_val);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} uplinks SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -146,8 +127,7 @@ struct {
 } vlan_sets SEC(".maps");
 
 /* uplink_ifs[group * MAX_UPLINKS + slot]: the ifindex in each uplink slot,
- * 0 when empty, for the tc programs: the kernel will not load an XDP and a
- * tc program that both use the uplinks devmap. Written with uplinks. */
+ * 0 when empty. Kept by the daemon. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, MAX_GROUPS * MAX_UPLINKS);
@@ -214,11 +194,6 @@ static __always_inline int parse_frame(void *data, void *end, struct frame *f,
 	return 0;
 }
 
-static __always_inline int parse(struct xdp_md *ctx, struct frame *f)
-{
-	return parse_frame((void *)(long)ctx->data, (void *)(long)ctx->data_end, f, 0);
-}
-
 static __always_inline int is_multicast(const __u8 *mac)
 {
 	return mac[0] & 1;
@@ -266,18 +241,6 @@ static __always_inline void count_host(const struct port_info *port)
 		st->host_packets++;
 }
 
-static __always_inline int drop(const struct port_info *port, __u32 reason)
-{
-	count_drop(port, reason);
-	return XDP_DROP;
-}
-
-static __always_inline int to_host(const struct port_info *port)
-{
-	count_host(port);
-	return XDP_PASS;
-}
-
 static __always_inline void count_rx(const struct port_info *port, __u32 len)
 {
 	struct port_stats *st = stats_of(port);
@@ -293,35 +256,6 @@ static __always_inline __u32 active_slot(__u32 group)
 	__u32 *slot = bpf_map_lookup_elem(&active, &group);
 
 	return slot ? *slot : NO_SLOT;
-}
-
-/* uplink_lost_carrier reads the state bits of the device behind an
- * uplink slot: a frame redirected into an uplink without carrier is lost,
- * and the carrier bit goes off before the device stops accepting frames
- * (veth_close, dev_close), so checking it first loses none. Unknown (no
- * device recorded yet) counts as up. The pointer is only trusted when it
- * says "down" and the device still has the recorded ifindex: the common
- * "up" answer costs one read per frame, and a stale pointer can at worst
- * fail to move a group the other paths will move. */
-static __always_inline int uplink_lost_carrier(__u32 key, __u32 *ifindex)
-{
-	struct uplink_dev *ud = bpf_map_lookup_elem(&uplink_devs, &key);
-	struct net_device *dev;
-	unsigned long state = 0;
-	int seen = 0;
-
-	if (!ud || !ud->dev)
-		return 0;
-	dev = (struct net_device *)ud->dev;
-	if (bpf_probe_read_kernel(&state, sizeof(state), &dev->state))
-		return 0;
-	if ((state & (1UL << bpf_core_enum_value(enum netdev_state_t, __LINK_STATE_START))) &&
-	    !(state & (1UL << bpf_core_enum_value(enum netdev_state_t, __LINK_STATE_NOCARRIER))))
-		return 0;
-	if (bpf_probe_read_kernel(&seen, sizeof(seen), &dev->ifindex) || seen != (int)ud->ifindex)
-		return 0;
-	*ifindex = seen;
-	return 1;
 }
 
 static __always_inline void refuse_learning(const struct port_info *port)
@@ -488,19 +422,6 @@ static __always_inline void learn(const struct port_info *port, __u32 ifindex,
 		report_arrival(port, ifindex, f);
 }
 
-/* flood sends a copy to every port; xdp_egress keeps only the copies for
- * the ingress port's group (and, of its uplinks, only one: see there). */
-static __always_inline int flood(void)
-{
-	return bpf_redirect_map(&ports_tx, 0,
-				BPF_F_BROADCAST | BPF_F_EXCLUDE_INGRESS);
-}
-
-static __always_inline int to_guest(__u32 ifindex)
-{
-	return bpf_redirect_map(&ports_tx, ifindex, XDP_DROP);
-}
-
 /* trunk_allows says whether a trunk guest port carries VLAN vlan (0:
  * untagged, always). */
 static __always_inline int trunk_allows(const struct port_info *port, __u16 vlan)
@@ -519,172 +440,6 @@ static __always_inline int trunk_allows(const struct port_info *port, __u16 vlan
 	return (set->bits[word] >> (vlan & 63)) & 1;
 }
 
-/* push_tag inserts an 802.1Q tag with vid after the MAC addresses. */
-static __always_inline int push_tag(struct xdp_md *ctx, __u16 vid)
-{
-	if (bpf_xdp_adjust_head(ctx, -VLAN_HLEN))
-		return -1;
-	__u8 *data = (void *)(long)ctx->data;
-	if ((void *)(data + ETH_HLEN + VLAN_HLEN) > (void *)(long)ctx->data_end)
-		return -1;
-	__builtin_memmove(data, data + VLAN_HLEN, 2 * ETH_ALEN);
-	*(__u16 *)(data + 2 * ETH_ALEN) = bpf_htons(ETH_P_8021Q);
-	*(__u16 *)(data + ETH_HLEN) = bpf_htons(vid);
-	return 0;
-}
-
-/* pop_tag removes the outer 802.1Q tag. */
-static __always_inline int pop_tag(struct xdp_md *ctx)
-{
-	__u8 *data = (void *)(long)ctx->data;
-	if ((void *)(data + ETH_HLEN + VLAN_HLEN) > (void *)(long)ctx->data_end)
-		return -1;
-	__builtin_memmove(data + VLAN_HLEN, data, 2 * ETH_ALEN);
-	return bpf_xdp_adjust_head(ctx, VLAN_HLEN);
-}
-
-/* frame_vlan is the VLAN of the frame at ctx (0: untagged), for the
- * egress programs, which have not parsed it. -1: too short. */
-static __always_inline int frame_vlan(struct xdp_md *ctx)
-{
-	__u8 *data = (void *)(long)ctx->data;
-	if ((void *)(data + ETH_HLEN) > (void *)(long)ctx->data_end)
-		return -1;
-	if (*(__u16 *)(data + 2 * ETH_ALEN) != bpf_htons(ETH_P_8021Q))
-		return 0;
-	if ((void *)(data + ETH_HLEN + VLAN_HLEN) > (void *)(long)ctx->data_end)
-		return -1;
-	return bpf_ntohs(*(__u16 *)(data + ETH_HLEN)) & VLAN_VID_MASK;
-}
-
-SEC("xdp")
-int xdp_guest(struct xdp_md *ctx)
-{
-	__u32 ifindex = ctx->ingress_ifindex;
-	struct port_info *port = bpf_map_lookup_elem(&ports, &ifindex);
-	struct frame f;
-
-	if (!port) /* not (yet) part of the switch */
-		return XDP_PASS;
-	if (parse(ctx, &f) < 0)
-		return drop(port, DROP_MALFORMED);
-	count_rx(port, f.len);
-	if (is_multicast(f.src) || is_zero(f.src))
-		return drop(port, DROP_BAD_SRC);
-
-	/* Inside the switch every frame carries its VLAN as a tag: an access
-	 * port's frames get the port's; the egress programs take it off
-	 * again toward access ports. */
-	if (port->vlan) {
-		if (f.tagged)
-			return drop(port, DROP_VLAN);
-		if (is_link_local(f.dst)) /* for the host, as it came */
-			return to_host(port);
-		if (push_tag(ctx, port->vlan) < 0 || parse(ctx, &f) < 0)
-			return drop(port, DROP_MALFORMED);
-	} else if (!trunk_allows(port, f.vlan)) {
-		return drop(port, DROP_VLAN);
-	}
-
-	learn(port, ifindex, &f, (void *)(long)ctx->data_end);
-
-	if (is_link_local(f.dst))
-		return to_host(port);
-	if (is_multicast(f.dst))
-		return flood();
-
-	struct fdb_key key = { .group = port->group, .vlan = f.vlan };
-	__builtin_memcpy(key.mac, f.dst, ETH_ALEN);
-	struct fdb_entry *dst = bpf_map_lookup_elem(&fdb, &key);
-	if (dst) {
-		if (dst->ifindex == ifindex)
-			return drop(port, DROP_HAIRPIN);
-		return to_guest(dst->ifindex);
-	}
-
-	/* Not a local guest: it lives upstream, behind the active uplink (in
-	 * a balance group, behind the uplink of the guest's bucket). */
-	struct balance *bal = balance_of(port->group);
-	__u32 bucket = bal ? bucket_of(f.src, f.vlan) : 0;
-	__u32 slot = bal ? balance_slot(port->group, bal, bucket) : active_slot(port->group);
-	if (slot >= MAX_UPLINKS)
-		return drop(port, DROP_NO_UPLINK);
-	if (bal) {
-		__u32 k = port->group * NBUCKETS + bucket;
-		__u64 *bytes = bpf_map_lookup_elem(&bucket_bytes, &k);
-		if (bytes)
-			*bytes += f.len;
-	}
-	__u32 key_up = port->group * MAX_UPLINKS + slot;
-	__u32 dead = 0;
-	if (carrier_check && uplink_lost_carrier(key_up, &dead)) {
-		__u32 next = move_group(port->group, slot, dead, FO_CARRIER_SEEN, 0);
-		if (bal)
-			next = balance_slot(port->group, bal, bucket);
-		if (next >= MAX_UPLINKS || next == slot)
-			return drop(port, DROP_NO_UPLINK);
-		key_up = port->group * MAX_UPLINKS + next;
-	}
-	int action = bpf_redirect_map(&uplinks, key_up, XDP_DROP);
-	if (action != XDP_REDIRECT)
-		return drop(port, DROP_NO_UPLINK);
-	return action;
-}
-
-SEC("xdp")
-int xdp_uplink(struct xdp_md *ctx)
-{
-	__u32 ifindex = ctx->ingress_ifindex;
-	struct port_info *port = bpf_map_lookup_elem(&ports, &ifindex);
-	struct frame f;
-
-	if (!port)
-		return XDP_PASS;
-	if (parse(ctx, &f) < 0)
-		return drop(port, DROP_MALFORMED);
-	count_rx(port, f.len);
-	if (is_multicast(f.src) || is_zero(f.src))
-		return drop(port, DROP_BAD_SRC);
-
-	/* The host's own traffic (probe replies, management) on any uplink. */
-	if (mac_equal(f.dst, port->mac) || is_link_local(f.dst))
-		return to_host(port);
-
-	struct fdb_key key = { .group = port->group, .vlan = f.vlan };
-	__builtin_memcpy(key.mac, f.dst, ETH_ALEN);
-
-	/* A standby uplink delivers no flood copies to guests: the upstream
-	 * floods to every port, and only the active (designated) one may
-	 * deliver them. Unicast to a known guest it delivers in a balance
-	 * group, and for a while after it stopped being active: make before
-	 * break. */
-	if (active_slot(port->group) != port->slot) {
-		__u32 group = port->group;
-		struct drain *dr = bpf_map_lookup_elem(&draining, &group);
-		int draining_here = dr && dr->slot == port->slot && bpf_ktime_get_ns() < dr->until_ns;
-		struct fdb_entry *dst;
-
-		/* In a balance group every uplink carries its guests' unicast
-		 * (the upstream sends it to the one port it learned each guest
-		 * on: no duplicates); broadcasts and unknown unicast, which the
-		 * upstream copies to every port, only the designated one. */
-		if ((draining_here || balance_of(group)) && !is_multicast(f.dst) &&
-		    (dst = bpf_map_lookup_elem(&fdb, &key)))
-			return to_guest(dst->ifindex);
-		return drop(port, DROP_STANDBY);
-	}
-
-	if (is_multicast(f.dst))
-		return flood();
-
-	struct fdb_entry *dst = bpf_map_lookup_elem(&fdb, &key);
-	if (dst)
-		return to_guest(dst->ifindex);
-	/* Unknown unicast: flood to the group's guests, as a bridge does, so
-	 * a guest that has gone quiet (or aged out) stays reachable. */
-	return flood();
-}
-
 static __always_inline void count_tx_len(const struct port_info *dst, __u32 len)
 {
 	struct port_stats *st = stats_of(dst);
@@ -695,86 +450,19 @@ static __always_inline void count_tx_len(const struct port_info *dst, __u32 len)
 	}
 }
 
-static __always_inline int count_tx(struct xdp_md *ctx, const struct port_info *dst)
-{
-	count_tx_len(dst, (void *)(long)ctx->data_end - (void *)(long)ctx->data);
-	return XDP_PASS;
-}
-
-/* xdp_egress runs for every frame leaving through ports_tx (flooding and
- * guest unicast): it confines flooding to the ingress port's group, never
- * sends from an uplink to an uplink, lets one uplink carry a guest's flood
- * copy (the active one; in a balance group, the guest's bucket's), and
- * counts what leaves. */
-SEC("xdp/devmap")
-int xdp_egress(struct xdp_md *ctx)
-{
-	__u32 in = ctx->ingress_ifindex, out = ctx->egress_ifindex;
-	struct port_info *src = bpf_map_lookup_elem(&ports, &in);
-	struct port_info *dst = bpf_map_lookup_elem(&ports, &out);
-
-	if (!src || !dst || src->group != dst->group)
-		return XDP_DROP;
-	if (dst->role == ROLE_UPLINK) {
-		if (src->role == ROLE_UPLINK)
-			return XDP_DROP;
-		struct balance *bal = balance_of(dst->group);
-		if (bal) {
-			/* A guest's flood copy leaves through its own bucket's
-			 * uplink, where the upstream learned the guest. */
-			__u8 *data = (void *)(long)ctx->data;
-			int vlan = frame_vlan(ctx);
-
-			if (vlan < 0 || (void *)(data + ETH_HLEN) > (void *)(long)ctx->data_end ||
-			    balance_slot(dst->group, bal, bucket_of(data + ETH_ALEN, vlan)) != dst->slot)
-				return XDP_DROP;
-		} else if (active_slot(dst->group) != dst->slot) {
-			return XDP_DROP;
-		}
-	}
-	if (dst->role == ROLE_GUEST) {
-		/* Only the port's VLANs, untagged toward an access port. */
-		int vlan = frame_vlan(ctx);
-		if (vlan < 0)
-			return XDP_DROP;
-		if (dst->vlan) {
-			if (vlan != dst->vlan || pop_tag(ctx) < 0)
-				return XDP_DROP;
-		} else if (!trunk_allows(dst, vlan)) {
-			return XDP_DROP;
-		}
-	}
-	return count_tx(ctx, dst);
-}
-
-/* xdp_egress_up runs for frames xdp_guest sent to its own group's uplink
- * through uplinks[]: nothing to filter, only to count. A frame queued
- * before the active slot moved still leaves: that uplink works (a dead
- * one fails the transmit). */
-SEC("xdp/devmap")
-int xdp_egress_up(struct xdp_md *ctx)
-{
-	__u32 out = ctx->egress_ifindex;
-	struct port_info *dst = bpf_map_lookup_elem(&ports, &out);
-
-	return dst ? count_tx(ctx, dst) : XDP_DROP;
-}
-
 /* ---------------------------------------------------------------------
- * The tc data plane: the same switch on skbs, at tc ingress of every port
+ * The tc data plane: the switch on skbs, at tc ingress of every port
  * (tcx, or a clsact filter where the kernel has no tcx). A frame a local
  * stack sends through a veth, or a VM through a tap, is CHECKSUM_PARTIAL
- * and often GSO; an XDP redirect rebuilds it without that state and it
- * leaves with a bad checksum. An skb redirected here keeps it, so guests
- * keep their offloads and full MTU.
+ * and often GSO; an XDP redirect would rebuild it without that state and
+ * it would leave with a bad checksum. An skb redirected here keeps it, so
+ * guests keep their offloads and full MTU.
  *
- * Differences from XDP: the kernel has already moved the outer 802.1Q
- * tag into skb metadata (vlan_tci), so tags are set with
- * bpf_skb_vlan_push/pop per destination; flooding clones the frame to
- * each port of the group (group_ports); and a frame that reaches an
- * uplink without carrier is rescued at that uplink's tc egress
- * (tc_uplink_out), where the group is moved, instead of being read from
- * the transmit tracepoint's record.
+ * The kernel has already moved the outer 802.1Q tag into skb metadata
+ * (vlan_tci), so tags are set with bpf_skb_vlan_push/pop per destination;
+ * flooding clones the frame to each port of the group (group_ports); and
+ * a frame that reaches an uplink without carrier is rescued at that
+ * uplink's tc egress (tc_uplink_out), where the group is moved.
  * --------------------------------------------------------------------- */
 
 #define TC_ACT_OK 0
@@ -796,8 +484,7 @@ static __always_inline int skb_frame(struct __sk_buff *skb, struct frame *f)
 	if (bpf_skb_pull_data(skb, len < PULL_LEN ? len : PULL_LEN))
 		return -1;
 	/* An outer tag the kernel took into metadata: an 802.1Q one is the
-	 * switch's VLAN; an 802.1ad (S-) tag is part of the payload, as it
-	 * is to the XDP parser. */
+	 * switch's VLAN; an 802.1ad (S-) tag is part of the payload. */
 	int q = skb->vlan_present && skb->vlan_proto == bpf_htons(ETH_P_8021Q);
 	if (parse_frame((void *)(long)skb->data, (void *)(long)skb->data_end, f,
 			skb->vlan_present) < 0)
@@ -1097,8 +784,12 @@ int tc_uplink(struct __sk_buff *skb)
 	struct fdb_key key = { .group = port->group, .vlan = f.vlan };
 	__builtin_memcpy(key.mac, dst, ETH_ALEN);
 
-	/* As xdp_uplink: a standby uplink delivers no flood copies, only
-	 * unicast to known guests in a balance group or while it drains. */
+	/* A standby uplink delivers no flood copies to guests: the upstream
+	 * floods to every port, and only the active (designated) one may
+	 * deliver them. Unicast to a known guest it delivers in a balance
+	 * group (the upstream sends it to the one port it learned the guest
+	 * on: no duplicates), and for a while after it stopped being active:
+	 * make before break. */
 	if (active_slot(port->group) != port->slot) {
 		__u32 group = port->group;
 		struct drain *dr = bpf_map_lookup_elem(&draining, &group);

@@ -103,9 +103,9 @@ struct neigh_entry {
 struct port_stats {
 	__u64 rx_packets;
 	__u64 rx_bytes;
-	__u64 tx_packets; /* counted by the devmap egress program */
+	__u64 tx_packets; /* counted when the switch redirects to the port */
 	__u64 tx_bytes;
-	__u64 host_packets; /* handed to the host stack (XDP_PASS) */
+	__u64 host_packets; /* handed to the host stack (TC_ACT_OK) */
 	__u64 drops[DROP_REASONS];
 	__u64 learn_refused; /* new MACs not learned: max_macs reached, or locked to another port */
 };
@@ -156,18 +156,9 @@ struct fallback {
 };
 
 enum fo_cause {
-	FO_XMIT_ERROR = 1, /* tp_btf/xdp_devmap_xmit with err != 0 */
+	/* 1 was a transmit error (the XDP data plane's tracepoint). */
 	FO_CARRIER_OFF = 2, /* fentry/netif_carrier_off */
 	FO_CARRIER_SEEN = 3, /* the switch read no carrier before a redirect */
-};
-
-/* uplink_devs: a struct net_device pointer (only ever read through
- * bpf_probe_read_kernel, and trusted only while the device it points to
- * still has the ifindex it was recorded with). */
-struct uplink_dev {
-	__u64 dev;
-	__u32 ifindex;
-	__u32 pad;
 };
 
 /* fo_events: one per switch the kernel made. */

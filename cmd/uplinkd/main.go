@@ -1,4 +1,4 @@
-// Command uplinkd is the uplink failover switch daemon: it loads the XDP
+// Command uplinkd is the uplink failover switch daemon: it loads the BPF
 // data plane, watches the uplinks and moves every guest to a working one.
 package main
 

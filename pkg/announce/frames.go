@@ -4,8 +4,10 @@
 // unsolicited neighbour advertisement per IPv6 address, out of the newly
 // active uplink, tagged with the guest's VLAN.
 //
-// Frames go out through a pure-Go AF_PACKET socket. XDP on the same port does
-// not see them, so they leave the host directly.
+// Frames go out through a pure-Go AF_PACKET socket. The switch's programs
+// run at the ports' ingress and do not see them, so they leave the host
+// directly (an uplink's tc egress program only moves frames off an uplink
+// that has lost its carrier).
 //
 // Network namespaces: the AF_PACKET socket (and any interface name lookup) is
 // made in the network namespace of the calling OS thread, inside

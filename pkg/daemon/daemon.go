@@ -580,7 +580,7 @@ func (d *Daemon) Close() error {
 // onKernelSwitch takes note of a switch the kernel made by itself: the
 // policy records it (and corrects it if its fallback order was stale),
 // the guests are announced, and the failed uplink's real carrier is read,
-// since a transmit error alone does not mean the cable is gone.
+// since the carrier may be back already (a short flap).
 func (d *Daemon) onKernelSwitch(ev datapath.KernelSwitch) {
 	d.mu.Lock()
 	defer d.mu.Unlock()

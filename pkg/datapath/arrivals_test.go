@@ -49,7 +49,7 @@ func TestArrivalsReportNewGuests(t *testing.T) {
 		if s.ingress == tp.up0 {
 			prog = tp.dp.objs.TcUplink
 		}
-		run(t, prog, s.ingress, s.frame, false)
+		run(t, prog, s.ingress, s.frame)
 		arr.SetDeadline(time.Now().Add(50 * time.Millisecond))
 		got, err := arr.Next()
 		switch {

@@ -22,7 +22,6 @@ type bpfFailoverFallback struct {
 type bpfFailoverFoCause uint32
 
 const (
-	bpfFailoverFoCauseFO_XMIT_ERROR   bpfFailoverFoCause = 1
 	bpfFailoverFoCauseFO_CARRIER_OFF  bpfFailoverFoCause = 2
 	bpfFailoverFoCauseFO_CARRIER_SEEN bpfFailoverFoCause = 3
 )
@@ -47,7 +46,6 @@ const (
 	bpfFailoverMapFallbacks   = "fallbacks"
 	bpfFailoverMapFoEvents    = "fo_events"
 	bpfFailoverMapPorts       = "ports"
-	bpfFailoverMapUplinkDevs  = "uplink_devs"
 	bpfFailoverProgFoCarrier  = "fo_carrier"
 	bpfFailoverVarFoCause     = "_fo_cause"
 	bpfFailoverVarFoEvent     = "_fo_event"
@@ -103,12 +101,11 @@ type bpfFailoverProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type bpfFailoverMapSpecs struct {
-	Active     *ebpf.MapSpec `ebpf:"active"`
-	Balances   *ebpf.MapSpec `ebpf:"balances"`
-	Fallbacks  *ebpf.MapSpec `ebpf:"fallbacks"`
-	FoEvents   *ebpf.MapSpec `ebpf:"fo_events"`
-	Ports      *ebpf.MapSpec `ebpf:"ports"`
-	UplinkDevs *ebpf.MapSpec `ebpf:"uplink_devs"`
+	Active    *ebpf.MapSpec `ebpf:"active"`
+	Balances  *ebpf.MapSpec `ebpf:"balances"`
+	Fallbacks *ebpf.MapSpec `ebpf:"fallbacks"`
+	FoEvents  *ebpf.MapSpec `ebpf:"fo_events"`
+	Ports     *ebpf.MapSpec `ebpf:"ports"`
 }
 
 // bpfFailoverVariableSpecs contains global variables before they are loaded into the kernel.
@@ -140,12 +137,11 @@ func (o *bpfFailoverObjects) Close() error {
 //
 // It can be passed to loadBpfFailoverObjects or ebpf.CollectionSpec.LoadAndAssign.
 type bpfFailoverMaps struct {
-	Active     *ebpf.Map `ebpf:"active"`
-	Balances   *ebpf.Map `ebpf:"balances"`
-	Fallbacks  *ebpf.Map `ebpf:"fallbacks"`
-	FoEvents   *ebpf.Map `ebpf:"fo_events"`
-	Ports      *ebpf.Map `ebpf:"ports"`
-	UplinkDevs *ebpf.Map `ebpf:"uplink_devs"`
+	Active    *ebpf.Map `ebpf:"active"`
+	Balances  *ebpf.Map `ebpf:"balances"`
+	Fallbacks *ebpf.Map `ebpf:"fallbacks"`
+	FoEvents  *ebpf.Map `ebpf:"fo_events"`
+	Ports     *ebpf.Map `ebpf:"ports"`
 }
 
 func (m *bpfFailoverMaps) Close() error {
@@ -155,7 +151,6 @@ func (m *bpfFailoverMaps) Close() error {
 		m.Fallbacks,
 		m.FoEvents,
 		m.Ports,
-		m.UplinkDevs,
 	)
 }
 

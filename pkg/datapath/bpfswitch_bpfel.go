@@ -128,13 +128,6 @@ type bpfSwitchPortStats struct {
 	LearnRefused uint64
 }
 
-type bpfSwitchUplinkDev struct {
-	_       structs.HostLayout
-	Dev     uint64
-	Ifindex uint32
-	Pad     uint32
-}
-
 type bpfSwitchVlanSet struct {
 	_    structs.HostLayout
 	Bits [64]uint64
@@ -157,19 +150,12 @@ const (
 	bpfSwitchMapLearnedMacs  = "learned_macs"
 	bpfSwitchMapNeigh        = "neigh"
 	bpfSwitchMapPorts        = "ports"
-	bpfSwitchMapPortsTx      = "ports_tx"
 	bpfSwitchMapStats        = "stats"
-	bpfSwitchMapUplinkDevs   = "uplink_devs"
 	bpfSwitchMapUplinkIfs    = "uplink_ifs"
-	bpfSwitchMapUplinks      = "uplinks"
 	bpfSwitchMapVlanSets     = "vlan_sets"
 	bpfSwitchProgTcGuest     = "tc_guest"
 	bpfSwitchProgTcUplink    = "tc_uplink"
 	bpfSwitchProgTcUplinkOut = "tc_uplink_out"
-	bpfSwitchProgXdpEgress   = "xdp_egress"
-	bpfSwitchProgXdpEgressUp = "xdp_egress_up"
-	bpfSwitchProgXdpGuest    = "xdp_guest"
-	bpfSwitchProgXdpUplink   = "xdp_uplink"
 	bpfSwitchVarArrival      = "_arrival"
 	bpfSwitchVarBalance      = "_balance"
 	bpfSwitchVarDropReason   = "_drop_reason"
@@ -225,10 +211,6 @@ type bpfSwitchProgramSpecs struct {
 	TcGuest     *ebpf.ProgramSpec `ebpf:"tc_guest"`
 	TcUplink    *ebpf.ProgramSpec `ebpf:"tc_uplink"`
 	TcUplinkOut *ebpf.ProgramSpec `ebpf:"tc_uplink_out"`
-	XdpEgress   *ebpf.ProgramSpec `ebpf:"xdp_egress"`
-	XdpEgressUp *ebpf.ProgramSpec `ebpf:"xdp_egress_up"`
-	XdpGuest    *ebpf.ProgramSpec `ebpf:"xdp_guest"`
-	XdpUplink   *ebpf.ProgramSpec `ebpf:"xdp_uplink"`
 }
 
 // bpfSwitchMapSpecs contains maps before they are loaded into the kernel.
@@ -248,11 +230,8 @@ type bpfSwitchMapSpecs struct {
 	LearnedMacs *ebpf.MapSpec `ebpf:"learned_macs"`
 	Neigh       *ebpf.MapSpec `ebpf:"neigh"`
 	Ports       *ebpf.MapSpec `ebpf:"ports"`
-	PortsTx     *ebpf.MapSpec `ebpf:"ports_tx"`
 	Stats       *ebpf.MapSpec `ebpf:"stats"`
-	UplinkDevs  *ebpf.MapSpec `ebpf:"uplink_devs"`
 	UplinkIfs   *ebpf.MapSpec `ebpf:"uplink_ifs"`
-	Uplinks     *ebpf.MapSpec `ebpf:"uplinks"`
 	VlanSets    *ebpf.MapSpec `ebpf:"vlan_sets"`
 }
 
@@ -303,11 +282,8 @@ type bpfSwitchMaps struct {
 	LearnedMacs *ebpf.Map `ebpf:"learned_macs"`
 	Neigh       *ebpf.Map `ebpf:"neigh"`
 	Ports       *ebpf.Map `ebpf:"ports"`
-	PortsTx     *ebpf.Map `ebpf:"ports_tx"`
 	Stats       *ebpf.Map `ebpf:"stats"`
-	UplinkDevs  *ebpf.Map `ebpf:"uplink_devs"`
 	UplinkIfs   *ebpf.Map `ebpf:"uplink_ifs"`
-	Uplinks     *ebpf.Map `ebpf:"uplinks"`
 	VlanSets    *ebpf.Map `ebpf:"vlan_sets"`
 }
 
@@ -326,11 +302,8 @@ func (m *bpfSwitchMaps) Close() error {
 		m.LearnedMacs,
 		m.Neigh,
 		m.Ports,
-		m.PortsTx,
 		m.Stats,
-		m.UplinkDevs,
 		m.UplinkIfs,
-		m.Uplinks,
 		m.VlanSets,
 	)
 }
@@ -356,10 +329,6 @@ type bpfSwitchPrograms struct {
 	TcGuest     *ebpf.Program `ebpf:"tc_guest"`
 	TcUplink    *ebpf.Program `ebpf:"tc_uplink"`
 	TcUplinkOut *ebpf.Program `ebpf:"tc_uplink_out"`
-	XdpEgress   *ebpf.Program `ebpf:"xdp_egress"`
-	XdpEgressUp *ebpf.Program `ebpf:"xdp_egress_up"`
-	XdpGuest    *ebpf.Program `ebpf:"xdp_guest"`
-	XdpUplink   *ebpf.Program `ebpf:"xdp_uplink"`
 }
 
 func (p *bpfSwitchPrograms) Close() error {
@@ -367,10 +336,6 @@ func (p *bpfSwitchPrograms) Close() error {
 		p.TcGuest,
 		p.TcUplink,
 		p.TcUplinkOut,
-		p.XdpEgress,
-		p.XdpEgressUp,
-		p.XdpGuest,
-		p.XdpUplink,
 	)
 }
 

@@ -1,5 +1,6 @@
-// Package datapath loads, pins and attaches the XDP switch and hides its
-// maps behind typed methods. It is the only package that touches BPF maps.
+// Package datapath loads, pins and attaches the switch (tc programs) and
+// hides its maps behind typed methods. It is the only package that
+// touches BPF maps.
 //
 // Every interface index handled here is resolved in the network namespace
 // of the calling thread: run the daemon inside the switch's namespace.
@@ -32,7 +33,7 @@ const (
 // DefaultPinPath is where the daemon keeps its state in bpffs.
 const DefaultPinPath = "/sys/fs/bpf/uplinkd"
 
-// Role says which XDP program a port runs.
+// Role says which program a port runs.
 type Role uint32
 
 const (
@@ -131,10 +132,11 @@ func Open(pinDir string, log *slog.Logger) (*Datapath, error) {
 	if err := migratePinned(spec, pinDir, log); err != nil {
 		return nil, err
 	}
+	removeRetiredPins(pinDir, log)
 	d := &Datapath{pinDir: pinDir, log: log, DrainTime: DefaultDrainTime}
 	opts := &ebpf.CollectionOptions{Maps: ebpf.MapOptions{PinPath: pinDir}}
-	// Read the uplink's carrier before each redirect where the kernel lets
-	// XDP read kernel memory; where it does not (lockdown, no
+	// Read an uplink's carrier at its tc egress where the kernel lets the
+	// programs read kernel memory; where it does not (lockdown, no
 	// CAP_PERFMON), the same programs without the check.
 	if err := spec.Variables[bpfSwitchVarCarrierCheck].Set(uint32(1)); err != nil {
 		return nil, fmt.Errorf("set carrier_check: %w", err)
@@ -142,7 +144,7 @@ func Open(pinDir string, log *slog.Logger) (*Datapath, error) {
 	err = spec.LoadAndAssign(&d.objs, opts)
 	var verr *ebpf.VerifierError
 	if errors.As(err, &verr) {
-		d.carrierCheckRefused = fmt.Sprintf("the kernel does not let XDP programs read the uplink's state: %v", verr)
+		d.carrierCheckRefused = fmt.Sprintf("the kernel does not let the switch read the uplink's state: %v", verr)
 		if err := spec.Variables[bpfSwitchVarCarrierCheck].Set(uint32(0)); err != nil {
 			return nil, fmt.Errorf("set carrier_check: %w", err)
 		}

@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"github.com/uplinkd/uplinkd/pkg/datapath/liveframes"
 	"log/slog"
 	"net"
 	"os"
@@ -17,7 +16,6 @@ import (
 	"unsafe"
 
 	"github.com/cilium/ebpf"
-	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/link"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -33,28 +31,8 @@ type testEnv struct {
 	pinDir string
 	dp     *Datapath
 	links  map[string]*netlink.Veth
-	// peerLinks are the XDP_PASS links passOn attached, by interface.
-	peerLinks map[string][]link.Link
 	// peers names the veth peer of each interface veth made, by ifindex.
 	peers map[int]string
-	// live caches liveRuns' answer (nil: not asked yet).
-	live *bool
-}
-
-// liveRuns reports whether this kernel runs XDP tests with live frames
-// (BPF_F_TEST_XDP_LIVE_FRAMES). Where it refuses them, tests send real
-// frames into veth peers instead; the test log says which.
-func (e *testEnv) liveRuns() bool {
-	e.t.Helper()
-	if e.live == nil {
-		err := liveframes.Available()
-		if err != nil {
-			e.t.Logf("sending real frames into veth peers: %v", err)
-		}
-		live := err == nil
-		e.live = &live
-	}
-	return *e.live
 }
 
 func requireRoot(t testing.TB) {
@@ -158,35 +136,6 @@ func (e *testEnv) mac(name string) net.HardwareAddr {
 	return l.Attrs().HardwareAddr
 }
 
-// passOn attaches an XDP_PASS program to name: a veth receives redirected
-// frames only when its peer has NAPI (design.md §2).
-func (e *testEnv) passOn(name string) {
-	e.t.Helper()
-	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{
-		Type:         ebpf.XDP,
-		License:      "GPL",
-		Instructions: asm.Instructions{asm.LoadImm(asm.R0, 2 /* XDP_PASS */, asm.DWord), asm.Return()},
-	})
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	l, err := link.AttachXDP(link.XDPOptions{Program: prog, Interface: e.ifindex(name)})
-	if err != nil {
-		e.t.Fatalf("attach XDP_PASS on %s: %v", name, err)
-	}
-	if e.peerLinks == nil {
-		e.peerLinks = map[string][]link.Link{}
-	}
-	e.peerLinks[name] = append(e.peerLinks[name], l)
-	e.t.Cleanup(func() { l.Close(); prog.Close() })
-}
-
-// xdpMd mirrors struct xdp_md for BPF_PROG_TEST_RUN's context.
-type xdpMd struct {
-	Data, DataEnd, DataMeta                     uint32
-	IngressIfindex, RxQueueIndex, EgressIfindex uint32
-}
-
 // skbCtx is the head of struct __sk_buff, up to the ifindex a tc test
 // run takes its device from.
 type skbCtx struct {
@@ -201,58 +150,30 @@ const (
 	tcRedirect = 7
 )
 
-// run feeds one frame to prog as if it arrived on ifindex and returns the
-// action, as an XDP action for tc programs too (TC_ACT_REDIRECT is
-// xdpRedirect, TC_ACT_SHOT xdpDrop, TC_ACT_OK xdpPass), so one table
-// serves both hooks. With live set an XDP run really performs redirects;
-// a tc run sends the clones of a flood for real either way, never the
-// frame it redirects.
-func run(t testing.TB, prog *ebpf.Program, ifindex int, frame []byte, live bool) uint32 {
+// run feeds one frame to a tc program as if it arrived on ifindex and
+// returns the tc action. The clones of a flood are sent for real, never
+// the frame the program redirects.
+func run(t testing.TB, prog *ebpf.Program, ifindex int, frame []byte) uint32 {
 	t.Helper()
-	if prog.Type() == ebpf.SchedCLS {
-		ret, err := prog.Run(&ebpf.RunOptions{Data: frame, Context: skbCtx{Ifindex: uint32(ifindex)}, Repeat: 1})
-		if err != nil {
-			t.Fatalf("run %s on ifindex %d: %v", prog, ifindex, err)
-		}
-		switch ret {
-		case tcRedirect:
-			return xdpRedirect
-		case tcShot:
-			return xdpDrop
-		case tcOK:
-			return xdpPass
-		}
-		t.Fatalf("run %s on ifindex %d: tc action %d", prog, ifindex, ret)
-	}
-	ret, err := prog.Run(runOpts(frame, ifindex, live))
+	return runCtx(t, prog, frame, skbCtx{Ifindex: uint32(ifindex)})
+}
+
+// runCtx is run with the skb fields of ctx (an skbCtx, or a longer head
+// of struct __sk_buff).
+func runCtx(t testing.TB, prog *ebpf.Program, frame []byte, ctx any) uint32 {
+	t.Helper()
+	ret, err := prog.Run(&ebpf.RunOptions{Data: frame, Context: ctx, Repeat: 1})
 	if err != nil {
-		t.Fatalf("run %s on ifindex %d: %v", prog, ifindex, err)
+		t.Fatalf("run %s (context %+v): %v", prog, ctx, err)
+	}
+	if ret != tcOK && ret != tcShot && ret != tcRedirect {
+		t.Fatalf("run %s (context %+v): tc action %d", prog, ctx, ret)
 	}
 	return ret
 }
 
-// runOpts runs an XDP program once on frame arriving at ifindex; live
-// sends what it redirects or transmits for real.
-func runOpts(frame []byte, ifindex int, live bool) *ebpf.RunOptions {
-	opts := &ebpf.RunOptions{
-		Data:    frame,
-		Context: xdpMd{DataEnd: uint32(len(frame)), IngressIfindex: uint32(ifindex)},
-		Repeat:  1,
-	}
-	if live {
-		opts.Flags = unix.BPF_F_TEST_XDP_LIVE_FRAMES
-	}
-	return opts
-}
-
-const (
-	xdpDrop     = 1
-	xdpPass     = 2
-	xdpRedirect = 4
-)
-
 // inject sends frame out of interface name (AF_PACKET): a veth delivers
-// it to its peer, whose XDP program sees it as real traffic.
+// it to its peer, whose tc program sees it as real traffic.
 func (e *testEnv) inject(name string, frame []byte) {
 	e.t.Helper()
 	s := e.sender(name)
@@ -330,17 +251,11 @@ func (e *testEnv) peerOf(ifindex int) string {
 }
 
 // send makes frame arrive at the switch port with ifindex ingress, for
-// real: a live test run of prog where the kernel allows those, else the
-// frame sent into the port's veth peer, where prog (it must be the port's
-// program) sees it. It returns once the port's program has counted the
-// frame; what the program redirected may still be on its way.
+// real: the frame is sent into the port's veth peer, where prog (it must
+// be the port's program) sees it. It returns once the port's program has
+// counted the frame; what the program redirected may still be on its way.
 func (e *testEnv) send(prog *ebpf.Program, ingress int, frame []byte) {
 	e.t.Helper()
-	// tc test runs have no live mode: tc programs always get real frames.
-	if prog.Type() == ebpf.XDP && e.liveRuns() {
-		run(e.t, prog, ingress, frame, true)
-		return
-	}
 	e.requireAttached(prog, ingress)
 	before := e.seen(ingress)
 	e.inject(e.peerOf(ingress), frame)
@@ -372,8 +287,8 @@ func (e *testEnv) waitSeen(ifindex int, want uint64) {
 }
 
 // requireAttached fails the test unless prog is the program attached to
-// ifindex (XDP, or tc ingress: tcx or a clsact filter): a real frame
-// meets the port's program, not the one named.
+// ifindex at tc ingress (tcx or a clsact filter): a real frame meets the
+// port's program, not the one named.
 func (e *testEnv) requireAttached(prog *ebpf.Program, ifindex int) {
 	e.t.Helper()
 	l, err := netlink.LinkByIndex(ifindex)
@@ -385,12 +300,6 @@ func (e *testEnv) requireAttached(prog *ebpf.Program, ifindex int) {
 		e.t.Fatal(err)
 	}
 	id, _ := info.ID()
-	if prog.Type() == ebpf.XDP {
-		if x := l.Attrs().Xdp; x == nil || x.ProgId != uint32(id) {
-			e.t.Fatalf("%s does not run %s: a frame sent into its peer would not test it", l.Attrs().Name, prog)
-		}
-		return
-	}
 	if slices.Contains(tcIngressProgs(ifindex), id) {
 		return
 	}

@@ -73,12 +73,11 @@ func (d *Datapath) OpenKernelFailover() (*KernelFailover, error) {
 	opts := ebpf.CollectionOptions{
 		Maps: ebpf.MapOptions{PinPath: d.pinDir},
 		MapReplacements: map[string]*ebpf.Map{
-			bpfFailoverMapActive:     d.objs.Active,
-			bpfFailoverMapPorts:      d.objs.Ports,
-			bpfFailoverMapFallbacks:  d.objs.Fallbacks,
-			bpfFailoverMapFoEvents:   d.objs.FoEvents,
-			bpfFailoverMapUplinkDevs: d.objs.UplinkDevs,
-			bpfFailoverMapBalances:   d.objs.Balances,
+			bpfFailoverMapActive:    d.objs.Active,
+			bpfFailoverMapPorts:     d.objs.Ports,
+			bpfFailoverMapFallbacks: d.objs.Fallbacks,
+			bpfFailoverMapFoEvents:  d.objs.FoEvents,
+			bpfFailoverMapBalances:  d.objs.Balances,
 		},
 	}
 	dir := filepath.Join(d.pinDir, "hooks")

@@ -55,10 +55,7 @@ func TestCarrierAtRedirectLosesNothing(t *testing.T) {
 	// u0p receives through its backlog (no XDP, so no NAPI ring whose
 	// frames would vanish uncounted when it goes down): a frame it
 	// refuses is counted in its rx_dropped.
-	for _, l := range tp.peerLinks["u0p"] {
-		l.Close()
-	}
-	run(t, tp.dp.objs.TcGuest, tp.vnet0, frame(t, broadcast, macA, 0, nil), false)
+	run(t, tp.dp.objs.TcGuest, tp.vnet0, frame(t, broadcast, macA, 0, nil))
 	caps := map[string]*capture{"u0p": tp.capture("u0p"), "u1p": tp.capture("u1p")}
 	for name, c := range caps {
 		// Room for the whole burst: the test reads after it.
@@ -192,7 +189,7 @@ func TestCarrierCheckLeavesHostFrames(t *testing.T) {
 		t.Skipf("the switch cannot read carrier here: %s", kf.Refused()[PathCarrierAtRedirect])
 	}
 	tp.requireEgress(t, tp.up0)
-	run(t, tp.dp.objs.TcGuest, tp.vnet0, frame(t, broadcast, macA, 0, nil), false)
+	run(t, tp.dp.objs.TcGuest, tp.vnet0, frame(t, broadcast, macA, 0, nil))
 	peer, err := netlink.LinkByName("u0p")
 	if err != nil {
 		t.Fatal(err)

@@ -32,7 +32,7 @@ func TestLearningLimitAndMACLock(t *testing.T) {
 		}
 		return int(e.Ifindex)
 	}
-	run(t, guest, tp.vnet1, frame(t, macUp, macB, 0, nil), false)
+	run(t, guest, tp.vnet1, frame(t, macUp, macB, 0, nil))
 	if behind(macB) != tp.vnet1 {
 		t.Fatal("B not learned behind vnet1")
 	}
@@ -42,7 +42,7 @@ func TestLearningLimitAndMACLock(t *testing.T) {
 		return m
 	}
 	for i := range 5 {
-		run(t, guest, tp.vnet0, frame(t, macUp, mac(i), 0, nil), false)
+		run(t, guest, tp.vnet0, frame(t, macUp, mac(i), 0, nil))
 	}
 	learned := 0
 	for i := range 5 {
@@ -58,10 +58,10 @@ func TestLearningLimitAndMACLock(t *testing.T) {
 	// B's); nor is one from a MAC over vnet0's limit.
 	spoofed := &layers.IPv4{Version: 4, IHL: 5, TTL: 64, Protocol: layers.IPProtocolUDP,
 		SrcIP: net.IP{192, 0, 2, 66}, DstIP: net.IP{192, 0, 2, 1}}
-	run(t, guest, tp.vnet0, frame(t, macUp, macB, 0, nil, spoofed), false)
+	run(t, guest, tp.vnet0, frame(t, macUp, macB, 0, nil, spoofed))
 	overLimit := &layers.IPv4{Version: 4, IHL: 5, TTL: 64, Protocol: layers.IPProtocolUDP,
 		SrcIP: net.IP{192, 0, 2, 67}, DstIP: net.IP{192, 0, 2, 1}}
-	run(t, guest, tp.vnet0, frame(t, macUp, mac(7), 0, nil, overLimit), false)
+	run(t, guest, tp.vnet0, frame(t, macUp, mac(7), 0, nil, overLimit))
 	if behind(macB) != tp.vnet1 || tp.stats(t, tp.vnet0).LearnRefused != 4 {
 		t.Errorf("B spoofed from vnet0: now behind %d, refused %d", behind(macB), tp.stats(t, tp.vnet0).LearnRefused)
 	}
@@ -84,7 +84,7 @@ func TestLearningLimitAndMACLock(t *testing.T) {
 		f := append([]byte(nil), base...)
 		binary.BigEndian.PutUint32(f[8:12], rand.Uint32())
 		f[6], f[7] = 0x02, 0xbb
-		run(t, guest, tp.vnet0, f, false)
+		run(t, guest, tp.vnet0, f)
 	}
 	fdb, err := tp.dp.FDB()
 	if err != nil {
@@ -108,7 +108,7 @@ func TestLearningLimitAndMACLock(t *testing.T) {
 	if err := tp.dp.RecountLearned(); err != nil {
 		t.Fatal(err)
 	}
-	run(t, guest, tp.vnet0, frame(t, macUp, mac(99), 0, nil), false)
+	run(t, guest, tp.vnet0, frame(t, macUp, mac(99), 0, nil))
 	if behind(mac(99)) != tp.vnet0 {
 		t.Error("after the recount vnet0 still learns nothing")
 	}

@@ -15,9 +15,9 @@ import (
 // by an older one instead of refusing to start. The entries of a hash or
 // array map move over when the key is unchanged and the value kept or
 // grew (this project's layout changes append fields: a new field reads
-// zero); the others start empty: per-CPU counters restart, devmaps and
-// ring buffers are refilled by the daemon. Programs still attached keep
-// the old map until the daemon swaps them (link.Update), moments later.
+// zero); the others start empty: per-CPU counters restart, ring buffers
+// are refilled by the daemon. Programs still attached keep the old map
+// until the daemon swaps them (link.Update), moments later.
 func migratePinned(spec *ebpf.CollectionSpec, pinDir string, log *slog.Logger) error {
 	for name, ms := range spec.Maps {
 		if ms.Pinning != ebpf.PinByName {
@@ -45,6 +45,27 @@ func migratePinned(spec *ebpf.CollectionSpec, pinDir string, log *slog.Logger) e
 			"max_entries", fmt.Sprintf("%d -> %d", old.MaxEntries(), ms.MaxEntries), "entries_kept", kept)
 	}
 	return nil
+}
+
+// retiredMaps are maps an older uplinkd pinned that this one no longer
+// has: the XDP data plane's devmaps (ports_tx, uplinks) and its record of
+// the uplinks' devices (uplink_devs). Their pins are removed at load and
+// by Remove; programs of the older data plane still attached keep the
+// maps themselves until the tc programs replace them.
+var retiredMaps = []string{"ports_tx", "uplinks", "uplink_devs"}
+
+// removeRetiredPins deletes the pins of retiredMaps under pinDir. A pin
+// that cannot be removed only leaves a stale file: logged, not fatal.
+func removeRetiredPins(pinDir string, log *slog.Logger) {
+	for _, name := range retiredMaps {
+		err := os.Remove(filepath.Join(pinDir, name))
+		switch {
+		case err == nil:
+			log.Info("removed the pin of a map this version no longer uses", "map", name)
+		case !errors.Is(err, os.ErrNotExist):
+			log.Warn("could not remove the pin of a retired map", "map", name, "err", err)
+		}
+	}
 }
 
 // migrateMap creates the map ms describes, copies what old's entries can

@@ -21,7 +21,7 @@ import (
 func TestReopenKeepsStateAndRemoveCleansUp(t *testing.T) {
 	tp := newTopo(t)
 	mode := tp.expectedMode(t)
-	run(t, tp.dp.objs.TcGuest, tp.vnet0, frame(t, broadcast, macA, 0, nil), false)
+	run(t, tp.dp.objs.TcGuest, tp.vnet0, frame(t, broadcast, macA, 0, nil))
 	if err := tp.dp.SetActive(0, 1); err != nil {
 		t.Fatal(err)
 	}
@@ -163,7 +163,7 @@ func TestAttachTCXInPlace(t *testing.T) {
 	requireOnly(t, tp.up0, egress, tp.dp.objs.TcUplinkOut)
 	requireOnly(t, tp.vnet0, ingress, tp.dp.objs.TcGuest)
 	// vnet0's guest is known: the frames below are unicast to it.
-	run(t, tp.dp.objs.TcGuest, tp.vnet0, frame(t, broadcast, macA, 0, nil), false)
+	run(t, tp.dp.objs.TcGuest, tp.vnet0, frame(t, broadcast, macA, 0, nil))
 
 	tp.dp.Close()
 	dp, err := Open(tp.pinDir+"/uplinkd", slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
@@ -279,7 +279,7 @@ func requireOnly(t *testing.T, ifindex int, dir direction, prog *ebpf.Program) {
 // broadcast (that comes in on the active uplink too), and nothing after.
 func TestDrainAfterSwitch(t *testing.T) {
 	tp := newTopo(t)
-	run(t, tp.dp.objs.TcGuest, tp.vnet0, frame(t, broadcast, macA, 0, nil), false)
+	run(t, tp.dp.objs.TcGuest, tp.vnet0, frame(t, broadcast, macA, 0, nil))
 	tp.dp.DrainTime = 300 * time.Millisecond
 	if err := tp.dp.SetActive(0, 1); err != nil {
 		t.Fatal(err)
@@ -291,24 +291,24 @@ func TestDrainAfterSwitch(t *testing.T) {
 		frame   []byte
 		want    uint32
 	}{
-		{"old uplink, unicast to a guest: delivered", tp.up0, frame(t, macA, macUp, 0, nil), xdpRedirect},
-		{"old uplink, broadcast: dropped", tp.up0, frame(t, broadcast, macUp, 0, nil), xdpDrop},
-		{"old uplink, unknown unicast: dropped", tp.up0, frame(t, macB, macUp, 0, nil), xdpDrop},
-		{"new uplink, unicast to a guest: delivered", tp.up1, frame(t, macA, macUp, 0, nil), xdpRedirect},
+		{"old uplink, unicast to a guest: delivered", tp.up0, frame(t, macA, macUp, 0, nil), tcRedirect},
+		{"old uplink, broadcast: dropped", tp.up0, frame(t, broadcast, macUp, 0, nil), tcShot},
+		{"old uplink, unknown unicast: dropped", tp.up0, frame(t, macB, macUp, 0, nil), tcShot},
+		{"new uplink, unicast to a guest: delivered", tp.up1, frame(t, macA, macUp, 0, nil), tcRedirect},
 	} {
-		if got := run(t, up, c.ingress, c.frame, false); got != c.want {
+		if got := run(t, up, c.ingress, c.frame); got != c.want {
 			t.Errorf("%s: action %d, want %d", c.name, got, c.want)
 		}
 	}
 	time.Sleep(350 * time.Millisecond)
-	if got := run(t, up, tp.up0, frame(t, macA, macUp, 0, nil), false); got != xdpDrop {
+	if got := run(t, up, tp.up0, frame(t, macA, macUp, 0, nil)); got != tcShot {
 		t.Errorf("after the drain: old uplink delivered (action %d)", got)
 	}
 	// A third uplink slot that was never active does not drain.
 	if err := tp.dp.SetActive(0, 0); err != nil {
 		t.Fatal(err)
 	}
-	if got := run(t, up, tp.up1, frame(t, macA, macUp, 0, nil), false); got != xdpRedirect {
+	if got := run(t, up, tp.up1, frame(t, macA, macUp, 0, nil)); got != tcRedirect {
 		t.Errorf("switch back: the previous active (up1) does not drain (action %d)", got)
 	}
 }

@@ -12,7 +12,6 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 	"github.com/vishvananda/netlink"
-	"golang.org/x/sys/unix"
 )
 
 // Port is one interface of the switch.
@@ -35,19 +34,9 @@ type Port struct {
 	MACLock bool
 }
 
-// AttachMode says which hook a port's programs run at, and how.
+// AttachMode says which hook a port's programs run at: ModeTCX or
+// ModeClsact.
 type AttachMode string
-
-const (
-	ModeNative  AttachMode = "native"
-	ModeGeneric AttachMode = "generic"
-)
-
-// devmapValue mirrors struct bpf_devmap_val.
-type devmapValue struct {
-	Ifindex uint32
-	ProgFD  int32
-}
 
 // Attach adds p to the switch: first its map entries, then its tc
 // programs (ingress; an uplink's egress too), so the programs never see a
@@ -104,15 +93,10 @@ func (d *Datapath) Attach(p Port) (AttachMode, error) {
 	if err := d.objs.Ports.Put(ifindex, info); err != nil {
 		return "", fmt.Errorf("attach %s: write ports: %w", p.Ifname, err)
 	}
-	tx := devmapValue{Ifindex: ifindex, ProgFD: int32(d.objs.XdpEgress.FD())}
-	if err := d.objs.PortsTx.Put(ifindex, tx); err != nil {
-		return "", fmt.Errorf("attach %s: write ports_tx: %w", p.Ifname, err)
-	}
 	prog := d.objs.TcGuest
 	if p.Role == RoleUplink {
 		prog = d.objs.TcUplink
-		up := devmapValue{Ifindex: ifindex, ProgFD: int32(d.objs.XdpEgressUp.FD())}
-		if err := d.fillUplinkSlot(uplinkKey(p.Group, p.Slot), &up); err != nil {
+		if err := d.fillUplinkSlot(uplinkKey(p.Group, p.Slot), ifindex); err != nil {
 			return "", fmt.Errorf("attach %s: %w", p.Ifname, err)
 		}
 	}
@@ -184,23 +168,10 @@ const (
 	portFlagPeer       = 4
 )
 
-// fillUplinkSlot puts up into an uplink slot (nil empties it) and forgets
-// the device the transmit hook recorded for the slot, so the switch never
-// reads the carrier of the slot's previous occupant.
-func (d *Datapath) fillUplinkSlot(key uint32, up *devmapValue) error {
-	if err := d.objs.UplinkDevs.Put(key, bpfSwitchUplinkDev{}); err != nil {
-		return fmt.Errorf("reset uplink_devs: %w", err)
-	}
-	if up == nil {
-		if err := d.objs.UplinkIfs.Put(key, uint32(0)); err != nil {
-			return fmt.Errorf("write uplink_ifs: %w", err)
-		}
-		return ignoreNotExist(d.objs.Uplinks.Delete(key))
-	}
-	if err := d.objs.Uplinks.Put(key, *up); err != nil {
-		return fmt.Errorf("write uplinks: %w", err)
-	}
-	if err := d.objs.UplinkIfs.Put(key, up.Ifindex); err != nil {
+// fillUplinkSlot puts the interface ifindex into an uplink slot (0
+// empties it).
+func (d *Datapath) fillUplinkSlot(key, ifindex uint32) error {
+	if err := d.objs.UplinkIfs.Put(key, ifindex); err != nil {
 		return fmt.Errorf("write uplink_ifs: %w", err)
 	}
 	return nil
@@ -238,64 +209,10 @@ func (d *Datapath) portID(ifindex uint32) (uint32, error) {
 	return 0, fmt.Errorf("more than %d ports", MaxPorts)
 }
 
+// linkPath is where the XDP data plane pinned an interface's link: read
+// to take that link over (removeXDPLink) or to detach it.
 func (d *Datapath) linkPath(ifname string) string {
 	return filepath.Join(linksDir(d.pinDir), ifname)
-}
-
-func (d *Datapath) attachXDP(ifname string, ifindex int, prog *ebpf.Program) (AttachMode, error) {
-	path := d.linkPath(ifname)
-	if l, err := link.LoadPinnedLink(path, nil); err == nil {
-		mode, same := pinnedXDPOn(l, ifindex)
-		if same {
-			err := l.Update(prog)
-			l.Close()
-			if err != nil {
-				return "", fmt.Errorf("update pinned XDP link: %w", err)
-			}
-			return mode, nil
-		}
-		// The interface was re-created (new index): the old link is dead.
-		_ = l.Unpin()
-		l.Close()
-	} else if !errors.Is(err, os.ErrNotExist) {
-		d.log.Warn("pinned XDP link unreadable, replacing it", "ifname", ifname, "err", err)
-		_ = os.Remove(path)
-	}
-
-	mode := ModeNative
-	l, err := link.AttachXDP(link.XDPOptions{Program: prog, Interface: ifindex, Flags: link.XDPDriverMode})
-	if errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.EINVAL) {
-		d.log.Warn("driver has no native XDP: falling back to generic mode, which is much slower",
-			"ifname", ifname, "err", err)
-		mode = ModeGeneric
-		l, err = link.AttachXDP(link.XDPOptions{Program: prog, Interface: ifindex, Flags: link.XDPGenericMode})
-	}
-	if errors.Is(err, unix.EBUSY) || errors.Is(err, unix.EEXIST) {
-		return "", fmt.Errorf("another XDP program is attached to %s (detach it with `ip link set dev %s xdp off`): %w", ifname, ifname, err)
-	}
-	if err != nil {
-		return "", fmt.Errorf("attach XDP: %w", err)
-	}
-	if err := l.Pin(path); err != nil {
-		l.Close()
-		return "", fmt.Errorf("pin XDP link: %w", err)
-	}
-	l.Close()
-	return mode, nil
-}
-
-// pinnedXDPOn tells whether l is an XDP link on ifindex, and its mode.
-func pinnedXDPOn(l link.Link, ifindex int) (AttachMode, bool) {
-	info, err := l.Info()
-	if err != nil || info.Type != link.XDPType {
-		return "", false
-	}
-	xdp := info.XDP()
-	if xdp == nil || int(xdp.Ifindex) != ifindex {
-		return "", false
-	}
-	// The link does not report its mode; the interface does.
-	return attachedMode(ifindex), true
 }
 
 // Detach removes a port from the switch: its programs first, then its
@@ -315,15 +232,14 @@ func (d *Datapath) Detach(ifname string, ifindex int) error {
 		if err := d.objs.Ports.Lookup(key, &info); err == nil {
 			errs = append(errs, d.listPort(info.Group, key, false))
 			if info.Role == uint32(RoleUplink) && info.Slot < MaxUplinks {
-				var cur devmapValue
+				var cur uint32
 				k := uplinkKey(info.Group, info.Slot)
-				if d.objs.Uplinks.Lookup(k, &cur) == nil && cur.Ifindex == key {
-					errs = append(errs, d.fillUplinkSlot(k, nil))
+				if d.objs.UplinkIfs.Lookup(k, &cur) == nil && cur == key {
+					errs = append(errs, d.fillUplinkSlot(k, 0))
 				}
 			}
 			errs = append(errs, d.forgetPort(key))
 		}
-		errs = append(errs, ignoreNotExist(d.objs.PortsTx.Delete(key)))
 		errs = append(errs, ignoreNotExist(d.objs.Ports.Delete(key)))
 	}
 	if err := errors.Join(errs...); err != nil {
@@ -385,7 +301,7 @@ func Remove(pinDir string) error {
 		errs = append(errs, unpinAll(dir))
 	}
 	errs = append(errs, removeClsact())
-	for _, name := range pinnedMapNames() {
+	for _, name := range append(pinnedMapNames(), retiredMaps...) {
 		err := os.Remove(filepath.Join(pinDir, name))
 		if !errors.Is(err, os.ErrNotExist) {
 			errs = append(errs, err)

@@ -1,15 +1,12 @@
 package datapath
 
 import (
-	"errors"
 	"fmt"
 	"net"
 	"net/netip"
 	"slices"
 	"time"
 
-	"github.com/cilium/ebpf"
-	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
 
@@ -75,7 +72,7 @@ func (d *Datapath) releaseGroup(id uint32) error {
 		return fmt.Errorf("release group %d: %w", id, err)
 	}
 	for slot := uint32(0); slot < MaxUplinks; slot++ {
-		_ = d.fillUplinkSlot(uplinkKey(id, slot), nil)
+		_ = d.fillUplinkSlot(uplinkKey(id, slot), 0)
 	}
 	if err := d.objs.Groups.Put(id, bpfSwitchGroupInfo{}); err != nil {
 		return fmt.Errorf("release group %d: %w", id, err)
@@ -129,15 +126,11 @@ func (d *Datapath) ActiveSlot(group uint32) (uint32, error) {
 
 // UplinkIfindex is the interface in a group's uplink slot, 0 when empty.
 func (d *Datapath) UplinkIfindex(group, slot uint32) (int, error) {
-	var v devmapValue
-	err := d.objs.Uplinks.Lookup(uplinkKey(group, slot), &v)
-	if errors.Is(err, ebpf.ErrKeyNotExist) {
-		return 0, nil
+	var ifindex uint32
+	if err := d.objs.UplinkIfs.Lookup(uplinkKey(group, slot), &ifindex); err != nil {
+		return 0, fmt.Errorf("read uplink_ifs: %w", err)
 	}
-	if err != nil {
-		return 0, fmt.Errorf("read uplinks: %w", err)
-	}
-	return int(v.Ifindex), nil
+	return int(ifindex), nil
 }
 
 // FDBEntry is one learned guest address.
@@ -314,27 +307,6 @@ func age(now, seen uint64) time.Duration {
 	}
 	return time.Duration(now - seen)
 }
-
-// attachedMode asks the kernel how XDP runs on ifindex.
-func attachedMode(ifindex int) AttachMode {
-	l, err := netlink.LinkByIndex(ifindex)
-	if err != nil || l.Attrs().Xdp == nil {
-		return ""
-	}
-	switch l.Attrs().Xdp.AttachMode {
-	case xdpAttachedSKB:
-		return ModeGeneric
-	case xdpAttachedDriver:
-		return ModeNative
-	}
-	return ""
-}
-
-// Values of IFLA_XDP_ATTACHED (XDP_ATTACHED_DRV, XDP_ATTACHED_SKB).
-const (
-	xdpAttachedDriver = 1
-	xdpAttachedSKB    = 2
-)
 
 // RecountLearned sets every guest port's count of learned MACs (which
 // max_macs bounds) from the FDB: entries that aged out of the LRU or were

@@ -87,9 +87,6 @@ func newTopo(t testing.TB) *topo {
 	tp.up1 = e.veth("up1", "u1p")
 	tp.vnet2 = e.veth("vnet2", "g2")
 	tp.up2 = e.veth("up2", "u2p")
-	for _, peer := range []string{"g0", "g1", "u0p", "u1p", "g2", "u2p"} {
-		e.passOn(peer)
-	}
 	// Tests of standby behaviour want the switch without draining; the
 	// drain has its own test.
 	e.dp.DrainTime = 0
@@ -156,7 +153,7 @@ func TestGuestLearnsMACsAndAddresses(t *testing.T) {
 		frame(t, broadcast, macB, 100, nil, dhcp),
 		frame(t, broadcast, macA, 0, nil, dad),
 	} {
-		run(t, guest, tp.vnet0, f, false)
+		run(t, guest, tp.vnet0, f)
 	}
 
 	fdb, err := tp.dp.FDB()
@@ -208,7 +205,7 @@ func TestGuestDecisions(t *testing.T) {
 	tp := newTopo(t)
 	guest := tp.dp.objs.TcGuest
 	// A lives behind vnet0.
-	run(t, guest, tp.vnet0, frame(t, broadcast, macA, 0, nil), false)
+	run(t, guest, tp.vnet0, frame(t, broadcast, macA, 0, nil))
 
 	type guestCase struct {
 		name    string
@@ -226,21 +223,21 @@ func TestGuestDecisions(t *testing.T) {
 		return f
 	}
 	cases := []guestCase{
-		{"to local guest", tp.vnet1, frame(t, macA, macB, 0, nil), 0, xdpRedirect, -1},
-		{"to upstream via active uplink", tp.vnet1, frame(t, macUp, macB, 0, nil), 0, xdpRedirect, -1},
-		{"to upstream, active slot empty", tp.vnet1, frame(t, macUp, macB, 0, nil), 5, xdpDrop, DropNoUplink},
-		{"to upstream, no active uplink", tp.vnet1, frame(t, macUp, macB, 0, nil), NoSlot, xdpDrop, DropNoUplink},
-		{"to local guest, no active uplink", tp.vnet1, frame(t, macA, macB, 0, nil), NoSlot, xdpRedirect, -1},
-		{"broadcast floods", tp.vnet1, frame(t, broadcast, macB, 0, nil), 0, xdpRedirect, -1},
-		{"hairpin", tp.vnet0, frame(t, macA, macB, 0, nil), 0, xdpDrop, DropHairpin},
-		{"same MAC other VLAN is upstream", tp.vnet0, frame(t, macA, macB, 7, nil), 0, xdpRedirect, -1},
-		{"multicast source", tp.vnet1, frame(t, macUp, broadcast, 0, nil), 0, xdpDrop, DropBadSource},
-		{"zero source", tp.vnet1, frame(t, macUp, make(net.HardwareAddr, 6), 0, nil), 0, xdpDrop, DropBadSource},
-		{"link-local to host", tp.vnet1, frame(t, net.HardwareAddr{1, 0x80, 0xc2, 0, 0, 0xe}, macB, 0, nil), 0, xdpPass, -1},
-		{"truncated VLAN tag", tp.vnet1, cut(0x8100, 16), 0, xdpDrop, DropMalformed},
-		{"IPv4 header cut", tp.vnet1, cut(0x0800, 14+10), 0, xdpDrop, DropMalformed},
-		{"IPv6 header cut", tp.vnet1, cut(0x86dd, 14+30), 0, xdpDrop, DropMalformed},
-		{"ARP body cut", tp.vnet1, cut(0x0806, 14+20), 0, xdpDrop, DropMalformed},
+		{"to local guest", tp.vnet1, frame(t, macA, macB, 0, nil), 0, tcRedirect, -1},
+		{"to upstream via active uplink", tp.vnet1, frame(t, macUp, macB, 0, nil), 0, tcRedirect, -1},
+		{"to upstream, active slot empty", tp.vnet1, frame(t, macUp, macB, 0, nil), 5, tcShot, DropNoUplink},
+		{"to upstream, no active uplink", tp.vnet1, frame(t, macUp, macB, 0, nil), NoSlot, tcShot, DropNoUplink},
+		{"to local guest, no active uplink", tp.vnet1, frame(t, macA, macB, 0, nil), NoSlot, tcRedirect, -1},
+		{"broadcast floods", tp.vnet1, frame(t, broadcast, macB, 0, nil), 0, tcRedirect, -1},
+		{"hairpin", tp.vnet0, frame(t, macA, macB, 0, nil), 0, tcShot, DropHairpin},
+		{"same MAC other VLAN is upstream", tp.vnet0, frame(t, macA, macB, 7, nil), 0, tcRedirect, -1},
+		{"multicast source", tp.vnet1, frame(t, macUp, broadcast, 0, nil), 0, tcShot, DropBadSource},
+		{"zero source", tp.vnet1, frame(t, macUp, make(net.HardwareAddr, 6), 0, nil), 0, tcShot, DropBadSource},
+		{"link-local to host", tp.vnet1, frame(t, net.HardwareAddr{1, 0x80, 0xc2, 0, 0, 0xe}, macB, 0, nil), 0, tcOK, -1},
+		{"truncated VLAN tag", tp.vnet1, cut(0x8100, 16), 0, tcShot, DropMalformed},
+		{"IPv4 header cut", tp.vnet1, cut(0x0800, 14+10), 0, tcShot, DropMalformed},
+		{"IPv6 header cut", tp.vnet1, cut(0x86dd, 14+30), 0, tcShot, DropMalformed},
+		{"ARP body cut", tp.vnet1, cut(0x0806, 14+20), 0, tcShot, DropMalformed},
 	}
 
 	// The kernel refuses a tc test run of a frame whose IPv4 or IPv6 header
@@ -254,7 +251,7 @@ func TestGuestDecisions(t *testing.T) {
 		before := tp.stats(t, c.ingress)
 		if sentForReal[c.name] {
 			tp.send(guest, c.ingress, c.frame)
-		} else if got := run(t, guest, c.ingress, c.frame, false); got != c.want {
+		} else if got := run(t, guest, c.ingress, c.frame); got != c.want {
 			t.Errorf("%s: action %d, want %d", c.name, got, c.want)
 		}
 		after := tp.stats(t, c.ingress)
@@ -284,7 +281,7 @@ func TestGuestDecisions(t *testing.T) {
 
 func TestUplinkDecisions(t *testing.T) {
 	tp := newTopo(t)
-	run(t, tp.dp.objs.TcGuest, tp.vnet0, frame(t, broadcast, macA, 0, nil), false)
+	run(t, tp.dp.objs.TcGuest, tp.vnet0, frame(t, broadcast, macA, 0, nil))
 	uplink := tp.dp.objs.TcUplink
 	up0mac, up1mac := tp.mac("up0"), tp.mac("up1")
 	lldp := net.HardwareAddr{1, 0x80, 0xc2, 0, 0, 0xe}
@@ -297,20 +294,20 @@ func TestUplinkDecisions(t *testing.T) {
 		drop    DropReason
 		host    bool
 	}{
-		{"active: to guest", tp.up0, frame(t, macA, macUp, 0, nil), xdpRedirect, -1, false},
-		{"active: broadcast floods to guests", tp.up0, frame(t, broadcast, macUp, 0, nil), xdpRedirect, -1, false},
-		{"active: unknown unicast floods", tp.up0, frame(t, macB, macUp, 0, nil), xdpRedirect, -1, false},
-		{"active: to the host", tp.up0, frame(t, up0mac, macUp, 0, nil), xdpPass, -1, true},
-		{"active: LLDP to the host", tp.up0, frame(t, lldp, macUp, 0, nil), xdpPass, -1, true},
-		{"standby: to guest dropped", tp.up1, frame(t, macA, macUp, 0, nil), xdpDrop, DropStandby, false},
-		{"standby: broadcast dropped", tp.up1, frame(t, broadcast, macUp, 0, nil), xdpDrop, DropStandby, false},
-		{"standby: to the host passes", tp.up1, frame(t, up1mac, macUp, 0, nil), xdpPass, -1, true},
-		{"standby: LLDP passes", tp.up1, frame(t, lldp, macUp, 0, nil), xdpPass, -1, true},
-		{"multicast source", tp.up0, frame(t, macA, broadcast, 0, nil), xdpDrop, DropBadSource, false},
+		{"active: to guest", tp.up0, frame(t, macA, macUp, 0, nil), tcRedirect, -1, false},
+		{"active: broadcast floods to guests", tp.up0, frame(t, broadcast, macUp, 0, nil), tcRedirect, -1, false},
+		{"active: unknown unicast floods", tp.up0, frame(t, macB, macUp, 0, nil), tcRedirect, -1, false},
+		{"active: to the host", tp.up0, frame(t, up0mac, macUp, 0, nil), tcOK, -1, true},
+		{"active: LLDP to the host", tp.up0, frame(t, lldp, macUp, 0, nil), tcOK, -1, true},
+		{"standby: to guest dropped", tp.up1, frame(t, macA, macUp, 0, nil), tcShot, DropStandby, false},
+		{"standby: broadcast dropped", tp.up1, frame(t, broadcast, macUp, 0, nil), tcShot, DropStandby, false},
+		{"standby: to the host passes", tp.up1, frame(t, up1mac, macUp, 0, nil), tcOK, -1, true},
+		{"standby: LLDP passes", tp.up1, frame(t, lldp, macUp, 0, nil), tcOK, -1, true},
+		{"multicast source", tp.up0, frame(t, macA, broadcast, 0, nil), tcShot, DropBadSource, false},
 	}
 	for _, c := range cases {
 		before := tp.stats(t, c.ingress)
-		got := run(t, uplink, c.ingress, c.frame, false)
+		got := run(t, uplink, c.ingress, c.frame)
 		after := tp.stats(t, c.ingress)
 		if got != c.want {
 			t.Errorf("%s: action %d, want %d", c.name, got, c.want)
@@ -327,10 +324,10 @@ func TestUplinkDecisions(t *testing.T) {
 	if err := tp.dp.SetActive(0, 1); err != nil {
 		t.Fatal(err)
 	}
-	if got := run(t, uplink, tp.up1, frame(t, macA, macUp, 0, nil), false); got != xdpRedirect {
+	if got := run(t, uplink, tp.up1, frame(t, macA, macUp, 0, nil)); got != tcRedirect {
 		t.Errorf("after switch, up1 to guest: action %d, want redirect", got)
 	}
-	if got := run(t, uplink, tp.up0, frame(t, macA, macUp, 0, nil), false); got != xdpDrop {
+	if got := run(t, uplink, tp.up0, frame(t, macA, macUp, 0, nil)); got != tcShot {
 		t.Errorf("after switch, up0 to guest: action %d, want drop", got)
 	}
 }

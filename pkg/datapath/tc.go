@@ -15,7 +15,7 @@ import (
 
 // Hooks a port's programs run at.
 const (
-	// ModeTCX: tcx links (kernel 6.6 and later), pinned like the XDP links.
+	// ModeTCX: tcx links (kernel 6.6 and later), pinned under pinDir.
 	ModeTCX AttachMode = "tcx"
 	// ModeClsact: direct-action BPF filters on a clsact qdisc, for
 	// kernels without tcx. The kernel keeps them attached when uplinkd

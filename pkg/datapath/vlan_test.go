@@ -97,7 +97,7 @@ func TestVLANs(t *testing.T) {
 		{"access guest broadcast: tagged upstream, not to the trunk of VLAN 7", "g1",
 			func(m []byte) []byte { return frame(t, broadcast, macB, 0, m) }, map[string][]uint16{"u0p": {42}}},
 	}
-	// An 802.1ad (S-) tag is payload to the switch, as to the XDP parser:
+	// An 802.1ad (S-) tag is payload to the switch:
 	// S-VID 42 from upstream must not reach the access port of VLAN 42
 	// (the kernel moves an S-tag into skb metadata too).
 	sTagged := func(m []byte) []byte {

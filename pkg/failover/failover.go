@@ -123,7 +123,6 @@ const (
 	ReasonManual                        // an operator pinned an uplink
 	ReasonManualCleared                 // an operator removed the pin
 	ReasonAllDown                       // no uplink is usable
-	ReasonTransmitError                 // the data plane moved off an uplink whose transmit failed
 	ReasonCarrierHook                   // the data plane moved off an uplink at its carrier loss
 	ReasonProbeFailed                   // the active uplink's path probes failed
 	ReasonDisabled                      // an operator disabled the active uplink or made it standby-only
@@ -140,7 +139,6 @@ var reasonNames = [...]string{
 	ReasonManual:          "manual",
 	ReasonManualCleared:   "manual cleared",
 	ReasonAllDown:         "all uplinks down",
-	ReasonTransmitError:   "transmit error (in kernel)",
 	ReasonCarrierHook:     "carrier lost (in kernel)",
 	ReasonProbeFailed:     "path probes failed",
 	ReasonDisabled:        "admin state",
@@ -516,7 +514,7 @@ func (g *Group) ClearManual(now time.Time) Decision {
 
 // DataPlaneSwitched records a switch the data plane made by itself: it
 // moved the group from slot from to slot to because from failed (reason
-// ReasonTransmitError or ReasonCarrierHook). from counts as without
+// ReasonCarrierHook). from counts as without
 // carrier (no hold: the data plane already acted) until SetCarrier reports
 // it again. The decision covers the whole move; its To is the policy's own
 // choice, which differs from to only when the data plane's fallback order

@@ -963,23 +963,23 @@ func TestDataPlaneSwitched(t *testing.T) {
 		t.Errorf("confirmation switched again: %+v", d)
 	}
 	// A stale report (not from the active uplink) changes nothing.
-	if d := g.DataPlaneSwitched(0, 1, ReasonTransmitError, t0.Add(3*time.Second)); d.Changed {
+	if d := g.DataPlaneSwitched(0, 1, ReasonCarrierHook, t0.Add(3*time.Second)); d.Changed {
 		t.Errorf("stale report acted on: %+v", d)
 	}
-	// A transient transmit error: the carrier is still there, so with
-	// failback the better uplink is taken back.
+	// The carrier comes back (a short flap): with failback the better
+	// uplink is taken back.
 	if d, _ := g.SetCarrier("a", true, t0.Add(4*time.Second)); !d.Changed || d.To != 0 || d.Reason != ReasonFailback {
 		t.Errorf("a back: %+v", d)
 	}
 
 	// A stale fallback order: the kernel picked b, the policy prefers c.
 	g = newGroup(false)
-	d = g.DataPlaneSwitched(0, 1, ReasonTransmitError, t0.Add(time.Second))
+	d = g.DataPlaneSwitched(0, 1, ReasonCarrierHook, t0.Add(time.Second))
 	if !d.Changed || d.From != 0 || d.To != 1 {
 		t.Errorf("without failback the kernel's choice stands: %+v", d)
 	}
 	g = newGroup(true)
-	d = g.DataPlaneSwitched(0, 1, ReasonTransmitError, t0.Add(time.Second))
+	d = g.DataPlaneSwitched(0, 1, ReasonCarrierHook, t0.Add(time.Second))
 	if !d.Changed || d.From != 0 || d.To != 2 {
 		t.Errorf("with failback the policy corrects a stale order to c: %+v", d)
 	}

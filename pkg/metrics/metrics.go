@@ -130,7 +130,7 @@ func (m *Metrics) Serve(ctx context.Context, ln net.Listener) error {
 type collector struct{ src Source }
 
 var (
-	descRx     = prometheus.NewDesc("uplinkd_port_rx_packets_total", "Frames received on a port (by the switch's XDP program).", []string{"port", "group", "role"}, nil)
+	descRx     = prometheus.NewDesc("uplinkd_port_rx_packets_total", "Frames received on a port (by the switch).", []string{"port", "group", "role"}, nil)
 	descRxB    = prometheus.NewDesc("uplinkd_port_rx_bytes_total", "Bytes received on a port.", []string{"port", "group", "role"}, nil)
 	descTx     = prometheus.NewDesc("uplinkd_port_tx_packets_total", "Frames the switch sent out of a port.", []string{"port", "group", "role"}, nil)
 	descTxB    = prometheus.NewDesc("uplinkd_port_tx_bytes_total", "Bytes the switch sent out of a port.", []string{"port", "group", "role"}, nil)

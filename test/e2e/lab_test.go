@@ -72,7 +72,7 @@ type lab struct {
 
 func requireRoot(t *testing.T) {
 	if os.Geteuid() != 0 {
-		t.Skip("end-to-end tests need root (namespaces, XDP)")
+		t.Skip("end-to-end tests need root (namespaces, BPF)")
 	}
 }
 
