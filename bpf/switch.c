@@ -225,12 +225,17 @@ static __always_inline struct port_stats *stats_of(const struct port_info *port)
 	return bpf_map_lookup_elem(&stats, &id);
 }
 
-static __always_inline void count_drop(const struct port_info *port, __u32 reason)
+static __always_inline void count_drop_id(__u32 id, __u32 reason)
 {
-	struct port_stats *st = stats_of(port);
+	struct port_stats *st = bpf_map_lookup_elem(&stats, &id);
 
 	if (st && reason < DROP_REASONS)
 		st->drops[reason]++;
+}
+
+static __always_inline void count_drop(const struct port_info *port, __u32 reason)
+{
+	count_drop_id(port->id, reason);
 }
 
 static __always_inline void count_host(const struct port_info *port)
@@ -554,6 +559,20 @@ static __always_inline __u32 uplink_ifindex(__u32 key)
 	return ifindex ? *ifindex : 0;
 }
 
+/* too_big says whether the skb is longer than the port on ifindex takes,
+ * by the kernel's own rule for forwarding (is_skb_forwardable): up to
+ * MTU + Ethernet header + one VLAN tag in the frame, and any GSO skb (its
+ * segments are cut to size on the way out). bpf_redirect would drop a
+ * longer frame silently; the switch counts it. A tag in skb metadata is
+ * not in skb->len. An error (no such device) passes: the redirect fails
+ * on its own. */
+static __always_inline int too_big(struct __sk_buff *skb, __u32 ifindex)
+{
+	__u32 mtu_len = 0;
+
+	return bpf_check_mtu(skb, ifindex, &mtu_len, -VLAN_HLEN, 0) > 0;
+}
+
 /* tc_to_port sends the skb to one port of the ingress port's group. */
 static __always_inline int tc_to_port(struct __sk_buff *skb, const struct port_info *src,
 				      __u32 ifindex, __u16 vlan, int *cur)
@@ -568,6 +587,8 @@ static __always_inline int tc_to_port(struct __sk_buff *skb, const struct port_i
 		return tc_drop(src, DROP_VLAN);
 	if (retag(skb, cur, tagged, vlan) < 0)
 		return tc_drop(src, DROP_MALFORMED);
+	if (too_big(skb, ifindex))
+		return tc_drop(src, DROP_MTU);
 	count_tx_len(dst, skb->len);
 	if (dst->flags & PORT_F_PEER)
 		return bpf_redirect_peer(ifindex, 0);
@@ -588,6 +609,7 @@ static __always_inline int skb_tag(const struct __sk_buff *skb)
 
 struct flood_ctx {
 	struct __sk_buff *skb;
+	__u32 src_id; /* the ingress port's counters */
 	__u32 group;
 	__u32 src_role;
 	__u32 in;
@@ -633,7 +655,8 @@ static long flood_find_last(__u64 i, struct flood_ctx *c)
 	return 0;
 }
 
-/* flood_clone: the second pass, a clone to every target but the last. */
+/* flood_clone: the second pass, a clone to every target but the last
+ * (one too long for its port is counted, not sent). */
 static long flood_clone(__u64 i, struct flood_ctx *c)
 {
 	__u32 out = 0;
@@ -644,8 +667,14 @@ static long flood_clone(__u64 i, struct flood_ctx *c)
 	if (r == 0 || out == c->last)
 		return 0;
 	int cur = skb_tag(c->skb);
-	if (retag(c->skb, &cur, tagged, c->vlan) < 0)
+	if (retag(c->skb, &cur, tagged, c->vlan) < 0) {
+		count_drop_id(c->src_id, DROP_MALFORMED);
 		return 1;
+	}
+	if (too_big(c->skb, out)) {
+		count_drop_id(c->src_id, DROP_MTU);
+		return 0;
+	}
 	struct port_info *dst = bpf_map_lookup_elem(&ports, &out);
 	if (dst)
 		count_tx_len(dst, c->skb->len);
@@ -666,24 +695,29 @@ static __always_inline int tc_flood(struct __sk_buff *skb, const struct port_inf
 	 * there. */
 	if (cur != UNTAGGED && skb_tag(skb) == UNTAGGED) {
 		if (bpf_skb_vlan_pop(skb) || bpf_skb_vlan_push(skb, bpf_htons(ETH_P_8021Q), cur))
-			return TC_ACT_SHOT;
+			return tc_drop(src, DROP_MALFORMED);
 	}
 	struct flood_ctx c = {
-		.skb = skb, .group = src->group, .src_role = src->role, .in = in,
-		.up_slot = up_slot, .vlan = vlan,
+		.skb = skb, .src_id = src->id, .group = src->group, .src_role = src->role,
+		.in = in, .up_slot = up_slot, .vlan = vlan,
 	};
 	bpf_loop(MAX_GROUP_PORTS, flood_find_last, &c, 0);
 	__u32 last = c.last;
 	if (!last)
-		return TC_ACT_SHOT; /* nobody else in the group carries the VLAN */
+		return tc_drop(src, DROP_NO_DEST);
 	bpf_loop(MAX_GROUP_PORTS, flood_clone, &c, 0);
+	/* The last target left the group between the passes: nowhere to go. */
 	struct port_info *dst = bpf_map_lookup_elem(&ports, &last);
 	if (!dst)
-		return TC_ACT_SHOT;
+		return tc_drop(src, DROP_NO_DEST);
 	int tagged = egress_tagged(dst, vlan);
+	if (tagged < 0)
+		return tc_drop(src, DROP_VLAN);
 	cur = skb_tag(skb);
-	if (tagged < 0 || retag(skb, &cur, tagged, vlan) < 0)
-		return TC_ACT_SHOT;
+	if (retag(skb, &cur, tagged, vlan) < 0)
+		return tc_drop(src, DROP_MALFORMED);
+	if (too_big(skb, last))
+		return tc_drop(src, DROP_MTU);
 	count_tx_len(dst, skb->len);
 	return bpf_redirect(last, 0);
 }

@@ -31,6 +31,8 @@ enum drop_reason {
 	DROP_NO_UPLINK,     /* no active uplink, or its slot is empty */
 	DROP_HAIRPIN,       /* destination is behind the ingress port */
 	DROP_VLAN,          /* VLAN not allowed on the port (tagged frame on an access port, VLAN outside a trunk's list) */
+	DROP_MTU,           /* longer than the destination port's MTU allows (not GSO) */
+	DROP_NO_DEST,       /* flooded, but no other port of the group carries its VLAN */
 	DROP_REASONS,
 };
 

@@ -46,7 +46,9 @@ const (
 	bpfSwitchDropReasonDROP_NO_UPLINK bpfSwitchDropReason = 3
 	bpfSwitchDropReasonDROP_HAIRPIN   bpfSwitchDropReason = 4
 	bpfSwitchDropReasonDROP_VLAN      bpfSwitchDropReason = 5
-	bpfSwitchDropReasonDROP_REASONS   bpfSwitchDropReason = 6
+	bpfSwitchDropReasonDROP_MTU       bpfSwitchDropReason = 6
+	bpfSwitchDropReasonDROP_NO_DEST   bpfSwitchDropReason = 7
+	bpfSwitchDropReasonDROP_REASONS   bpfSwitchDropReason = 8
 )
 
 type bpfSwitchFdbEntry struct {
@@ -124,7 +126,7 @@ type bpfSwitchPortStats struct {
 	TxPackets    uint64
 	TxBytes      uint64
 	HostPackets  uint64
-	Drops        [6]uint64
+	Drops        [8]uint64
 	LearnRefused uint64
 }
 

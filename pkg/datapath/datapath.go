@@ -61,16 +61,25 @@ const (
 	DropNoUplink  DropReason = DropReason(bpfSwitchDropReasonDROP_NO_UPLINK)
 	DropHairpin   DropReason = DropReason(bpfSwitchDropReasonDROP_HAIRPIN)
 	DropVLAN      DropReason = DropReason(bpfSwitchDropReasonDROP_VLAN)
-	dropReasons              = int(bpfSwitchDropReasonDROP_REASONS)
+	// DropMTU: longer than the destination port's MTU allows (the
+	// kernel's forwarding rule: MTU + Ethernet header + one VLAN tag;
+	// GSO passes).
+	DropMTU DropReason = DropReason(bpfSwitchDropReasonDROP_MTU)
+	// DropNoDestination: flooded, but no other port of the group
+	// carries the frame's VLAN.
+	DropNoDestination DropReason = DropReason(bpfSwitchDropReasonDROP_NO_DEST)
+	dropReasons                  = int(bpfSwitchDropReasonDROP_REASONS)
 )
 
 var dropReasonNames = [...]string{
-	DropMalformed: "malformed",
-	DropBadSource: "bad_source",
-	DropStandby:   "standby",
-	DropNoUplink:  "no_uplink",
-	DropHairpin:   "hairpin",
-	DropVLAN:      "vlan",
+	DropMalformed:     "malformed",
+	DropBadSource:     "bad_source",
+	DropStandby:       "standby",
+	DropNoUplink:      "no_uplink",
+	DropHairpin:       "hairpin",
+	DropVLAN:          "vlan",
+	DropMTU:           "mtu",
+	DropNoDestination: "no_destination",
 }
 
 func (r DropReason) String() string {

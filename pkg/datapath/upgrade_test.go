@@ -15,8 +15,8 @@ import (
 )
 
 // xdpDataplaneObject is the switch of commit e0aa35e, the last with the
-// XDP data plane: its XDP programs, its devmaps (ports_tx, uplinks) and
-// its record of uplink devices (uplink_devs).
+// XDP data plane: its XDP programs, its devmaps (ports_tx, uplinks), its
+// record of uplink devices (uplink_devs) and port_stats before DropMTU.
 const xdpDataplaneObject = "testdata/xdp-dataplane/bpfswitch_bpfel.o"
 
 // devmapVal mirrors struct bpf_devmap_val.
@@ -150,8 +150,9 @@ func requireNoRetiredPins(t *testing.T, pin, when string) {
 
 // TestUpgradeFromXDPDataplane: a data plane the XDP uplinkd left is taken
 // over without a gap. Open removes the pins of the maps this version no
-// longer has while the old programs go on forwarding with them and adopts
-// the rest as it is; Attach then puts
+// longer has while the old programs go on forwarding with them, migrates
+// the counters to the grown port_stats (each field in its place, the new
+// drop reasons at zero) and adopts the rest as it is; Attach then puts
 // the tc programs in and takes the XDP links out; Remove leaves nothing.
 func TestUpgradeFromXDPDataplane(t *testing.T) {
 	e := newTestEnv(t)
@@ -179,8 +180,9 @@ func TestUpgradeFromXDPDataplane(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.RxPackets < 5*cpus || st.Drops[DropVLAN] != 2*cpus || st.LearnRefused != 3*cpus {
-		t.Errorf("counters after the upgrade: %+v; want rx >= %d, vlan drops %d, learn refused %d",
+	if st.RxPackets < 5*cpus || st.Drops[DropVLAN] != 2*cpus || st.LearnRefused != 3*cpus ||
+		st.Drops[DropMTU] != 0 || st.Drops[DropNoDestination] != 0 {
+		t.Errorf("counters after the migration: %+v; want rx >= %d, vlan drops %d, learn refused %d, no mtu or no_destination drops",
 			st, 5*cpus, 2*cpus, 3*cpus)
 	}
 	ids, err := dp.AssignGroups([]string{"red"})
