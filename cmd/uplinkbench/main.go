@@ -32,6 +32,10 @@ func main() {
 	flag.IntVar(&o.HighRatePPS, "high-rate", 0, "uplinkd-only failover rate (default 1000000)")
 	flag.IntVar(&o.TCPFailoverTrials, "tcp-failover-trials", 0, "tcp scenario: TCP connections per system across a cut of the active uplink (default 20, full 50)")
 	flag.IntVar(&o.Rounds, "rounds", 0, "forwarding rounds (median is reported; default 5)")
+	flag.IntVar(&o.CPURatePPS, "cpu-rate", 0, "forward scenario: frames per second offered to every system and the baseline for CPU per frame (default 200000; negative: skip)")
+	flag.IntVar(&o.CPURounds, "cpu-rounds", 0, "CPU-per-frame rounds per system, direction and size (median is reported; default 3, full 5)")
+	flag.DurationVar(&o.CPURoundTime, "cpu-time", 0, "length of a CPU-per-frame round (default 2s, full 5s)")
+	cpuSizes := flag.String("cpu-frame-sizes", "", "comma-separated frame sizes for CPU per frame (default 64, full 64,1500)")
 	flag.DurationVar(&o.UplinkdPoll, "uplinkd-poll", 0, "uplinkd's carrier_poll_interval (default: uplinkd's own)")
 	flag.StringVar(&o.Engine, "engine", "auto", "traffic engine: auto (live where the kernel allows live-frame test runs, else afpacket), live, afpacket")
 	flag.StringVar(&o.BinDir, "bin", "bin", "directory with uplinkd")
@@ -58,7 +62,7 @@ func main() {
 		return out
 	}
 	o.Systems, o.Scenarios, o.Uplinks = split(*systems), split(*scenarios), split(*uplinks)
-	o.Guests, o.FrameSizes = ints(*guests), ints(*sizes)
+	o.Guests, o.FrameSizes, o.CPUFrameSizes = ints(*guests), ints(*sizes), ints(*cpuSizes)
 	bin, err := filepath.Abs(o.BinDir)
 	if err != nil {
 		fatal(err)

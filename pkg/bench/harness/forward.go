@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"runtime"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -33,19 +34,8 @@ func (h *harness) forwardRounds(ctx context.Context, b *bed) ([]report.ForwardRo
 				if err := b.resetCounters(); err != nil {
 					return nil, err
 				}
-				var (
-					s    *stream
-					slot int
-				)
 				cpu := readCPU()
-				if dir == "guest-to-uplink" {
-					s = send(ctx, b.tp, b.gen, topo.Guest, "eth0", guestTemplate(b.tp, 1, size), 0, o.RoundTime, 0)
-					slot = 0
-				} else {
-					tmpl := benchbpf.Template{Dst: b.tp.MAC[topo.Guest], Src: b.tp.MAC[topo.Sender], Sources: 1, Size: size - 4, Stream: 4}
-					s = send(ctx, b.tp, b.gen, topo.Upstream, b.tp.Peers[0], tmpl, 0, o.RoundTime, 0)
-					slot = slotGuest
-				}
+				s, slot := forwardStream(ctx, b, dir, size, 0, o.RoundTime)
 				if err := s.wait(); err != nil {
 					return nil, fmt.Errorf("%s round %d: %w", dir, round, err)
 				}
@@ -64,6 +54,81 @@ func (h *harness) forwardRounds(ctx context.Context, b *bed) ([]report.ForwardRo
 				out = append(out, r)
 				h.opts.Log.Info("forwarding round", "system", r.System, "direction", dir, "size", size,
 					"round", round, "mpps", fmt.Sprintf("%.3f", r.Mpps), "sent", r.Sent, "received", r.Received)
+			}
+		}
+	}
+	return out, nil
+}
+
+// forwardStream starts a stream of size-byte frames in direction dir
+// (report.GuestToUplink or report.UplinkToGuest) at rate (0: flat out)
+// for d, and says in which receiver slot it arrives.
+func forwardStream(ctx context.Context, b *bed, dir string, size, rate int, d time.Duration) (s *stream, slot int) {
+	if dir == report.GuestToUplink {
+		return send(ctx, b.tp, b.gen, topo.Guest, "eth0", guestTemplate(b.tp, 1, size), rate, d, 0), 0
+	}
+	tmpl := benchbpf.Template{Dst: b.tp.MAC[topo.Guest], Src: b.tp.MAC[topo.Sender], Sources: 1, Size: size - 4, Stream: 4}
+	return send(ctx, b.tp, b.gen, topo.Upstream, b.tp.Peers[0], tmpl, rate, d, 0), slotGuest
+}
+
+// cpuRounds offers the system on b (or the baseline) the same paced rate
+// in both directions and takes the machine's CPU time over each round
+// from /proc/stat, to be divided by the frames delivered: the cost of a
+// frame at a load every system carries, where flat-out rates say as much
+// about the engine as about the system.
+func (h *harness) cpuRounds(ctx context.Context, b *bed) ([]report.CPURound, error) {
+	o := h.opts
+	var out []report.CPURound
+	for _, dir := range []string{report.GuestToUplink, report.UplinkToGuest} {
+		for _, size := range o.CPUFrameSizes {
+			for round := 1; round <= o.CPURounds; round++ {
+				if ctx.Err() != nil {
+					return out, ctx.Err()
+				}
+				if err := b.resetCounters(); err != nil {
+					return out, err
+				}
+				time.Sleep(100 * time.Millisecond) // what came before (the last round's drain, the reset) is done
+				before, err := readCPUTicks()
+				if err != nil {
+					return out, err
+				}
+				softBefore, err := ksoftirqdNs()
+				if err != nil {
+					return out, err
+				}
+				start := time.Now()
+				s, slot := forwardStream(ctx, b, dir, size, o.CPURatePPS, o.CPURoundTime)
+				if err := s.wait(); err != nil {
+					return out, fmt.Errorf("cpu %s round %d: %w", dir, round, err)
+				}
+				time.Sleep(30 * time.Millisecond) // the last frames are delivered by NAPI
+				after, err := readCPUTicks()
+				if err != nil {
+					return out, err
+				}
+				softAfter, err := ksoftirqdNs()
+				if err != nil {
+					return out, err
+				}
+				elapsed := time.Since(start)
+				r := report.CPURound{System: b.sys.Name(), Direction: dir, FrameSize: size, Round: round, RatePPS: o.CPURatePPS,
+					Seconds: elapsed.Seconds(), Sent: s.sent, CPUs: runtime.NumCPU(), UserHZ: userHZ, Ticks: after.since(before),
+					SenderNs: s.cpuNs, KsoftirqdNs: softAfter - min(softBefore, softAfter)}
+				if r.System == report.SystemBaseline {
+					r.Delivered = s.sent // each is dropped on arrival at the host end
+				} else {
+					st, err := b.rec.stats(slot)
+					if err != nil {
+						return out, err
+					}
+					r.Delivered = st.Count
+				}
+				out = append(out, r)
+				h.opts.Log.Info("cpu round", "system", r.System, "direction", dir, "size", size, "round", round,
+					"pps", o.CPURatePPS, "sent", r.Sent, "delivered", r.Delivered, "kernel_ticks", r.Ticks.Kernel(),
+					"user_ticks", r.Ticks.User, "kernel_ns_per_frame", fmt.Sprintf("%.0f", r.KernelNsPerFrame()),
+					"sender_path_ns_per_frame", fmt.Sprintf("%.0f", r.SenderPathNsPerFrame()))
 			}
 		}
 	}

@@ -181,6 +181,7 @@ func (h *harness) failoverSeries(ctx context.Context, b *bed, kind string) error
 }
 
 func (h *harness) forward(ctx context.Context) {
+	measured := false
 	for _, name := range []string{"uplinkd", "ovs", "bridge", "xdpfwd"} {
 		if !h.opts.has(name) || ctx.Err() != nil {
 			continue
@@ -191,12 +192,37 @@ func (h *harness) forward(ctx context.Context) {
 			continue
 		}
 		rounds, err := h.forwardRounds(ctx, b)
-		b.close()
 		if err != nil {
+			b.close()
 			h.notRun(name, "forward", err)
 			continue
 		}
 		h.res.Forwarding = append(h.res.Forwarding, rounds...)
+		if h.opts.CPURatePPS > 0 {
+			cpu, err := h.cpuRounds(ctx, b)
+			h.res.CPUCost = append(h.res.CPUCost, cpu...)
+			if err != nil {
+				h.notRun(name, "forward/cpu", err)
+			}
+			measured = measured || len(cpu) > 0
+		}
+		b.close()
+	}
+	if !measured || ctx.Err() != nil {
+		return
+	}
+	// The baseline, no switch, at the same rate: what the engine and the
+	// links cost every system.
+	b, err := h.newBed(ctx, report.SystemBaseline, topo.Veth)
+	if err != nil {
+		h.notRun(report.SystemBaseline, "forward/cpu", err)
+		return
+	}
+	defer b.close()
+	cpu, err := h.cpuRounds(ctx, b)
+	h.res.CPUCost = append(h.res.CPUCost, cpu...)
+	if err != nil {
+		h.notRun(report.SystemBaseline, "forward/cpu", err)
 	}
 }
 
@@ -204,7 +230,7 @@ func (h *harness) forward(ctx context.Context) {
 // generator and receivers.
 func (h *harness) newBed(ctx context.Context, name string, kind topo.Kind) (b *bed, err error) {
 	uplinks := 3
-	if name == "bridge" || name == "xdpfwd" {
+	if name == "bridge" || name == "xdpfwd" || name == report.SystemBaseline {
 		uplinks = 1 // no failover: one uplink, or the upstream bridge would loop
 	}
 	return h.newBedWith(ctx, name, kind, uplinks, "")
@@ -305,6 +331,8 @@ func (h *harness) startSystem(ctx context.Context, name string, tp *topo.Topo, w
 		return u, nil
 	case "xdpfwd":
 		return startXDPForwarder(tp)
+	case report.SystemBaseline:
+		return startDropper(tp)
 	default:
 		if ok, reason := peer.Available(name); !ok {
 			return nil, errors.New(reason)

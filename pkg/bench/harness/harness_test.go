@@ -20,6 +20,12 @@ func TestOptionsDefaultsAndErrors(t *testing.T) {
 	if full.Trials != 7 || full.RoundTime != 2*time.Second {
 		t.Errorf("explicit values must win over the profile: %+v", full)
 	}
+	if o.CPURatePPS != 200_000 || o.CPURounds != 3 || o.CPURoundTime != 2*time.Second || len(o.CPUFrameSizes) != 1 {
+		t.Errorf("quick CPU-per-frame defaults: %d pps, %d rounds of %v, sizes %v", o.CPURatePPS, o.CPURounds, o.CPURoundTime, o.CPUFrameSizes)
+	}
+	if off, _ := (Options{CPURatePPS: -1}).withDefaults(); off.CPURatePPS >= 0 {
+		t.Errorf("a negative CPU rate (skip) became %d", off.CPURatePPS)
+	}
 	for _, tc := range []struct {
 		o    Options
 		want string
@@ -29,6 +35,7 @@ func TestOptionsDefaultsAndErrors(t *testing.T) {
 		{Options{Scenarios: []string{"soak"}}, `unknown scenario "soak"`},
 		{Options{Uplinks: []string{"macvlan"}}, `unknown uplink kind "macvlan"`},
 		{Options{FrameSizes: []int{32}}, "frame size 32"},
+		{Options{CPUFrameSizes: []int{2000}}, "frame size 2000"},
 	} {
 		if _, err := tc.o.withDefaults(); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%+v: %v, want %q", tc.o, err, tc.want)
@@ -105,5 +112,28 @@ func TestLostBetween(t *testing.T) {
 	}
 	if got := seqAt(s, 1000, time.Unix(99, 0)); got != 0 {
 		t.Errorf("seqAt before the start = %d, want 0", got)
+	}
+}
+
+func TestParseCPUTicks(t *testing.T) {
+	before, err := parseCPUTicks("cpu  100 2 300 4000 5 6 70 8 9 10")
+	if err != nil {
+		t.Fatal(err)
+	}
+	after, err := parseCPUTicks("cpu  150 2 330 4100 5 7 90 8 0 0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := after.since(before)
+	if d.User != 50 || d.System != 30 || d.Idle != 100 || d.IRQ != 1 || d.SoftIRQ != 20 || d.Nice != 0 || d.Kernel() != 51 {
+		t.Errorf("since = %+v, want user 50, system 30, idle 100, irq 1, softirq 20 (kernel 51)", d)
+	}
+	if d := before.since(after); d.User != 0 || d.System != 0 {
+		t.Errorf("a counter going backwards must count 0: %+v", d)
+	}
+	for _, line := range []string{"cpu0 1 2 3 4 5 6 7 8", "cpu 1 2 3", "cpu 1 2 x 4 5 6 7 8"} {
+		if _, err := parseCPUTicks(line); err == nil {
+			t.Errorf("parseCPUTicks(%q) accepted it", line)
+		}
 	}
 }

@@ -29,6 +29,13 @@ type Options struct {
 	FrameSizes []int
 	Rounds     int
 	RoundTime  time.Duration
+	// CPU per frame: every system, and the baseline (no switch), carries
+	// CPURatePPS (negative: not measured) for CPURounds rounds of
+	// CPURoundTime, in frames of CPUFrameSizes.
+	CPURatePPS    int
+	CPURounds     int
+	CPURoundTime  time.Duration
+	CPUFrameSizes []int
 	// SocketTime is the length of each iperf3 TCP run and UDP stream of
 	// the tcp scenario.
 	SocketTime time.Duration
@@ -55,6 +62,7 @@ var profiles = map[string]Options{
 		Trials: 3, RatePPS: 50_000, HighRatePPS: 1_000_000, Guests: []int{1, 64, 1024},
 		Uplinks: []string{"veth", "tap"}, TrialLength: 1200 * time.Millisecond, DownRatePPS: 10_000,
 		SecondCutMax: time.Second, FrameSizes: []int{64, 1500}, Rounds: 5, RoundTime: 500 * time.Millisecond,
+		CPURatePPS: 200_000, CPURounds: 3, CPURoundTime: 2 * time.Second, CPUFrameSizes: []int{64},
 		SocketTime: 3 * time.Second, TCPFailoverTrials: 20,
 	},
 	"full": {
@@ -62,6 +70,7 @@ var profiles = map[string]Options{
 		Trials: 20, RatePPS: 50_000, HighRatePPS: 1_000_000, Guests: []int{1, 64, 1024},
 		Uplinks: []string{"veth", "tap"}, TrialLength: 2 * time.Second, DownRatePPS: 10_000,
 		SecondCutMax: time.Second, FrameSizes: []int{64, 1500}, Rounds: 5, RoundTime: 2 * time.Second,
+		CPURatePPS: 200_000, CPURounds: 5, CPURoundTime: 5 * time.Second, CPUFrameSizes: []int{64, 1500},
 		SocketTime: 10 * time.Second, TCPFailoverTrials: 50,
 	},
 }
@@ -81,6 +90,8 @@ func (o Options) withDefaults() (Options, error) {
 	o.RatePPS, o.HighRatePPS, o.DownRatePPS = cmp.Or(o.RatePPS, p.RatePPS), cmp.Or(o.HighRatePPS, p.HighRatePPS), cmp.Or(o.DownRatePPS, p.DownRatePPS)
 	o.TrialLength, o.SecondCutMax, o.RoundTime = cmp.Or(o.TrialLength, p.TrialLength), cmp.Or(o.SecondCutMax, p.SecondCutMax), cmp.Or(o.RoundTime, p.RoundTime)
 	o.SocketTime, o.TCPFailoverTrials = cmp.Or(o.SocketTime, p.SocketTime), cmp.Or(o.TCPFailoverTrials, p.TCPFailoverTrials)
+	o.CPURatePPS, o.CPURounds, o.CPURoundTime = cmp.Or(o.CPURatePPS, p.CPURatePPS), cmp.Or(o.CPURounds, p.CPURounds), cmp.Or(o.CPURoundTime, p.CPURoundTime)
+	o.CPUFrameSizes = or(o.CPUFrameSizes, p.CPUFrameSizes)
 	if o.TCPFailoverTrials < 0 {
 		return o, fmt.Errorf("tcp failover trials: %d, want at least 1", o.TCPFailoverTrials)
 	}
@@ -100,7 +111,7 @@ func (o Options) withDefaults() (Options, error) {
 			return o, fmt.Errorf("unknown uplink kind %q (veth, tap)", u)
 		}
 	}
-	for _, f := range o.FrameSizes {
+	for _, f := range append(slices.Clone(o.FrameSizes), o.CPUFrameSizes...) {
 		if f < 64 || f > 1518 {
 			return o, fmt.Errorf("frame size %d: want 64..1518 (with the 4-byte FCS, as usual)", f)
 		}

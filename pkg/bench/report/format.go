@@ -16,6 +16,7 @@ var systemNames = map[string]string{
 	SystemOVS:         "Open vSwitch",
 	SystemLinuxBridge: "Linux bridge",
 	SystemXDPRedirect: "XDP redirect (bare)",
+	SystemBaseline:    "baseline (no switch)",
 }
 
 func systemName(s string) string {

@@ -242,6 +242,9 @@ func headlines(ts TableSet) []card {
 		case MetricMpps:
 			cd.Label = "forwarding rate, vs " + name
 			cd.Sub = fmt.Sprintf("median %s vs %s Mpps · %s", fmtMpps(c.Uplinkd), fmtMpps(c.PeerValue), c.Context)
+		case MetricSwitchCPU:
+			cd.Label = "kernel CPU per frame switched, vs " + name
+			cd.Sub = fmt.Sprintf("median %s vs %s µs beyond the baseline · %s", fmtPerFrame(c.Uplinkd), fmtPerFrame(c.PeerValue), c.Context)
 		}
 		if math.IsNaN(c.Ratio) && c.Metric != MetricLost {
 			cd.Big = dash
@@ -299,6 +302,9 @@ type page struct {
 	UpgradeTable    textTable
 	TCP             *tcpTables
 	IdleTable       textTable
+	CPUCost         []cpuCostSection
+	CPUCostCaption  string
+	CPUCostShort    string
 	Env             []envItem
 	NoisyPercent    string
 	EngineNotes     []string
@@ -339,6 +345,9 @@ func WriteHTML(w io.Writer, r *Result) error {
 		UpgradeTable:    upgradeTable(r.Upgrade),
 		TCP:             newTCPTables(r.TCP),
 		IdleTable:       idleTable(r.Idle),
+		CPUCost:         cpuCostSections(r),
+		CPUCostCaption:  cpuCostCaption,
+		CPUCostShort:    cpuCostShortNote,
 		NoisyPercent:    fmtPercent(noisyCPU),
 		EngineNotes:     engineNotes(r, ts),
 	}
@@ -452,6 +461,11 @@ dl.env dd { margin: 0; }
 {{template "table" .ForwardTable}}
 {{range .EngineNotes}}<p class="note">{{.}}</p>
 {{end}}
+{{range .CPUCost}}<h2>{{.Title}}</h2>
+<p class="caption">{{$.CPUCostCaption}}</p>
+{{template "table" .Table}}
+{{if .Short}}<p class="note">{{$.CPUCostShort}}</p>
+{{end}}{{end}}
 
 {{if .UpgradeTable.Rows}}<h2>Upgrade under traffic (uplinkd)</h2>
 <p class="caption">uplinkd stopped and started again over its running data plane while the guest sends; no daemon: from the signal to the new process serving.</p>

@@ -27,6 +27,10 @@ const (
 	SystemOVS         = "ovs"
 	SystemLinuxBridge = "bridge"
 	SystemXDPRedirect = "xdpfwd" // bare XDP devmap redirect, the upper bound
+	// SystemBaseline is no switch: the host end of the sending link drops
+	// every frame on arrival. What the CPU spends there is the engine's
+	// and the link's share of every system's cost.
+	SystemBaseline = "baseline"
 
 	UplinkVeth = "veth"
 	UplinkTap  = "tap"
@@ -67,6 +71,9 @@ type Result struct {
 	// Engine is the traffic engine that sent every stream, and its own
 	// ceiling (older results have none).
 	Engine *Engine `json:"engine,omitempty"`
+	// CPUCost is what forwarding costs the CPU at one paced rate offered
+	// to every system and to the baseline (older results have none).
+	CPUCost []CPURound `json:"cpu_cost,omitempty"`
 }
 
 // Env describes the machine the run measured.
@@ -147,6 +154,79 @@ type ForwardRound struct {
 	Sent      uint64  `json:"sent"`
 	Received  uint64  `json:"received"`
 	CPUBusy   float64 `json:"cpu_busy"`
+}
+
+// CPURound is one interval of traffic at a paced rate through a system
+// (or SystemBaseline), with the machine's CPU time over the interval from
+// /proc/stat: whole-machine figures, as the bench leaves the machine
+// otherwise idle.
+type CPURound struct {
+	System    string `json:"system"`
+	Direction string `json:"direction"`
+	FrameSize int    `json:"frame_size"`
+	Round     int    `json:"round"`
+	RatePPS   int    `json:"rate_pps"` // offered
+	// Seconds is the measured interval: the stream and the drain after it.
+	Seconds float64 `json:"seconds"`
+	Sent    uint64  `json:"sent"`
+	// Delivered: frames the receiver behind the system counted; for the
+	// baseline, the frames sent (each is dropped on arrival).
+	Delivered uint64 `json:"delivered"`
+	CPUs      int    `json:"cpus"`
+	// UserHZ is the unit of Ticks: ticks per second.
+	UserHZ int      `json:"user_hz"`
+	Ticks  CPUTicks `json:"ticks"`
+	// SenderNs is the CPU time of the engine's sending thread and
+	// KsoftirqdNs that of every ksoftirqd over the round, exact (not
+	// sampled) and blind to other work on the machine. A veth hands a
+	// frame to NAPI on the sending CPU, so a kernel switch's work on it
+	// (and the receiving veths') runs in the softirq that ends the send
+	// call, or in ksoftirqd when deferred; a user-space switch's does
+	// not show here. 0: not measured (older results).
+	SenderNs    uint64 `json:"sender_ns,omitempty"`
+	KsoftirqdNs uint64 `json:"ksoftirqd_ns,omitempty"`
+}
+
+// CPUTicks are deltas of the aggregate "cpu" line of /proc/stat. The
+// kernel samples them at its timer tick (CONFIG_TICK_CPU_ACCOUNTING), so
+// they are a statistical estimate: the more ticks, the finer.
+type CPUTicks struct {
+	User    uint64 `json:"user"` // includes guest time
+	Nice    uint64 `json:"nice"`
+	System  uint64 `json:"system"`
+	Idle    uint64 `json:"idle"`
+	IOWait  uint64 `json:"iowait"`
+	IRQ     uint64 `json:"irq"`
+	SoftIRQ uint64 `json:"softirq"`
+	Steal   uint64 `json:"steal"`
+}
+
+// Kernel is the time the CPUs spent in the kernel: system, hardirq and
+// softirq, where a software switch does its work.
+func (t CPUTicks) Kernel() uint64 { return t.System + t.IRQ + t.SoftIRQ }
+
+// KernelNsPerFrame is the kernel time per delivered frame in nanoseconds;
+// NaN when nothing was delivered or the unit is unknown.
+func (c CPURound) KernelNsPerFrame() float64 { return c.perFrame(c.Ticks.Kernel()) }
+
+// UserNsPerFrame is the user time (the engine's, and a user-space
+// switch's) per delivered frame in nanoseconds.
+func (c CPURound) UserNsPerFrame() float64 { return c.perFrame(c.Ticks.User + c.Ticks.Nice) }
+
+// SenderPathNsPerFrame is SenderNs + KsoftirqdNs per delivered frame;
+// NaN when not measured.
+func (c CPURound) SenderPathNsPerFrame() float64 {
+	if c.SenderNs == 0 || c.Delivered == 0 {
+		return math.NaN()
+	}
+	return float64(c.SenderNs+c.KsoftirqdNs) / float64(c.Delivered)
+}
+
+func (c CPURound) perFrame(ticks uint64) float64 {
+	if c.Delivered == 0 || c.UserHZ <= 0 {
+		return math.NaN()
+	}
+	return float64(ticks) * 1e9 / float64(c.UserHZ) / float64(c.Delivered)
 }
 
 // BalanceResult is what the balance scenario measured.
@@ -360,6 +440,9 @@ func (r *Result) Check() error {
 	}
 	for i, x := range r.Upgrade {
 		finite(fmt.Sprintf("upgrade[%d] cpu_busy", i), x.CPUBusy)
+	}
+	for i, x := range r.CPUCost {
+		finite(fmt.Sprintf("cpu_cost[%d] (%s %s %d B round %d) seconds", i, x.System, x.Direction, x.FrameSize, x.Round), x.Seconds)
 	}
 	for i, x := range r.Idle {
 		for j, w := range x.Windows {

@@ -62,6 +62,9 @@ const (
 	MetricLost         = "lost"         // median frames lost per failover
 	MetricInterruption = "interruption" // median interruption, ns
 	MetricMpps         = "mpps"         // median forwarding rate, Mpps
+	// MetricSwitchCPU is the kernel time per frame a system adds to the
+	// baseline at the same offered rate, ns.
+	MetricSwitchCPU = "switch-cpu"
 )
 
 // Comparison is uplinkd against one peer on one metric in one setting, both
@@ -80,6 +83,7 @@ type Comparison struct {
 type TableSet struct {
 	Failover    []FailoverRow
 	Forwarding  []ForwardRow
+	CPUCost     []CPUCostRow
 	Comparisons []Comparison
 }
 
@@ -241,6 +245,7 @@ func Tables(r *Result) TableSet {
 	}
 	slices.SortFunc(ts.Forwarding, func(a, b ForwardRow) int { return o.forward(a.ForwardKey, b.ForwardKey) })
 
+	ts.CPUCost = cpuCostRows(r)
 	ts.Comparisons = compare(ts)
 	return ts
 }
@@ -282,6 +287,21 @@ func compare(ts TableSet) []Comparison {
 		k.System = SystemUplinkd
 		if u, ok := fw[k]; ok && u.Mpps.N > 0 && peer.Mpps.N > 0 {
 			out = append(out, newComparison(MetricMpps, peer.System, forwardContext(k), u.Mpps.P50, peer.Mpps.P50))
+		}
+	}
+	cpu := map[CPUCostKey]CPUCostRow{}
+	for _, row := range ts.CPUCost {
+		cpu[row.CPUCostKey] = row
+	}
+	for _, peer := range ts.CPUCost {
+		if peer.System == SystemUplinkd || peer.System == SystemBaseline || math.IsNaN(peer.Switching) {
+			continue
+		}
+		k := peer.CPUCostKey
+		k.System = SystemUplinkd
+		if u, ok := cpu[k]; ok && !math.IsNaN(u.Switching) {
+			ctx := fmt.Sprintf("%s, %d B frames, %s", directionName(k.Direction), k.FrameSize, fmtRate(k.RatePPS))
+			out = append(out, newComparison(MetricSwitchCPU, peer.System, ctx, u.Switching, peer.Switching))
 		}
 	}
 	return out
@@ -335,6 +355,17 @@ func newComparison(metric, peer, ctx string, u, p float64) Comparison {
 		} else {
 			c.Text = fmt.Sprintf("uplinkd interrupts traffic %s as long as %s (median %s vs %s; %s)",
 				fmtRatio(c.Ratio), name, fmtNs(u), fmtNs(p), ctx)
+		}
+	case MetricSwitchCPU:
+		if u <= 0 || p <= 0 {
+			c.Ratio = math.NaN() // at or below the baseline: noise, no ratio
+		}
+		if math.IsNaN(c.Ratio) {
+			c.Text = fmt.Sprintf("switching a frame costs uplinkd %s µs of kernel time, %s %s µs (beyond the baseline; median; %s)",
+				fmtPerFrame(u), name, fmtPerFrame(p), ctx)
+		} else {
+			c.Text = fmt.Sprintf("uplinkd spends %s the kernel time %s spends switching a frame (beyond the baseline; median %s vs %s µs; %s)",
+				fmtRatio(c.Ratio), name, fmtPerFrame(u), fmtPerFrame(p), ctx)
 		}
 	case MetricMpps:
 		if math.IsNaN(c.Ratio) {

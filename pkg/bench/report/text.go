@@ -106,6 +106,8 @@ func comparisonTable(cs []Comparison) textTable {
 			figure, f = "interruption", fmtNs
 		case MetricMpps:
 			figure, f = "forwarding rate, Mpps", fmtMpps
+		case MetricSwitchCPU:
+			figure, f = "kernel µs per frame switched", fmtPerFrame
 		}
 		t.Rows = append(t.Rows, []string{figure, systemName(c.Peer), c.Context, f(c.Uplinkd), f(c.PeerValue), fmtRatio(c.Ratio)})
 	}
@@ -265,6 +267,7 @@ func WriteMarkdown(w io.Writer, r *Result) error {
 		b.WriteString("\n" + mdCell(n) + "\n")
 	}
 
+	writeCPUCostMarkdown(&b, r)
 	writeBalanceMarkdown(&b, r)
 	writeUpgradeMarkdown(&b, r)
 	writeTCPMarkdown(&b, r)
