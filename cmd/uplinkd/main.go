@@ -14,6 +14,7 @@ import (
 	"github.com/uplinkd/uplinkd/pkg/config"
 	"github.com/uplinkd/uplinkd/pkg/daemon"
 	"github.com/uplinkd/uplinkd/pkg/datapath"
+	"github.com/uplinkd/uplinkd/pkg/limits"
 	"github.com/uplinkd/uplinkd/pkg/sdnotify"
 	"github.com/uplinkd/uplinkd/pkg/version"
 )
@@ -36,7 +37,7 @@ func main() {
 	}
 	cfg, err := config.Load(*configPath)
 	if *cleanup {
-		pin := datapath.DefaultPinPath
+		pin := limits.DefaultPinPath
 		if err == nil {
 			pin = cfg.PinPath
 		}

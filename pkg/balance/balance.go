@@ -1,6 +1,6 @@
 // Package balance spreads the guests of a balance group over its usable
-// uplinks. Each guest (source MAC and VLAN) hashes to one of Buckets
-// buckets and each bucket is pinned to one uplink slot, so a guest's frames
+// uplinks. Each guest (source MAC and VLAN) hashes to one of
+// limits.Buckets buckets and each bucket is pinned to one uplink slot, so a guest's frames
 // always leave through one uplink (no reordering, one MAC behind one
 // upstream port) and a failed uplink's guests move without the others
 // noticing. Pure policy: no system calls.
@@ -9,19 +9,13 @@ package balance
 import (
 	"net"
 	"slices"
+
+	"github.com/uplinkd/uplinkd/pkg/limits"
 )
 
-// Buckets is the size of a group's bucket table (NBUCKETS in bpf/uplinkd.h).
-const Buckets = 256
-
-// MaxSlots is the number of uplink slots of a group.
-const MaxSlots = 8
-
-// NoSlot marks a bucket with no usable uplink.
-const NoSlot = 0xff
-
-// Table maps each bucket to a slot.
-type Table [Buckets]uint8
+// Table maps each bucket to a slot, NoSlot for a bucket with no usable
+// uplink.
+type Table [limits.Buckets]limits.Slot
 
 // Bucket is the bucket of a guest, as the data plane computes it
 // (bucket_of in bpf/balance.h): FNV-1a over the MAC and the VLAN
@@ -34,7 +28,7 @@ func Bucket(mac net.HardwareAddr, vlan uint16) int {
 	for _, b := range key {
 		h = (h ^ uint32(b)) * 16777619
 	}
-	return int((h ^ h>>8 ^ h>>16 ^ h>>24) & (Buckets - 1))
+	return int((h ^ h>>8 ^ h>>16 ^ h>>24) & (limits.Buckets - 1))
 }
 
 // Assign returns the table for the uplinks usable now.
@@ -48,28 +42,28 @@ func Bucket(mac net.HardwareAddr, vlan uint16) int {
 // else to usable[b mod len(usable)]: a failed uplink's buckets spread
 // over the rest, in the order the data plane's interim choice uses
 // (balance_slot), so the daemon's rewrite moves nothing again.
-func Assign(prev *Table, usable, home []int, failback bool) Table {
+func Assign(prev *Table, usable, home []limits.Slot, failback bool) Table {
 	var t Table
-	ok := make(map[int]bool, len(usable))
+	ok := make(map[limits.Slot]bool, len(usable))
 	for _, s := range usable {
 		ok[s] = true
 	}
 	for b := range t {
-		homeSlot := -1
+		homeSlot := limits.NoSlot
 		if len(home) > 0 {
 			homeSlot = home[b%len(home)]
 		}
 		switch {
 		case len(usable) == 0:
-			t[b] = NoSlot
+			t[b] = limits.NoSlot
 		case failback && ok[homeSlot]:
-			t[b] = uint8(homeSlot)
-		case prev != nil && prev[b] != NoSlot && ok[int(prev[b])]:
+			t[b] = homeSlot
+		case prev != nil && prev[b] != limits.NoSlot && ok[prev[b]]:
 			t[b] = prev[b]
 		case ok[homeSlot]:
-			t[b] = uint8(homeSlot)
+			t[b] = homeSlot
 		default:
-			t[b] = uint8(usable[b%len(usable)])
+			t[b] = usable[b%len(usable)]
 		}
 	}
 	return t
@@ -81,12 +75,12 @@ func Assign(prev *Table, usable, home []int, failback bool) Table {
 // Assign gives those buckets once s is no longer usable (their home being
 // s). A slot that is the only carrier falls back to the other fallback
 // uplinks (standby-only ones).
-func Alternatives(carriers, fallback []int) [MaxSlots][]int {
-	var alt [MaxSlots][]int
-	for s := range alt {
-		alt[s] = slices.DeleteFunc(slices.Clone(carriers), func(x int) bool { return x == s })
+func Alternatives(carriers, fallback []limits.Slot) [limits.MaxUplinks][]limits.Slot {
+	var alt [limits.MaxUplinks][]limits.Slot
+	for s := range limits.Slot(limits.MaxUplinks) {
+		alt[s] = slices.DeleteFunc(slices.Clone(carriers), func(x limits.Slot) bool { return x == s })
 		if len(alt[s]) == 0 {
-			alt[s] = slices.DeleteFunc(slices.Clone(fallback), func(x int) bool { return x == s })
+			alt[s] = slices.DeleteFunc(slices.Clone(fallback), func(x limits.Slot) bool { return x == s })
 		}
 	}
 	return alt
@@ -104,11 +98,11 @@ func Moved(a, b *Table) []int {
 }
 
 // Count is the number of buckets per slot.
-func (t *Table) Count() map[int]int {
-	n := map[int]int{}
+func (t *Table) Count() map[limits.Slot]int {
+	n := map[limits.Slot]int{}
 	for _, s := range t {
-		if s != NoSlot {
-			n[int(s)]++
+		if s != limits.NoSlot {
+			n[s]++
 		}
 	}
 	return n
@@ -122,15 +116,15 @@ func (t *Table) Count() map[int]int {
 // load over the last interval (bytes); buckets in fixed (the operator's
 // pins) are never moved. It returns the new table and the buckets it
 // moved, in order.
-func Rebalance(t Table, load *[Buckets]uint64, carriers []int, fixed map[int]bool, maxMoves int, minGap float64) (Table, []int) {
+func Rebalance(t Table, load *[limits.Buckets]uint64, carriers []limits.Slot, fixed map[int]bool, maxMoves int, minGap float64) (Table, []int) {
 	if len(carriers) < 2 {
 		return t, nil
 	}
-	per := map[int]uint64{}
+	per := map[limits.Slot]uint64{}
 	var total uint64
 	for b, s := range t {
-		per[int(s)] += load[b]
-		if slices.Contains(carriers, int(s)) {
+		per[s] += load[b]
+		if slices.Contains(carriers, s) {
 			total += load[b]
 		}
 	}
@@ -151,14 +145,14 @@ func Rebalance(t Table, load *[Buckets]uint64, carriers []int, fixed map[int]boo
 		}
 		best := -1
 		for b, s := range t {
-			if int(s) == busy && !fixed[b] && load[b] > 0 && load[b] < gap && (best < 0 || load[b] > load[best]) {
+			if s == busy && !fixed[b] && load[b] > 0 && load[b] < gap && (best < 0 || load[b] > load[best]) {
 				best = b
 			}
 		}
 		if best < 0 {
 			break
 		}
-		t[best] = uint8(idle)
+		t[best] = idle
 		per[busy] -= load[best]
 		per[idle] += load[best]
 		moved = append(moved, best)

@@ -4,25 +4,27 @@ import (
 	"net"
 	"slices"
 	"testing"
+
+	"github.com/uplinkd/uplinkd/pkg/limits"
 )
 
 func TestAssign(t *testing.T) {
-	home := []int{0, 1, 2}
-	start := Assign(nil, []int{0, 1, 2}, home, true)
+	home := []limits.Slot{0, 1, 2}
+	start := Assign(nil, []limits.Slot{0, 1, 2}, home, true)
 	if c := start.Count(); c[0] != 86 || c[1] != 85 || c[2] != 85 {
 		t.Fatalf("initial spread %v, want 86/85/85", c)
 	}
 
 	// Slot 1 fails: only its buckets move, spread over 0 and 2 as the
 	// data plane's interim choice (usable[b mod n]) spreads them.
-	failed := Assign(&start, []int{2, 0}, home, true)
+	failed := Assign(&start, []limits.Slot{2, 0}, home, true)
 	moved := Moved(&start, &failed)
 	if len(moved) != 85 {
 		t.Errorf("%d buckets moved, want slot 1's 85", len(moved))
 	}
 	for _, b := range moved {
-		if start[b] != 1 || int(failed[b]) != []int{2, 0}[b%2] {
-			t.Errorf("bucket %d: %d -> %d, want 1 -> %d", b, start[b], failed[b], []int{2, 0}[b%2])
+		if start[b] != 1 || failed[b] != []limits.Slot{2, 0}[b%2] {
+			t.Errorf("bucket %d: %d -> %d, want 1 -> %d", b, start[b], failed[b], []limits.Slot{2, 0}[b%2])
 		}
 	}
 	if c := failed.Count(); c[1] != 0 || c[0] < 120 || c[2] < 120 {
@@ -30,19 +32,19 @@ func TestAssign(t *testing.T) {
 	}
 
 	// Back, with failback: home again. Without: nothing moves.
-	if back := Assign(&failed, []int{0, 1, 2}, home, true); back != start {
+	if back := Assign(&failed, []limits.Slot{0, 1, 2}, home, true); back != start {
 		t.Errorf("failback did not restore the initial table: %d differ", len(Moved(&back, &start)))
 	}
-	if kept := Assign(&failed, []int{0, 1, 2}, home, false); kept != failed {
+	if kept := Assign(&failed, []limits.Slot{0, 1, 2}, home, false); kept != failed {
 		t.Errorf("without failback %d buckets moved back", len(Moved(&kept, &failed)))
 	}
 	// Without failback a newly usable uplink gets nothing, but buckets
 	// that had nowhere to go go home.
 	none := Assign(&start, nil, home, false)
-	if c := none.Count(); len(c) != 0 || none[0] != NoSlot {
+	if c := none.Count(); len(c) != 0 || none[0] != limits.NoSlot {
 		t.Errorf("nothing usable: %v", c)
 	}
-	if again := Assign(&none, []int{0, 1, 2}, home, false); again != start {
+	if again := Assign(&none, []limits.Slot{0, 1, 2}, home, false); again != start {
 		t.Errorf("from nothing: %d buckets not home", len(Moved(&again, &start)))
 	}
 }
@@ -55,7 +57,7 @@ func TestBucket(t *testing.T) {
 	seen := map[int]bool{}
 	for v := range uint16(64) {
 		b := Bucket(mac, v)
-		if b < 0 || b >= Buckets {
+		if b < 0 || b >= limits.Buckets {
 			t.Fatalf("bucket %d out of range", b)
 		}
 		seen[b] = true
@@ -71,9 +73,9 @@ func TestBucket(t *testing.T) {
 }
 
 func TestRebalance(t *testing.T) {
-	slots := []int{0, 1, 2}
+	slots := []limits.Slot{0, 1, 2}
 	base := Assign(nil, slots, slots, true)
-	var load [Buckets]uint64
+	var load [limits.Buckets]uint64
 	// Slot 0 carries two heavy buckets and slot 2 one light one; slot 1
 	// nothing.
 	heavy := []int{0, 3} // home slot 0
@@ -97,13 +99,13 @@ func TestRebalance(t *testing.T) {
 	}
 	// A bucket heavier than the gap is never moved (it would only move
 	// the hot spot).
-	var one [Buckets]uint64
+	var one [limits.Buckets]uint64
 	one[0] = 5000
 	if _, m := Rebalance(base, &one, slots, nil, 4, 0.1); len(m) != 0 {
 		t.Errorf("a single hot bucket moved: %v", m)
 	}
 	// Small imbalance: under minGap, nothing moves.
-	var even [Buckets]uint64
+	var even [limits.Buckets]uint64
 	for b := range even {
 		even[b] = 10
 	}
@@ -112,7 +114,7 @@ func TestRebalance(t *testing.T) {
 		t.Errorf("moved %v for a tiny imbalance", m)
 	}
 	// At most maxMoves.
-	var skew [Buckets]uint64
+	var skew [limits.Buckets]uint64
 	for b := range skew {
 		if base[b] == 0 {
 			skew[b] = 100
@@ -122,7 +124,7 @@ func TestRebalance(t *testing.T) {
 		t.Errorf("moved %d, want the cap of 3", len(m))
 	}
 	// One carrier: nothing to do.
-	if _, m := Rebalance(base, &skew, []int{0}, nil, 4, 0.01); m != nil {
+	if _, m := Rebalance(base, &skew, []limits.Slot{0}, nil, 4, 0.01); m != nil {
 		t.Errorf("one carrier: moved %v", m)
 	}
 }

@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/uplinkd/uplinkd/pkg/limits"
 )
 
 // DefaultPath is where uplinkd looks for its configuration file.
@@ -30,9 +32,10 @@ const DefaultPath = "/etc/uplinkd/uplinkd.yaml"
 var Example []byte
 
 // Defaults and limits. Exported so that help texts and other packages quote
-// the same numbers the validator enforces.
+// the same numbers the validator enforces. The data plane's own limits
+// (groups, uplinks, ports, name length) and the default pin path are
+// pkg/limits'.
 const (
-	DefaultPinPath             = "/sys/fs/bpf/uplinkd"
 	DefaultControlSocket       = "/run/uplinkd/uplinkd.sock"
 	DefaultCarrierPollInterval = 500 * time.Microsecond
 	DefaultAnnounceRateLimit   = 2000
@@ -59,17 +62,12 @@ const (
 	MaxCarrierPollInterval = time.Second
 	MaxAnnounceRateLimit   = 1_000_000
 	MaxAnnounceBurst       = 100_000
-	MaxGroups              = 64
-	MaxGroupNameLen        = 32
 	MaxAnnounceCount       = 100
 	MinAnnounceInterval    = time.Millisecond
 	MaxAnnounceInterval    = 60 * time.Second
-	MaxGuestPorts          = 200 // per group
-	MaxUplinks             = 8   // per group; the data plane has 8 slots
 	MaxPriority            = 65535
 	MaxVLAN                = 4094
-	MaxInterfaces          = 1024 // guest ports + uplinks over all groups
-	MaxIfNameLen           = 15   // IFNAMSIZ - 1
+	MaxIfNameLen           = 15 // IFNAMSIZ - 1
 
 	// maxFileSize bounds what Load reads; a real config is a few KiB.
 	maxFileSize = 1 << 20
@@ -86,7 +84,7 @@ type Rebalance struct {
 // Guest port learning limit: the default and the largest (the FDB's size).
 const (
 	DefaultMaxMACs = 1024
-	MaxMaxMACs     = 65536
+	MaxMaxMACs     = limits.FDBEntries
 )
 
 // Rebalancing limits and default.

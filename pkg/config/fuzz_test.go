@@ -4,6 +4,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/uplinkd/uplinkd/pkg/limits"
 )
 
 // FuzzParse: the decoder never panics, rejects with an error that is not
@@ -38,7 +40,7 @@ func FuzzParse(f *testing.F) {
 				t.Errorf("group name %q accepted twice or invalid", g.Name)
 			}
 			names[g.Name] = true
-			if n := len(g.Uplinks); n < 1 || n > MaxUplinks {
+			if n := len(g.Uplinks); n < 1 || n > limits.MaxUplinks {
 				t.Errorf("group %s: %d uplinks accepted", g.Name, n)
 			}
 			for _, u := range g.Uplinks {

@@ -15,7 +15,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
-	"github.com/uplinkd/uplinkd/pkg/balance"
+	"github.com/uplinkd/uplinkd/pkg/limits"
 )
 
 // The file* types mirror the YAML file. Optional values are pointers so that
@@ -236,7 +236,7 @@ var logLevels = map[string]slog.Level{
 func (raw *fileConfig) validate() (*Config, error) {
 	var v validator
 	cfg := &Config{
-		PinPath:       v.absPath("pin_path", raw.PinPath, DefaultPinPath, 0),
+		PinPath:       v.absPath("pin_path", raw.PinPath, limits.DefaultPinPath, 0),
 		ControlSocket: v.absPath("control_socket", raw.ControlSocket, DefaultControlSocket, maxUnixPath),
 		CarrierPollInterval: v.duration("carrier_poll_interval", raw.CarrierPollInterval,
 			DefaultCarrierPollInterval, MinCarrierPollInterval, MaxCarrierPollInterval, true),
@@ -264,8 +264,8 @@ func (raw *fileConfig) validate() (*Config, error) {
 	switch n := len(raw.Groups); {
 	case n == 0:
 		v.errorf("groups", "at least one group is required")
-	case n > MaxGroups:
-		v.errorf("groups", "at most %d groups are allowed, got %d", MaxGroups, n)
+	case n > limits.MaxGroups:
+		v.errorf("groups", "at most %d groups are allowed, got %d", limits.MaxGroups, n)
 	}
 
 	groupNames := map[string]string{} // group name -> path
@@ -304,7 +304,7 @@ func (raw *fileConfig) validate() (*Config, error) {
 			}
 			g.Rebalance = Rebalance{
 				Interval:   v.duration(gp+".rebalance.interval", r.Interval, 0, MinRebalanceInterval, MaxRebalanceInterval, true),
-				MaxBuckets: v.intRange(gp+".rebalance.max_buckets", r.MaxBuckets, DefaultRebalanceBuckets, 1, balance.Buckets),
+				MaxBuckets: v.intRange(gp+".rebalance.max_buckets", r.MaxBuckets, DefaultRebalanceBuckets, 1, limits.Buckets),
 			}
 		}
 		if rg.Failback != nil {
@@ -352,8 +352,8 @@ func (raw *fileConfig) validate() (*Config, error) {
 			g.Probe = pr
 		}
 
-		if n := len(rg.GuestPorts); n > MaxGuestPorts {
-			v.errorf(gp+".guest_ports", "at most %d guest ports are allowed per group, got %d", MaxGuestPorts, n)
+		if n := len(rg.GuestPorts); n > limits.MaxGuestPorts {
+			v.errorf(gp+".guest_ports", "at most %d guest ports are allowed per group, got %d", limits.MaxGuestPorts, n)
 		}
 		for j, rp := range rg.GuestPorts {
 			pp := fmt.Sprintf("%s.guest_ports[%d]", gp, j)
@@ -396,8 +396,8 @@ func (raw *fileConfig) validate() (*Config, error) {
 		switch n := len(rg.Uplinks); {
 		case n == 0:
 			v.errorf(gp+".uplinks", "at least one uplink is required")
-		case n > MaxUplinks:
-			v.errorf(gp+".uplinks", "at most %d uplinks are allowed per group, got %d", MaxUplinks, n)
+		case n > limits.MaxUplinks:
+			v.errorf(gp+".uplinks", "at most %d uplinks are allowed per group, got %d", limits.MaxUplinks, n)
 		}
 		for j, ru := range rg.Uplinks {
 			up := fmt.Sprintf("%s.uplinks[%d]", gp, j)
@@ -411,8 +411,8 @@ func (raw *fileConfig) validate() (*Config, error) {
 		total += len(rg.GuestPorts) + len(rg.Uplinks)
 		cfg.Groups = append(cfg.Groups, g)
 	}
-	if total > MaxInterfaces {
-		v.errorf("groups", "at most %d interfaces (guest ports and uplinks of all groups) are allowed, got %d", MaxInterfaces, total)
+	if total > limits.MaxPorts {
+		v.errorf("groups", "at most %d interfaces (guest ports and uplinks of all groups) are allowed, got %d", limits.MaxPorts, total)
 	}
 
 	if len(v.errs) > 0 {
@@ -468,8 +468,8 @@ func checkGroupName(name string) error {
 	if name == "" {
 		return errors.New("is required")
 	}
-	if len(name) > MaxGroupNameLen {
-		return fmt.Errorf("%q is longer than %d characters", name, MaxGroupNameLen)
+	if len(name) > limits.MaxGroupNameLen {
+		return fmt.Errorf("%q is longer than %d characters", name, limits.MaxGroupNameLen)
 	}
 	for _, c := range name {
 		ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' ||

@@ -160,7 +160,7 @@ func pruneArrivals(m map[arrivalKey]time.Time, before time.Time, max int) {
 // activeUplink is g's attached active uplink, or nil.
 func (d *Daemon) activeUplink(g *group) *port {
 	slot := g.policy.Active()
-	if slot < 0 || slot >= len(g.uplinks) {
+	if !slot.Valid() {
 		return nil
 	}
 	if up := g.uplinks[slot]; up != nil && up.ifindex > 0 {

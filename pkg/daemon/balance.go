@@ -12,6 +12,7 @@ import (
 	"github.com/uplinkd/uplinkd/pkg/balance"
 	"github.com/uplinkd/uplinkd/pkg/config"
 	"github.com/uplinkd/uplinkd/pkg/control"
+	"github.com/uplinkd/uplinkd/pkg/limits"
 )
 
 // Balance groups: each guest leaves through the uplink of its bucket. The
@@ -23,8 +24,8 @@ func (g *group) balanced() bool { return g.cfg.Mode == config.ModeBalance }
 
 // homeSlots are g's uplink slots in slot order: a bucket's home is
 // homeSlots[b mod n].
-func (g *group) homeSlots() []int {
-	var out []int
+func (g *group) homeSlots() []limits.Slot {
+	var out []limits.Slot
 	for _, p := range g.uplinkPorts() {
 		out = append(out, p.slot)
 	}
@@ -43,7 +44,7 @@ func (d *Daemon) rebalance(g *group) {
 	next := balance.Assign(g.table, carriers, g.homeSlots(), g.cfg.Failback)
 	for b, p := range g.pins {
 		if slices.Contains(carriers, p.slot) {
-			next[b] = uint8(p.slot)
+			next[b] = p.slot
 		} else {
 			delete(g.pins, b) // its uplink failed: the pin is void
 		}
@@ -74,7 +75,7 @@ func (d *Daemon) rebalance(g *group) {
 // before). Called from setup.
 func (d *Daemon) adoptBalance(g *group) error {
 	if !g.balanced() {
-		return d.dp.SetBalance(g.id, nil, [balance.MaxSlots][]int{})
+		return d.dp.SetBalance(g.id, nil, [limits.MaxUplinks][]limits.Slot{})
 	}
 	if t, _, ok, err := d.dp.Balance(g.id); err == nil && ok {
 		g.table = &t
@@ -82,7 +83,7 @@ func (d *Daemon) adoptBalance(g *group) error {
 	return nil
 }
 
-func altEqual(a, b [balance.MaxSlots][]int) bool {
+func altEqual(a, b [limits.MaxUplinks][]limits.Slot) bool {
 	for i := range a {
 		if !slices.Equal(a[i], b[i]) {
 			return false
@@ -101,15 +102,11 @@ func (d *Daemon) bucketsPerUplink(g *group) map[string]int {
 }
 
 // slotOf is the uplink slot a guest of balance group g leaves through.
-func (g *group) slotOf(mac net.HardwareAddr, vlan uint16) int {
+func (g *group) slotOf(mac net.HardwareAddr, vlan uint16) limits.Slot {
 	if g.table == nil {
-		return -1
+		return limits.NoSlot
 	}
-	s := g.table[balance.Bucket(mac, vlan)]
-	if s == balance.NoSlot {
-		return -1
-	}
-	return int(s)
+	return g.table[balance.Bucket(mac, vlan)]
 }
 
 // announceBuckets announces the learned guests in buckets, each on its
@@ -139,9 +136,9 @@ func (d *Daemon) announceWhere(g *group, why string, keep func(announce.Guest) b
 // announceBySlot announces guests of balance group g, each on the uplink
 // it leaves through (one run per uplink).
 func (d *Daemon) announceBySlot(g *group, guests []announce.Guest, why string) {
-	bySlot := map[int][]announce.Guest{}
+	bySlot := map[limits.Slot][]announce.Guest{}
 	for _, gu := range guests {
-		if s := g.slotOf(gu.MAC, gu.VLAN); s >= 0 {
+		if s := g.slotOf(gu.MAC, gu.VLAN); s != limits.NoSlot {
 			bySlot[s] = append(bySlot[s], gu)
 		}
 	}
@@ -151,12 +148,12 @@ func (d *Daemon) announceBySlot(g *group, guests []announce.Guest, why string) {
 }
 
 // announceSlot announces the learned guests that leave through slot.
-func (d *Daemon) announceSlot(g *group, slot int, why string) {
+func (d *Daemon) announceSlot(g *group, slot limits.Slot, why string) {
 	d.announceWhere(g, why, func(gu announce.Guest) bool { return g.slotOf(gu.MAC, gu.VLAN) == slot })
 }
 
 // announceEach announces guests on the uplink in slot.
-func (d *Daemon) announceEach(g *group, slot int, guests []announce.Guest, why string) {
+func (d *Daemon) announceEach(g *group, slot limits.Slot, guests []announce.Guest, why string) {
 	up := g.uplinks[slot]
 	if up == nil || up.ifindex == 0 || len(guests) == 0 {
 		return
@@ -246,7 +243,7 @@ func (d *Daemon) rebalanceTicks(ctx context.Context, out chan<- uint32) {
 // pin holds a bucket on a slot; the operator's (move-guest) the rebalancer
 // leaves alone.
 type pin struct {
-	slot     int
+	slot     limits.Slot
 	operator bool
 }
 
@@ -273,18 +270,18 @@ func (d *Daemon) onRebalanceTick(id uint32) {
 	if prev == nil {
 		return
 	}
-	var delta [balance.Buckets]uint64
+	var delta [limits.Buckets]uint64
 	for b := range delta {
 		if cur[b] >= prev[b] {
 			delta[b] = cur[b] - prev[b]
 		}
 	}
-	g.load = map[int]uint64{}
+	g.load = map[limits.Slot]uint64{}
 	secs := now.Sub(since).Seconds()
 	var total uint64
 	for b, s := range g.table {
-		if s != balance.NoSlot && secs > 0 {
-			g.load[int(s)] += uint64(float64(delta[b]) / secs)
+		if s != limits.NoSlot && secs > 0 {
+			g.load[s] += uint64(float64(delta[b]) / secs)
 			total += uint64(float64(delta[b]) / secs)
 		}
 	}
@@ -303,7 +300,7 @@ func (d *Daemon) onRebalanceTick(id uint32) {
 		g.pins = map[int]pin{}
 	}
 	for _, b := range moved {
-		g.pins[b] = pin{slot: int(next[b])}
+		g.pins[b] = pin{slot: next[b]}
 	}
 	g.rebalances++
 	d.log.Info("rebalancing", "group", g.cfg.Name, "buckets", moved, "load_bytes_per_s", g.load)

@@ -24,6 +24,7 @@ import (
 	"github.com/uplinkd/uplinkd/pkg/control"
 	"github.com/uplinkd/uplinkd/pkg/datapath"
 	"github.com/uplinkd/uplinkd/pkg/failover"
+	"github.com/uplinkd/uplinkd/pkg/limits"
 	"github.com/uplinkd/uplinkd/pkg/linkwatch"
 	"github.com/uplinkd/uplinkd/pkg/metrics"
 	"github.com/uplinkd/uplinkd/pkg/probe"
@@ -78,7 +79,7 @@ type group struct {
 	cfg     config.Group
 	id      uint32
 	policy  *failover.Group
-	uplinks [failover.MaxUplinks]*port // by slot; nil: free
+	uplinks [limits.MaxUplinks]*port // by slot; nil: free
 
 	guests   []*port
 	recent   []*control.FailoverEvent // the last maxRecent switches, oldest first
@@ -91,14 +92,14 @@ type group struct {
 	// alternatives written with it, and the buckets pinned to a slot (by
 	// move-guest or the rebalancer) while that slot carries traffic.
 	table *balance.Table
-	alt   [balance.MaxSlots][]int
+	alt   [limits.MaxUplinks][]limits.Slot
 	pins  map[int]pin
 	// Rebalancing: the bucket byte counters at the last tick, the
 	// upstream load per slot over the last interval (bytes/s), and how
 	// many rounds moved buckets.
-	lastBytes   *[balance.Buckets]uint64
+	lastBytes   *[limits.Buckets]uint64
 	lastBytesAt time.Time
-	load        map[int]uint64
+	load        map[limits.Slot]uint64
 	rebalances  uint64
 	// Event counters since start: uplinkctl status and stats, and the
 	// metrics read them.
@@ -111,8 +112,8 @@ type port struct {
 	name    string
 	group   *group
 	role    datapath.Role
-	slot    int // uplinks
-	ifindex int // attached index; 0 when not attached
+	slot    limits.Slot // uplinks
+	ifindex int         // attached index; 0 when not attached
 	mac     net.HardwareAddr
 	mode    datapath.AttachMode
 	err     error    // why it is not attached
@@ -200,7 +201,7 @@ func (d *Daemon) setup() error {
 				return fmt.Errorf("group %s uplink %s: %w", gc.Name, u.Name, err)
 			}
 			pc.Uplinks = append(pc.Uplinks, failover.UplinkConfig{Name: u.Name, Priority: u.Priority, State: state})
-			p := &port{name: u.Name, group: g, role: datapath.RoleUplink, slot: slot}
+			p := &port{name: u.Name, group: g, role: datapath.RoleUplink, slot: limits.Slot(slot)}
 			g.uplinks[slot] = p
 			d.ports[u.Name] = p
 		}
@@ -246,7 +247,7 @@ func (d *Daemon) setup() error {
 
 // addGuest makes gp a guest port of g (not attached yet).
 func (d *Daemon) addGuest(g *group, gp config.GuestPort) *port {
-	p := &port{name: gp.Name, group: g, role: datapath.RoleGuest, slot: -1, vlan: gp.VLAN, trunk: gp.Trunk,
+	p := &port{name: gp.Name, group: g, role: datapath.RoleGuest, slot: limits.NoSlot, vlan: gp.VLAN, trunk: gp.Trunk,
 		announcePriority: gp.AnnouncePriority, pattern: gp.Match, maxMACs: gp.MaxMACs, macLock: gp.MACLock}
 	g.guests = append(g.guests, p)
 	d.ports[gp.Name] = p
@@ -267,9 +268,9 @@ func (d *Daemon) matchGuest(name string) *port {
 	if err != nil {
 		return nil
 	}
-	if len(g.guests) >= config.MaxGuestPorts {
+	if len(g.guests) >= limits.MaxGuestPorts {
 		d.log.Error("interface matches a guest port pattern but the group is full; not attached",
-			"port", name, "group", g.cfg.Name, "match", profile.Match, "max", config.MaxGuestPorts)
+			"port", name, "group", g.cfg.Name, "match", profile.Match, "max", limits.MaxGuestPorts)
 		return nil
 	}
 	return d.addGuest(g, profile)
@@ -341,24 +342,24 @@ func (d *Daemon) onProbe(g *group, uplink string, st failover.ProbeState) {
 }
 
 // pinnedActive returns the slot of the uplink the data plane already uses
-// for g, or failover.NoActive.
-func (d *Daemon) pinnedActive(g *group) (int, error) {
+// for g, or limits.NoSlot.
+func (d *Daemon) pinnedActive(g *group) (limits.Slot, error) {
 	slot, err := d.dp.ActiveSlot(g.id)
 	if err != nil {
-		return failover.NoActive, err
+		return limits.NoSlot, err
 	}
-	if slot == datapath.NoSlot || int(slot) >= len(g.cfg.Uplinks) {
-		return failover.NoActive, nil
+	if slot == limits.NoSlot || int(slot) >= len(g.cfg.Uplinks) {
+		return limits.NoSlot, nil
 	}
 	pinned, err := d.dp.UplinkIfindex(g.id, slot)
 	if err != nil || pinned == 0 {
-		return failover.NoActive, err
+		return limits.NoSlot, err
 	}
 	l, err := netlink.LinkByName(g.cfg.Uplinks[slot].Name)
 	if err != nil || l.Attrs().Index != pinned {
-		return failover.NoActive, nil
+		return limits.NoSlot, nil
 	}
-	return int(slot), nil
+	return slot, nil
 }
 
 // detachUnconfigured removes ports a previous configuration attached.
@@ -409,7 +410,7 @@ func (d *Daemon) attach(p *port, ifindex int) {
 		Role:    p.role,
 	}
 	if p.role == datapath.RoleUplink {
-		dpPort.Slot = uint32(p.slot)
+		dpPort.Slot = p.slot
 	} else {
 		dpPort.VLAN, dpPort.Trunk = p.vlan, p.trunk
 		dpPort.MaxMACs, dpPort.MACLock = uint32(p.maxMACs), p.macLock
@@ -590,14 +591,12 @@ func (d *Daemon) onKernelSwitch(ev datapath.KernelSwitch) {
 	}
 	reason := failover.ReasonCarrierHook // the carrier hook, or the switch read no carrier
 	d.log.Info("kernel moved the group off a failing uplink", "group", g.cfg.Name, "path", ev.Path,
-		"from", g.policy.UplinkName(int(ev.From)), "to", g.policy.UplinkName(int(ev.To)))
-	to := failover.NoActive // a balance group's non-designated uplink: the active slot stayed
-	if ev.To < datapath.MaxUplinks {
-		to = int(ev.To)
-	}
-	dec := g.policy.DataPlaneLost(int(ev.From), to, reason, ev.At)
+		"from", g.policy.UplinkName(ev.From), "to", g.policy.UplinkName(ev.To))
+	// ev.To is NoSlot for a balance group's non-designated uplink: the
+	// active slot stayed.
+	dec := g.policy.DataPlaneLost(ev.From, ev.To, reason, ev.At)
 	d.applyFrom(g, dec, ev.At, ev.At, "kernel/"+ev.Path)
-	if int(ev.From) < len(g.uplinks) && g.uplinks[ev.From] != nil {
+	if ev.From.Valid() && g.uplinks[ev.From] != nil {
 		from := g.uplinks[ev.From]
 		if st, err := linkwatch.Current(from.name); err == nil {
 			up := from.ifindex > 0 && st.Exists && st.AdminUp && st.Carrier
@@ -728,11 +727,7 @@ func (d *Daemon) applyFrom(g *group, dec failover.Decision, detected, switched t
 	if !dec.Changed {
 		return
 	}
-	slot := datapath.NoSlot
-	if dec.To != failover.NoActive {
-		slot = uint32(dec.To)
-	}
-	if err := d.dp.SetActive(g.id, slot); err != nil {
+	if err := d.dp.SetActive(g.id, dec.To); err != nil {
 		// The policy moved on but the data plane did not: say so loudly;
 		// the next event retries with a fresh decision.
 		d.log.Error("cannot write the active uplink", "group", g.cfg.Name, "err", err)
@@ -763,7 +758,7 @@ func (d *Daemon) applyFrom(g *group, dec failover.Decision, detected, switched t
 	g.byReason[ev.Reason]++
 	d.log.Info("active uplink changed", "group", g.cfg.Name, "from", ev.From, "to", ev.To,
 		"reason", ev.Reason, "source", ev.Source, "detect_to_switch", ev.Latency)
-	if dec.To == failover.NoActive {
+	if dec.To == limits.NoSlot {
 		d.log.Warn("no usable uplink: guest traffic to the network is dropped until one returns", "group", g.cfg.Name)
 		return
 	}

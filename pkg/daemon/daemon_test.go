@@ -13,18 +13,19 @@ import (
 	"github.com/uplinkd/uplinkd/pkg/control"
 	"github.com/uplinkd/uplinkd/pkg/datapath"
 	"github.com/uplinkd/uplinkd/pkg/failover"
+	"github.com/uplinkd/uplinkd/pkg/limits"
 )
 
 // carrier_poll_interval: 0 turns the poll off: nothing is polled.
 func TestPolledUplinks(t *testing.T) {
-	pol, err := failover.New(failover.Config{Name: "g", Uplinks: []failover.UplinkConfig{{Name: "eth1"}, {Name: "eth2"}}}, failover.NoActive)
+	pol, err := failover.New(failover.Config{Name: "g", Uplinks: []failover.UplinkConfig{{Name: "eth1"}, {Name: "eth2"}}}, limits.NoSlot)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if _, err := pol.Start(map[string]bool{"eth1": true, "eth2": true}, time.Now()); err != nil {
 		t.Fatal(err)
 	}
-	g := &group{policy: pol, uplinks: [failover.MaxUplinks]*port{{name: "eth1"}, {name: "eth2"}}}
+	g := &group{policy: pol, uplinks: [limits.MaxUplinks]*port{{name: "eth1"}, {name: "eth2"}}}
 	for _, tc := range []struct {
 		interval time.Duration
 		want     []string

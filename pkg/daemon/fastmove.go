@@ -5,8 +5,8 @@ import (
 	"slices"
 	"time"
 
-	"github.com/uplinkd/uplinkd/pkg/datapath"
 	"github.com/uplinkd/uplinkd/pkg/failover"
+	"github.com/uplinkd/uplinkd/pkg/limits"
 )
 
 // The carrier poll's fast path. When the poll sees a polled uplink's
@@ -22,25 +22,25 @@ import (
 // polledUplink is the group and slot of a polled uplink.
 type polledUplink struct {
 	group uint32
-	slot  int
+	slot  limits.Slot
 }
 
 // fastMove is one move the poll made: off from, and the active slot to
-// to (NoActive: it stayed, a balance group's other uplink failed).
+// to (NoSlot: it stayed, a balance group's other uplink failed).
 type fastMove struct {
 	group    uint32
-	from, to int
+	from, to limits.Slot
 	at       time.Time
 }
 
 // polledSlots are the uplinks of g whose carrier is polled: the active
 // one, or in a balance group every one that carries guests.
-func (g *group) polledSlots() []int {
+func (g *group) polledSlots() []limits.Slot {
 	if g.balanced() {
 		return g.policy.Carriers()
 	}
-	if a := g.policy.Active(); a != failover.NoActive {
-		return []int{a}
+	if a := g.policy.Active(); a != limits.NoSlot {
+		return []limits.Slot{a}
 	}
 	return nil
 }
@@ -91,12 +91,10 @@ func (d *Daemon) onPolledCarrierLost(name string) {
 	if !ok {
 		return
 	}
-	to, moved, err := d.dp.MoveOff(u.group, uint32(u.slot))
+	// to is NoSlot when the active slot stayed (a balance group's other
+	// uplink).
+	to, moved, err := d.dp.MoveOff(u.group, u.slot)
 	at := time.Now()
-	activeTo := failover.NoActive // the active slot stayed (a balance group's other uplink)
-	if to != datapath.NoSlot {
-		activeTo = int(to)
-	}
 	if err != nil {
 		d.log.Warn("poll: cannot move the group off the uplink that lost carrier; the daemon will", "uplink", name, "err", err)
 		return
@@ -105,7 +103,7 @@ func (d *Daemon) onPolledCarrierLost(name string) {
 		return // a kernel path was first, or nowhere to go: the daemon decides
 	}
 	select {
-	case d.fastMoves <- fastMove{group: u.group, from: u.slot, to: activeTo, at: at}:
+	case d.fastMoves <- fastMove{group: u.group, from: u.slot, to: to, at: at}:
 	default: // the carrier event that follows makes the daemon catch up
 	}
 }

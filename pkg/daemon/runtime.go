@@ -10,6 +10,7 @@ import (
 	"github.com/uplinkd/uplinkd/pkg/control"
 	"github.com/uplinkd/uplinkd/pkg/datapath"
 	"github.com/uplinkd/uplinkd/pkg/failover"
+	"github.com/uplinkd/uplinkd/pkg/limits"
 	"github.com/uplinkd/uplinkd/pkg/linkwatch"
 )
 
@@ -146,7 +147,7 @@ func (d *Daemon) addPort(g *group, gp config.GuestPort) error {
 	if err := d.checkNewPort(gp.Name); err != nil {
 		return err
 	}
-	if len(g.guests) >= config.MaxGuestPorts {
+	if len(g.guests) >= limits.MaxGuestPorts {
 		return fmt.Errorf("%w: group %s has %d guest ports already", control.ErrRefused, g.cfg.Name, len(g.guests))
 	}
 	p := d.addGuest(g, gp)

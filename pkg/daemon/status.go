@@ -6,7 +6,7 @@ import (
 
 	"github.com/uplinkd/uplinkd/pkg/control"
 	"github.com/uplinkd/uplinkd/pkg/datapath"
-	"github.com/uplinkd/uplinkd/pkg/failover"
+	"github.com/uplinkd/uplinkd/pkg/limits"
 	"github.com/uplinkd/uplinkd/pkg/metrics"
 	"github.com/uplinkd/uplinkd/pkg/version"
 )
@@ -32,7 +32,7 @@ func (d *Daemon) Status() control.Status {
 	for _, g := range d.groups {
 		ps := g.policy.Status(now)
 		// Balance groups: learned guests per uplink slot.
-		guestsOn := map[int]int{}
+		guestsOn := map[limits.Slot]int{}
 		if g.balanced() {
 			for _, e := range fdb {
 				if e.Group == g.id {
@@ -61,7 +61,7 @@ func (d *Daemon) Status() control.Status {
 			AnnounceSuppressed: g.annSuppress,
 		}
 		gs.GuestPatterns = g.cfg.Patterns()
-		if ps.Manual != failover.NoSlot {
+		if ps.Manual != limits.NoSlot {
 			gs.Manual = g.policy.UplinkName(ps.Manual)
 		}
 		for _, ev := range g.recent {
@@ -73,7 +73,7 @@ func (d *Daemon) Status() control.Status {
 		for _, u := range ps.Uplinks {
 			p := g.uplinks[u.Slot]
 			us := control.UplinkStatus{
-				Name: u.Name, Ifindex: p.ifindex, Slot: u.Slot, Priority: u.Priority,
+				Name: u.Name, Ifindex: p.ifindex, Slot: int(u.Slot), Priority: u.Priority,
 				State: u.State.String(), Probe: u.Probe.String(), Carrier: u.Carrier, Usable: u.Usable,
 				Active: u.Active, Since: u.Since, Hold: u.Hold, Failovers: int(u.Failovers),
 				Hook: string(p.mode), Error: errString(p.err),

@@ -10,6 +10,7 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/uplinkd/uplinkd/pkg/balance"
+	"github.com/uplinkd/uplinkd/pkg/limits"
 )
 
 // TestBalance: in a balance group each guest leaves through its bucket's
@@ -24,11 +25,11 @@ func TestBalance(t *testing.T) {
 		t.Fatal(err)
 	}
 	red := ids["red"]
-	table := balance.Assign(nil, []int{0, 1}, []int{0, 1}, true)
-	if err := tp.dp.SetFallback(red, []int{0, 1}); err != nil {
+	table := balance.Assign(nil, []limits.Slot{0, 1}, []limits.Slot{0, 1}, true)
+	if err := tp.dp.SetFallback(red, []limits.Slot{0, 1}); err != nil {
 		t.Fatal(err)
 	}
-	if err := tp.dp.SetBalance(red, &table, balance.Alternatives([]int{0, 1}, []int{0, 1})); err != nil {
+	if err := tp.dp.SetBalance(red, &table, balance.Alternatives([]limits.Slot{0, 1}, []limits.Slot{0, 1})); err != nil {
 		t.Fatal(err)
 	}
 	// Four guests per uplink, found by the Go hash: with a different hash
@@ -119,7 +120,7 @@ func TestBalance(t *testing.T) {
 	}
 	// The daemon's rewrite clears the mark; back in active-backup mode
 	// every guest follows the active slot (1 now).
-	if err := tp.dp.SetBalance(red, nil, [balance.MaxSlots][]int{}); err != nil {
+	if err := tp.dp.SetBalance(red, nil, [limits.MaxUplinks][]limits.Slot{}); err != nil {
 		t.Fatal(err)
 	}
 	if got := copies("g0", func(m []byte) []byte { return frame(t, macUp, guests[0][0], 0, m) }); !maps.Equal(got, map[string]int{"u1p": 1}) {
@@ -138,8 +139,8 @@ func TestBalanceCarrierAtRedirect(t *testing.T) {
 		t.Skipf("the switch cannot read carrier here: %s", kf.Refused()[PathCarrierAtRedirect])
 	}
 	const red = 0
-	table := balance.Assign(nil, []int{0, 1}, []int{0, 1}, true)
-	if err := tp.dp.SetBalance(red, &table, balance.Alternatives([]int{0, 1}, []int{0, 1})); err != nil {
+	table := balance.Assign(nil, []limits.Slot{0, 1}, []limits.Slot{0, 1}, true)
+	if err := tp.dp.SetBalance(red, &table, balance.Alternatives([]limits.Slot{0, 1}, []limits.Slot{0, 1})); err != nil {
 		t.Fatal(err)
 	}
 	var on [2]net.HardwareAddr
@@ -179,7 +180,7 @@ func TestBalanceCarrierAtRedirect(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if (ev.Path != PathCarrierAtRedirect && ev.Path != PathCarrierHook) || ev.From != 1 || ev.To != NoSlot || ev.Ifindex != tp.up1 {
+	if (ev.Path != PathCarrierAtRedirect && ev.Path != PathCarrierHook) || ev.From != 1 || ev.To != limits.NoSlot || ev.Ifindex != tp.up1 {
 		t.Errorf("event %+v, want slot 1 reported down, the active slot unmoved", ev)
 	}
 }

@@ -21,18 +21,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Limits compiled into the data plane (bpf/uplinkd.h).
-const (
-	MaxGroups  = 64
-	MaxUplinks = 8
-	MaxPorts   = 1024
-	// NoSlot is the active slot of a group without a usable uplink.
-	NoSlot = ^uint32(0)
-)
-
-// DefaultPinPath is where the daemon keeps its state in bpffs.
-const DefaultPinPath = "/sys/fs/bpf/uplinkd"
-
 // Role says which program a port runs.
 type Role uint32
 

@@ -4,6 +4,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/uplinkd/uplinkd/pkg/limits"
 	"github.com/vishvananda/netlink"
 )
 
@@ -179,7 +180,7 @@ func TestFloodDrops(t *testing.T) {
 
 	// Blue has one guest port and one uplink: without an active uplink a
 	// broadcast from its guest has nowhere to go.
-	if err := tp.dp.SetActive(blue, NoSlot); err != nil {
+	if err := tp.dp.SetActive(blue, limits.NoSlot); err != nil {
 		t.Fatal(err)
 	}
 	before := tp.stats(t, tp.vnet2)

@@ -14,6 +14,8 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 	"github.com/cilium/ebpf/ringbuf"
+
+	"github.com/uplinkd/uplinkd/pkg/limits"
 )
 
 // Failover paths, fastest first.
@@ -43,7 +45,7 @@ type KernelFailover struct {
 // moved while the active slot stayed.
 type KernelSwitch struct {
 	Group    uint32
-	From, To uint32
+	From, To limits.Slot
 	Ifindex  int
 	Path     string // PathCarrierHook or PathCarrierAtRedirect
 	At       time.Time
@@ -187,7 +189,7 @@ func (kf *KernelFailover) Next() (KernelSwitch, error) {
 	if err := binary.Read(bytes.NewReader(rec.RawSample), binary.NativeEndian, &ev); err != nil {
 		return KernelSwitch{}, fmt.Errorf("failover event: %w", err)
 	}
-	ks := KernelSwitch{Group: ev.Group, From: ev.From, To: ev.To, Ifindex: int(ev.Ifindex), At: KtimeToTime(ev.TsNs)}
+	ks := KernelSwitch{Group: ev.Group, From: slotFromMap(ev.From), To: slotFromMap(ev.To), Ifindex: int(ev.Ifindex), At: KtimeToTime(ev.TsNs)}
 	switch ev.Cause {
 	case uint32(bpfFailoverFoCauseFO_CARRIER_OFF):
 		ks.Path = PathCarrierHook

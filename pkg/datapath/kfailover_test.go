@@ -10,6 +10,7 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
+	"github.com/uplinkd/uplinkd/pkg/limits"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
@@ -274,7 +275,7 @@ func (tp *topo) armKernelFailover(t *testing.T) *KernelFailover {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { kf.Close() })
-	if err := tp.dp.SetFallback(0, []int{0, 1}); err != nil {
+	if err := tp.dp.SetFallback(0, []limits.Slot{0, 1}); err != nil {
 		t.Fatal(err)
 	}
 	return kf

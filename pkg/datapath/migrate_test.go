@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/cilium/ebpf"
+	"github.com/uplinkd/uplinkd/pkg/limits"
 	"golang.org/x/sys/unix"
 )
 
@@ -40,7 +41,7 @@ func TestMigratePinnedMaps(t *testing.T) {
 		return m
 	}
 	// balances before alt_n/alt: mode, down, 256 slots.
-	oldBal := pinned("balances", &ebpf.MapSpec{Type: ebpf.Array, KeySize: 4, ValueSize: 264, MaxEntries: MaxGroups})
+	oldBal := pinned("balances", &ebpf.MapSpec{Type: ebpf.Array, KeySize: 4, ValueSize: 264, MaxEntries: limits.MaxGroups})
 	val := make([]byte, 264)
 	val[0] = 1   // mode balance
 	val[8+5] = 2 // bucket 5 -> slot 2

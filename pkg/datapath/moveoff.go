@@ -5,17 +5,19 @@ import (
 	"fmt"
 
 	"github.com/cilium/ebpf"
+
+	"github.com/uplinkd/uplinkd/pkg/limits"
 )
 
 // SetFallback gives the order in which a group's uplinks may take over,
 // best first (only usable ones): the in-kernel failover paths and MoveOff
 // pick from it. An empty order makes them stand aside (the daemon then
 // decides, e.g. while a down-delay runs).
-func (d *Datapath) SetFallback(group uint32, slots []int) error {
+func (d *Datapath) SetFallback(group uint32, slots []limits.Slot) error {
 	var fb bpfFailoverFallback
 	for _, s := range slots {
-		if int(fb.Count) < len(fb.Slots) && s >= 0 && s < MaxUplinks {
-			fb.Slots[fb.Count] = uint32(s)
+		if int(fb.Count) < len(fb.Slots) && s.Valid() {
+			fb.Slots[fb.Count] = mapSlot(s)
 			fb.Count++
 		}
 	}
@@ -37,45 +39,45 @@ func (d *Datapath) SetFallback(group uint32, slots []int) error {
 //
 // to is the group's new active slot, NoSlot when the active slot did not
 // move.
-func (d *Datapath) MoveOff(group, from uint32) (to uint32, moved bool, err error) {
-	if from >= MaxUplinks {
-		return NoSlot, false, fmt.Errorf("move off slot %d: out of range", from)
+func (d *Datapath) MoveOff(group uint32, from limits.Slot) (to limits.Slot, moved bool, err error) {
+	if !from.Valid() {
+		return limits.NoSlot, false, fmt.Errorf("move off slot %d: out of range", from)
 	}
 	// As the kernel's move_group: no fallback order (a down-delay runs),
 	// no move; the daemon decides.
 	var fb bpfFailoverFallback
 	if err := d.objs.Fallbacks.Lookup(group, &fb); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-		return NoSlot, false, fmt.Errorf("read fallbacks[%d]: %w", group, err)
+		return limits.NoSlot, false, fmt.Errorf("read fallbacks[%d]: %w", group, err)
 	}
 	if fb.Count == 0 {
-		return NoSlot, false, nil
+		return limits.NoSlot, false, nil
 	}
 	if moved, err = d.markDown(group, from); err != nil {
-		return NoSlot, false, err
+		return limits.NoSlot, false, err
 	}
 	cur, err := d.ActiveSlot(group)
 	if err != nil {
-		return NoSlot, moved, err
+		return limits.NoSlot, moved, err
 	}
 	if cur != from {
-		return NoSlot, moved, nil
+		return limits.NoSlot, moved, nil
 	}
-	for _, s := range fb.Slots[:min(fb.Count, uint32(len(fb.Slots)))] {
-		if s != from && s < MaxUplinks {
-			if err := d.objs.Active.Put(group, s); err != nil {
-				return NoSlot, moved, fmt.Errorf("set active[%d]=%d: %w", group, s, err)
+	for _, v := range fb.Slots[:min(fb.Count, uint32(len(fb.Slots)))] {
+		if s := slotFromMap(v); s != from && s.Valid() {
+			if err := d.objs.Active.Put(group, mapSlot(s)); err != nil {
+				return limits.NoSlot, moved, fmt.Errorf("set active[%d]=%d: %w", group, s, err)
 			}
 			return s, true, nil
 		}
 	}
-	return NoSlot, moved, nil
+	return limits.NoSlot, moved, nil
 }
 
 // markDown sets slot's down bit in a balance group's entry; marked is
 // false for an active-backup group or a slot already down. Ordered with
 // SetBalance; not atomic with the kernel's fetch-and-or of another slot's
 // bit, which the daemon's next table write settles.
-func (d *Datapath) markDown(group, slot uint32) (marked bool, err error) {
+func (d *Datapath) markDown(group uint32, slot limits.Slot) (marked bool, err error) {
 	d.balanceMu.Lock()
 	defer d.balanceMu.Unlock()
 	var bal bpfSwitchBalance

@@ -1,6 +1,10 @@
 package datapath
 
-import "testing"
+import (
+	"testing"
+
+	"github.com/uplinkd/uplinkd/pkg/limits"
+)
 
 // TestMoveOff: the poll's fast move takes the first other slot of the
 // fallback order, only while the failed slot is still active, and stays
@@ -14,18 +18,18 @@ func TestMoveOff(t *testing.T) {
 	red := ids["red"]
 	steps := []struct {
 		name      string
-		active    uint32
-		fallback  []int
-		from      uint32
-		wantTo    uint32
+		active    limits.Slot
+		fallback  []limits.Slot
+		from      limits.Slot
+		wantTo    limits.Slot
 		wantMoved bool
-		after     uint32 // the active slot then
+		after     limits.Slot // the active slot then
 	}{
-		{"active fails: first other slot", 0, []int{0, 1}, 0, 1, true, 1},
-		{"order best first, the failed one skipped", 0, []int{1, 0}, 0, 1, true, 1},
-		{"a standby fails: nothing moves", 1, []int{0, 1}, 0, NoSlot, false, 1},
-		{"nowhere to go", 1, []int{1}, 1, NoSlot, false, 1},
-		{"no order (down-delay): the daemon decides", 0, nil, 0, NoSlot, false, 0},
+		{"active fails: first other slot", 0, []limits.Slot{0, 1}, 0, 1, true, 1},
+		{"order best first, the failed one skipped", 0, []limits.Slot{1, 0}, 0, 1, true, 1},
+		{"a standby fails: nothing moves", 1, []limits.Slot{0, 1}, 0, limits.NoSlot, false, 1},
+		{"nowhere to go", 1, []limits.Slot{1}, 1, limits.NoSlot, false, 1},
+		{"no order (down-delay): the daemon decides", 0, nil, 0, limits.NoSlot, false, 0},
 	}
 	for _, s := range steps {
 		if err := tp.dp.SetActive(red, s.active); err != nil {

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -14,6 +15,8 @@ import (
 	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/link"
 	"github.com/vishvananda/netlink"
+
+	"github.com/uplinkd/uplinkd/pkg/limits"
 )
 
 // A restarted daemon re-opens the pinned maps: the active uplink and the
@@ -94,6 +97,19 @@ func TestReopenKeepsStateAndRemoveCleansUp(t *testing.T) {
 	}
 	if ifx, _ := dp.UplinkIfindex(1, 0); ifx != 0 {
 		t.Errorf("released group kept uplink %d", ifx)
+	}
+	// A name as long as the configuration allows fills the pinned field
+	// (no NUL) and still maps back to its id; a longer one is refused.
+	long := strings.Repeat("n", limits.MaxGroupNameLen)
+	first, err := dp.AssignGroups([]string{"red", long})
+	if err != nil {
+		t.Fatalf("a %d-byte group name: %v", len(long), err)
+	}
+	if again, err := dp.AssignGroups([]string{"red", long}); err != nil || again[long] != first[long] {
+		t.Errorf("a %d-byte group name: id %d, then %d (%v)", len(long), first[long], again[long], err)
+	}
+	if _, err := dp.AssignGroups([]string{"red", long + "n"}); err == nil {
+		t.Errorf("a %d-byte group name accepted", len(long)+1)
 	}
 
 	if err := dp.Detach("vnet1", tp.vnet1); err != nil {

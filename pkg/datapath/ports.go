@@ -12,6 +12,8 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 	"github.com/vishvananda/netlink"
+
+	"github.com/uplinkd/uplinkd/pkg/limits"
 )
 
 // Port is one interface of the switch.
@@ -21,7 +23,7 @@ type Port struct {
 	MAC     net.HardwareAddr // the port's own address (uplinks: host traffic)
 	Group   uint32
 	Role    Role
-	Slot    uint32 // uplinks only: position in the group, 0..MaxUplinks-1
+	Slot    limits.Slot // uplinks only: position in the group
 	// Guests only: VLAN makes an access port (untagged at the guest, that
 	// VLAN upstream); otherwise a trunk, carrying only Trunk's VLANs (and
 	// untagged frames) when Trunk is set.
@@ -48,10 +50,10 @@ func (d *Datapath) Attach(p Port) (AttachMode, error) {
 	if p.Ifindex <= 0 {
 		return "", fmt.Errorf("attach %s: no interface index", p.Ifname)
 	}
-	if p.Group >= MaxGroups {
+	if p.Group >= limits.MaxGroups {
 		return "", fmt.Errorf("attach %s: group id %d out of range", p.Ifname, p.Group)
 	}
-	if p.Role == RoleUplink && p.Slot >= MaxUplinks {
+	if p.Role == RoleUplink && !p.Slot.Valid() {
 		return "", fmt.Errorf("attach %s: uplink slot %d out of range", p.Ifname, p.Slot)
 	}
 	id, err := d.portID(uint32(p.Ifindex))
@@ -62,11 +64,11 @@ func (d *Datapath) Attach(p Port) (AttachMode, error) {
 		Id:    id,
 		Group: p.Group,
 		Role:  uint32(p.Role),
-		Slot:  NoSlot,
+		Slot:  mapNoSlot,
 		Mac:   macOf(p.MAC),
 	}
 	if p.Role == RoleUplink {
-		info.Slot = p.Slot
+		info.Slot = mapSlot(p.Slot)
 	} else {
 		info.Vlan, info.MaxMacs = p.VLAN, p.MaxMACs
 		if p.MACLock {
@@ -159,7 +161,9 @@ func (d *Datapath) listPort(group, ifindex uint32, add bool) error {
 	return nil
 }
 
-func uplinkKey(group, slot uint32) uint32 { return group*MaxUplinks + slot }
+func uplinkKey(group uint32, slot limits.Slot) uint32 {
+	return group*limits.MaxUplinks + uint32(slot)
+}
 
 // Port flags: PORT_F_VLAN_FILTER and PORT_F_MAC_LOCK (bpf/uplinkd.h).
 const (
@@ -193,7 +197,7 @@ func (d *Datapath) portID(ifindex uint32) (uint32, error) {
 	if err := it.Err(); err != nil {
 		return 0, fmt.Errorf("read ports: %w", err)
 	}
-	for id := uint32(0); id < MaxPorts; id++ {
+	for id := uint32(0); id < limits.MaxPorts; id++ {
 		if !used[id] {
 			zero := make([]bpfSwitchPortStats, ebpf.MustPossibleCPU())
 			if err := d.objs.Stats.Put(id, zero); err != nil {
@@ -206,7 +210,7 @@ func (d *Datapath) portID(ifindex uint32) (uint32, error) {
 			return id, nil
 		}
 	}
-	return 0, fmt.Errorf("more than %d ports", MaxPorts)
+	return 0, fmt.Errorf("more than %d ports", limits.MaxPorts)
 }
 
 // linkPath is where the XDP data plane pinned an interface's link: read
@@ -231,9 +235,9 @@ func (d *Datapath) Detach(ifname string, ifindex int) error {
 		var info bpfSwitchPortInfo
 		if err := d.objs.Ports.Lookup(key, &info); err == nil {
 			errs = append(errs, d.listPort(info.Group, key, false))
-			if info.Role == uint32(RoleUplink) && info.Slot < MaxUplinks {
+			if slot := slotFromMap(info.Slot); info.Role == uint32(RoleUplink) && slot.Valid() {
 				var cur uint32
-				k := uplinkKey(info.Group, info.Slot)
+				k := uplinkKey(info.Group, slot)
 				if d.objs.UplinkIfs.Lookup(k, &cur) == nil && cur == key {
 					errs = append(errs, d.fillUplinkSlot(k, 0))
 				}

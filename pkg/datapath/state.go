@@ -8,25 +8,29 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/uplinkd/uplinkd/pkg/limits"
 )
 
 // AssignGroups gives every name a group id, keeping the id a name already
 // has in the pinned state (so a restarted daemon finds its active uplinks
 // and learned guests), and frees the ids of groups no longer named.
 func (d *Datapath) AssignGroups(names []string) (map[string]uint32, error) {
-	if len(names) > MaxGroups {
-		return nil, fmt.Errorf("%d groups, at most %d", len(names), MaxGroups)
+	if len(names) > limits.MaxGroups {
+		return nil, fmt.Errorf("%d groups, at most %d", len(names), limits.MaxGroups)
 	}
 	want := make(map[string]bool, len(names))
 	for _, n := range names {
-		if len(n) >= len(bpfSwitchGroupInfo{}.Name) {
+		// A name may fill the field (limits.MaxGroupNameLen): groupName
+		// stops at its end when there is no NUL.
+		if len(n) > len(bpfSwitchGroupInfo{}.Name) {
 			return nil, fmt.Errorf("group name %q too long", n)
 		}
 		want[n] = true
 	}
 	ids := make(map[string]uint32, len(names))
 	var free []uint32
-	for id := uint32(0); id < MaxGroups; id++ {
+	for id := uint32(0); id < limits.MaxGroups; id++ {
 		var gi bpfSwitchGroupInfo
 		if err := d.objs.Groups.Lookup(id, &gi); err != nil {
 			return nil, fmt.Errorf("read groups: %w", err)
@@ -56,7 +60,7 @@ func (d *Datapath) AssignGroups(names []string) (map[string]uint32, error) {
 		}
 		gi.InUse = 1
 		// A fresh group has no active uplink until the policy picks one.
-		if err := d.objs.Active.Put(id, NoSlot); err != nil {
+		if err := d.objs.Active.Put(id, mapNoSlot); err != nil {
 			return nil, fmt.Errorf("init active[%d]: %w", id, err)
 		}
 		if err := d.objs.Groups.Put(id, gi); err != nil {
@@ -68,10 +72,10 @@ func (d *Datapath) AssignGroups(names []string) (map[string]uint32, error) {
 }
 
 func (d *Datapath) releaseGroup(id uint32) error {
-	if err := d.objs.Active.Put(id, NoSlot); err != nil {
+	if err := d.objs.Active.Put(id, mapNoSlot); err != nil {
 		return fmt.Errorf("release group %d: %w", id, err)
 	}
-	for slot := uint32(0); slot < MaxUplinks; slot++ {
+	for slot := range limits.Slot(limits.MaxUplinks) {
 		_ = d.fillUplinkSlot(uplinkKey(id, slot), 0)
 	}
 	if err := d.objs.Groups.Put(id, bpfSwitchGroupInfo{}); err != nil {
@@ -95,37 +99,37 @@ func groupName(gi bpfSwitchGroupInfo) string {
 // with NoSlot). This one write moves every guest of the group. The uplink
 // active until now keeps delivering unicast to known guests for DrainTime
 // (make before break: the upstream still sends there until it relearns).
-func (d *Datapath) SetActive(group, slot uint32) error {
-	if slot != NoSlot && slot >= MaxUplinks {
+func (d *Datapath) SetActive(group uint32, slot limits.Slot) error {
+	if slot != limits.NoSlot && !slot.Valid() {
 		return fmt.Errorf("set active: slot %d out of range", slot)
 	}
-	if prev, err := d.ActiveSlot(group); err == nil && prev != slot && prev != NoSlot && d.DrainTime > 0 {
+	if prev, err := d.ActiveSlot(group); err == nil && prev != slot && prev != limits.NoSlot && d.DrainTime > 0 {
 		now, err := monotonicNow()
 		if err != nil {
 			return err
 		}
-		dr := bpfSwitchDrain{Slot: prev, UntilNs: now + uint64(d.DrainTime)}
+		dr := bpfSwitchDrain{Slot: mapSlot(prev), UntilNs: now + uint64(d.DrainTime)}
 		if err := d.objs.Draining.Put(group, dr); err != nil {
 			return fmt.Errorf("set draining[%d]: %w", group, err)
 		}
 	}
-	if err := d.objs.Active.Put(group, slot); err != nil {
+	if err := d.objs.Active.Put(group, mapSlot(slot)); err != nil {
 		return fmt.Errorf("set active[%d]=%d: %w", group, slot, err)
 	}
 	return nil
 }
 
 // ActiveSlot reads a group's active slot (NoSlot when none).
-func (d *Datapath) ActiveSlot(group uint32) (uint32, error) {
-	var slot uint32
-	if err := d.objs.Active.Lookup(group, &slot); err != nil {
-		return NoSlot, fmt.Errorf("read active[%d]: %w", group, err)
+func (d *Datapath) ActiveSlot(group uint32) (limits.Slot, error) {
+	var v uint32
+	if err := d.objs.Active.Lookup(group, &v); err != nil {
+		return limits.NoSlot, fmt.Errorf("read active[%d]: %w", group, err)
 	}
-	return slot, nil
+	return slotFromMap(v), nil
 }
 
 // UplinkIfindex is the interface in a group's uplink slot, 0 when empty.
-func (d *Datapath) UplinkIfindex(group, slot uint32) (int, error) {
+func (d *Datapath) UplinkIfindex(group uint32, slot limits.Slot) (int, error) {
 	var ifindex uint32
 	if err := d.objs.UplinkIfs.Lookup(uplinkKey(group, slot), &ifindex); err != nil {
 		return 0, fmt.Errorf("read uplink_ifs: %w", err)
@@ -312,14 +316,14 @@ func age(now, seen uint64) time.Duration {
 // max_macs bounds) from the FDB: entries that aged out of the LRU or were
 // deleted are not seen by the data plane's own count.
 func (d *Datapath) RecountLearned() error {
-	counts := make([]uint32, MaxPorts)
+	counts := make([]uint32, limits.MaxPorts)
 	var (
 		k bpfSwitchFdbKey
 		v bpfSwitchFdbEntry
 	)
 	it := d.objs.Fdb.Iterate()
 	for it.Next(&k, &v) {
-		if v.PortId < MaxPorts {
+		if v.PortId < limits.MaxPorts {
 			counts[v.PortId]++
 		}
 	}

@@ -12,6 +12,8 @@ import (
 
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
+
+	"github.com/uplinkd/uplinkd/pkg/limits"
 )
 
 var (
@@ -211,7 +213,7 @@ func TestGuestDecisions(t *testing.T) {
 		name    string
 		ingress int
 		frame   []byte
-		active  uint32
+		active  limits.Slot
 		want    uint32
 		drop    DropReason // counted on ingress; -1: none
 	}
@@ -226,8 +228,8 @@ func TestGuestDecisions(t *testing.T) {
 		{"to local guest", tp.vnet1, frame(t, macA, macB, 0, nil), 0, tcRedirect, -1},
 		{"to upstream via active uplink", tp.vnet1, frame(t, macUp, macB, 0, nil), 0, tcRedirect, -1},
 		{"to upstream, active slot empty", tp.vnet1, frame(t, macUp, macB, 0, nil), 5, tcShot, DropNoUplink},
-		{"to upstream, no active uplink", tp.vnet1, frame(t, macUp, macB, 0, nil), NoSlot, tcShot, DropNoUplink},
-		{"to local guest, no active uplink", tp.vnet1, frame(t, macA, macB, 0, nil), NoSlot, tcRedirect, -1},
+		{"to upstream, no active uplink", tp.vnet1, frame(t, macUp, macB, 0, nil), limits.NoSlot, tcShot, DropNoUplink},
+		{"to local guest, no active uplink", tp.vnet1, frame(t, macA, macB, 0, nil), limits.NoSlot, tcRedirect, -1},
 		{"broadcast floods", tp.vnet1, frame(t, broadcast, macB, 0, nil), 0, tcRedirect, -1},
 		{"hairpin", tp.vnet0, frame(t, macA, macB, 0, nil), 0, tcShot, DropHairpin},
 		{"same MAC other VLAN is upstream", tp.vnet0, frame(t, macA, macB, 7, nil), 0, tcRedirect, -1},
@@ -385,7 +387,7 @@ func TestLiveForwarding(t *testing.T) {
 		prog    string
 		ingress int
 		build   func(m []byte) []byte
-		active  uint32
+		active  limits.Slot
 		want    []string
 	}{
 		{"guest to upstream, active slot 0", "guest", tp.vnet0,
@@ -407,9 +409,9 @@ func TestLiveForwarding(t *testing.T) {
 		{"upstream to guest on standby: nothing", "uplink", tp.up1,
 			func(m []byte) []byte { return frame(t, macB, macUp, 0, m) }, 0, nil},
 		{"no active uplink: guest-to-guest still works", "guest", tp.vnet1,
-			func(m []byte) []byte { return frame(t, macA, macB, 0, m) }, NoSlot, []string{"g0"}},
+			func(m []byte) []byte { return frame(t, macA, macB, 0, m) }, limits.NoSlot, []string{"g0"}},
 		{"no active uplink: upstream traffic dropped", "guest", tp.vnet1,
-			func(m []byte) []byte { return frame(t, macUp, macB, 0, m) }, NoSlot, nil},
+			func(m []byte) []byte { return frame(t, macUp, macB, 0, m) }, limits.NoSlot, nil},
 	}
 	for _, c := range cases {
 		if err := tp.dp.SetActive(0, c.active); err != nil {

@@ -75,7 +75,7 @@ func newXDPDataplane(t *testing.T, e *testEnv, pin string) *xdpDataplane {
 	red.InUse = 1
 	put("groups", uint32(0), red)
 	put("active", uint32(0), uint32(0))
-	put("ports", uint32(x.vnet0), bpfSwitchPortInfo{Id: 0, Group: 0, Role: uint32(RoleGuest), Slot: NoSlot})
+	put("ports", uint32(x.vnet0), bpfSwitchPortInfo{Id: 0, Group: 0, Role: uint32(RoleGuest), Slot: mapNoSlot})
 	put("ports", uint32(x.up0), bpfSwitchPortInfo{Id: 1, Group: 0, Role: uint32(RoleUplink), Slot: 0, Mac: macOf(e.mac("up0"))})
 	egress, egressUp := coll.Programs["xdp_egress"], coll.Programs["xdp_egress_up"]
 	put("ports_tx", uint32(x.vnet0), devmapVal{uint32(x.vnet0), int32(egress.FD())})

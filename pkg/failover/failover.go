@@ -15,7 +15,7 @@
 //     priority, lower first; equal priorities keep configuration order
 //     (uplinks added at run time come after).
 //   - When the active uplink stops being usable, the most preferred usable
-//     uplink takes over; when none is usable the group has NoActive.
+//     uplink takes over; when none is usable the group has limits.NoSlot.
 //   - Failback on: an uplink strictly preferred to the active one takes
 //     over as soon as it is usable, whatever made it preferred (recovery, a
 //     priority changed at run time, an uplink added). Equal priorities
@@ -34,15 +34,13 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/uplinkd/uplinkd/pkg/limits"
 )
 
+// Slots are limits.Slot: limits.NoSlot is the active slot of a group
+// without a usable uplink, and the manual pin of a group without one.
 const (
-	// NoSlot stands for "no uplink", e.g. no manual pin.
-	NoSlot = -1
-	// NoActive is the active slot of a group without a usable uplink.
-	NoActive = NoSlot
-	// MaxUplinks is the number of uplink slots per group in the data plane.
-	MaxUplinks = 8
 	// MaxPriority is the largest (least preferred) priority.
 	MaxPriority = 65535
 )
@@ -155,7 +153,7 @@ func (r Reason) String() string {
 // Decision is the outcome of one event. When Changed, the caller writes To
 // into the data plane's active slot and announces the guests on it.
 type Decision struct {
-	From, To int // slots, NoActive for none
+	From, To limits.Slot // limits.NoSlot for none
 	Reason   Reason
 	Changed  bool // From != To
 }
@@ -214,13 +212,13 @@ type Group struct {
 	name               string
 	failback           bool
 	upDelay, downDelay time.Duration
-	uplinks            [MaxUplinks]*uplink // by slot; nil: free
-	bySlot             map[string]int
+	uplinks            [limits.MaxUplinks]*uplink // by slot; nil: free
+	bySlot             map[string]limits.Slot
 	nextOrder          int
 
 	started bool
-	active  int
-	manual  int // pinned slot or NoSlot
+	active  limits.Slot
+	manual  limits.Slot // pinned slot or limits.NoSlot
 	// selected is true once the group has had an active uplink (also from a
 	// previous daemon): only after that is a change of the active a failover.
 	selected   bool
@@ -231,14 +229,14 @@ type Group struct {
 
 // New returns a group that has made no decision yet. initialActive is the
 // slot the data plane already uses (e.g. from a previous daemon's pinned
-// state) or NoActive. All carriers are unknown (treated as down) until
+// state) or limits.NoSlot. All carriers are unknown (treated as down) until
 // Start or SetCarrier reports them.
-func New(cfg Config, initialActive int) (*Group, error) {
+func New(cfg Config, initialActive limits.Slot) (*Group, error) {
 	n := len(cfg.Uplinks)
-	if n == 0 || n > MaxUplinks {
-		return nil, fmt.Errorf("group %q: need 1 to %d uplinks, got %d", cfg.Name, MaxUplinks, n)
+	if n == 0 || n > limits.MaxUplinks {
+		return nil, fmt.Errorf("group %q: need 1 to %d uplinks, got %d", cfg.Name, limits.MaxUplinks, n)
 	}
-	if initialActive < NoActive || initialActive >= n {
+	if initialActive < limits.NoSlot || int(initialActive) >= n {
 		return nil, fmt.Errorf("group %q: initial active slot %d out of range (-1..%d)", cfg.Name, initialActive, n-1)
 	}
 	if cfg.UpDelay < 0 || cfg.DownDelay < 0 {
@@ -249,13 +247,13 @@ func New(cfg Config, initialActive int) (*Group, error) {
 		failback:  cfg.Failback,
 		upDelay:   cfg.UpDelay,
 		downDelay: cfg.DownDelay,
-		bySlot:    make(map[string]int, n),
+		bySlot:    make(map[string]limits.Slot, n),
 		active:    initialActive,
-		manual:    NoSlot,
-		selected:  initialActive != NoActive,
+		manual:    limits.NoSlot,
+		selected:  initialActive != limits.NoSlot,
 	}
 	for slot, u := range cfg.Uplinks {
-		if err := g.place(slot, u); err != nil {
+		if err := g.place(limits.Slot(slot), u); err != nil {
 			return nil, err
 		}
 	}
@@ -263,7 +261,7 @@ func New(cfg Config, initialActive int) (*Group, error) {
 }
 
 // place puts a new uplink into a free slot.
-func (g *Group) place(slot int, u UplinkConfig) error {
+func (g *Group) place(slot limits.Slot, u UplinkConfig) error {
 	switch {
 	case u.Name == "":
 		return fmt.Errorf("group %q: uplink in slot %d has no name", g.name, slot)
@@ -309,7 +307,7 @@ func (g *Group) Start(carriers map[string]bool, now time.Time) (Decision, error)
 	d := g.decide(now, ReasonInitial)
 	if !d.Changed {
 		d.Reason = ReasonKept
-		if d.To == NoActive {
+		if d.To == limits.NoSlot {
 			d.Reason = ReasonAllDown
 		}
 		g.lastChange, g.lastReason = now, d.Reason
@@ -405,19 +403,19 @@ func (g *Group) SetState(name string, s AdminState, now time.Time) (Decision, er
 // AddUplink adds an uplink at run time in the lowest free slot, which it
 // returns. Its carrier is unknown (down) until SetCarrier reports it; that
 // first report is taken without hold.
-func (g *Group) AddUplink(cfg UplinkConfig, now time.Time) (int, Decision, error) {
-	slot := NoSlot
-	for s := range g.uplinks {
+func (g *Group) AddUplink(cfg UplinkConfig, now time.Time) (limits.Slot, Decision, error) {
+	slot := limits.NoSlot
+	for s := range limits.Slot(limits.MaxUplinks) {
 		if g.uplinks[s] == nil {
 			slot = s
 			break
 		}
 	}
-	if slot == NoSlot {
-		return NoSlot, g.unchanged(ReasonNone), fmt.Errorf("group %q: all %d uplink slots are in use", g.name, MaxUplinks)
+	if slot == limits.NoSlot {
+		return limits.NoSlot, g.unchanged(ReasonNone), fmt.Errorf("group %q: all %d uplink slots are in use", g.name, limits.MaxUplinks)
 	}
 	if err := g.place(slot, cfg); err != nil {
-		return NoSlot, g.unchanged(ReasonNone), err
+		return limits.NoSlot, g.unchanged(ReasonNone), err
 	}
 	d, err := g.decideIfStarted(now)
 	return slot, d, err
@@ -436,11 +434,11 @@ func (g *Group) RemoveUplink(name string, now time.Time) (Decision, error) {
 	delete(g.bySlot, name)
 	g.uplinks[slot] = nil
 	if g.manual == slot {
-		g.manual = NoSlot
+		g.manual = limits.NoSlot
 	}
 	if g.active != slot || !g.started {
 		if g.active == slot {
-			g.active = NoActive
+			g.active = limits.NoSlot
 		}
 		return g.decideIfStarted(now)
 	}
@@ -451,7 +449,7 @@ func (g *Group) RemoveUplink(name string, now time.Time) (Decision, error) {
 		g.failovers++
 	}
 	reason := ReasonRemoved
-	if to == NoActive {
+	if to == limits.NoSlot {
 		reason = ReasonAllDown
 	}
 	g.lastChange, g.lastReason = now, reason
@@ -505,7 +503,7 @@ func (g *Group) SetManual(name string, now time.Time) (Decision, error) {
 // ClearManual removes a manual pin and returns to automatic selection, which
 // switches only if policy would (failback on and a better uplink usable).
 func (g *Group) ClearManual(now time.Time) Decision {
-	g.manual = NoSlot
+	g.manual = limits.NoSlot
 	if !g.started {
 		return g.unchanged(ReasonManualCleared)
 	}
@@ -520,15 +518,15 @@ func (g *Group) ClearManual(now time.Time) Decision {
 // choice, which differs from to only when the data plane's fallback order
 // was out of date. A report that does not start from the current active
 // uplink is stale (the policy has moved on) and changes nothing.
-func (g *Group) DataPlaneSwitched(from, to int, reason Reason, now time.Time) Decision {
-	valid := func(s int) bool { return s >= 0 && s < MaxUplinks && g.uplinks[s] != nil }
+func (g *Group) DataPlaneSwitched(from, to limits.Slot, reason Reason, now time.Time) Decision {
+	valid := func(s limits.Slot) bool { return s.Valid() && g.uplinks[s] != nil }
 	if !g.started || from != g.active || !valid(from) || !valid(to) || from == to {
 		return g.unchanged(ReasonNone)
 	}
 	u := g.uplinks[from]
 	u.lostInDataPlane(now)
 	if g.manual == from {
-		g.manual = NoSlot
+		g.manual = limits.NoSlot
 	}
 	u.failovers++
 	u.lastReason = reason
@@ -545,7 +543,7 @@ func (g *Group) DataPlaneSwitched(from, to int, reason Reason, now time.Time) De
 // Fallback lists the uplinks the data plane may move to by itself when the
 // active one fails, best first. With a down-delay there are none: the data
 // plane would move at once, and the operator asked to wait.
-func (g *Group) Fallback() []int {
+func (g *Group) Fallback() []limits.Slot {
 	if g.downDelay > 0 {
 		return nil
 	}
@@ -553,11 +551,11 @@ func (g *Group) Fallback() []int {
 }
 
 // usableBestFirst lists the usable uplinks, best first.
-func (g *Group) usableBestFirst() []int {
-	var out []int
+func (g *Group) usableBestFirst() []limits.Slot {
+	var out []limits.Slot
 	for slot, u := range g.uplinks {
 		if u != nil && u.usable() {
-			out = append(out, slot)
+			out = append(out, limits.Slot(slot))
 		}
 	}
 	sort.SliceStable(out, func(i, j int) bool { return preferred(g.uplinks[out[i]], g.uplinks[out[j]]) })
@@ -568,11 +566,11 @@ func (g *Group) usableBestFirst() []int {
 // first: the usable ones of the best admin class (standby-only uplinks
 // only when no usable-state one works). Unlike Fallback it ignores the
 // down-delay: it says where traffic goes, not where the kernel may move it.
-func (g *Group) Carriers() []int {
+func (g *Group) Carriers() []limits.Slot {
 	out := g.usableBestFirst()
 	if len(out) > 0 {
 		best := g.uplinks[out[0]].class()
-		out = slices.DeleteFunc(out, func(s int) bool { return g.uplinks[s].class() != best })
+		out = slices.DeleteFunc(out, func(s limits.Slot) bool { return g.uplinks[s].class() != best })
 	}
 	return out
 }
@@ -581,12 +579,12 @@ func (g *Group) Carriers() []int {
 // group's uplink, which need not be the active one): like
 // DataPlaneSwitched, slot counts as without carrier until SetCarrier
 // reports it again; to is where the data plane moved the active slot, or
-// NoActive when it did not (slot was not active).
-func (g *Group) DataPlaneLost(slot, to int, reason Reason, now time.Time) Decision {
-	if slot == g.active && to != NoActive {
+// limits.NoSlot when it did not (slot was not active).
+func (g *Group) DataPlaneLost(slot, to limits.Slot, reason Reason, now time.Time) Decision {
+	if slot == g.active && to != limits.NoSlot {
 		return g.DataPlaneSwitched(slot, to, reason, now)
 	}
-	if !g.started || slot < 0 || slot >= MaxUplinks || g.uplinks[slot] == nil {
+	if !g.started || !slot.Valid() || g.uplinks[slot] == nil {
 		return g.unchanged(ReasonNone)
 	}
 	u := g.uplinks[slot]
@@ -598,19 +596,19 @@ func (g *Group) DataPlaneLost(slot, to int, reason Reason, now time.Time) Decisi
 	return g.decide(now, reason)
 }
 
-// Active returns the active slot or NoActive.
-func (g *Group) Active() int { return g.active }
+// Active returns the active slot or limits.NoSlot.
+func (g *Group) Active() limits.Slot { return g.active }
 
 // Slot returns the slot of the named uplink.
-func (g *Group) Slot(name string) (int, bool) {
+func (g *Group) Slot(name string) (limits.Slot, bool) {
 	slot, ok := g.bySlot[name]
 	return slot, ok
 }
 
-// UplinkName returns the name of the uplink in slot, "" for NoActive or an
+// UplinkName returns the name of the uplink in slot, "" for limits.NoSlot or an
 // invalid or free slot.
-func (g *Group) UplinkName(slot int) string {
-	if slot < 0 || slot >= MaxUplinks || g.uplinks[slot] == nil {
+func (g *Group) UplinkName(slot limits.Slot) string {
+	if !slot.Valid() || g.uplinks[slot] == nil {
 		return ""
 	}
 	return g.uplinks[slot].name
@@ -635,8 +633,8 @@ func (g *Group) decideIfStarted(now time.Time) (Decision, error) {
 // decision carries cause as its reason; a change carries the reason for the
 // change, except that an operator's pin or the start is named as such.
 func (g *Group) decide(now time.Time, cause Reason) Decision {
-	if g.manual != NoSlot && !g.uplinks[g.manual].usable() {
-		g.manual = NoSlot
+	if g.manual != limits.NoSlot && !g.uplinks[g.manual].usable() {
+		g.manual = limits.NoSlot
 	}
 	from := g.active
 	to, reason := g.evaluate()
@@ -646,10 +644,10 @@ func (g *Group) decide(now time.Time, cause Reason) Decision {
 	switch {
 	case cause == ReasonManual || cause == ReasonManualCleared:
 		reason = cause
-	case cause == ReasonInitial && from == NoActive:
+	case cause == ReasonInitial && from == limits.NoSlot:
 		reason = ReasonInitial
 	}
-	if from != NoActive && !g.uplinks[from].usable() {
+	if from != limits.NoSlot && !g.uplinks[from].usable() {
 		g.uplinks[from].failovers++
 		g.uplinks[from].lastReason = reason
 	}
@@ -657,7 +655,7 @@ func (g *Group) decide(now time.Time, cause Reason) Decision {
 		g.failovers++
 	}
 	g.active = to
-	if to != NoActive {
+	if to != limits.NoSlot {
 		g.selected = true
 	}
 	g.lastChange, g.lastReason = now, reason
@@ -666,15 +664,15 @@ func (g *Group) decide(now time.Time, cause Reason) Decision {
 
 // evaluate picks the uplink that should be active now and why. It only
 // reads state.
-func (g *Group) evaluate() (int, Reason) {
-	if g.manual != NoSlot {
+func (g *Group) evaluate() (limits.Slot, Reason) {
+	if g.manual != limits.NoSlot {
 		return g.manual, ReasonManual // decide dropped an unusable pin
 	}
 	best := g.best()
 	cur := g.active
-	if cur != NoActive && g.uplinks[cur] != nil && g.uplinks[cur].usable() {
+	if cur != limits.NoSlot && g.uplinks[cur] != nil && g.uplinks[cur].usable() {
 		c := g.uplinks[cur]
-		if best == NoSlot || best == cur {
+		if best == limits.NoSlot || best == cur {
 			return cur, ReasonNone
 		}
 		b := g.uplinks[best]
@@ -687,9 +685,9 @@ func (g *Group) evaluate() (int, Reason) {
 		return cur, ReasonNone
 	}
 	switch {
-	case best == NoSlot:
-		return NoActive, ReasonAllDown
-	case cur == NoActive || g.uplinks[cur] == nil:
+	case best == limits.NoSlot:
+		return limits.NoSlot, ReasonAllDown
+	case cur == limits.NoSlot || g.uplinks[cur] == nil:
 		return best, ReasonCarrierRestored
 	default:
 		return best, g.uplinks[cur].whyNot()
@@ -720,12 +718,12 @@ func (u *uplink) why() string {
 	return "no carrier"
 }
 
-// best returns the most preferred usable uplink, or NoSlot.
-func (g *Group) best() int {
-	best := NoSlot
+// best returns the most preferred usable uplink, or limits.NoSlot.
+func (g *Group) best() limits.Slot {
+	best := limits.NoSlot
 	for slot, u := range g.uplinks {
-		if u != nil && u.usable() && (best == NoSlot || preferred(u, g.uplinks[best])) {
-			best = slot
+		if u != nil && u.usable() && (best == limits.NoSlot || preferred(u, g.uplinks[best])) {
+			best = limits.Slot(slot)
 		}
 	}
 	return best

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/uplinkd/uplinkd/pkg/limits"
 )
 
 var t0 = time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
@@ -99,7 +101,7 @@ type scenario struct {
 	uplinks            []UplinkConfig
 	failback           bool
 	upDelay, downDelay time.Duration // steps are 1 s apart
-	initial            int
+	initial            limits.Slot
 	steps              []step
 	failovers          uint64
 }
@@ -109,7 +111,7 @@ func TestScenarios(t *testing.T) {
 		{
 			name:     "two uplinks, failback on: active fails and comes back, standby flaps",
 			uplinks:  uplinks("a:10", "b:20"),
-			failback: true, initial: NoActive,
+			failback: true, initial: limits.NoSlot,
 			steps: []step{
 				start("a", "b").to("a", ReasonInitial),
 				down("a").to("b", ReasonCarrierLost),
@@ -122,7 +124,7 @@ func TestScenarios(t *testing.T) {
 		{
 			name:     "two uplinks, failback off: the new active stays",
 			uplinks:  uplinks("a:10", "b:20"),
-			failback: false, initial: NoActive,
+			failback: false, initial: limits.NoSlot,
 			steps: []step{
 				start("a", "b").to("a", ReasonInitial),
 				down("a").to("b", ReasonCarrierLost),
@@ -136,7 +138,7 @@ func TestScenarios(t *testing.T) {
 			name: "three uplinks, priorities not in configuration order",
 			// slots: 0 = c (30), 1 = a (10), 2 = b (20)
 			uplinks:  uplinks("c:30", "a:10", "b:20"),
-			failback: true, initial: NoActive,
+			failback: true, initial: limits.NoSlot,
 			steps: []step{
 				start("a", "b", "c").to("a", ReasonInitial),
 				down("a").to("b", ReasonCarrierLost),
@@ -152,7 +154,7 @@ func TestScenarios(t *testing.T) {
 		{
 			name:     "three uplinks, failback off: worse and better recoveries are ignored",
 			uplinks:  uplinks("a:10", "b:20", "c:30"),
-			failback: false, initial: NoActive,
+			failback: false, initial: limits.NoSlot,
 			steps: []step{
 				start("a", "b", "c").to("a", ReasonInitial),
 				down("a").to("b", ReasonCarrierLost),
@@ -166,7 +168,7 @@ func TestScenarios(t *testing.T) {
 		{
 			name:     "equal priorities: configuration order picks, but peers never preempt",
 			uplinks:  uplinks("x:10", "y:10", "z:20"),
-			failback: true, initial: NoActive,
+			failback: true, initial: limits.NoSlot,
 			steps: []step{
 				start("z", "y", "x").to("x", ReasonInitial),
 				down("x").to("y", ReasonCarrierLost),
@@ -181,7 +183,7 @@ func TestScenarios(t *testing.T) {
 		{
 			name:     "equal priorities after a worse first slot",
 			uplinks:  uplinks("p:20", "q:10", "r:10"),
-			failback: true, initial: NoActive,
+			failback: true, initial: limits.NoSlot,
 			steps: []step{
 				start("p", "q", "r").to("q", ReasonInitial),
 				down("q").to("r", ReasonCarrierLost),
@@ -193,7 +195,7 @@ func TestScenarios(t *testing.T) {
 		{
 			name:     "all down, then one back, then the better one back",
 			uplinks:  uplinks("a:10", "b:20"),
-			failback: true, initial: NoActive,
+			failback: true, initial: limits.NoSlot,
 			steps: []step{
 				start("a", "b").to("a", ReasonInitial),
 				down("a").to("b", ReasonCarrierLost),
@@ -207,7 +209,7 @@ func TestScenarios(t *testing.T) {
 		{
 			name:     "all down with failback off, the worse one back first keeps it",
 			uplinks:  uplinks("a:10", "b:20"),
-			failback: false, initial: NoActive,
+			failback: false, initial: limits.NoSlot,
 			steps: []step{
 				start("a").to("a", ReasonInitial),
 				down("a").to("", ReasonAllDown),
@@ -219,7 +221,7 @@ func TestScenarios(t *testing.T) {
 		{
 			name:     "start with nothing up: the first selection later is not a failover",
 			uplinks:  uplinks("a:10", "b:20"),
-			failback: true, initial: NoActive,
+			failback: true, initial: limits.NoSlot,
 			steps: []step{
 				start().stays("", ReasonAllDown),
 				up("b").to("b", ReasonCarrierRestored),
@@ -230,7 +232,7 @@ func TestScenarios(t *testing.T) {
 		{
 			name:     "repeated and redundant carrier reports change nothing",
 			uplinks:  uplinks("a:10", "b:20"),
-			failback: true, initial: NoActive,
+			failback: true, initial: limits.NoSlot,
 			steps: []step{
 				start("a", "b").to("a", ReasonInitial),
 				up("a").stays("a", ReasonNone),
@@ -243,7 +245,7 @@ func TestScenarios(t *testing.T) {
 		{
 			name:     "manual pin holds against failback until cleared",
 			uplinks:  uplinks("a:10", "b:20", "c:30"),
-			failback: true, initial: NoActive,
+			failback: true, initial: limits.NoSlot,
 			steps: []step{
 				start("a", "b", "c").to("a", ReasonInitial),
 				manual("b").to("b", ReasonManual).pin("b"),
@@ -257,7 +259,7 @@ func TestScenarios(t *testing.T) {
 		{
 			name:     "manual pin fails: pin dropped, policy picks, no return to the pinned one",
 			uplinks:  uplinks("a:10", "b:20", "c:30"),
-			failback: true, initial: NoActive,
+			failback: true, initial: limits.NoSlot,
 			steps: []step{
 				start("a", "b", "c").to("a", ReasonInitial),
 				manual("c").to("c", ReasonManual).pin("c"),
@@ -270,7 +272,7 @@ func TestScenarios(t *testing.T) {
 		{
 			name:     "pinned uplink fails while the others are down",
 			uplinks:  uplinks("a:10", "b:20"),
-			failback: true, initial: NoActive,
+			failback: true, initial: limits.NoSlot,
 			steps: []step{
 				start("a", "b").to("a", ReasonInitial),
 				manual("b").to("b", ReasonManual).pin("b"),
@@ -284,7 +286,7 @@ func TestScenarios(t *testing.T) {
 		{
 			name:     "manual with failback off: clearing keeps the pinned uplink active",
 			uplinks:  uplinks("a:10", "b:20"),
-			failback: false, initial: NoActive,
+			failback: false, initial: limits.NoSlot,
 			steps: []step{
 				start("a", "b").to("a", ReasonInitial),
 				manual("b").to("b", ReasonManual).pin("b"),
@@ -296,7 +298,7 @@ func TestScenarios(t *testing.T) {
 		{
 			name:     "manual on the active uplink pins without a switch; re-pinning moves the pin",
 			uplinks:  uplinks("a:10", "b:20", "c:5"),
-			failback: true, initial: NoActive,
+			failback: true, initial: limits.NoSlot,
 			steps: []step{
 				start("a", "b").to("a", ReasonInitial),
 				manual("a").stays("a", ReasonManual).pin("a"),
@@ -310,7 +312,7 @@ func TestScenarios(t *testing.T) {
 		{
 			name:     "manual refused: unknown uplink, no carrier; a refused pin keeps the old one",
 			uplinks:  uplinks("a:10", "b:20"),
-			failback: true, initial: NoActive,
+			failback: true, initial: limits.NoSlot,
 			steps: []step{
 				start("a").to("a", ReasonInitial),
 				manual("nope").fails("a", `unknown uplink "nope" (uplinks: a, b)`),
@@ -325,7 +327,7 @@ func TestScenarios(t *testing.T) {
 		{
 			name:     "events before start only record carriers",
 			uplinks:  uplinks("a:10", "b:20"),
-			failback: true, initial: NoActive,
+			failback: true, initial: limits.NoSlot,
 			steps: []step{
 				up("b").stays("", ReasonNone),
 				manual("b").fails("", "not started"),
@@ -338,7 +340,7 @@ func TestScenarios(t *testing.T) {
 		{
 			name:     "unknown names and a second start are errors",
 			uplinks:  uplinks("a:10", "b:20"),
-			failback: true, initial: NoActive,
+			failback: true, initial: limits.NoSlot,
 			steps: []step{
 				startWith(map[string]bool{"a": true, "eth9": true}).fails("", `unknown uplink "eth9"`),
 				start("b").to("b", ReasonInitial),
@@ -419,7 +421,7 @@ func TestScenarios(t *testing.T) {
 		{
 			name:     "four uplinks: the best remaining takes over, not the next in the list",
 			uplinks:  uplinks("a:40", "b:10", "c:30", "d:20"),
-			failback: false, initial: NoActive,
+			failback: false, initial: limits.NoSlot,
 			steps: []step{
 				start("a", "b", "c", "d").to("b", ReasonInitial),
 				down("b").to("d", ReasonCarrierLost),
@@ -431,7 +433,7 @@ func TestScenarios(t *testing.T) {
 		{
 			name:     "failback on: a priority changed at run time moves traffic either way",
 			uplinks:  uplinks("a:10", "b:20", "c:30"),
-			failback: true, initial: NoActive,
+			failback: true, initial: limits.NoSlot,
 			steps: []step{
 				start("a", "b", "c").to("a", ReasonInitial),
 				prio("c", 5).to("c", ReasonFailback),
@@ -445,7 +447,7 @@ func TestScenarios(t *testing.T) {
 		{
 			name:     "failback off: priorities change, the active stays until it fails",
 			uplinks:  uplinks("a:10", "b:20"),
-			failback: false, initial: NoActive,
+			failback: false, initial: limits.NoSlot,
 			steps: []step{
 				start("a", "b").to("a", ReasonInitial),
 				prio("b", 1).stays("a", ReasonNone),
@@ -457,7 +459,7 @@ func TestScenarios(t *testing.T) {
 		{
 			name:     "uplinks added and removed at run time",
 			uplinks:  uplinks("a:10", "b:20"),
-			failback: true, initial: NoActive,
+			failback: true, initial: limits.NoSlot,
 			steps: []step{
 				start("a", "b").to("a", ReasonInitial),
 				add("c", 5, StateUsable).stays("a", ReasonNone), // carrier unknown yet
@@ -473,7 +475,7 @@ func TestScenarios(t *testing.T) {
 		{
 			name:     "up-delay: a recovered uplink is used only after it stayed up",
 			uplinks:  uplinks("a:10", "b:20"),
-			failback: true, upDelay: 2500 * time.Millisecond, initial: NoActive,
+			failback: true, upDelay: 2500 * time.Millisecond, initial: limits.NoSlot,
 			steps: []step{
 				startWith(map[string]bool{"a": false, "b": true}).to("b", ReasonInitial), // at start no hold
 				up("a").stays("b", ReasonNone),                                           // 1: hold until 3.5
@@ -490,7 +492,7 @@ func TestScenarios(t *testing.T) {
 		{
 			name:     "down-delay: a carrier loss must last before the group moves",
 			uplinks:  uplinks("a:10", "b:20"),
-			failback: true, downDelay: 1500 * time.Millisecond, initial: NoActive,
+			failback: true, downDelay: 1500 * time.Millisecond, initial: limits.NoSlot,
 			steps: []step{
 				start("a", "b").to("a", ReasonInitial),
 				down("a").stays("a", ReasonNone),     // 1: hold until 2.5
@@ -507,7 +509,7 @@ func TestScenarios(t *testing.T) {
 			name: "admin states: standby-only only when no usable uplink is left, disabled never",
 			uplinks: []UplinkConfig{{Name: "a", Priority: 10}, {Name: "b", Priority: 20},
 				{Name: "s", Priority: 1, State: StateStandby}},
-			failback: false, initial: NoActive,
+			failback: false, initial: limits.NoSlot,
 			steps: []step{
 				start("a", "b", "s").to("a", ReasonInitial),
 				down("a").to("b", ReasonCarrierLost),
@@ -527,7 +529,7 @@ func TestScenarios(t *testing.T) {
 		{
 			name:     "path probes: carrier up but the path is dead",
 			uplinks:  uplinks("a:10", "b:20"),
-			failback: true, initial: NoActive,
+			failback: true, initial: limits.NoSlot,
 			steps: []step{
 				start("a", "b").to("a", ReasonInitial),
 				probe("a", ProbeOK).stays("a", ReasonNone),
@@ -549,9 +551,9 @@ func runScenario(t *testing.T, sc scenario) {
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
-	slotOf := func(name string) int {
+	slotOf := func(name string) limits.Slot {
 		if name == "" {
-			return NoActive
+			return limits.NoSlot
 		}
 		slot, ok := g.Slot(name)
 		if !ok {
@@ -636,7 +638,7 @@ func checkInvariants(t *testing.T, desc string, g *Group, failback bool, now tim
 	if !g.started {
 		return
 	}
-	bySlot := map[int]UplinkStatus{}
+	bySlot := map[limits.Slot]UplinkStatus{}
 	anyUsable, bestClass, bestPrio := false, 2, MaxPriority+1
 	class := func(u UplinkStatus) int {
 		if u.State == StateStandby {
@@ -661,15 +663,15 @@ func checkInvariants(t *testing.T, desc string, g *Group, failback bool, now tim
 	}
 	active, hasActive := bySlot[st.Active]
 	switch {
-	case st.Active == NoActive && anyUsable:
+	case st.Active == limits.NoSlot && anyUsable:
 		t.Errorf("%s: no active uplink although one is usable", desc)
-	case st.Active != NoActive && (!hasActive || !active.Usable):
+	case st.Active != limits.NoSlot && (!hasActive || !active.Usable):
 		t.Errorf("%s: active uplink %s is not usable", desc, active.Name)
-	case st.Manual != NoSlot && st.Manual != st.Active:
+	case st.Manual != limits.NoSlot && st.Manual != st.Active:
 		t.Errorf("%s: pinned %d but active %d", desc, st.Manual, st.Active)
-	case st.Manual == NoSlot && hasActive && class(active) > bestClass:
+	case st.Manual == limits.NoSlot && hasActive && class(active) > bestClass:
 		t.Errorf("%s: standby-only %s active while a usable-state uplink is usable", desc, active.Name)
-	case failback && st.Manual == NoSlot && hasActive && active.Priority != bestPrio:
+	case failback && st.Manual == limits.NoSlot && hasActive && active.Priority != bestPrio:
 		t.Errorf("%s: failback on but active %s (prio %d) is not among the best (prio %d)",
 			desc, active.Name, active.Priority, bestPrio)
 	}
@@ -682,7 +684,7 @@ func checkInvariants(t *testing.T, desc string, g *Group, failback bool, now tim
 func TestRandomEvents(t *testing.T) {
 	for seed := range uint64(300) {
 		rng := rand.New(rand.NewPCG(seed, 42))
-		n := 1 + rng.IntN(MaxUplinks)
+		n := 1 + rng.IntN(limits.MaxUplinks)
 		cfg := Config{Name: "r", Failback: rng.IntN(2) == 0}
 		if rng.IntN(3) == 0 {
 			cfg.UpDelay = time.Duration(rng.IntN(4)) * time.Second
@@ -694,7 +696,7 @@ func TestRandomEvents(t *testing.T) {
 			cfg.Uplinks = append(cfg.Uplinks, UplinkConfig{Name: fmt.Sprintf("u%d", i), Priority: 10 * rng.IntN(3), State: AdminState(rng.IntN(3))})
 			names = append(names, cfg.Uplinks[i].Name)
 		}
-		initial := rng.IntN(n+1) - 1
+		initial := limits.Slot(rng.IntN(n+1) - 1)
 		g, err := New(cfg, initial)
 		if err != nil {
 			t.Fatal(err)
@@ -712,12 +714,12 @@ func TestRandomEvents(t *testing.T) {
 		if d.From != initial || d.Changed != (d.From != d.To) {
 			t.Fatalf("%s: decision %+v from initial %d", desc, d, initial)
 		}
-		everActive := initial != NoActive
+		everActive := initial != limits.NoSlot
 		var want uint64
 		if d.Changed && everActive {
 			want++
 		}
-		everActive = everActive || d.To != NoActive
+		everActive = everActive || d.To != limits.NoSlot
 
 		added := n
 		for i := range 150 {
@@ -746,9 +748,9 @@ func TestRandomEvents(t *testing.T) {
 			case r < 15:
 				d, err = g.SetProbe(name, ProbeState(rng.IntN(3)), now)
 			case r < 16:
-				var slot int
+				var slot limits.Slot
 				slot, d, err = g.AddUplink(UplinkConfig{Name: fmt.Sprintf("u%d", added), Priority: 10 * rng.IntN(3)}, now)
-				if err != nil && len(names) == MaxUplinks {
+				if err != nil && len(names) == limits.MaxUplinks {
 					err = nil // full: refused, nothing changed
 				} else if err == nil {
 					if g.UplinkName(slot) != fmt.Sprintf("u%d", added) {
@@ -776,7 +778,7 @@ func TestRandomEvents(t *testing.T) {
 			if d.Changed && everActive {
 				want++
 			}
-			everActive = everActive || d.To != NoActive
+			everActive = everActive || d.To != limits.NoSlot
 			checkInvariants(t, desc, g, cfg.Failback, now)
 		}
 		if got := g.Status(at(0)).Failovers; got != want {
@@ -786,7 +788,7 @@ func TestRandomEvents(t *testing.T) {
 }
 
 func TestStatus(t *testing.T) {
-	g, err := New(Config{Name: "tenant-a", Failback: true, Uplinks: uplinks("eth1:10", "eth2:20", "eth3:30")}, NoActive)
+	g, err := New(Config{Name: "tenant-a", Failback: true, Uplinks: uplinks("eth1:10", "eth2:20", "eth3:30")}, limits.NoSlot)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -841,17 +843,17 @@ func TestNew(t *testing.T) {
 	tests := []struct {
 		name    string
 		cfg     Config
-		initial int
+		initial limits.Slot
 		err     string
 	}{
 		{"ok", Config{Name: "g", Uplinks: uplinks("a:0", "b:65535")}, 1, ""},
 		{"eight uplinks", Config{Name: "g", Uplinks: uplinks("a:1", "b:1", "c:1", "d:1", "e:1", "f:1", "g:1", "h:1")}, 7, ""},
-		{"no uplinks", Config{Name: "g"}, NoActive, "need 1 to 8 uplinks, got 0"},
-		{"nine uplinks", Config{Name: "g", Uplinks: uplinks("a:1", "b:1", "c:1", "d:1", "e:1", "f:1", "g:1", "h:1", "i:1")}, NoActive, "got 9"},
-		{"duplicate name", Config{Name: "g", Uplinks: uplinks("a:1", "a:2")}, NoActive, `uplink "a" is in slots 0 and 1`},
-		{"empty name", Config{Name: "g", Uplinks: []UplinkConfig{{Name: "", Priority: 1}}}, NoActive, "slot 0 has no name"},
-		{"negative priority", Config{Name: "g", Uplinks: uplinks("a:-1")}, NoActive, "priority -1 out of range"},
-		{"priority too big", Config{Name: "g", Uplinks: uplinks("a:65536")}, NoActive, "priority 65536 out of range"},
+		{"no uplinks", Config{Name: "g"}, limits.NoSlot, "need 1 to 8 uplinks, got 0"},
+		{"nine uplinks", Config{Name: "g", Uplinks: uplinks("a:1", "b:1", "c:1", "d:1", "e:1", "f:1", "g:1", "h:1", "i:1")}, limits.NoSlot, "got 9"},
+		{"duplicate name", Config{Name: "g", Uplinks: uplinks("a:1", "a:2")}, limits.NoSlot, `uplink "a" is in slots 0 and 1`},
+		{"empty name", Config{Name: "g", Uplinks: []UplinkConfig{{Name: "", Priority: 1}}}, limits.NoSlot, "slot 0 has no name"},
+		{"negative priority", Config{Name: "g", Uplinks: uplinks("a:-1")}, limits.NoSlot, "priority -1 out of range"},
+		{"priority too big", Config{Name: "g", Uplinks: uplinks("a:65536")}, limits.NoSlot, "priority 65536 out of range"},
 		{"initial too big", Config{Name: "g", Uplinks: uplinks("a:1", "b:2")}, 2, "initial active slot 2 out of range (-1..1)"},
 		{"initial too small", Config{Name: "g", Uplinks: uplinks("a:1")}, -2, "initial active slot -2 out of range"},
 	}
@@ -875,7 +877,7 @@ func TestNew(t *testing.T) {
 }
 
 func TestErrorsAreMatchable(t *testing.T) {
-	g, err := New(Config{Name: "g", Uplinks: uplinks("a:1", "b:2")}, NoActive)
+	g, err := New(Config{Name: "g", Uplinks: uplinks("a:1", "b:2")}, limits.NoSlot)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -921,11 +923,11 @@ func TestReasonString(t *testing.T) {
 }
 
 func TestUplinkName(t *testing.T) {
-	g, err := New(Config{Name: "g", Uplinks: uplinks("a:1", "b:2")}, NoActive)
+	g, err := New(Config{Name: "g", Uplinks: uplinks("a:1", "b:2")}, limits.NoSlot)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for slot, want := range map[int]string{0: "a", 1: "b", NoActive: "", 2: ""} {
+	for slot, want := range map[limits.Slot]string{0: "a", 1: "b", limits.NoSlot: "", 2: ""} {
 		if got := g.UplinkName(slot); got != want {
 			t.Errorf("UplinkName(%d) = %q, want %q", slot, got, want)
 		}
@@ -936,7 +938,7 @@ func TestDataPlaneSwitched(t *testing.T) {
 	t0 := time.Unix(100, 0)
 	newGroup := func(failback bool) *Group {
 		g, err := New(Config{Name: "g", Failback: failback, Uplinks: []UplinkConfig{
-			{Name: "a", Priority: 10}, {Name: "b", Priority: 30}, {Name: "c", Priority: 20}}}, NoActive)
+			{Name: "a", Priority: 10}, {Name: "b", Priority: 30}, {Name: "c", Priority: 20}}}, limits.NoSlot)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -947,7 +949,7 @@ func TestDataPlaneSwitched(t *testing.T) {
 	}
 
 	g := newGroup(true)
-	if got := g.Fallback(); !slices.Equal(got, []int{0, 2, 1}) {
+	if got := g.Fallback(); !slices.Equal(got, []limits.Slot{0, 2, 1}) {
 		t.Errorf("fallback = %v, want best first [0 2 1]", got)
 	}
 	// The kernel moved a -> c (its fallback order): the policy agrees.
@@ -990,7 +992,7 @@ func TestDataPlaneSwitched(t *testing.T) {
 // by itself (no fallback order).
 func TestHoldDeadlineAndStatus(t *testing.T) {
 	g, err := New(Config{Name: "g", Uplinks: uplinks("a:10", "b:20"), Failback: true,
-		UpDelay: 3 * time.Second, DownDelay: 2 * time.Second}, NoActive)
+		UpDelay: 3 * time.Second, DownDelay: 2 * time.Second}, limits.NoSlot)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1046,7 +1048,7 @@ func TestParseAdminState(t *testing.T) {
 func TestSetTimingCarriersAndDataPlaneLost(t *testing.T) {
 	t0 := time.Unix(100, 0)
 	g, err := New(Config{Name: "g", Failback: false, Uplinks: []UplinkConfig{
-		{Name: "a", Priority: 10}, {Name: "b", Priority: 20}, {Name: "s", Priority: 5, State: StateStandby}}}, NoActive)
+		{Name: "a", Priority: 10}, {Name: "b", Priority: 20}, {Name: "s", Priority: 5, State: StateStandby}}}, limits.NoSlot)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1056,7 +1058,7 @@ func TestSetTimingCarriersAndDataPlaneLost(t *testing.T) {
 	if d, _ := g.SetCarrier("a", true, t0.Add(time.Second)); d.Changed {
 		t.Fatalf("without failback a took over: %+v", d)
 	}
-	if got := g.Carriers(); !slices.Equal(got, []int{0, 1}) {
+	if got := g.Carriers(); !slices.Equal(got, []limits.Slot{0, 1}) {
 		t.Errorf("carriers %v, want the usable-state ones best first [0 1] (not the standby)", got)
 	}
 	d, err := g.SetTiming(true, time.Second, 0, t0.Add(2*time.Second))
@@ -1069,30 +1071,30 @@ func TestSetTimingCarriersAndDataPlaneLost(t *testing.T) {
 	// With up_delay 1s now, b's recovery waits.
 	g.SetCarrier("b", false, t0.Add(3*time.Second))
 	g.SetCarrier("b", true, t0.Add(4*time.Second))
-	if got := g.Carriers(); !slices.Equal(got, []int{0}) {
+	if got := g.Carriers(); !slices.Equal(got, []limits.Slot{0}) {
 		t.Errorf("carriers during b's up-delay %v, want [0]", got)
 	}
 	// A balance group's non-active uplink found dead by the data plane.
 	g.Advance(t0.Add(6 * time.Second))
-	if got := g.Carriers(); !slices.Equal(got, []int{0, 1}) {
+	if got := g.Carriers(); !slices.Equal(got, []limits.Slot{0, 1}) {
 		t.Fatalf("carriers after b's up-delay %v, want [0 1]", got)
 	}
-	if d := g.DataPlaneLost(1, NoActive, ReasonCarrierLost, t0.Add(7*time.Second)); d.Changed || g.Active() != 0 {
+	if d := g.DataPlaneLost(1, limits.NoSlot, ReasonCarrierLost, t0.Add(7*time.Second)); d.Changed || g.Active() != 0 {
 		t.Errorf("a non-active uplink lost: %+v, active %d", d, g.Active())
 	}
-	if got := g.Carriers(); !slices.Equal(got, []int{0}) {
+	if got := g.Carriers(); !slices.Equal(got, []limits.Slot{0}) {
 		t.Errorf("carriers after b was lost %v, want [0]", got)
 	}
 	// All usable-state uplinks gone: the standby one carries.
 	if d := g.DataPlaneLost(0, 2, ReasonCarrierLost, t0.Add(8*time.Second)); !d.Changed || g.Active() != 2 {
 		t.Errorf("the active uplink lost: %+v, active %d", d, g.Active())
 	}
-	if got := g.Carriers(); !slices.Equal(got, []int{2}) {
+	if got := g.Carriers(); !slices.Equal(got, []limits.Slot{2}) {
 		t.Errorf("carriers %v, want the standby [2]", got)
 	}
 	// The active uplink lost with nowhere for the data plane to go: one
 	// failover for it, not two.
-	if d := g.DataPlaneLost(2, NoActive, ReasonCarrierLost, t0.Add(9*time.Second)); !d.Changed || g.Active() != NoActive {
+	if d := g.DataPlaneLost(2, limits.NoSlot, ReasonCarrierLost, t0.Add(9*time.Second)); !d.Changed || g.Active() != limits.NoSlot {
 		t.Errorf("the last uplink lost: %+v, active %d", d, g.Active())
 	}
 	if st := g.Status(t0.Add(9 * time.Second)); st.Uplinks[2].Failovers != 1 {

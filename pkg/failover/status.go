@@ -1,14 +1,18 @@
 package failover
 
-import "time"
+import (
+	"time"
+
+	"github.com/uplinkd/uplinkd/pkg/limits"
+)
 
 // Status is a group's state for display.
 type Status struct {
 	Name               string
 	Failback           bool
 	UpDelay, DownDelay time.Duration
-	Active             int // slot, NoActive for none
-	Manual             int // pinned slot, NoSlot for none
+	Active             limits.Slot // NoSlot for none
+	Manual             limits.Slot // pinned slot, NoSlot for none
 	Failovers          uint64
 	LastChange         time.Time // last change of the active uplink (Start time if kept)
 	LastReason         Reason
@@ -18,7 +22,7 @@ type Status struct {
 // UplinkStatus is one uplink's state for display.
 type UplinkStatus struct {
 	Name     string
-	Slot     int
+	Slot     limits.Slot
 	Priority int
 	State    AdminState
 	Probe    ProbeState
@@ -53,14 +57,14 @@ func (g *Group) Status(now time.Time) Status {
 		}
 		us := UplinkStatus{
 			Name:       u.name,
-			Slot:       slot,
+			Slot:       limits.Slot(slot),
 			Priority:   u.priority,
 			State:      u.state,
 			Probe:      u.probe,
 			Carrier:    u.carrier,
 			LinkUp:     u.linkUp,
 			Usable:     u.usable(),
-			Active:     slot == g.active,
+			Active:     limits.Slot(slot) == g.active,
 			Since:      u.since,
 			Failovers:  u.failovers,
 			LastReason: u.lastReason,

@@ -11,6 +11,7 @@ import (
 	"github.com/uplinkd/uplinkd/pkg/bench/report"
 	"github.com/uplinkd/uplinkd/pkg/bench/stats"
 	"github.com/uplinkd/uplinkd/pkg/bench/topo"
+	"github.com/uplinkd/uplinkd/pkg/limits"
 )
 
 // balanceSources is how many guest MACs the sending guest's frames cycle
@@ -117,12 +118,12 @@ func (h *harness) balanceTrial(ctx context.Context, b *bed, trial int) (report.B
 	cutSlot := trial % 2
 	// Settled with every uplink and failback on, the table is the home
 	// spread (pkg/balance), which says which guests the cut moves.
-	slots := []int{0, 1, 2}
+	slots := []limits.Slot{0, 1, 2}
 	table := balance.Assign(nil, slots, slots, true)
 	tmpl := guestTemplate(b.tp, balanceSources, 64)
 	moved := make([]bool, balanceSources)
 	for s := range balanceSources {
-		moved[s] = int(table[balance.Bucket(sourceMAC(tmpl.Src, s), 0)]) == cutSlot
+		moved[s] = table[balance.Bucket(sourceMAC(tmpl.Src, s), 0)] == limits.Slot(cutSlot)
 		if moved[s] {
 			res.MovedSources++
 		}

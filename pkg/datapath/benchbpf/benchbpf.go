@@ -31,7 +31,8 @@ const (
 	MaxFrameSize = 1514 // without FCS
 )
 
-// Slots is the number of receiver slots (BENCH_SLOTS).
+// Slots is the number of receiver slots (BENCH_SLOTS; TestSlotsMatchObject
+// checks the two agree). Not uplink slots: streams the receiver tells apart.
 const Slots = 8
 
 // Bitmap sizing. A slot records one stream; every slot has its own region
