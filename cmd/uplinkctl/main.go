@@ -1,4 +1,5 @@
-// Command uplinkctl shows and steers a running uplinkd.
+// Command uplinkctl shows and steers a running uplinkd (pkg/ctl; the API
+// it speaks is pkg/control).
 package main
 
 import (

@@ -1,5 +1,7 @@
 // Package control is uplinkd's local API: JSON over HTTP on a unix socket
-// that only root may use. uplinkctl is its client.
+// that only root may use. It holds both ends of the wire: the Server the
+// daemon runs over a Backend, the Client, and the request and answer
+// types. The command line that uses the Client, uplinkctl, is pkg/ctl.
 package control
 
 import "time"

@@ -1,12 +1,16 @@
-// Package ctl is uplinkctl: the operator's command line over the control
-// socket.
+// Package ctl is uplinkctl, the operator's command line: each command
+// parses its arguments and calls uplinkd through pkg/control, the local API
+// (its client, server and JSON types). ctl is the command line; control is
+// the wire between it and the daemon.
 package ctl
 
 import (
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -18,33 +22,149 @@ import (
 	"github.com/uplinkd/uplinkd/pkg/version"
 )
 
-const usage = `usage: uplinkctl [-socket PATH] COMMAND [ARGS]
+// command is one uplinkctl command. The usage text and the dispatch are
+// both made from the table, so a command exists in one place.
+type command struct {
+	name    string
+	aliases []string
+	args    string // synopsis of the positional arguments
+	help    string // one line for the usage text
+	// minArgs and maxArgs bound the positional arguments.
+	minArgs, maxArgs int
+	// json and follow say which options the command takes.
+	json, follow bool
+	run          func(r *invocation, args []string) error
+}
 
-commands:
-  status [--json]                 groups, uplinks (priority, carrier, active), guest ports, last failover
-  fdb [--json]                    learned guests: MAC, VLAN, port, addresses
-  counters [--json]               per-port packets, bytes and drops by reason
-  stats [--json]                  counters, plus per group failovers by reason and announcements sent/suppressed
-  events [--follow] [--json]      the failover timeline: detected, switched, announced (--follow: as it happens)
-  reload                          re-read the configuration file (as SIGHUP): a bad file changes nothing
-  set-active GROUP UPLINK         switch GROUP to UPLINK now and keep it there while it has carrier
-  set-active GROUP auto           return GROUP to automatic selection (priority, failback)
-  set-priority GROUP UPLINK N     give UPLINK priority N (0..65535, lower is preferred) now
-  set-state GROUP UPLINK STATE    usable | standby (used only when no usable uplink is left) | disabled
-  add-uplink GROUP IF [PRIO [STATE]]  add an uplink now (priority default 100, state usable)
-  remove-uplink GROUP IF          remove an uplink now (if active, the group moves first)
-  add-port GROUP IF               add a guest port now
-  remove-port GROUP IF            remove a guest port now (what was learned behind it is forgotten)
-  move-guest GROUP MAC[@VLAN] UPLINK  balance groups: send the guest (its bucket) through UPLINK while it is usable
-  version
-`
+// invocation is what a command runs with.
+type invocation struct {
+	client       *control.Client
+	stdout       io.Writer
+	json, follow bool
+}
+
+// usageError is a mistake on the command line: exit code 2 and the
+// command's usage.
+type usageError string
+
+func (e usageError) Error() string { return string(e) }
+
+// commands is every command, in the order the usage text lists them. It is
+// set in init because the help command prints the usage, which reads it.
+var commands []command
+
+func init() {
+	commands = []command{
+		{name: "status", json: true, run: func(r *invocation, _ []string) error { return status(r.client, r.stdout, r.json) },
+			help: "groups, uplinks (priority, carrier, active), guest ports, last failover"},
+		{name: "fdb", aliases: []string{"guests"}, json: true, run: func(r *invocation, _ []string) error { return fdb(r.client, r.stdout, r.json) },
+			help: "learned guests: MAC, VLAN, port, addresses"},
+		{name: "counters", json: true, run: func(r *invocation, _ []string) error { return counters(r.client, r.stdout, r.json) },
+			help: "per-port packets, bytes and drops by reason"},
+		{name: "stats", json: true, run: func(r *invocation, _ []string) error { return stats(r.client, r.stdout, r.json) },
+			help: "counters, plus per group failovers by reason and announcements sent/suppressed"},
+		{name: "events", json: true, follow: true, run: func(r *invocation, _ []string) error { return events(r.client, r.stdout, r.json, r.follow) },
+			help: "the failover timeline: detected, switched, announced (--follow: as it happens)"},
+		{name: "reload", json: true, run: reload,
+			help: "re-read the configuration file (as SIGHUP): a bad file changes nothing"},
+		{name: "set-active", args: "GROUP UPLINK|auto", minArgs: 2, maxArgs: 2, run: func(r *invocation, a []string) error { return setActive(r.client, r.stdout, a[0], a[1]) },
+			help: "switch GROUP to UPLINK now and keep it there while it has carrier (auto: undo)"},
+		{name: "set-priority", args: "GROUP UPLINK N", minArgs: 3, maxArgs: 3, run: setPriority,
+			help: "give UPLINK priority N (0..65535, lower is preferred) now"},
+		{name: "set-state", args: "GROUP UPLINK usable|standby|disabled", minArgs: 3, maxArgs: 3, run: setState,
+			help: "set UPLINK's admin state (standby: used only when no usable uplink is left)"},
+		{name: "add-uplink", args: "GROUP IF [PRIORITY [STATE]]", minArgs: 2, maxArgs: 4, run: addUplink,
+			help: "add an uplink now (priority default 100, state usable)"},
+		{name: "remove-uplink", args: "GROUP IF", minArgs: 2, maxArgs: 2, run: groupCall((*control.Client).RemoveUplink),
+			help: "remove an uplink now (if active, the group moves first)"},
+		{name: "add-port", args: "GROUP IF", minArgs: 2, maxArgs: 2, run: groupCall((*control.Client).AddPort),
+			help: "add a guest port now"},
+		{name: "remove-port", args: "GROUP IF", minArgs: 2, maxArgs: 2, run: groupCall((*control.Client).RemovePort),
+			help: "remove a guest port now (what was learned behind it is forgotten)"},
+		{name: "move-guest", args: "GROUP MAC[@VLAN] UPLINK", minArgs: 3, maxArgs: 3, run: moveGuest,
+			help: "balance groups: send the guest (its bucket) through UPLINK while it is usable"},
+		{name: "version", run: func(r *invocation, _ []string) error {
+			_, err := fmt.Fprintln(r.stdout, "uplinkctl", version.String())
+			return err
+		}, help: "uplinkctl's version"},
+		{name: "help", aliases: []string{"-h", "--help"}, run: func(r *invocation, _ []string) error {
+			_, err := fmt.Fprint(r.stdout, usage())
+			return err
+		}, help: "this text"},
+	}
+}
+
+// synopsis is the command with its options and arguments.
+func (c *command) synopsis() string {
+	s := c.name
+	if c.follow {
+		s += " [--follow]"
+	}
+	if c.json {
+		s += " [--json]"
+	}
+	if c.args != "" {
+		s += " " + c.args
+	}
+	return s
+}
+
+// usage is the whole usage text, one line per command.
+func usage() string {
+	var b strings.Builder
+	b.WriteString("usage: uplinkctl [-socket PATH] COMMAND [ARGS]\n\ncommands:\n")
+	for _, c := range commands {
+		syn := c.synopsis()
+		fmt.Fprintf(&b, "  %-*s%s\n", max(32, len(syn)+2), syn, c.help)
+	}
+	return b.String()
+}
+
+func lookup(name string) *command {
+	for i := range commands {
+		if c := &commands[i]; c.name == name || slices.Contains(c.aliases, name) {
+			return c
+		}
+	}
+	return nil
+}
+
+// parse takes the command's options out of args (anywhere among them) and
+// checks the number of the rest.
+func (c *command) parse(r *invocation, args []string) ([]string, error) {
+	var pos []string
+	for _, a := range args {
+		switch a {
+		case "--json", "-json":
+			if !c.json {
+				return nil, usageError(a + " is not an option of " + c.name)
+			}
+			r.json = true
+		case "--follow", "-follow", "-f":
+			if !c.follow {
+				return nil, usageError(a + " is not an option of " + c.name)
+			}
+			r.follow = true
+		default:
+			pos = append(pos, a)
+		}
+	}
+	if n := len(pos); n < c.minArgs || n > c.maxArgs {
+		want := strconv.Itoa(c.minArgs)
+		if c.maxArgs != c.minArgs {
+			want += " to " + strconv.Itoa(c.maxArgs)
+		}
+		return nil, usageError(fmt.Sprintf("want %s arguments, got %d", want, n))
+	}
+	return pos, nil
+}
 
 // Main runs uplinkctl with args (without the program name) and returns
-// the exit code.
+// the exit code: 0, 1 when the command failed, 2 for a usage mistake.
 func Main(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("uplinkctl", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, usage) }
+	fs.Usage = func() { fmt.Fprint(stderr, usage()) }
 	socket := fs.String("socket", control.DefaultSocket, "uplinkd control socket")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -53,120 +173,87 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		fs.Usage()
 		return 2
 	}
-	cmd, rest := fs.Arg(0), fs.Args()[1:]
-	asJSON, follow := false, false
-	var pos []string
-	for _, a := range rest {
-		switch a {
-		case "--json", "-json":
-			asJSON = true
-		case "--follow", "-follow", "-f":
-			follow = true
-		default:
-			pos = append(pos, a)
-		}
-	}
-	c := control.NewClient(*socket)
-	var err error
-	switch cmd {
-	case "status":
-		err = status(c, stdout, asJSON)
-	case "fdb", "guests":
-		err = fdb(c, stdout, asJSON)
-	case "counters":
-		err = counters(c, stdout, asJSON)
-	case "stats":
-		err = stats(c, stdout, asJSON)
-	case "events":
-		err = events(c, stdout, asJSON, follow)
-	case "reload":
-		var r control.ReloadResult
-		if r, err = c.Reload(); err == nil {
-			if asJSON {
-				err = printJSON(stdout, r)
-			} else if len(r.Changes) == 0 {
-				fmt.Fprintln(stdout, "configuration reloaded: nothing changed")
-			} else {
-				fmt.Fprintf(stdout, "configuration reloaded:\n  %s\n", strings.Join(r.Changes, "\n  "))
-			}
-		}
-	case "set-active":
-		if len(pos) != 2 {
-			fmt.Fprint(stderr, "usage: uplinkctl set-active GROUP UPLINK|auto\n")
-			return 2
-		}
-		err = setActive(c, stdout, pos[0], pos[1])
-	case "set-priority", "set-state":
-		if len(pos) != 3 {
-			fmt.Fprintf(stderr, "usage: uplinkctl %s GROUP UPLINK %s\n", cmd, map[string]string{"set-priority": "N", "set-state": "usable|standby|disabled"}[cmd])
-			return 2
-		}
-		var req control.SetUplinkRequest
-		if cmd == "set-state" {
-			req.State = pos[2]
-		} else {
-			n, convErr := strconv.Atoi(pos[2])
-			if convErr != nil {
-				fmt.Fprintf(stderr, "uplinkctl: priority %q is not a number\n", pos[2])
-				return 2
-			}
-			req.Priority = &n
-		}
-		err = setUplink(c, stdout, pos[0], pos[1], req)
-	case "add-uplink":
-		if len(pos) < 2 || len(pos) > 4 {
-			fmt.Fprint(stderr, "usage: uplinkctl add-uplink GROUP IF [PRIORITY [STATE]]\n")
-			return 2
-		}
-		req := control.AddUplinkRequest{Name: pos[1]}
-		if len(pos) > 2 {
-			n, convErr := strconv.Atoi(pos[2])
-			if convErr != nil {
-				fmt.Fprintf(stderr, "uplinkctl: priority %q is not a number\n", pos[2])
-				return 2
-			}
-			req.Priority = &n
-		}
-		if len(pos) > 3 {
-			req.State = pos[3]
-		}
-		err = changed(stdout, pos[0], func() (control.Status, error) { return c.AddUplink(pos[0], req) })
-	case "remove-uplink", "add-port", "remove-port":
-		if len(pos) != 2 {
-			fmt.Fprintf(stderr, "usage: uplinkctl %s GROUP IF\n", cmd)
-			return 2
-		}
-		call := map[string]func(string, string) (control.Status, error){
-			"remove-uplink": c.RemoveUplink, "add-port": c.AddPort, "remove-port": c.RemovePort}[cmd]
-		err = changed(stdout, pos[0], func() (control.Status, error) { return call(pos[0], pos[1]) })
-	case "move-guest":
-		if len(pos) != 3 {
-			fmt.Fprint(stderr, "usage: uplinkctl move-guest GROUP MAC[@VLAN] UPLINK\n")
-			return 2
-		}
-		req := control.MoveGuestRequest{MAC: pos[1], Uplink: pos[2]}
-		if mac, vlan, ok := strings.Cut(pos[1], "@"); ok {
-			n, convErr := strconv.ParseUint(vlan, 10, 16)
-			if convErr != nil || n > config.MaxVLAN {
-				fmt.Fprintf(stderr, "uplinkctl: VLAN %q is not a number from 0 to %d\n", vlan, config.MaxVLAN)
-				return 2
-			}
-			req.MAC, req.VLAN = mac, uint16(n)
-		}
-		err = changed(stdout, pos[0], func() (control.Status, error) { return c.MoveGuest(pos[0], req) })
-	case "version":
-		fmt.Fprintln(stdout, "uplinkctl", version.String())
-	case "help", "-h", "--help":
-		fmt.Fprint(stdout, usage)
-	default:
-		fmt.Fprintf(stderr, "uplinkctl: unknown command %q\n%s", cmd, usage)
+	cmd := lookup(fs.Arg(0))
+	if cmd == nil {
+		fmt.Fprintf(stderr, "uplinkctl: unknown command %q\n%s", fs.Arg(0), usage())
 		return 2
 	}
-	if err != nil {
+	r := &invocation{client: control.NewClient(*socket), stdout: stdout}
+	pos, err := cmd.parse(r, fs.Args()[1:])
+	if err == nil {
+		err = cmd.run(r, pos)
+	}
+	var uerr usageError
+	switch {
+	case errors.As(err, &uerr):
+		fmt.Fprintf(stderr, "uplinkctl %s: %s\nusage: uplinkctl %s\n", cmd.name, uerr, cmd.synopsis())
+		return 2
+	case err != nil:
 		fmt.Fprintln(stderr, "uplinkctl:", err)
 		return 1
 	}
 	return 0
+}
+
+func reload(r *invocation, _ []string) error {
+	res, err := r.client.Reload()
+	switch {
+	case err != nil:
+		return err
+	case r.json:
+		return printJSON(r.stdout, res)
+	case len(res.Changes) == 0:
+		fmt.Fprintln(r.stdout, "configuration reloaded: nothing changed")
+	default:
+		fmt.Fprintf(r.stdout, "configuration reloaded:\n  %s\n", strings.Join(res.Changes, "\n  "))
+	}
+	return nil
+}
+
+func setPriority(r *invocation, a []string) error {
+	n, err := strconv.Atoi(a[2])
+	if err != nil {
+		return usageError(fmt.Sprintf("priority %q is not a number", a[2]))
+	}
+	return setUplink(r.client, r.stdout, a[0], a[1], control.SetUplinkRequest{Priority: &n})
+}
+
+func setState(r *invocation, a []string) error {
+	return setUplink(r.client, r.stdout, a[0], a[1], control.SetUplinkRequest{State: a[2]})
+}
+
+func addUplink(r *invocation, a []string) error {
+	req := control.AddUplinkRequest{Name: a[1]}
+	if len(a) > 2 {
+		n, err := strconv.Atoi(a[2])
+		if err != nil {
+			return usageError(fmt.Sprintf("priority %q is not a number", a[2]))
+		}
+		req.Priority = &n
+	}
+	if len(a) > 3 {
+		req.State = a[3]
+	}
+	return changed(r.stdout, a[0], func() (control.Status, error) { return r.client.AddUplink(a[0], req) })
+}
+
+// groupCall is a command GROUP IF that makes one change to a group's ports.
+func groupCall(call func(c *control.Client, group, name string) (control.Status, error)) func(*invocation, []string) error {
+	return func(r *invocation, a []string) error {
+		return changed(r.stdout, a[0], func() (control.Status, error) { return call(r.client, a[0], a[1]) })
+	}
+}
+
+func moveGuest(r *invocation, a []string) error {
+	req := control.MoveGuestRequest{MAC: a[1], Uplink: a[2]}
+	if mac, vlan, ok := strings.Cut(a[1], "@"); ok {
+		n, err := strconv.ParseUint(vlan, 10, 16)
+		if err != nil || n > config.MaxVLAN {
+			return usageError(fmt.Sprintf("VLAN %q is not a number from 0 to %d", vlan, config.MaxVLAN))
+		}
+		req.MAC, req.VLAN = mac, uint16(n)
+	}
+	return changed(r.stdout, a[0], func() (control.Status, error) { return r.client.MoveGuest(a[0], req) })
 }
 
 func printJSON(w io.Writer, v any) error {
