@@ -25,10 +25,14 @@ static __always_inline void report_switch(__u32 group, __u32 from, __u32 to,
 	bpf_ringbuf_submit(ev, 0);
 }
 
-/* move_group moves group from slot to the first other slot of its
- * fallback order with a compare-and-swap, so the first reporter of a
- * failure switches and the others (and the daemon) see the result, and
- * reports the switch on fo_events. It returns the group's slot after the
+/* move_group moves group from slot to the first slot of its fallback
+ * order not found dead, with a compare-and-swap, so the first reporter of
+ * a failure switches and the others (and the daemon) see the result, and
+ * reports the switch on fo_events. slot is marked dead first, until the
+ * daemon writes a new order: else a second uplink failing before that
+ * write would move the group back to the first, and two dead uplinks'
+ * egress programs would pass a frame to and fro until the kernel's
+ * recursion limit drops it. It returns the group's slot after the
  * attempt: the new one, the one another reporter chose, or slot itself
  * when there is nowhere to go (then the daemon decides).
  *
@@ -48,6 +52,7 @@ static __always_inline __u32 move_group(__u32 group, __u32 slot, __u32 ifindex,
 		return NO_SLOT;
 	if (!fb || fb->count == 0 || slot >= MAX_UPLINKS)
 		return *cur;
+	__u32 dead = __sync_fetch_and_or(&fb->dead, 1u << slot) | (1u << slot);
 	if (bal) {
 		__u32 bit = 1u << slot;
 		newly_down = !(__sync_fetch_and_or(&bal->down, bit) & bit);
@@ -60,8 +65,9 @@ static __always_inline __u32 move_group(__u32 group, __u32 slot, __u32 ifindex,
 		__u32 next = NO_SLOT;
 #pragma unroll
 		for (int i = 0; i < MAX_UPLINKS; i++) {
-			if (i < fb->count && fb->slots[i] != slot && fb->slots[i] < MAX_UPLINKS) {
-				next = fb->slots[i];
+			__u32 s = fb->slots[i];
+			if (i < fb->count && s < MAX_UPLINKS && !(dead & (1u << s))) {
+				next = s;
 				break;
 			}
 		}

@@ -151,10 +151,14 @@ struct balance {
 
 /* In-kernel failover (bpf/failover.c). */
 
-/* fallbacks[group]: the slots to move to, best first. */
+/* fallbacks[group]: the slots to move to, best first, kept by the
+ * daemon, and the slots the kernel paths (and the poll's MoveOff) found
+ * without carrier since the daemon last wrote it: a second failure before
+ * that write must not move the group back onto a dead uplink. */
 struct fallback {
 	__u32 count;
 	__u32 slots[MAX_UPLINKS];
+	__u32 dead; /* bit per slot */
 };
 
 enum fo_cause {

@@ -17,6 +17,7 @@ type bpfFailoverFallback struct {
 	_     structs.HostLayout
 	Count uint32
 	Slots [8]uint32
+	Dead  uint32
 }
 
 type bpfFailoverFoCause uint32

@@ -107,6 +107,10 @@ type Datapath struct {
 	// poll thread's read-and-write of the down bits (MoveOff), so neither
 	// puts back what the other replaced.
 	balanceMu sync.Mutex
+	// fallbackMu orders the daemon's order writes (SetFallback) and the
+	// poll thread's read-and-write of the dead bits (MoveOff) in the same
+	// way.
+	fallbackMu sync.Mutex
 }
 
 // Open loads the programs and creates the maps, or re-opens the maps a

@@ -12,8 +12,13 @@ import (
 // SetFallback gives the order in which a group's uplinks may take over,
 // best first (only usable ones): the in-kernel failover paths and MoveOff
 // pick from it. An empty order makes them stand aside (the daemon then
-// decides, e.g. while a down-delay runs).
+// decides, e.g. while a down-delay runs). It also forgets the slots they
+// found dead: the daemon's order reflects the carriers it knows. A slot
+// the kernel marks dead during the write may be forgotten too; its next
+// guest frame marks it again.
 func (d *Datapath) SetFallback(group uint32, slots []limits.Slot) error {
+	d.fallbackMu.Lock()
+	defer d.fallbackMu.Unlock()
 	var fb bpfFailoverFallback
 	for _, s := range slots {
 		if int(fb.Count) < len(fb.Slots) && s.Valid() {
@@ -27,12 +32,14 @@ func (d *Datapath) SetFallback(group uint32, slots []limits.Slot) error {
 	return nil
 }
 
-// MoveOff moves group off slot from to the first other slot of its
-// fallback order, if from is still its active slot: the kernel paths'
-// move, for the daemon's carrier poll, which sees a loss they did not
-// (no guest traffic at that moment, no carrier hook). It is not atomic
-// with their compare-and-swap, but all of them pick from the same order,
-// so a race writes the same slot. No drain: the old uplink is dead.
+// MoveOff moves group off slot from to the first slot of its fallback
+// order not found dead, if from is still its active slot: the kernel
+// paths' move, for the daemon's carrier poll, which sees a loss they did
+// not (no guest traffic at that moment, no carrier hook). Like them it
+// first marks from dead in the order, so a second failure before the
+// daemon's next order does not move the group back to from. It is not
+// atomic with their compare-and-swap, but all of them pick from the same
+// order, so a race writes the same slot. No drain: the old uplink is dead.
 //
 // In a balance group the slot is also marked down, which moves its buckets
 // (see bpf/balance.h), and moved reports that too.
@@ -45,9 +52,9 @@ func (d *Datapath) MoveOff(group uint32, from limits.Slot) (to limits.Slot, move
 	}
 	// As the kernel's move_group: no fallback order (a down-delay runs),
 	// no move; the daemon decides.
-	var fb bpfFailoverFallback
-	if err := d.objs.Fallbacks.Lookup(group, &fb); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-		return limits.NoSlot, false, fmt.Errorf("read fallbacks[%d]: %w", group, err)
+	fb, err := d.markDead(group, from)
+	if err != nil {
+		return limits.NoSlot, false, err
 	}
 	if fb.Count == 0 {
 		return limits.NoSlot, false, nil
@@ -63,7 +70,7 @@ func (d *Datapath) MoveOff(group uint32, from limits.Slot) (to limits.Slot, move
 		return limits.NoSlot, moved, nil
 	}
 	for _, v := range fb.Slots[:min(fb.Count, uint32(len(fb.Slots)))] {
-		if s := slotFromMap(v); s != from && s.Valid() {
+		if s := slotFromMap(v); s.Valid() && fb.Dead&(1<<s) == 0 {
 			if err := d.objs.Active.Put(group, mapSlot(s)); err != nil {
 				return limits.NoSlot, moved, fmt.Errorf("set active[%d]=%d: %w", group, s, err)
 			}
@@ -71,6 +78,28 @@ func (d *Datapath) MoveOff(group uint32, from limits.Slot) (to limits.Slot, move
 		}
 	}
 	return limits.NoSlot, moved, nil
+}
+
+// markDead sets slot's dead bit in group's fallback order, if it has one,
+// and returns the order with it. Ordered with SetFallback, so it never
+// puts back an order the daemon replaced; not atomic with the kernel's
+// fetch-and-or of another slot's bit, which can be lost: the kernel then
+// may pick that slot once more, and its egress marks it again.
+func (d *Datapath) markDead(group uint32, slot limits.Slot) (bpfFailoverFallback, error) {
+	d.fallbackMu.Lock()
+	defer d.fallbackMu.Unlock()
+	var fb bpfFailoverFallback
+	if err := d.objs.Fallbacks.Lookup(group, &fb); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		return fb, fmt.Errorf("read fallbacks[%d]: %w", group, err)
+	}
+	if fb.Count == 0 || fb.Dead&(1<<slot) != 0 {
+		return fb, nil
+	}
+	fb.Dead |= 1 << slot
+	if err := d.objs.Fallbacks.Put(group, fb); err != nil {
+		return fb, fmt.Errorf("mark slot %d dead in fallbacks[%d]: %w", slot, group, err)
+	}
+	return fb, nil
 }
 
 // markDown sets slot's down bit in a balance group's entry; marked is
