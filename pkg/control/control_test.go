@@ -25,25 +25,25 @@ type backend struct {
 	calls  []string           // the add and remove calls
 }
 
-func (b *backend) Status() Status {
+func (b *backend) Status(ctx context.Context) (Status, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	g := GroupStatus{Name: "red", Active: b.active}
 	if b.manual {
 		g.Manual = b.active
 	}
-	return Status{Version: "test", Groups: []GroupStatus{g}}
+	return Status{Version: "test", Groups: []GroupStatus{g}}, nil
 }
 
-func (b *backend) Guests() ([]Guest, error) {
+func (b *backend) Guests(ctx context.Context) ([]Guest, error) {
 	return []Guest{{Group: "red", MAC: "02:00:00:00:00:0a", Port: "vnet0"}}, nil
 }
 
-func (b *backend) Counters() ([]PortCounters, error) {
+func (b *backend) Counters(ctx context.Context) ([]PortCounters, error) {
 	return nil, fmt.Errorf("counters unreadable")
 }
 
-func (b *backend) SetActive(group, uplink string) error {
+func (b *backend) SetActive(ctx context.Context, group, uplink string) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	switch {
@@ -58,14 +58,14 @@ func (b *backend) SetActive(group, uplink string) error {
 	return nil
 }
 
-func (b *backend) ClearManual(group string) error {
+func (b *backend) ClearManual(ctx context.Context, group string) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.manual = false
 	return nil
 }
 
-func (b *backend) SetUplink(group, uplink string, req SetUplinkRequest) error {
+func (b *backend) SetUplink(ctx context.Context, group, uplink string, req SetUplinkRequest) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if uplink != "eth1" {
@@ -75,28 +75,28 @@ func (b *backend) SetUplink(group, uplink string, req SetUplinkRequest) error {
 	return nil
 }
 
-func (b *backend) AddUplink(group string, req AddUplinkRequest) error {
+func (b *backend) AddUplink(ctx context.Context, group string, req AddUplinkRequest) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.calls = append(b.calls, fmt.Sprintf("add-uplink %s %s", group, req.Name))
 	return nil
 }
 
-func (b *backend) RemoveUplink(group, uplink string) error {
+func (b *backend) RemoveUplink(ctx context.Context, group, uplink string) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.calls = append(b.calls, fmt.Sprintf("remove-uplink %s %s", group, uplink))
 	return nil
 }
 
-func (b *backend) AddPort(group, port string) error {
+func (b *backend) AddPort(ctx context.Context, group, port string) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.calls = append(b.calls, fmt.Sprintf("add-port %s %s", group, port))
 	return nil
 }
 
-func (b *backend) RemovePort(group, port string) error {
+func (b *backend) RemovePort(ctx context.Context, group, port string) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if port == "vnet9" {
@@ -106,22 +106,22 @@ func (b *backend) RemovePort(group, port string) error {
 	return nil
 }
 
-func (b *backend) Events(ctx context.Context, since uint64, wait time.Duration) ([]FailoverEvent, uint64) {
+func (b *backend) Events(ctx context.Context, since uint64, wait time.Duration) ([]FailoverEvent, uint64, error) {
 	if since >= 2 {
 		select { // nothing newer: hold the answer as the daemon does
 		case <-time.After(wait):
 		case <-ctx.Done():
 		}
-		return nil, 2
+		return nil, 2, nil
 	}
-	return []FailoverEvent{{Seq: 1, Version: 2, Group: "red", From: "eth1", To: "eth2", Reason: "carrier lost"}}, 2
+	return []FailoverEvent{{Seq: 1, Version: 2, Group: "red", From: "eth1", To: "eth2", Reason: "carrier lost"}}, 2, nil
 }
 
-func (b *backend) Reload() ([]string, error) {
+func (b *backend) Reload(ctx context.Context) ([]string, error) {
 	return []string{"group red: uplink eth3 added"}, nil
 }
 
-func (b *backend) MoveGuest(group string, req MoveGuestRequest) error {
+func (b *backend) MoveGuest(ctx context.Context, group string, req MoveGuestRequest) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.calls = append(b.calls, fmt.Sprintf("move-guest %s %s@%d %s", group, req.MAC, req.VLAN, req.Uplink))

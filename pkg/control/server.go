@@ -16,21 +16,23 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Backend is what the daemon offers the API.
+// Backend is what the daemon offers the API. Each call gets its request's
+// context: the daemon may give up on a request whose client went away
+// before it began (and then says so in the error).
 type Backend interface {
-	Status() Status
-	Guests() ([]Guest, error)
-	Counters() ([]PortCounters, error)
-	SetActive(group, uplink string) error
-	ClearManual(group string) error
-	SetUplink(group, uplink string, req SetUplinkRequest) error
-	AddUplink(group string, req AddUplinkRequest) error
-	RemoveUplink(group, uplink string) error
-	AddPort(group, port string) error
-	RemovePort(group, port string) error
-	MoveGuest(group string, req MoveGuestRequest) error
-	Reload() ([]string, error)
-	Events(ctx context.Context, since uint64, wait time.Duration) ([]FailoverEvent, uint64)
+	Status(ctx context.Context) (Status, error)
+	Guests(ctx context.Context) ([]Guest, error)
+	Counters(ctx context.Context) ([]PortCounters, error)
+	SetActive(ctx context.Context, group, uplink string) error
+	ClearManual(ctx context.Context, group string) error
+	SetUplink(ctx context.Context, group, uplink string, req SetUplinkRequest) error
+	AddUplink(ctx context.Context, group string, req AddUplinkRequest) error
+	RemoveUplink(ctx context.Context, group, uplink string) error
+	AddPort(ctx context.Context, group, port string) error
+	RemovePort(ctx context.Context, group, port string) error
+	MoveGuest(ctx context.Context, group string, req MoveGuestRequest) error
+	Reload(ctx context.Context) ([]string, error)
+	Events(ctx context.Context, since uint64, wait time.Duration) ([]FailoverEvent, uint64, error)
 }
 
 // ErrNotFound marks an unknown group or uplink (HTTP 404).
@@ -71,14 +73,15 @@ func Listen(path string, b Backend, log *slog.Logger) (*Server, error) {
 	s := &Server{path: path, ln: ln, log: log}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
-		reply(w, b.Status(), nil)
+		st, err := b.Status(r.Context())
+		reply(w, st, err)
 	})
 	mux.HandleFunc("GET /v1/guests", func(w http.ResponseWriter, r *http.Request) {
-		g, err := b.Guests()
+		g, err := b.Guests(r.Context())
 		reply(w, g, err)
 	})
 	mux.HandleFunc("GET /v1/counters", func(w http.ResponseWriter, r *http.Request) {
-		c, err := b.Counters()
+		c, err := b.Counters(r.Context())
 		reply(w, c, err)
 	})
 	mux.HandleFunc("POST /v1/groups/{group}/active", func(w http.ResponseWriter, r *http.Request) {
@@ -92,51 +95,51 @@ func Listen(path string, b Backend, log *slog.Logger) (*Server, error) {
 		case req.Auto && req.Uplink != "":
 			err = fmt.Errorf("%w: give an uplink or auto, not both", ErrRefused)
 		case req.Auto:
-			err = b.ClearManual(group)
+			err = b.ClearManual(r.Context(), group)
 		case req.Uplink == "":
 			err = fmt.Errorf("%w: no uplink given", ErrRefused)
 		default:
-			err = b.SetActive(group, req.Uplink)
+			err = b.SetActive(r.Context(), group, req.Uplink)
 		}
-		reply(w, b.Status(), err)
+		replyStatus(w, r, b, err)
 	})
 	mux.HandleFunc("POST /v1/groups/{group}/uplinks", func(w http.ResponseWriter, r *http.Request) {
 		var req AddUplinkRequest
 		if decodeBody(w, r, &req) {
-			err := b.AddUplink(r.PathValue("group"), req)
-			reply(w, b.Status(), err)
+			err := b.AddUplink(r.Context(), r.PathValue("group"), req)
+			replyStatus(w, r, b, err)
 		}
 	})
 	mux.HandleFunc("DELETE /v1/groups/{group}/uplinks/{uplink}", func(w http.ResponseWriter, r *http.Request) {
-		err := b.RemoveUplink(r.PathValue("group"), r.PathValue("uplink"))
-		reply(w, b.Status(), err)
+		err := b.RemoveUplink(r.Context(), r.PathValue("group"), r.PathValue("uplink"))
+		replyStatus(w, r, b, err)
 	})
 	mux.HandleFunc("POST /v1/groups/{group}/ports", func(w http.ResponseWriter, r *http.Request) {
 		var req AddPortRequest
 		if decodeBody(w, r, &req) {
-			err := b.AddPort(r.PathValue("group"), req.Name)
-			reply(w, b.Status(), err)
+			err := b.AddPort(r.Context(), r.PathValue("group"), req.Name)
+			replyStatus(w, r, b, err)
 		}
 	})
 	mux.HandleFunc("DELETE /v1/groups/{group}/ports/{port}", func(w http.ResponseWriter, r *http.Request) {
-		err := b.RemovePort(r.PathValue("group"), r.PathValue("port"))
-		reply(w, b.Status(), err)
+		err := b.RemovePort(r.Context(), r.PathValue("group"), r.PathValue("port"))
+		replyStatus(w, r, b, err)
 	})
 	mux.HandleFunc("POST /v1/reload", func(w http.ResponseWriter, r *http.Request) {
-		changes, err := b.Reload()
+		changes, err := b.Reload(r.Context())
 		reply(w, ReloadResult{Changes: changes}, err)
 	})
 	mux.HandleFunc("GET /v1/events", func(w http.ResponseWriter, r *http.Request) {
 		since, _ := strconv.ParseUint(r.URL.Query().Get("since"), 10, 64)
 		wait, _ := time.ParseDuration(r.URL.Query().Get("wait"))
-		evs, version := b.Events(r.Context(), since, min(wait, maxEventWait))
-		reply(w, Events{Events: evs, Version: version}, nil)
+		evs, version, err := b.Events(r.Context(), since, min(wait, maxEventWait))
+		reply(w, Events{Events: evs, Version: version}, err)
 	})
 	mux.HandleFunc("POST /v1/groups/{group}/guests/move", func(w http.ResponseWriter, r *http.Request) {
 		var req MoveGuestRequest
 		if decodeBody(w, r, &req) {
-			err := b.MoveGuest(r.PathValue("group"), req)
-			reply(w, b.Status(), err)
+			err := b.MoveGuest(r.Context(), r.PathValue("group"), req)
+			replyStatus(w, r, b, err)
 		}
 	})
 	mux.HandleFunc("POST /v1/groups/{group}/uplinks/{uplink}", func(w http.ResponseWriter, r *http.Request) {
@@ -148,9 +151,9 @@ func Listen(path string, b Backend, log *slog.Logger) (*Server, error) {
 		if req.Priority == nil && req.State == "" {
 			err = fmt.Errorf("%w: give a priority or a state", ErrRefused)
 		} else {
-			err = b.SetUplink(r.PathValue("group"), r.PathValue("uplink"), req)
+			err = b.SetUplink(r.Context(), r.PathValue("group"), r.PathValue("uplink"), req)
 		}
-		reply(w, b.Status(), err)
+		replyStatus(w, r, b, err)
 	})
 	s.http = &http.Server{
 		Handler:           rootOnly(mux),
@@ -224,6 +227,16 @@ func decodeBody(w http.ResponseWriter, r *http.Request, v any) bool {
 		return false
 	}
 	return true
+}
+
+// replyStatus answers a change: its error, or the status after it.
+func replyStatus(w http.ResponseWriter, r *http.Request, b Backend, err error) {
+	if err != nil {
+		reply(w, nil, err)
+		return
+	}
+	st, err := b.Status(r.Context())
+	reply(w, st, err)
 }
 
 func reply(w http.ResponseWriter, v any, err error) {

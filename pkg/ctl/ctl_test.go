@@ -112,19 +112,19 @@ func (b *backend) change(format string, args ...any) {
 	b.calls = append(b.calls, fmt.Sprintf(format, args...))
 }
 
-func (b *backend) Status() control.Status {
+func (b *backend) Status(ctx context.Context) (control.Status, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	g := b.group
 	g.Uplinks = slices.Clone(g.Uplinks)
-	return control.Status{Version: "test", Groups: []control.GroupStatus{g}}
+	return control.Status{Version: "test", Groups: []control.GroupStatus{g}}, nil
 }
 
-func (b *backend) Guests() ([]control.Guest, error) {
+func (b *backend) Guests(ctx context.Context) ([]control.Guest, error) {
 	return []control.Guest{{Group: "red", VLAN: 10, MAC: "02:00:00:00:00:0a", Port: "vnet0", Addrs: []string{"192.0.2.10"}}}, nil
 }
 
-func (b *backend) Counters() ([]control.PortCounters, error) {
+func (b *backend) Counters(ctx context.Context) ([]control.PortCounters, error) {
 	return []control.PortCounters{{Group: "red", Port: "vnet0", Role: "guest", RxPackets: 7, Drops: map[string]uint64{"hairpin": 2}}}, nil
 }
 
@@ -140,7 +140,7 @@ func (b *backend) uplink(group, name string) (*control.UplinkStatus, error) {
 	return nil, fmt.Errorf("uplink %q: %w", name, control.ErrNotFound)
 }
 
-func (b *backend) SetActive(group, uplink string) error {
+func (b *backend) SetActive(ctx context.Context, group, uplink string) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if _, err := b.uplink(group, uplink); err != nil {
@@ -151,7 +151,7 @@ func (b *backend) SetActive(group, uplink string) error {
 	return nil
 }
 
-func (b *backend) ClearManual(group string) error {
+func (b *backend) ClearManual(ctx context.Context, group string) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.group.Manual = ""
@@ -159,7 +159,7 @@ func (b *backend) ClearManual(group string) error {
 	return nil
 }
 
-func (b *backend) SetUplink(group, uplink string, req control.SetUplinkRequest) error {
+func (b *backend) SetUplink(ctx context.Context, group, uplink string, req control.SetUplinkRequest) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	u, err := b.uplink(group, uplink)
@@ -177,7 +177,7 @@ func (b *backend) SetUplink(group, uplink string, req control.SetUplinkRequest) 
 	return nil
 }
 
-func (b *backend) AddUplink(group string, req control.AddUplinkRequest) error {
+func (b *backend) AddUplink(ctx context.Context, group string, req control.AddUplinkRequest) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	prio := -1
@@ -189,14 +189,14 @@ func (b *backend) AddUplink(group string, req control.AddUplinkRequest) error {
 	return nil
 }
 
-func (b *backend) RemoveUplink(group, uplink string) error {
+func (b *backend) RemoveUplink(ctx context.Context, group, uplink string) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.change("remove-uplink %s %s", group, uplink)
 	return nil
 }
 
-func (b *backend) AddPort(group, port string) error {
+func (b *backend) AddPort(ctx context.Context, group, port string) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.group.GuestPorts = append(b.group.GuestPorts, control.PortStatus{Name: port})
@@ -204,31 +204,31 @@ func (b *backend) AddPort(group, port string) error {
 	return nil
 }
 
-func (b *backend) RemovePort(group, port string) error {
+func (b *backend) RemovePort(ctx context.Context, group, port string) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.change("remove-port %s %s", group, port)
 	return nil
 }
 
-func (b *backend) MoveGuest(group string, req control.MoveGuestRequest) error {
+func (b *backend) MoveGuest(ctx context.Context, group string, req control.MoveGuestRequest) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.change("move-guest %s %s@%d %s", group, req.MAC, req.VLAN, req.Uplink)
 	return nil
 }
 
-func (b *backend) Reload() ([]string, error) {
+func (b *backend) Reload(ctx context.Context) ([]string, error) {
 	return []string{"group red: uplink eth3 added"}, nil
 }
 
-func (b *backend) Events(ctx context.Context, since uint64, wait time.Duration) ([]control.FailoverEvent, uint64) {
+func (b *backend) Events(ctx context.Context, since uint64, wait time.Duration) ([]control.FailoverEvent, uint64, error) {
 	if since >= 1 {
-		return nil, 1
+		return nil, 1, nil
 	}
 	sw := time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
 	return []control.FailoverEvent{{Seq: 1, Version: 1, Group: "red", From: "eth1", To: "eth2", Reason: "carrier lost",
-		Switched: sw, Latency: 42 * time.Microsecond, AnnounceFrames: 3, AnnounceFirst: sw.Add(time.Millisecond), AnnounceLast: sw.Add(2 * time.Millisecond)}}, 1
+		Switched: sw, Latency: 42 * time.Microsecond, AnnounceFrames: 3, AnnounceFirst: sw.Add(time.Millisecond), AnnounceLast: sw.Add(2 * time.Millisecond)}}, 1, nil
 }
 
 // serve runs a control server for b on a socket in a temporary directory.

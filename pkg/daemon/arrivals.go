@@ -71,11 +71,8 @@ func takeArrivals(first datapath.Arrival, more <-chan datapath.Arrival) []datapa
 // guests that arrived within one announcement's duration are announced
 // again with them: a new run replaces the running one.
 func (d *Daemon) onArrivals(batch []datapath.Arrival) {
-	// One walk of the FDB and the addresses for the batch, outside the
-	// daemon's lock.
+	// One walk of the FDB and the addresses for the batch.
 	all, guestsErr := d.dp.Guests()
-	d.mu.Lock()
-	defer d.mu.Unlock()
 	now := time.Now()
 	for _, g := range d.groups {
 		var macs []string

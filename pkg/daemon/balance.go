@@ -35,7 +35,7 @@ func (g *group) homeSlots() []limits.Slot {
 // rebalance recomputes a balance group's table after a policy event and
 // writes it when it, or the slots' alternatives, changed, or the data
 // plane marked a slot down; the guests whose bucket moved are announced,
-// each on its new uplink. Called with d.mu held.
+// each on its new uplink.
 func (d *Daemon) rebalance(g *group) {
 	if !g.balanced() {
 		return
@@ -167,16 +167,11 @@ func (d *Daemon) announceEach(g *group, slot limits.Slot, guests []announce.Gues
 	}()
 }
 
-// MoveGuest is `uplinkctl move-guest`: the guest's bucket (and so every
+// moveGuest is `uplinkctl move-guest`: the guest's bucket (and so every
 // guest hashed to it) is pinned to the uplink while that uplink stays
 // usable, and announced there.
-func (d *Daemon) MoveGuest(groupName string, req control.MoveGuestRequest) error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	g, err := d.groupByName(groupName)
-	if err != nil {
-		return err
-	}
+func (d *Daemon) moveGuest(g *group, req control.MoveGuestRequest) error {
+	groupName := g.cfg.Name
 	if !g.balanced() {
 		return fmt.Errorf("%w: group %s is not in balance mode", control.ErrRefused, groupName)
 	}
@@ -252,10 +247,7 @@ type pin struct {
 // busy; moved buckets are pinned there (failback does not undo them) and
 // their guests announced on their new uplink.
 func (d *Daemon) onRebalanceTick(id uint32) {
-	// 256 per-CPU reads: not under the daemon's lock.
-	cur, err := d.dp.BucketBytes(id)
-	d.mu.Lock()
-	defer d.mu.Unlock()
+	cur, err := d.dp.BucketBytes(id) // 256 per-CPU reads
 	g := d.groupByID(id)
 	if g == nil || g.table == nil {
 		return

@@ -55,7 +55,7 @@ type Daemon struct {
 	watch   *linkwatch.Watcher
 	started time.Time
 
-	mu     sync.Mutex
+	// State the event loop owns (loop.go): only its goroutine touches it.
 	groups []*group
 	ports  map[string]*port // every configured interface by name
 	// released: interfaces a pattern matches that the operator removed
@@ -68,8 +68,16 @@ type Daemon struct {
 	eventVersion  uint64
 	eventsChanged chan struct{} // closed and replaced at every change
 
+	// calls carries work from other goroutines into the event loop
+	// (call); stopped is closed when the loop ends.
+	calls    chan func()
+	stopped  chan struct{}
+	stopOnce sync.Once
+	// view is what the loop publishes for the metrics scrape (view.go).
+	view atomic.Pointer[view]
+
 	// polled maps the polled uplinks (polledSlots) to their group and slot for
-	// the poll's fast path, which runs on its own thread without d.mu.
+	// the poll's fast path, which runs on its own thread, outside the loop.
 	polled    atomic.Pointer[map[string]polledUplink]
 	fastMoves chan fastMove
 	hold      *time.Timer // fires at the earliest hold-timer deadline (up/down delay)
@@ -149,6 +157,8 @@ func New(cfg *config.Config, log *slog.Logger) (*Daemon, error) {
 		released:  map[string]int{},
 		fastMoves: make(chan fastMove, 64),
 		hold:      time.NewTimer(time.Hour),
+		calls:     make(chan func()),
+		stopped:   make(chan struct{}),
 	}
 	d.hold.Stop() // armed by armHold when a hold timer runs
 	d.met = metrics.New(d.metricsSnapshot)
@@ -255,7 +265,7 @@ func (d *Daemon) addGuest(g *group, gp config.GuestPort) *port {
 }
 
 // matchGuest makes name a guest port if a profile's pattern matches it and
-// it is no port yet; nil if not. Called with d.mu held (or before Run).
+// it is no port yet; nil if not.
 func (d *Daemon) matchGuest(name string) *port {
 	if _, used := d.ports[name]; used {
 		return nil
@@ -328,10 +338,13 @@ func (d *Daemon) syncProbes(g *group) {
 	}
 }
 
-// onProbe takes a change of an uplink's path probes to the policy.
+// onProbe takes a change of an uplink's path probes to the policy. It
+// runs on a prober's goroutine.
 func (d *Daemon) onProbe(g *group, uplink string, st failover.ProbeState) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
+	d.post(func() { d.onProbeState(g, uplink, st) })
+}
+
+func (d *Daemon) onProbeState(g *group, uplink string, st failover.ProbeState) {
 	now := time.Now()
 	dec, err := g.policy.SetProbe(uplink, st, now)
 	if err != nil {
@@ -429,7 +442,7 @@ func (d *Daemon) attach(p *port, ifindex int) {
 // serves the control API until ctx ends. The data plane stays attached
 // when Run returns.
 func (d *Daemon) Run(ctx context.Context) error {
-	srv, err := control.Listen(d.cfg.ControlSocket, d, d.log)
+	srv, err := control.Listen(d.cfg.ControlSocket, controlAPI{d}, d.log)
 	if err != nil {
 		return err
 	}
@@ -448,6 +461,10 @@ func (d *Daemon) Run(ctx context.Context) error {
 		}
 	}
 	defer srv.Close()
+	// This goroutine is the event loop from here on: the set-up below runs
+	// before it takes any call. When it ends, waiting calls fail (before
+	// srv.Close waits for their handlers).
+	defer d.stopCalls()
 
 	names := d.portNames()
 	snap, err := linkwatch.Snapshot(names)
@@ -455,7 +472,6 @@ func (d *Daemon) Run(ctx context.Context) error {
 		return fmt.Errorf("list interfaces: %w", err)
 	}
 	now := time.Now()
-	d.mu.Lock()
 	for _, g := range d.groups {
 		carriers := map[string]bool{}
 		for _, u := range g.uplinkPorts() {
@@ -464,7 +480,6 @@ func (d *Daemon) Run(ctx context.Context) error {
 		}
 		dec, err := g.policy.Start(carriers, now)
 		if err != nil {
-			d.mu.Unlock()
 			return err
 		}
 		d.apply(g, dec, now)
@@ -476,7 +491,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}, d.log)
 	d.setPolled()
 	d.tellWatcherPolled() // setPolled may have found the set unchanged
-	d.mu.Unlock()
+	d.publish()
 
 	events := make(chan linkwatch.State, 256)
 	watchDone := make(chan error, 1)
@@ -495,8 +510,13 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	// The data plane counts each port's learned MACs for max_macs; entries
 	// that age out of the LRU it does not see: recount now and then, off
-	// the event loop (a full FDB is a long walk).
+	// the event loop (a full FDB is a long walk). Run waits for it to end,
+	// so that Close does not close the maps under it.
+	recountCtx, stopRecount := context.WithCancel(ctx)
+	recountDone := make(chan struct{})
+	defer func() { stopRecount(); <-recountDone }()
 	go func() {
+		defer close(recountDone)
 		recount := time.NewTicker(5 * time.Second)
 		defer recount.Stop()
 		for {
@@ -505,7 +525,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 				if err := d.dp.RecountLearned(); err != nil {
 					d.log.Warn("cannot recount the learned MACs per port", "err", err)
 				}
-			case <-ctx.Done():
+			case <-recountCtx.Done():
 				return
 			}
 		}
@@ -556,13 +576,17 @@ func (d *Daemon) Run(ctx context.Context) error {
 			d.onRebalanceTick(id)
 		case a := <-arrived:
 			d.onArrivals(takeArrivals(a, arrived))
+		case fn := <-d.calls:
+			fn()
 		}
+		d.publish()
 	}
 }
 
 // Close releases the daemon's handles; the pinned data plane (and the
-// in-kernel failover hooks) stay.
+// in-kernel failover hooks) stay. Call it after Run has returned.
 func (d *Daemon) Close() error {
+	d.stopCalls() // a prober's report waiting for a loop that never ran
 	d.ann.Close()
 	for _, g := range d.groups {
 		if g.prober != nil {
@@ -583,8 +607,6 @@ func (d *Daemon) Close() error {
 // the guests are announced, and the failed uplink's real carrier is read,
 // since the carrier may be back already (a short flap).
 func (d *Daemon) onKernelSwitch(ev datapath.KernelSwitch) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
 	g := d.groupByID(ev.Group)
 	if g == nil {
 		return
@@ -608,8 +630,6 @@ func (d *Daemon) onKernelSwitch(ev datapath.KernelSwitch) {
 }
 
 func (d *Daemon) onLink(st linkwatch.State) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
 	p, ok := d.ports[st.Name]
 	if !ok {
 		// An interface that a guest port pattern matches appeared, or
@@ -686,8 +706,7 @@ func (d *Daemon) onLink(st linkwatch.State) {
 	}
 }
 
-// armHold sets the hold timer to the earliest pending deadline. Called
-// with d.mu held.
+// armHold sets the hold timer to the earliest pending deadline.
 func (d *Daemon) armHold() {
 	var next time.Time
 	for _, g := range d.groups {
@@ -703,15 +722,13 @@ func (d *Daemon) armHold() {
 
 // onHold lets expired hold timers take effect.
 func (d *Daemon) onHold(now time.Time) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
 	for _, g := range d.groups {
 		d.applyFrom(g, g.policy.Advance(now), now, time.Time{}, "hold timer")
 	}
 }
 
 // apply carries out a policy decision: the active slot first, then the
-// announcements. Called with d.mu held.
+// announcements.
 func (d *Daemon) apply(g *group, dec failover.Decision, detected time.Time) {
 	d.applyFrom(g, dec, detected, time.Time{}, "")
 }
@@ -792,14 +809,14 @@ func (d *Daemon) announce(g *group, up *port, ev *control.FailoverEvent) {
 	results := d.announceOn(g, up, guests, "", ev.Switched)
 	go func() {
 		res := <-results
-		d.mu.Lock()
-		defer d.mu.Unlock()
-		ev.AnnounceFirst, ev.AnnounceLast = res.First, res.Last
-		ev.AnnounceFrames, ev.AnnounceErrors = res.Frames, res.Errors
-		d.touchEvent(ev)
-		d.log.Info("guests announced", "group", g.cfg.Name, "uplink", up.name, "guests", len(guests),
-			"frames", res.Frames, "rounds", res.Rounds, "errors", res.Errors, "canceled", res.Canceled,
-			"first_after_switch", res.First.Sub(ev.Switched))
+		d.post(func() {
+			ev.AnnounceFirst, ev.AnnounceLast = res.First, res.Last
+			ev.AnnounceFrames, ev.AnnounceErrors = res.Frames, res.Errors
+			d.touchEvent(ev)
+			d.log.Info("guests announced", "group", g.cfg.Name, "uplink", up.name, "guests", len(guests),
+				"frames", res.Frames, "rounds", res.Rounds, "errors", res.Errors, "canceled", res.Canceled,
+				"first_after_switch", res.First.Sub(ev.Switched))
+		})
 	}()
 }
 
@@ -823,10 +840,10 @@ func (d *Daemon) announceOn(g *group, up *port, guests []announce.Guest, key str
 	go func() {
 		res := <-results
 		d.met.Announced(name, switched, res.First)
-		d.mu.Lock()
-		g.annFrames += uint64(res.Frames)
-		g.annSuppress += uint64(res.Suppressed)
-		d.mu.Unlock()
+		d.post(func() {
+			g.annFrames += uint64(res.Frames)
+			g.annSuppress += uint64(res.Suppressed)
+		})
 		out <- res
 		close(out)
 	}()
@@ -843,7 +860,7 @@ func (d *Daemon) guestsOf(gid uint32) ([]announce.Guest, error) {
 }
 
 // announceable are the guests of group gid among all, with their ports'
-// announce priorities. Called with d.mu held.
+// announce priorities.
 func (d *Daemon) announceable(all []datapath.Guest, gid uint32) []announce.Guest {
 	prio := map[int]int{}
 	for _, p := range d.ports {
@@ -888,14 +905,9 @@ func (d *Daemon) groupByName(name string) (*group, error) {
 	return nil, fmt.Errorf("group %q: %w", name, control.ErrNotFound)
 }
 
-// SetActive is `uplinkctl set-active GROUP UPLINK`.
-func (d *Daemon) SetActive(groupName, uplink string) error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	g, err := d.groupByName(groupName)
-	if err != nil {
-		return err
-	}
+// setActive is `uplinkctl set-active GROUP UPLINK`.
+func (d *Daemon) setActive(g *group, uplink string) error {
+	groupName := g.cfg.Name
 	now := time.Now()
 	dec, err := g.policy.SetManual(uplink, now)
 	switch {
@@ -911,19 +923,8 @@ func (d *Daemon) SetActive(groupName, uplink string) error {
 	return nil
 }
 
-// SetUplink is `uplinkctl set-priority` and `uplinkctl set-state`: the
+// setUplink is `uplinkctl set-priority` and `uplinkctl set-state`: the
 // change applies at once, and moves traffic only if policy says so.
-func (d *Daemon) SetUplink(groupName, uplink string, req control.SetUplinkRequest) error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	g, err := d.groupByName(groupName)
-	if err != nil {
-		return err
-	}
-	return d.setUplink(g, uplink, req)
-}
-
-// setUplink is SetUplink with d.mu held.
 func (d *Daemon) setUplink(g *group, uplink string, req control.SetUplinkRequest) error {
 	groupName := g.cfg.Name
 	var state failover.AdminState
@@ -965,14 +966,8 @@ func policyError(err error) error {
 	return fmt.Errorf("%w: %v", control.ErrRefused, err)
 }
 
-// ClearManual is `uplinkctl set-active GROUP auto`.
-func (d *Daemon) ClearManual(groupName string) error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	g, err := d.groupByName(groupName)
-	if err != nil {
-		return err
-	}
+// clearManual is `uplinkctl set-active GROUP auto`.
+func (d *Daemon) clearManual(g *group) error {
 	now := time.Now()
 	d.applyFrom(g, g.policy.ClearManual(now), now, time.Time{}, "operator")
 	return nil

@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -79,31 +80,104 @@ func TestTakeArrivals(t *testing.T) {
 	}
 }
 
+// serveCalls stands in for Run's loop, taking calls only, until the test
+// ends.
+func serveCalls(t *testing.T, d *Daemon) {
+	t.Helper()
+	if d.calls == nil {
+		d.calls, d.stopped = make(chan func()), make(chan struct{})
+	}
+	quit, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case fn := <-d.calls:
+				fn()
+			case <-quit:
+				return
+			}
+		}
+	}()
+	t.Cleanup(func() {
+		close(quit)
+		<-done
+		d.stopCalls()
+	})
+}
+
+// onLoop runs fn on d's loop or fails the test.
+func onLoop(t *testing.T, d *Daemon, fn func()) {
+	t.Helper()
+	if err := d.call(context.Background(), fn); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A call runs whole on the loop or not at all: not when its context ends
+// before the loop takes it, nor once the loop has stopped, also for a call
+// that was waiting then.
+func TestCall(t *testing.T) {
+	d := &Daemon{calls: make(chan func()), stopped: make(chan struct{})}
+	ran := 0
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	if err := d.call(ctx, func() { ran++ }); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("a call the loop did not take: %v, want the deadline", err)
+	}
+	serveCalls(t, d)
+	onLoop(t, d, func() { ran += 10 })
+	if ran != 10 {
+		t.Errorf("ran %d, want only the call the loop took (10)", ran)
+	}
+
+	stopped := &Daemon{calls: make(chan func()), stopped: make(chan struct{})} // a loop that never takes a call
+	waiting := make(chan error, 1)
+	go func() { waiting <- stopped.call(context.Background(), func() { ran++ }) }()
+	time.Sleep(20 * time.Millisecond)
+	stopped.stopCalls()
+	select {
+	case err := <-waiting:
+		if !errors.Is(err, errStopped) {
+			t.Errorf("a waiting call when the loop stopped: %v, want errStopped", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("a waiting call did not end when the loop stopped")
+	}
+	if err := stopped.call(context.Background(), func() { ran++ }); !errors.Is(err, errStopped) {
+		t.Errorf("a call after the loop stopped: %v, want errStopped", err)
+	}
+	stopped.stopCalls() // again: no panic
+	if ran != 10 {
+		t.Errorf("ran %d: a call that failed ran", ran)
+	}
+}
+
 // The timeline: events in order with their versions; a follower waiting
 // for changes wakes at an append and at an update, and gets nothing new
 // when it asks again.
 func TestTimeline(t *testing.T) {
 	d := &Daemon{}
+	serveCalls(t, d)
 	for i := range maxEvents + 5 {
-		d.mu.Lock()
-		d.logEvent(&control.FailoverEvent{Group: "g", Reason: fmt.Sprint(i)})
-		d.mu.Unlock()
+		onLoop(t, d, func() { d.logEvent(&control.FailoverEvent{Group: "g", Reason: fmt.Sprint(i)}) })
 	}
-	all, v := d.Events(context.Background(), 0, 0)
-	if len(all) != maxEvents || all[0].Seq != 6 || all[len(all)-1].Seq != maxEvents+5 || v != maxEvents+5 {
-		t.Fatalf("%d events, seq %d..%d, version %d", len(all), all[0].Seq, all[len(all)-1].Seq, v)
+	all, v, err := d.followEvents(context.Background(), 0, 0)
+	if err != nil || len(all) != maxEvents || all[0].Seq != 6 || all[len(all)-1].Seq != maxEvents+5 || v != maxEvents+5 {
+		t.Fatalf("%d events, seq %d..%d, version %d, err %v", len(all), all[0].Seq, all[len(all)-1].Seq, v, err)
 	}
 	got := make(chan []control.FailoverEvent, 1)
 	go func() {
-		evs, _ := d.Events(context.Background(), v, 5*time.Second)
+		evs, _, _ := d.followEvents(context.Background(), v, 5*time.Second)
 		got <- evs
 	}()
 	time.Sleep(50 * time.Millisecond)
-	d.mu.Lock()
-	last := d.events[len(d.events)-1]
-	last.AnnounceFrames = 9
-	d.touchEvent(last) // the announcement of the last event ended
-	d.mu.Unlock()
+	var last *control.FailoverEvent
+	onLoop(t, d, func() {
+		last = d.events[len(d.events)-1]
+		last.AnnounceFrames = 9
+		d.touchEvent(last) // the announcement of the last event ended
+	})
 	select {
 	case evs := <-got:
 		if len(evs) != 1 || evs[0].Seq != last.Seq || evs[0].AnnounceFrames != 9 {
@@ -113,7 +187,7 @@ func TestTimeline(t *testing.T) {
 		t.Fatal("the follower did not wake at the update")
 	}
 	start := time.Now()
-	if evs, _ := d.Events(context.Background(), d.eventVersion, 100*time.Millisecond); len(evs) != 0 || time.Since(start) < 90*time.Millisecond {
+	if evs, _, _ := d.followEvents(context.Background(), d.eventVersion, 100*time.Millisecond); len(evs) != 0 || time.Since(start) < 90*time.Millisecond {
 		t.Errorf("nothing new: got %d events after %v", len(evs), time.Since(start))
 	}
 }

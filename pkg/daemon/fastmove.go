@@ -47,7 +47,7 @@ func (g *group) polledSlots() []limits.Slot {
 
 // setPolled makes polledSlots' uplinks the polled ones, for the watcher
 // and for the fast path; it runs on every policy event, so an unchanged
-// set wakes nobody. Called with d.mu held.
+// set wakes nobody.
 func (d *Daemon) setPolled() {
 	m := d.polledUplinks()
 	if old := d.polled.Load(); old != nil && maps.Equal(*old, m) {
@@ -81,7 +81,9 @@ func (d *Daemon) polledUplinks() map[string]polledUplink {
 	return m
 }
 
-// onPolledCarrierLost runs on the poll's thread: it must not take d.mu.
+// onPolledCarrierLost runs on the poll's thread: it must not wait for the
+// event loop, nor touch the loop's state; it reads d.polled, which the
+// loop replaces whole.
 func (d *Daemon) onPolledCarrierLost(name string) {
 	m := d.polled.Load()
 	if m == nil {
@@ -110,8 +112,6 @@ func (d *Daemon) onPolledCarrierLost(name string) {
 
 // onFastMove records a move the poll made, like a kernel switch.
 func (d *Daemon) onFastMove(m fastMove) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
 	g := d.groupByID(m.group)
 	if g == nil {
 		return

@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"context"
 	"fmt"
 	"reflect"
 	"slices"
@@ -21,6 +22,13 @@ import (
 // refused, with nothing applied: they need a restart, across which the
 // data plane keeps forwarding.
 func (d *Daemon) Reload() ([]string, error) {
+	return d.reload(context.Background())
+}
+
+// reload reads and checks the file on the caller's goroutine, then applies
+// it on the event loop. The changes made are listed, also when an error
+// stopped it half way.
+func (d *Daemon) reload(ctx context.Context) ([]string, error) {
 	if d.ConfigPath == "" {
 		return nil, fmt.Errorf("%w: uplinkd was not started from a configuration file", control.ErrRefused)
 	}
@@ -28,8 +36,15 @@ func (d *Daemon) Reload() ([]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: nothing changed: %v", control.ErrRefused, err)
 	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
+	var changes []string
+	if cerr := d.call(ctx, func() { changes, err = d.applyConfig(cfg) }); cerr != nil {
+		return nil, fmt.Errorf("nothing changed: %w", cerr)
+	}
+	return changes, err
+}
+
+// applyConfig applies a loaded configuration as Reload describes.
+func (d *Daemon) applyConfig(cfg *config.Config) ([]string, error) {
 	if need := restartOnly(d.cfg, cfg); len(need) > 0 {
 		return nil, fmt.Errorf("%w: nothing changed: these settings need a restart (the data plane keeps forwarding across one): %s",
 			control.ErrRefused, strings.Join(need, ", "))
@@ -143,8 +158,7 @@ func restartOnly(a, b *config.Config) []string {
 // reloadRemove takes out of g what the new configuration cur drops or
 // changes: uplinks, named guest ports whose profile changed (they come
 // back in reloadAdd), and the ports patterns made when the patterns
-// changed (Reload matches them again). Called with d.mu held, before g.cfg
-// takes cur.
+// changed (Reload matches them again). Called before g.cfg takes cur.
 func (d *Daemon) reloadRemove(g *group, cur config.Group, note func(string, ...any)) error {
 	for _, u := range g.cfg.Uplinks {
 		if !slices.ContainsFunc(cur.Uplinks, func(x config.Uplink) bool { return x.Name == u.Name }) {
@@ -180,7 +194,7 @@ func (d *Daemon) reloadRemove(g *group, cur config.Group, note func(string, ...a
 
 // reloadAdd adds the uplinks and named guest ports the new configuration
 // cur brings (or changed: reloadRemove took them out), and re-prioritises
-// uplinks. Called with d.mu held, after reloadRemove.
+// uplinks. Called after reloadRemove.
 func (d *Daemon) reloadAdd(g *group, old, cur config.Group, note func(string, ...any)) error {
 	for _, u := range cur.Uplinks {
 		i := slices.IndexFunc(old.Uplinks, func(x config.Uplink) bool { return x.Name == u.Name })

@@ -41,20 +41,9 @@ func (d *Daemon) portOf(g *group, name string, role datapath.Role) (*port, error
 	return p, nil
 }
 
-// AddUplink is `uplinkctl add-uplink`: the uplink gets the lowest free
+// addUplink is `uplinkctl add-uplink`: the uplink gets the lowest free
 // slot, is attached, and its carrier (as it is now) is given to the policy,
 // which may make it active at once (failback on, preferred).
-func (d *Daemon) AddUplink(groupName string, req control.AddUplinkRequest) error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	g, err := d.groupByName(groupName)
-	if err != nil {
-		return err
-	}
-	return d.addUplink(g, req)
-}
-
-// addUplink is AddUplink with d.mu held.
 func (d *Daemon) addUplink(g *group, req control.AddUplinkRequest) error {
 	groupName := g.cfg.Name
 	if err := d.checkNewPort(req.Name); err != nil {
@@ -93,20 +82,9 @@ func (d *Daemon) addUplink(g *group, req control.AddUplinkRequest) error {
 	return nil
 }
 
-// RemoveUplink is `uplinkctl remove-uplink`: if it is the active uplink the
-// group moves first (to the best usable one, guests announced there), then
-// the uplink is detached.
-func (d *Daemon) RemoveUplink(groupName, name string) error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	g, err := d.groupByName(groupName)
-	if err != nil {
-		return err
-	}
-	return d.removeUplink(g, name)
-}
-
-// removeUplink is RemoveUplink with d.mu held.
+// removeUplink is `uplinkctl remove-uplink`: if it is the active uplink
+// the group moves first (to the best usable one, guests announced there),
+// then the uplink is detached.
 func (d *Daemon) removeUplink(g *group, name string) error {
 	groupName := g.cfg.Name
 	p, err := d.portOf(g, name, datapath.RoleUplink)
@@ -131,18 +109,8 @@ func (d *Daemon) removeUplink(g *group, name string) error {
 	return nil
 }
 
-// AddPort is `uplinkctl add-port`: a guest port, attached at once.
-func (d *Daemon) AddPort(groupName, name string) error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	g, err := d.groupByName(groupName)
-	if err != nil {
-		return err
-	}
-	return d.addPort(g, config.GuestPort{Name: name, MaxMACs: config.DefaultMaxMACs})
-}
-
-// addPort adds and attaches a named guest port with d.mu held.
+// addPort adds and attaches a named guest port: `uplinkctl add-port`
+// (with the default profile) and reload.
 func (d *Daemon) addPort(g *group, gp config.GuestPort) error {
 	if err := d.checkNewPort(gp.Name); err != nil {
 		return err
@@ -157,15 +125,10 @@ func (d *Daemon) addPort(g *group, gp config.GuestPort) error {
 	return nil
 }
 
-// RemovePort is `uplinkctl remove-port`: the port is detached and what was
+// removePort is `uplinkctl remove-port`: the port is detached and what was
 // learned behind it forgotten.
-func (d *Daemon) RemovePort(groupName, name string) error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	g, err := d.groupByName(groupName)
-	if err != nil {
-		return err
-	}
+func (d *Daemon) removePort(g *group, name string) error {
+	groupName := g.cfg.Name
 	p, err := d.portOf(g, name, datapath.RoleGuest)
 	if err != nil {
 		return err

@@ -1,31 +1,27 @@
 package daemon
 
 import (
+	"errors"
 	"maps"
 	"time"
 
 	"github.com/uplinkd/uplinkd/pkg/control"
 	"github.com/uplinkd/uplinkd/pkg/datapath"
 	"github.com/uplinkd/uplinkd/pkg/limits"
-	"github.com/uplinkd/uplinkd/pkg/metrics"
 	"github.com/uplinkd/uplinkd/pkg/version"
 )
 
-// Status is `uplinkctl status`.
-func (d *Daemon) Status() control.Status {
+// status is `uplinkctl status`, from the learned guests (read off the
+// loop: a long walk) and the groups announcing now.
+func (d *Daemon) status(fdb []datapath.FDBEntry, announcing []string) control.Status {
 	learned := map[uint32]int{}
-	fdb, err := d.dp.FDB()
-	if err == nil {
-		for _, e := range fdb {
-			learned[e.Group]++
-		}
+	for _, e := range fdb {
+		learned[e.Group]++
 	}
 	inFlight := map[string]bool{}
-	for _, name := range d.ann.InFlight() {
+	for _, name := range announcing {
 		inFlight[name] = true
 	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
 	st := control.Status{Version: version.String(), Started: d.started, PinPath: d.cfg.PinPath}
 	st.FailoverPaths, st.RefusedPaths = d.FailoverPaths()
 	now := time.Now()
@@ -99,14 +95,9 @@ func (d *Daemon) Status() control.Status {
 	return st
 }
 
-// Guests is `uplinkctl fdb`.
-func (d *Daemon) Guests() ([]control.Guest, error) {
-	guests, err := d.dp.Guests()
-	if err != nil {
-		return nil, err
-	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
+// guestList is `uplinkctl fdb`: the learned guests (read off the loop)
+// with their groups' and ports' names.
+func (d *Daemon) guestList(guests []datapath.Guest) []control.Guest {
 	groupName := map[uint32]string{}
 	portName := map[int]string{}
 	for _, g := range d.groups {
@@ -125,35 +116,51 @@ func (d *Daemon) Guests() ([]control.Guest, error) {
 		}
 		out = append(out, g)
 	}
-	return out, nil
+	return out
 }
 
-// Counters is `uplinkctl counters`.
-func (d *Daemon) Counters() ([]control.PortCounters, error) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	var out []control.PortCounters
+// portRef names an attached port, for its counters.
+type portRef struct {
+	group, name string
+	role        datapath.Role
+	ifindex     int
+}
+
+// attachedPorts are every group's attached ports, uplinks first.
+func (d *Daemon) attachedPorts() []portRef {
+	var out []portRef
 	for _, g := range d.groups {
 		for _, p := range g.ports() {
-			if p.ifindex == 0 {
-				continue
+			if p.ifindex != 0 {
+				out = append(out, portRef{group: g.cfg.Name, name: p.name, role: p.role, ifindex: p.ifindex})
 			}
-			s, err := d.dp.Stats(p.ifindex)
-			if err != nil {
-				return nil, err
-			}
-			pc := control.PortCounters{
-				Group: g.cfg.Name, Port: p.name, Role: p.role.String(),
-				RxPackets: s.RxPackets, RxBytes: s.RxBytes, TxPackets: s.TxPackets, TxBytes: s.TxBytes,
-				HostPackets: s.HostPackets, LearnRefused: s.LearnRefused, Drops: map[string]uint64{},
-			}
-			for _, r := range datapath.DropReasons() {
-				pc.Drops[r.String()] = s.Drops[r]
-			}
-			out = append(out, pc)
 		}
 	}
-	return out, nil
+	return out
+}
+
+// readCounters reads ports' counters from the data plane. A port it
+// cannot read is left out, and its error returned.
+func (d *Daemon) readCounters(ports []portRef) ([]control.PortCounters, error) {
+	var out []control.PortCounters
+	var errs []error
+	for _, p := range ports {
+		s, err := d.dp.Stats(p.ifindex)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		pc := control.PortCounters{
+			Group: p.group, Port: p.name, Role: p.role.String(),
+			RxPackets: s.RxPackets, RxBytes: s.RxBytes, TxPackets: s.TxPackets, TxBytes: s.TxBytes,
+			HostPackets: s.HostPackets, LearnRefused: s.LearnRefused, Drops: map[string]uint64{},
+		}
+		for _, r := range datapath.DropReasons() {
+			pc.Drops[r.String()] = s.Drops[r]
+		}
+		out = append(out, pc)
+	}
+	return out, errors.Join(errs...)
 }
 
 func errString(err error) string {
@@ -161,24 +168,4 @@ func errString(err error) string {
 		return ""
 	}
 	return err.Error()
-}
-
-// metricsSnapshot is what a Prometheus scrape reads: every attached port's
-// data-plane counters and every uplink's state.
-func (d *Daemon) metricsSnapshot() metrics.Snapshot {
-	var s metrics.Snapshot
-	s.Ports, _ = d.Counters() // on an error, a scrape without port counters
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	now := time.Now()
-	for _, g := range d.groups {
-		mg := metrics.Group{Name: g.cfg.Name, FailoversByReason: maps.Clone(g.byReason),
-			AnnounceFrames: g.annFrames, AnnounceSuppressed: g.annSuppress}
-		for _, u := range g.policy.Status(now).Uplinks {
-			mg.Uplinks = append(mg.Uplinks, metrics.Uplink{Name: u.Name, Active: u.Active, Carrier: u.Carrier,
-				Usable: u.Usable, Probe: u.Probe.String(), Admin: u.State.String()})
-		}
-		s.Groups = append(s.Groups, mg)
-	}
-	return s
 }

@@ -17,7 +17,7 @@ import (
 // maxEvents bounds the timeline (all groups).
 const maxEvents = 1024
 
-// logEvent appends ev to the timeline. Called with d.mu held.
+// logEvent appends ev to the timeline.
 func (d *Daemon) logEvent(ev *control.FailoverEvent) {
 	d.eventSeq++
 	ev.Seq = d.eventSeq
@@ -28,8 +28,7 @@ func (d *Daemon) logEvent(ev *control.FailoverEvent) {
 	d.touchEvent(ev)
 }
 
-// touchEvent records that ev changed and wakes the followers. Called with
-// d.mu held.
+// touchEvent records that ev changed and wakes the followers.
 func (d *Daemon) touchEvent(ev *control.FailoverEvent) {
 	d.eventVersion++
 	ev.Version = d.eventVersion
@@ -39,35 +38,44 @@ func (d *Daemon) touchEvent(ev *control.FailoverEvent) {
 	d.eventsChanged = make(chan struct{})
 }
 
-// Events is `uplinkctl events`: the events that changed after version
-// since, oldest first, and the version now. With wait, it blocks until
-// something changes (or wait passes, or ctx ends) when nothing has.
-func (d *Daemon) Events(ctx context.Context, since uint64, wait time.Duration) ([]control.FailoverEvent, uint64) {
+// followEvents is `uplinkctl events`: the events that changed after
+// version since, oldest first, and the version now. With wait, it blocks
+// until something changes (or wait passes, or ctx ends) when nothing has;
+// it waits off the event loop.
+func (d *Daemon) followEvents(ctx context.Context, since uint64, wait time.Duration) ([]control.FailoverEvent, uint64, error) {
 	deadline := time.NewTimer(wait)
 	defer deadline.Stop()
 	for {
-		d.mu.Lock()
 		var out []control.FailoverEvent
-		for _, ev := range d.events {
-			if ev.Version > since {
-				out = append(out, *ev)
-			}
+		var version uint64
+		var changed <-chan struct{}
+		if err := d.call(ctx, func() { out, version, changed = d.eventsSince(since) }); err != nil {
+			return nil, since, err
 		}
-		version, changed := d.eventVersion, d.eventsChanged
-		if changed == nil {
-			changed = make(chan struct{})
-			d.eventsChanged = changed
-		}
-		d.mu.Unlock()
 		if len(out) > 0 || wait <= 0 {
-			return out, version
+			return out, version, nil
 		}
 		select {
 		case <-changed:
 		case <-deadline.C:
-			return nil, version
+			return nil, version, nil
 		case <-ctx.Done():
-			return nil, version
+			return nil, version, nil
 		}
 	}
+}
+
+// eventsSince are copies of the events that changed after version since,
+// the version now, and a channel closed at the next change.
+func (d *Daemon) eventsSince(since uint64) ([]control.FailoverEvent, uint64, <-chan struct{}) {
+	var out []control.FailoverEvent
+	for _, ev := range d.events {
+		if ev.Version > since {
+			out = append(out, *ev)
+		}
+	}
+	if d.eventsChanged == nil {
+		d.eventsChanged = make(chan struct{})
+	}
+	return out, d.eventVersion, d.eventsChanged
 }
