@@ -36,12 +36,13 @@ const maxRecent = 16
 
 // Daemon is one running uplinkd.
 type Daemon struct {
-	cfg *config.Config
-	log *slog.Logger
-	dp  *datapath.Datapath
-	kf  *datapath.KernelFailover // nil: user space only
-	met *metrics.Metrics
-	arr *datapath.Arrivals // nil: arrivals are not announced
+	cfg  *config.Config
+	log  *slog.Logger
+	dp   dataPlane
+	host host
+	kf   *datapath.KernelFailover // nil: user space only
+	met  *metrics.Metrics
+	arr  *datapath.Arrivals // nil: arrivals are not announced
 
 	// ConfigPath is the file Reload reads; Level, if set, is the log
 	// level Reload changes. Both are set by the caller before Run.
@@ -147,21 +148,7 @@ func New(cfg *config.Config, log *slog.Logger) (*Daemon, error) {
 	if err != nil {
 		return nil, err
 	}
-	d := &Daemon{
-		cfg:       cfg,
-		log:       log,
-		dp:        dp,
-		ann:       announce.New(cfg.AnnounceRateLimit, cfg.AnnounceBurst, log),
-		started:   time.Now(),
-		ports:     map[string]*port{},
-		released:  map[string]int{},
-		fastMoves: make(chan fastMove, 64),
-		hold:      time.NewTimer(time.Hour),
-		calls:     make(chan func()),
-		stopped:   make(chan struct{}),
-	}
-	d.hold.Stop() // armed by armHold when a hold timer runs
-	d.met = metrics.New(d.metricsSnapshot)
+	d := newDaemon(cfg, log, dp, netlinkHost{})
 	// In-kernel failover where the kernel allows it; the daemon's own
 	// path always remains.
 	if kf, err := dp.OpenKernelFailover(); err != nil {
@@ -183,6 +170,27 @@ func New(cfg *config.Config, log *slog.Logger) (*Daemon, error) {
 		return nil, err
 	}
 	return d, nil
+}
+
+// newDaemon is a daemon over dp and h, not set up yet.
+func newDaemon(cfg *config.Config, log *slog.Logger, dp dataPlane, h host) *Daemon {
+	d := &Daemon{
+		cfg:       cfg,
+		log:       log,
+		dp:        dp,
+		host:      h,
+		ann:       announce.New(cfg.AnnounceRateLimit, cfg.AnnounceBurst, log),
+		started:   time.Now(),
+		ports:     map[string]*port{},
+		released:  map[string]int{},
+		fastMoves: make(chan fastMove, 64),
+		hold:      time.NewTimer(time.Hour),
+		calls:     make(chan func()),
+		stopped:   make(chan struct{}),
+	}
+	d.hold.Stop() // armed by armHold when a hold timer runs
+	d.met = metrics.New(d.metricsSnapshot)
+	return d
 }
 
 // FailoverPaths lists the paths in use (fastest first) and the refused ones.
@@ -290,7 +298,7 @@ func (d *Daemon) matchGuest(name string) *port {
 // that is no port yet) a guest port, and returns the new ports (not yet
 // attached).
 func (d *Daemon) matchExisting() []*port {
-	links, err := netlink.LinkList()
+	links, err := d.host.LinkList()
 	if err != nil {
 		d.log.Warn("cannot list interfaces for the guest port patterns; they are attached as the link watcher reports them", "err", err)
 		return nil
@@ -368,7 +376,7 @@ func (d *Daemon) pinnedActive(g *group) (limits.Slot, error) {
 	if err != nil || pinned == 0 {
 		return limits.NoSlot, err
 	}
-	l, err := netlink.LinkByName(g.cfg.Uplinks[slot].Name)
+	l, err := d.host.LinkByName(g.cfg.Uplinks[slot].Name)
 	if err != nil || l.Attrs().Index != pinned {
 		return limits.NoSlot, nil
 	}
@@ -387,7 +395,7 @@ func (d *Daemon) detachUnconfigured() {
 			continue
 		}
 		ifindex := 0
-		if l, err := netlink.LinkByName(name); err == nil {
+		if l, err := d.host.LinkByName(name); err == nil {
 			ifindex = l.Attrs().Index
 		}
 		if err := d.dp.Detach(name, ifindex); err != nil {
@@ -405,9 +413,9 @@ func (d *Daemon) attach(p *port, ifindex int) {
 	var l netlink.Link
 	var err error
 	if ifindex > 0 {
-		l, err = netlink.LinkByIndex(ifindex)
+		l, err = d.host.LinkByIndex(ifindex)
 	} else {
-		l, err = netlink.LinkByName(p.name)
+		l, err = d.host.LinkByName(p.name)
 	}
 	if err != nil {
 		p.ifindex, p.err = 0, fmt.Errorf("interface not found")
@@ -471,18 +479,8 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("list interfaces: %w", err)
 	}
-	now := time.Now()
-	for _, g := range d.groups {
-		carriers := map[string]bool{}
-		for _, u := range g.uplinkPorts() {
-			st := snap[u.name]
-			carriers[u.name] = u.ifindex > 0 && st.Exists && st.AdminUp && st.Carrier
-		}
-		dec, err := g.policy.Start(carriers, now)
-		if err != nil {
-			return err
-		}
-		d.apply(g, dec, now)
+	if err := d.startGroups(snap, time.Now()); err != nil {
+		return err
 	}
 	d.watch = linkwatch.New(names, linkwatch.Options{
 		PollInterval:  d.cfg.CarrierPollInterval,
@@ -583,6 +581,24 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 }
 
+// startGroups starts every group's policy from its uplinks' states in snap
+// and carries out the first decisions.
+func (d *Daemon) startGroups(snap map[string]linkwatch.State, now time.Time) error {
+	for _, g := range d.groups {
+		carriers := map[string]bool{}
+		for _, u := range g.uplinkPorts() {
+			st := snap[u.name]
+			carriers[u.name] = u.ifindex > 0 && st.Exists && st.AdminUp && st.Carrier
+		}
+		dec, err := g.policy.Start(carriers, now)
+		if err != nil {
+			return err
+		}
+		d.apply(g, dec, now)
+	}
+	return nil
+}
+
 // Close releases the daemon's handles; the pinned data plane (and the
 // in-kernel failover hooks) stay. Call it after Run has returned.
 func (d *Daemon) Close() error {
@@ -620,7 +636,7 @@ func (d *Daemon) onKernelSwitch(ev datapath.KernelSwitch) {
 	d.applyFrom(g, dec, ev.At, ev.At, "kernel/"+ev.Path)
 	if ev.From.Valid() && g.uplinks[ev.From] != nil {
 		from := g.uplinks[ev.From]
-		if st, err := linkwatch.Current(from.name); err == nil {
+		if st, err := d.host.LinkState(from.name); err == nil {
 			up := from.ifindex > 0 && st.Exists && st.AdminUp && st.Carrier
 			if dec, err := g.policy.SetCarrier(from.name, up, time.Now()); err == nil {
 				d.apply(g, dec, time.Now())

@@ -11,7 +11,6 @@ import (
 	"github.com/uplinkd/uplinkd/pkg/datapath"
 	"github.com/uplinkd/uplinkd/pkg/failover"
 	"github.com/uplinkd/uplinkd/pkg/limits"
-	"github.com/uplinkd/uplinkd/pkg/linkwatch"
 )
 
 // Run-time changes of a group's ports (uplinkctl add-uplink, remove-uplink,
@@ -69,7 +68,7 @@ func (d *Daemon) addUplink(g *group, req control.AddUplinkRequest) error {
 	d.attach(p, 0)
 	d.log.Info("uplink added", "group", groupName, "uplink", req.Name, "slot", slot, "priority", uc.Priority, "state", uc.State)
 	d.applyFrom(g, dec, now, time.Time{}, "operator")
-	st, err := linkwatch.Current(req.Name)
+	st, err := d.host.LinkState(req.Name)
 	up := err == nil && p.ifindex > 0 && st.Exists && st.AdminUp && st.Carrier
 	if err == nil {
 		p.changes = st.CarrierChanges

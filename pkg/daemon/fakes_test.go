@@ -1,0 +1,230 @@
+package daemon
+
+import (
+	"fmt"
+	"log/slog"
+	"net"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/vishvananda/netlink"
+
+	"github.com/uplinkd/uplinkd/pkg/balance"
+	"github.com/uplinkd/uplinkd/pkg/config"
+	"github.com/uplinkd/uplinkd/pkg/datapath"
+	"github.com/uplinkd/uplinkd/pkg/limits"
+	"github.com/uplinkd/uplinkd/pkg/linkwatch"
+)
+
+// Stand-ins for the data plane and the host's interfaces: they keep what
+// the daemon wrote, so a test can ask where each group sends its traffic
+// and which ports are attached. Only the daemon's own logic is under test
+// with them; the data plane is tested on the kernel in pkg/datapath and
+// test/e2e.
+
+// fakeDataPlane is a data plane of maps.
+type fakeDataPlane struct {
+	ids      map[string]uint32
+	active   map[uint32]limits.Slot
+	fallback map[uint32][]limits.Slot
+	tables   map[uint32]*balance.Table
+	attached map[string]datapath.Port // by name
+	writes   []string                 // SetActive, Attach and Detach in order
+}
+
+func newFakeDataPlane() *fakeDataPlane {
+	return &fakeDataPlane{ids: map[string]uint32{}, active: map[uint32]limits.Slot{},
+		fallback: map[uint32][]limits.Slot{}, tables: map[uint32]*balance.Table{}, attached: map[string]datapath.Port{}}
+}
+
+func (f *fakeDataPlane) AssignGroups(names []string) (map[string]uint32, error) {
+	for _, n := range names {
+		if _, ok := f.ids[n]; !ok {
+			f.ids[n] = uint32(len(f.ids))
+			f.active[f.ids[n]] = limits.NoSlot
+		}
+	}
+	return f.ids, nil
+}
+
+func (f *fakeDataPlane) ActiveSlot(group uint32) (limits.Slot, error) { return f.active[group], nil }
+
+func (f *fakeDataPlane) UplinkIfindex(group uint32, slot limits.Slot) (int, error) {
+	for _, p := range f.attached {
+		if p.Group == group && p.Role == datapath.RoleUplink && p.Slot == slot {
+			return p.Ifindex, nil
+		}
+	}
+	return 0, nil
+}
+
+func (f *fakeDataPlane) SetActive(group uint32, slot limits.Slot) error {
+	f.active[group] = slot
+	f.writes = append(f.writes, fmt.Sprintf("active %d %d", group, slot))
+	return nil
+}
+
+func (f *fakeDataPlane) SetFallback(group uint32, slots []limits.Slot) error {
+	f.fallback[group] = slices.Clone(slots)
+	return nil
+}
+
+// MoveOff moves as the kernel does: to the first other slot of the
+// fallback order, if the group is on from.
+func (f *fakeDataPlane) MoveOff(group uint32, from limits.Slot) (limits.Slot, bool, error) {
+	if f.active[group] != from {
+		return limits.NoSlot, false, nil
+	}
+	for _, s := range f.fallback[group] {
+		if s != from {
+			f.active[group] = s
+			return s, true, nil
+		}
+	}
+	return limits.NoSlot, false, nil
+}
+
+func (f *fakeDataPlane) Balance(group uint32) (balance.Table, uint32, bool, error) {
+	if t := f.tables[group]; t != nil {
+		return *t, 0, true, nil
+	}
+	return balance.Table{}, 0, false, nil
+}
+
+func (f *fakeDataPlane) SetBalance(group uint32, t *balance.Table, _ [limits.MaxUplinks][]limits.Slot) error {
+	if t == nil {
+		delete(f.tables, group)
+		return nil
+	}
+	c := *t
+	f.tables[group] = &c
+	return nil
+}
+
+func (f *fakeDataPlane) BucketBytes(uint32) (*[limits.Buckets]uint64, error) {
+	return &[limits.Buckets]uint64{}, nil
+}
+
+func (f *fakeDataPlane) Attach(p datapath.Port) (datapath.AttachMode, error) {
+	f.attached[p.Ifname] = p
+	f.writes = append(f.writes, fmt.Sprintf("attach %s %d", p.Ifname, p.Ifindex))
+	return datapath.AttachMode("fake"), nil
+}
+
+func (f *fakeDataPlane) Detach(ifname string, ifindex int) error {
+	delete(f.attached, ifname)
+	f.writes = append(f.writes, fmt.Sprintf("detach %s %d", ifname, ifindex))
+	return nil
+}
+
+func (f *fakeDataPlane) PinnedLinks() ([]string, error)        { return nil, nil }
+func (f *fakeDataPlane) FDB() ([]datapath.FDBEntry, error)     { return nil, nil }
+func (f *fakeDataPlane) Guests() ([]datapath.Guest, error)     { return nil, nil }
+func (f *fakeDataPlane) RecountLearned() error                 { return nil }
+func (f *fakeDataPlane) Close() error                          { return nil }
+func (f *fakeDataPlane) Stats(int) (datapath.PortStats, error) { return datapath.PortStats{}, nil }
+
+// takeWrites returns the SetActive, Attach and Detach calls since the last
+// take.
+func (f *fakeDataPlane) takeWrites() []string {
+	w := f.writes
+	f.writes = nil
+	return w
+}
+
+// fakeLink is one interface of a fakeHost.
+type fakeLink struct {
+	index   int
+	up      bool // admin up and carrier
+	changes uint32
+}
+
+// fakeHost is a host whose interfaces are a map.
+type fakeHost struct{ links map[string]*fakeLink }
+
+func (h *fakeHost) link(name string, l *fakeLink) netlink.Link {
+	return &netlink.Dummy{LinkAttrs: netlink.LinkAttrs{Name: name, Index: l.index,
+		HardwareAddr: net.HardwareAddr{2, 0, 0, 0, 0, byte(l.index)}}}
+}
+
+func (h *fakeHost) LinkByName(name string) (netlink.Link, error) {
+	if l, ok := h.links[name]; ok {
+		return h.link(name, l), nil
+	}
+	return nil, fmt.Errorf("link %s not found", name)
+}
+
+func (h *fakeHost) LinkByIndex(index int) (netlink.Link, error) {
+	for name, l := range h.links {
+		if l.index == index {
+			return h.link(name, l), nil
+		}
+	}
+	return nil, fmt.Errorf("link %d not found", index)
+}
+
+func (h *fakeHost) LinkList() ([]netlink.Link, error) {
+	var out []netlink.Link
+	for name, l := range h.links {
+		out = append(out, h.link(name, l))
+	}
+	return out, nil
+}
+
+func (h *fakeHost) LinkState(name string) (linkwatch.State, error) {
+	return h.state(name, linkwatch.SourceList, time.Now()), nil
+}
+
+// state is name's state as a watcher reports it.
+func (h *fakeHost) state(name, source string, seen time.Time) linkwatch.State {
+	st := linkwatch.State{Name: name, Source: source, Seen: seen}
+	if l, ok := h.links[name]; ok {
+		st.Exists, st.Index, st.AdminUp, st.Carrier, st.CarrierChanges = true, l.index, l.up, l.up, l.changes
+	}
+	return st
+}
+
+// t0 is when a test daemon starts its groups: an hour ago, so that the
+// steps of a test (seconds after t0) come before the daemon's own
+// time.Now().
+var t0 = time.Now().Add(-time.Hour)
+
+// testDaemon is a daemon over fakes, set up from yaml and started as Run
+// starts it, with links as the host's interfaces (all up).
+func testDaemon(t *testing.T, yaml string, links ...string) (*Daemon, *fakeDataPlane, *fakeHost) {
+	t.Helper()
+	cfg, err := config.Parse([]byte(yaml))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &fakeHost{links: map[string]*fakeLink{}}
+	for i, name := range links {
+		h.links[name] = &fakeLink{index: 10 + i, up: true, changes: 1}
+	}
+	dp := newFakeDataPlane()
+	d := newDaemon(cfg, slog.New(slog.DiscardHandler), dp, h)
+	if err := d.setup(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	snap := map[string]linkwatch.State{}
+	for name := range d.ports {
+		snap[name] = h.state(name, linkwatch.SourceList, t0)
+	}
+	if err := d.startGroups(snap, t0); err != nil {
+		t.Fatal(err)
+	}
+	return d, dp, h
+}
+
+// switches are the switches d recorded (every group), as
+// "from->to reason (source)", and forgets them.
+func takeSwitches(d *Daemon) []string {
+	var out []string
+	for _, ev := range d.events {
+		out = append(out, fmt.Sprintf("%s->%s %s (%s)", ev.From, ev.To, ev.Reason, ev.Source))
+	}
+	d.events = nil
+	return out
+}
