@@ -25,11 +25,11 @@ build: deps ## build uplinkd and uplinkctl into bin/
 
 generate: ## rebuild the committed BPF objects with the pinned clang
 	@scripts/deps.sh generate
-	$(GO) generate ./pkg/datapath/...
+	$(GO) generate ./pkg/datapath/... ./test/bench/benchbpf
 
 check-generated: generate ## fail if the committed BPF objects are stale
-	@if [[ -n "$$(git status --porcelain -- pkg/datapath bpf)" ]]; then \
-		git status --short -- pkg/datapath bpf; \
+	@if [[ -n "$$(git status --porcelain -- pkg/datapath test/bench/benchbpf bpf)" ]]; then \
+		git status --short -- pkg/datapath test/bench/benchbpf bpf; \
 		echo "check-generated: BPF objects differ from the sources; run 'make generate' and commit"; exit 1; \
 	else echo "check-generated: BPF objects are up to date"; fi
 
@@ -43,7 +43,7 @@ TEST_OUT := out/test
 test-unit: ## unit and BPF (Program.Run) tests
 	@mkdir -p $(TEST_OUT)
 	$(GOTESTSUM) --format standard-quiet --hide-summary skipped --jsonfile $(TEST_OUT)/unit.json -- \
-		-count=1 -timeout 20m $$($(GO) list ./... | grep -v /test/)
+		-count=1 -timeout 20m $$($(GO) list ./... | grep -v /test/e2e)
 
 # A count, not a duration: Go 1.26's fuzz coordinator can fail a run that
 # ends on its deadline with "context deadline exceeded" (golang/go#75804).
@@ -55,7 +55,7 @@ test-fuzz: ## a short fuzz run of every fuzz target (FUZZTIME each; seed corpora
 test-e2e: build ## end-to-end tests in network namespaces (prints measured figures)
 	@mkdir -p $(TEST_OUT)
 	UPLINKD_BIN=$(CURDIR)/$(BIN) $(GOTESTSUM) --format standard-verbose --hide-summary skipped \
-		--jsonfile $(TEST_OUT)/e2e.json -- -count=1 -timeout 30m ./test/... 2>&1 | \
+		--jsonfile $(TEST_OUT)/e2e.json -- -count=1 -timeout 30m ./test/e2e/... 2>&1 | \
 		grep -vE '^=== (RUN|PAUSE|CONT|NAME)'; exit $${PIPESTATUS[0]}
 
 test-summary: ## every package of the last test-unit and test-e2e, and every skipped test with its reason
@@ -64,7 +64,7 @@ test-summary: ## every package of the last test-unit and test-e2e, and every ski
 		echo; echo "Summary of" $$files; \
 		$(GOTESTSUM) --format pkgname --format-icons text --format-hide-empty-pkg --raw-command -- cat $$files
 
-test-kernels: TEST_KERNEL_PKGS ?= ./pkg/datapath/... ./pkg/linkwatch ./pkg/announce ./pkg/control ./pkg/failover ./pkg/config ./test/e2e
+test-kernels: TEST_KERNEL_PKGS ?= ./pkg/datapath/... ./pkg/linkwatch ./pkg/announce ./pkg/control ./pkg/failover ./pkg/config ./test/bench/benchbpf ./test/e2e
 test-kernels: ## the kernel tests as root on Debian 12's 6.1 kernel under qemu (~4 min; TEST_KERNEL_PKGS=...)
 	GO=$(GO) TEST_KERNEL_PKGS='$(TEST_KERNEL_PKGS)' scripts/test-kernels.sh
 

@@ -44,7 +44,7 @@ SELF="$ROOT/scripts/test-kernels.sh"
 GO=${GO:-$(command -v go 2>/dev/null || echo /usr/local/go/bin/go)}
 export CGO_ENABLED=0 GOFLAGS=${GOFLAGS:--mod=mod}
 
-PKGS=${TEST_KERNEL_PKGS:-./pkg/datapath/... ./pkg/linkwatch ./pkg/announce ./pkg/control ./pkg/failover ./pkg/config ./test/e2e}
+PKGS=${TEST_KERNEL_PKGS:-./pkg/datapath/... ./pkg/linkwatch ./pkg/announce ./pkg/control ./pkg/failover ./pkg/config ./test/bench/benchbpf ./test/e2e}
 MODE=${TEST_KERNEL_MODE:-all}
 TIMEOUT=${TEST_KERNEL_TIMEOUT:-10m}
 VM_TIMEOUT=${TEST_KERNEL_VM_TIMEOUT:-25m}
@@ -449,8 +449,8 @@ main_all() {
 		fi
 		names+=("$name")
 		# The end-to-end tests read the service files they check.
-		[[ $rel == test/* && ! -d $work/run/src/deploy ]] && mkdir -p "$work/run/src" && cp -a "$ROOT/deploy" "$work/run/src/"
-		[[ $rel == test/* && -z ${GUEST_UPLINKD_BIN:-} ]] && build_uplinkd "$work/run"
+		[[ $rel == test/e2e && ! -d $work/run/src/deploy ]] && mkdir -p "$work/run/src" && cp -a "$ROOT/deploy" "$work/run/src/"
+		[[ $rel == test/e2e && -z ${GUEST_UPLINKD_BIN:-} ]] && build_uplinkd "$work/run"
 	done
 	[[ $MODE == all ]] && log "built ${#names[@]} test binaries in $((SECONDS - build))s"
 

@@ -15,8 +15,8 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/uplinkd/uplinkd/pkg/bench/harness"
-	"github.com/uplinkd/uplinkd/pkg/bench/report"
+	"github.com/uplinkd/uplinkd/test/bench/harness"
+	"github.com/uplinkd/uplinkd/test/bench/report"
 )
 
 func main() {

@@ -4,8 +4,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/uplinkd/uplinkd/pkg/bench/topo"
 	"github.com/uplinkd/uplinkd/pkg/control"
+	"github.com/uplinkd/uplinkd/test/bench/topo"
 )
 
 // TestTapCarrierLossWithoutNetlink: a tap (like a physical NIC) gets no

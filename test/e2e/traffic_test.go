@@ -14,7 +14,7 @@ import (
 	"unsafe"
 
 	"github.com/safchain/ethtool"
-	"github.com/uplinkd/uplinkd/pkg/datapath/benchbpf"
+	"github.com/uplinkd/uplinkd/test/bench/benchbpf"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"

@@ -1,0 +1,257 @@
+package report
+
+import (
+	"cmp"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/uplinkd/uplinkd/test/bench/stats"
+)
+
+// bySystem orders the tcp scenario's rows: uplinkd first, then the peers
+// by name.
+func bySystem(a, b string) int {
+	if (a == SystemUplinkd) != (b == SystemUplinkd) {
+		if a == SystemUplinkd {
+			return -1
+		}
+		return 1
+	}
+	return cmp.Compare(a, b)
+}
+
+// offloadTable: per system, which offloads every testbed interface had,
+// naming the interfaces where one was off.
+func offloadTable(x *TCPResult) textTable {
+	t := textTable{
+		Head: []string{"System", "Interfaces", "tx checksum", "TSO", "GSO", "GRO"},
+		Num:  []bool{false, true, false, false, false, false},
+	}
+	if x == nil {
+		return t
+	}
+	by := map[string][]OffloadState{}
+	for _, o := range x.Offloads {
+		by[o.System] = append(by[o.System], o)
+	}
+	systems := make([]string, 0, len(by))
+	for s := range by {
+		systems = append(systems, s)
+	}
+	slices.SortFunc(systems, bySystem)
+	for _, s := range systems {
+		states := by[s]
+		cell := func(on func(OffloadState) bool) string {
+			var off []string
+			for _, o := range states {
+				if !on(o) {
+					off = append(off, o.Namespace+"/"+o.Interface)
+				}
+			}
+			if len(off) == 0 {
+				return "on"
+			}
+			return "off on " + strings.Join(off, ", ")
+		}
+		t.Rows = append(t.Rows, []string{systemName(s), fmt.Sprint(len(states)),
+			cell(func(o OffloadState) bool { return o.TxCsum }), cell(func(o OffloadState) bool { return o.TSO }),
+			cell(func(o OffloadState) bool { return o.GSO }), cell(func(o OffloadState) bool { return o.GRO })})
+	}
+	return t
+}
+
+// tcpBulkTable: every iperf3 run, by system, direction and streams.
+func tcpBulkTable(x *TCPResult) textTable {
+	t := textTable{
+		Head: []string{"System", "Direction", "Streams", "Gbit/s", "Retransmits", "TcpInCsumErrors at the receiver", "Error"},
+		Num:  []bool{false, false, true, true, true, true, false},
+	}
+	if x == nil {
+		return t
+	}
+	runs := slices.Clone(x.Bulk)
+	slices.SortStableFunc(runs, func(a, b TCPBulkRun) int {
+		return cmp.Or(bySystem(a.System, b.System), byKnownOrder(a.Direction, b.Direction, GuestToUplink, UplinkToGuest),
+			cmp.Compare(a.Streams, b.Streams))
+	})
+	for _, r := range runs {
+		t.Rows = append(t.Rows, []string{systemName(r.System), socketDirection(r.Direction), fmt.Sprint(r.Streams),
+			fmtMpps(r.Gbps), fmtCount(float64(r.Retransmits)), fmtCount(float64(r.TCPInCsumErrors)), orDash(r.Error)})
+	}
+	return t
+}
+
+// udpTable: every fixed-rate UDP run.
+func udpTable(x *TCPResult) textTable {
+	t := textTable{
+		Head: []string{"System", "Direction", "Rate", "Sent", "Received", "Lost", "UdpInCsumErrors at the receiver", "RcvbufErrors", "Error"},
+		Num:  []bool{false, false, true, true, true, true, true, true, false},
+	}
+	if x == nil {
+		return t
+	}
+	runs := slices.Clone(x.UDP)
+	slices.SortStableFunc(runs, func(a, b UDPRun) int {
+		return cmp.Or(bySystem(a.System, b.System), byKnownOrder(a.Direction, b.Direction, GuestToUplink, UplinkToGuest),
+			cmp.Compare(a.RateMbps, b.RateMbps))
+	})
+	for _, r := range runs {
+		t.Rows = append(t.Rows, []string{systemName(r.System), socketDirection(r.Direction), fmtMbps(r.RateMbps),
+			fmtCount(float64(r.Sent)), fmtCount(float64(r.Received)), fmtCount(float64(r.Lost)),
+			fmtCount(float64(r.UDPInCsumErrors)), fmtCount(float64(r.UDPRcvbufErrors)), orDash(r.Error)})
+	}
+	return t
+}
+
+// tcpFailoverRow summarizes one system's TCP failover trials. Gaps are
+// nanoseconds over the trials where they are known (a connection that
+// never was has none); retransmits over the connected trials.
+type tcpFailoverRow struct {
+	System, Setup string
+	RateMbps      int
+	// Trials ran out of Planned; Survived of them carried the connection
+	// through.
+	Trials, Planned, Survived          int
+	LongestGap, GapAtCut, GapAtRestore stats.Summary
+	Retransmits                        stats.Summary
+	Note                               string // the trials' notes, then their errors naming the trials
+}
+
+// tcpFailoverRows groups the trials by system, uplinkd first.
+func tcpFailoverRows(trials []TCPFailover) []tcpFailoverRow {
+	by := map[string][]TCPFailover{}
+	var systems []string
+	for _, t := range trials {
+		if _, ok := by[t.System]; !ok {
+			systems = append(systems, t.System)
+		}
+		by[t.System] = append(by[t.System], t)
+	}
+	slices.SortFunc(systems, bySystem)
+	rows := make([]tcpFailoverRow, 0, len(systems))
+	for _, sys := range systems {
+		ts := by[sys]
+		slices.SortStableFunc(ts, func(a, b TCPFailover) int { return cmp.Compare(a.Trial, b.Trial) })
+		row := tcpFailoverRow{System: sys, Setup: ts[0].Setup, RateMbps: ts[0].RateMbps, Trials: len(ts)}
+		var longest, atCut, atRestore []int64
+		var retrans []float64
+		var notes []string
+		var errs []string // in the order first seen
+		errTrials := map[string][]string{}
+		for _, t := range ts {
+			row.Planned = max(row.Planned, t.Planned)
+			if t.Survived {
+				row.Survived++
+			}
+			longest, atCut, atRestore = append(longest, t.LongestGapNs), append(atCut, t.GapAtCutNs), append(atRestore, t.GapAtRestoreNs)
+			if t.Connected {
+				retrans = append(retrans, float64(t.Retransmits))
+			}
+			if t.Note != "" && !slices.Contains(notes, t.Note) {
+				notes = append(notes, t.Note)
+			}
+			if t.Error != "" {
+				if _, ok := errTrials[t.Error]; !ok {
+					errs = append(errs, t.Error)
+				}
+				errTrials[t.Error] = append(errTrials[t.Error], fmt.Sprint(t.Trial))
+			}
+		}
+		row.Planned = max(row.Planned, row.Trials)
+		row.LongestGap, row.GapAtCut, row.GapAtRestore = stats.Summarize(durations(longest)), stats.Summarize(durations(atCut)), stats.Summarize(durations(atRestore))
+		row.Retransmits = stats.Summarize(retrans)
+		for _, e := range errs {
+			n := errTrials[e]
+			which := "trial "
+			if len(n) > 1 {
+				which = "trials "
+			}
+			notes = append(notes, which+strings.Join(n, ", ")+": "+e)
+		}
+		row.Note = strings.Join(notes, "; ")
+		rows = append(rows, row)
+	}
+	return rows
+}
+
+// tcpFailoverTable: per system, its TCP connections across a cut and a
+// restore of the active uplink.
+func tcpFailoverTable(x *TCPResult) textTable {
+	t := textTable{
+		Head: []string{"System", "Setup", "Rate", "Trials", "Survived", "Longest gap p50 / p99 / max", "Gap at the cut p50 / p99",
+			"Gap at the restore p50 / p99", "Retransmits p50 / max", "Note"},
+		Num: []bool{false, false, true, true, true, true, true, true, true, false},
+	}
+	if x == nil {
+		return t
+	}
+	for _, r := range tcpFailoverRows(x.Failover) {
+		trials := fmt.Sprint(r.Trials)
+		if r.Planned > r.Trials {
+			trials = fmt.Sprintf("%d of %d", r.Trials, r.Planned)
+		}
+		retrans := dash
+		if r.Retransmits.N > 0 {
+			retrans = fmtCount(r.Retransmits.P50) + " / " + fmtCount(r.Retransmits.Max) + knownOf(r.Retransmits.N, r.Trials)
+		}
+		t.Rows = append(t.Rows, []string{systemName(r.System), r.Setup, fmtMbps(r.RateMbps), trials,
+			fmt.Sprintf("%d of %d", r.Survived, r.Trials), triple(r.LongestGap, r.Trials, fmtNs), pair(r.GapAtCut, r.Trials, fmtNs),
+			pair(r.GapAtRestore, r.Trials, fmtNs), retrans, orDash(r.Note)})
+	}
+	return t
+}
+
+func socketDirection(d string) string {
+	switch d {
+	case GuestToUplink:
+		return "guest → upstream host"
+	case UplinkToGuest:
+		return "upstream host → guest"
+	}
+	return d
+}
+
+func fmtMbps(mbps int) string {
+	if mbps >= 1000 && mbps%1000 == 0 {
+		return fmt.Sprintf("%d Gbit/s", mbps/1000)
+	}
+	return fmt.Sprintf("%d Mbit/s", mbps)
+}
+
+// tcpTables are the tcp scenario's tables for the HTML report.
+type tcpTables struct{ Offloads, Bulk, UDP, Failover textTable }
+
+// newTCPTables is nil when the scenario did not run.
+func newTCPTables(x *TCPResult) *tcpTables {
+	if x == nil {
+		return nil
+	}
+	return &tcpTables{offloadTable(x), tcpBulkTable(x), udpTable(x), tcpFailoverTable(x)}
+}
+
+// writeTCPMarkdown is the tcp scenario's section of the markdown report.
+func writeTCPMarkdown(b *strings.Builder, r *Result) {
+	if r.TCP == nil {
+		return
+	}
+	b.WriteString("\n## Socket traffic: TCP and UDP\n\n")
+	b.WriteString("Traffic from the stacks of the sending guest and the upstream host (their own sockets, not the frame " +
+		"generator), through each system. The harness leaves every veth's offloads at their defaults (checksum offload, " +
+		"TSO/GSO; GRO is on, as the testbed needs it); ethtool's view while the system ran, where an offload shown off was " +
+		"turned off by the kernel (a veth whose peer has an XDP program loses TSO):\n\n")
+	writeMarkdownTable(b, offloadTable(r.TCP))
+	b.WriteString("\nTCP bulk with iperf3; Gbit/s as received (0 when no connection could be made); checksum errors " +
+		"counted in the receiving namespace's /proc/net/snmp over the run.\n\n")
+	writeMarkdownTable(b, tcpBulkTable(r.TCP))
+	b.WriteString("\nUDP at a fixed rate of payload, sent and counted by the harness's own sockets (iperf3's control " +
+		"channel is TCP); UdpInCsumErrors: datagrams the receiving stack dropped for a bad checksum; RcvbufErrors: dropped " +
+		"because the receiving socket fell behind.\n\n")
+	writeMarkdownTable(b, udpTable(r.TCP))
+	b.WriteString("\nTrials of one paced TCP connection each, a fresh one per trial, from the guest to the upstream host " +
+		"while the active uplink is cut and later restored (the system back on its first uplink before each trial); " +
+		"p50 / p99 / max over a system's trials (nearest rank). Gaps are between reads that returned data at the receiver; " +
+		"retransmits are the sender's TCP_INFO total_retrans; a connection survived when bytes still arrived at the end " +
+		"and neither end saw a reset. A system that cannot connect at all stops after its first trial.\n\n")
+	writeMarkdownTable(b, tcpFailoverTable(r.TCP))
+}
