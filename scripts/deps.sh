@@ -19,7 +19,8 @@ want modprobe kmod
 want make make
 want git git
 # Open vSwitch is a peer in the benchmark (and its tests): the harness runs
-# its own private ovsdb-server/ovs-vswitchd, never the system service.
+# its own private ovsdb-server/ovs-vswitchd, never the system service, and
+# only looks for the programs (test/bench/peer), so they are installed here.
 want ovs-vswitchd openvswitch-switch
 # iperf3 measures socket TCP and UDP through each system in the benchmark.
 want iperf3 iperf3
@@ -34,6 +35,17 @@ if ! command -v go >/dev/null 2>&1 && [[ ! -x /usr/local/go/bin/go ]]; then
 	# (the default) it fetches the right toolchain from the module proxy.
 	need+=(golang-go ca-certificates)
 fi
+
+# ovs_units_on prints "stop UNIT" for each of Open vSwitch's system units
+# that runs and "disable UNIT" for each that is enabled (under systemd).
+ovs_units_on() {
+	[[ -d /run/systemd/system ]] || return 0
+	local unit
+	for unit in openvswitch-switch.service ovsdb-server.service ovs-vswitchd.service; do
+		if systemctl is-active --quiet "$unit"; then echo "stop $unit"; fi
+		if systemctl is-enabled --quiet "$unit" 2>/dev/null; then echo "disable $unit"; fi
+	done
+}
 
 if ((${#need[@]})); then
 	if [[ $(id -u) -ne 0 ]]; then
@@ -50,8 +62,16 @@ if ((${#need[@]})); then
 		chmod +x /usr/sbin/policy-rc.d
 		guard=1
 	fi
+	ovs_before=$(ovs_units_on)
 	apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 	[[ -n $guard ]] && rm -f /usr/sbin/policy-rc.d
+	# The package enables its units (policy-rc.d only stops them starting
+	# now): undo whatever the install turned on, so the system's own Open
+	# vSwitch does not start at the next boot; what was on before stays.
+	while read -r verb unit; do
+		[[ -z $verb ]] || grep -qxF "$verb $unit" <<<"$ovs_before" ||
+			systemctl "$verb" --quiet "$unit"
+	done <<<"$(ovs_units_on)"
 fi
 
 # XDP into veth, namespaces and bpffs need these; most kernels build them in.

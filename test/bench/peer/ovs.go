@@ -87,7 +87,7 @@ func (o *OVS) Start(ctx context.Context, t Topology) (err error) {
 	if o.dir != "" {
 		return errors.New("ovs: already started")
 	}
-	tools, err := ensureOVS(ctx)
+	tools, err := findOVS()
 	if err != nil {
 		return err
 	}

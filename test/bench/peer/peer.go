@@ -72,22 +72,16 @@ func New(name string) (System, error) {
 	return nil, fmt.Errorf("peer: unknown system %q (have %s)", name, strings.Join(Names(), ", "))
 }
 
-// availabilityTimeout bounds Available, which may install packages.
-const availabilityTimeout = 5 * time.Minute
-
 // Available tells whether the named system can run on this machine and,
-// when not, why. For "ovs" it installs Debian's openvswitch-switch when the
-// binaries are missing (as Start would), so a false answer means it could
-// not be had.
+// when not, why (for "ovs" missing programs, with the command that installs
+// them).
 func Available(name string) (ok bool, reason string) {
-	ctx, cancel := context.WithTimeout(context.Background(), availabilityTimeout)
-	defer cancel()
 	var err error
 	switch name {
 	case BridgeName:
 		err = probeBridge()
 	case OVSName:
-		err = probeOVS(ctx)
+		err = probeOVS()
 	default:
 		return false, fmt.Sprintf("peer: unknown system %q (have %s)", name, strings.Join(Names(), ", "))
 	}

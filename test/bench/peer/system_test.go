@@ -8,8 +8,10 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -605,6 +607,31 @@ func ownChildren(t *testing.T) []int {
 		}
 	}
 	return own
+}
+
+// ovsProcesses lists the PIDs of running ovs-vswitchd and ovsdb-server
+// processes, whoever started them.
+func ovsProcesses() []int {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil
+	}
+	var pids []int
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		comm, err := os.ReadFile(filepath.Join("/proc", e.Name(), "comm"))
+		if err != nil {
+			continue
+		}
+		switch strings.TrimSpace(string(comm)) {
+		case "ovs-vswitchd", "ovsdb-server":
+			pids = append(pids, pid)
+		}
+	}
+	return pids
 }
 
 func parentOf(t *testing.T, pid int) int {
