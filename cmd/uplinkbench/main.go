@@ -30,6 +30,7 @@ func main() {
 	flag.IntVar(&o.Trials, "trials", 0, "failover trials per case (profile default)")
 	flag.IntVar(&o.RatePPS, "rate", 0, "guest frames per second in failover trials every system carries (default 50000)")
 	flag.IntVar(&o.HighRatePPS, "high-rate", 0, "uplinkd-only failover rate (default 1000000)")
+	flag.IntVar(&o.SocketRounds, "tcp-rounds", 0, "tcp scenario: iperf3 runs per system and cell, systems taking turns (default 3, full 5)")
 	flag.IntVar(&o.TCPFailoverTrials, "tcp-failover-trials", 0, "tcp scenario: TCP connections per system across a cut of the active uplink (default 20, full 50)")
 	flag.IntVar(&o.Rounds, "rounds", 0, "forwarding rounds (median is reported; default 5)")
 	flag.IntVar(&o.CPURatePPS, "cpu-rate", 0, "forward scenario: frames per second offered to every system and the baseline for CPU per frame (default 200000; negative: skip)")

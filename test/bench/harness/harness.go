@@ -333,6 +333,8 @@ func (h *harness) startSystem(ctx context.Context, name string, tp *topo.Topo, w
 		return startXDPForwarder(tp)
 	case report.SystemBaseline:
 		return startDropper(tp)
+	case report.SystemDirect:
+		return startDirect(tp)
 	default:
 		if ok, reason := peer.Available(name); !ok {
 			return nil, errors.New(reason)

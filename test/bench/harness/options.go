@@ -39,6 +39,11 @@ type Options struct {
 	// SocketTime is the length of each iperf3 TCP run and UDP stream of
 	// the tcp scenario.
 	SocketTime time.Duration
+	// SocketRounds is how many times each system runs every iperf3 cell,
+	// the systems taking turns round by round, so that a machine's drift
+	// touches them alike; the report gives medians and ratios of runs in
+	// the same round.
+	SocketRounds int
 	// TCPFailoverTrials is how many TCP connections, one after another,
 	// each system carries across a cut and a restore of its active uplink.
 	TCPFailoverTrials int
@@ -63,7 +68,7 @@ var profiles = map[string]Options{
 		Uplinks: []string{"veth", "tap"}, TrialLength: 1200 * time.Millisecond, DownRatePPS: 10_000,
 		SecondCutMax: time.Second, FrameSizes: []int{64, 1500}, Rounds: 5, RoundTime: 500 * time.Millisecond,
 		CPURatePPS: 200_000, CPURounds: 3, CPURoundTime: 2 * time.Second, CPUFrameSizes: []int{64},
-		SocketTime: 3 * time.Second, TCPFailoverTrials: 20,
+		SocketTime: 3 * time.Second, SocketRounds: 3, TCPFailoverTrials: 20,
 	},
 	"full": {
 		Systems: []string{"uplinkd", "ovs", "bridge", "xdpfwd"}, Scenarios: []string{"failover", "forward", "balance", "upgrade", "tcp", "idle"},
@@ -71,7 +76,7 @@ var profiles = map[string]Options{
 		Uplinks: []string{"veth", "tap"}, TrialLength: 2 * time.Second, DownRatePPS: 10_000,
 		SecondCutMax: time.Second, FrameSizes: []int{64, 1500}, Rounds: 5, RoundTime: 2 * time.Second,
 		CPURatePPS: 200_000, CPURounds: 5, CPURoundTime: 5 * time.Second, CPUFrameSizes: []int{64, 1500},
-		SocketTime: 10 * time.Second, TCPFailoverTrials: 50,
+		SocketTime: 10 * time.Second, SocketRounds: 5, TCPFailoverTrials: 50,
 	},
 }
 
@@ -90,6 +95,7 @@ func (o Options) withDefaults() (Options, error) {
 	o.RatePPS, o.HighRatePPS, o.DownRatePPS = cmp.Or(o.RatePPS, p.RatePPS), cmp.Or(o.HighRatePPS, p.HighRatePPS), cmp.Or(o.DownRatePPS, p.DownRatePPS)
 	o.TrialLength, o.SecondCutMax, o.RoundTime = cmp.Or(o.TrialLength, p.TrialLength), cmp.Or(o.SecondCutMax, p.SecondCutMax), cmp.Or(o.RoundTime, p.RoundTime)
 	o.SocketTime, o.TCPFailoverTrials = cmp.Or(o.SocketTime, p.SocketTime), cmp.Or(o.TCPFailoverTrials, p.TCPFailoverTrials)
+	o.SocketRounds = cmp.Or(o.SocketRounds, p.SocketRounds)
 	o.CPURatePPS, o.CPURounds, o.CPURoundTime = cmp.Or(o.CPURatePPS, p.CPURatePPS), cmp.Or(o.CPURounds, p.CPURounds), cmp.Or(o.CPURoundTime, p.CPURoundTime)
 	o.CPUFrameSizes = or(o.CPUFrameSizes, p.CPUFrameSizes)
 	if o.TCPFailoverTrials < 0 {

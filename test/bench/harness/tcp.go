@@ -9,9 +9,11 @@ import (
 	"os/exec"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/safchain/ethtool"
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
 
 	"github.com/uplinkd/uplinkd/test/bench/peer"
 	"github.com/uplinkd/uplinkd/test/bench/report"
@@ -56,7 +58,9 @@ func (b *socketBed) close() {
 }
 
 // tcpScenario measures TCP bulk, UDP at fixed rates and one TCP connection
-// across a failover, for uplinkd, Open vSwitch and the Linux bridge.
+// across a failover, for uplinkd, Open vSwitch and the Linux bridge. The
+// bulk runs come in rounds, the systems taking turns, with a testbed with
+// no switch at all (report.SystemDirect) as the ceiling.
 func (h *harness) tcpScenario(ctx context.Context) {
 	if _, err := exec.LookPath("iperf3"); err != nil {
 		h.notRun("", "tcp", fmt.Errorf("iperf3 is not installed (scripts/deps.sh installs it): %w", err))
@@ -65,40 +69,64 @@ func (h *harness) tcpScenario(ctx context.Context) {
 	if h.res.TCP == nil {
 		h.res.TCP = &report.TCPResult{}
 	}
+	var systems []string
 	for _, name := range []string{"uplinkd", "ovs", "bridge"} {
-		if !h.opts.has(name) || ctx.Err() != nil {
+		if h.opts.has(name) {
+			systems = append(systems, name)
+		}
+	}
+	if len(systems) == 0 {
+		return
+	}
+	failed := map[string]bool{}
+	for round := 1; round <= h.opts.SocketRounds; round++ {
+		for _, name := range append(slices.Clone(systems), report.SystemDirect) {
+			if failed[name] || ctx.Err() != nil {
+				continue
+			}
+			if err := h.tcpRound(ctx, name, round); err != nil {
+				failed[name] = true
+				h.notRun(name, "tcp", err)
+			}
+		}
+	}
+	for _, name := range systems {
+		if failed[name] || ctx.Err() != nil {
 			continue
 		}
-		if err := h.tcpSystem(ctx, name); err != nil {
+		if err := h.tcpFailovers(ctx, name); err != nil {
 			h.notRun(name, "tcp", err)
 		}
 	}
 }
 
-// tcpSystem runs the whole tcp scenario for one system. The Linux bridge
-// has one uplink here as everywhere else (a second would close a loop
-// through the upstream switch); its failover row runs on a second testbed
-// where it sits on an active-backup bond, or, on a kernel without
-// bonding, on its one uplink, which the cut takes away.
-func (h *harness) tcpSystem(ctx context.Context, name string) error {
+// tcpRound runs every iperf3 cell once for one system on a testbed of its
+// own; the first round also records the offloads and runs UDP.
+func (h *harness) tcpRound(ctx context.Context, name string, round int) error {
 	b, err := h.newSocketBed(ctx, name, "ulkb", false)
 	if err != nil {
 		return err
 	}
+	defer b.close()
 	res := h.res.TCP
-	offloads, err := b.offloads()
-	if err != nil {
-		b.close()
-		return err
+	if round == 1 && name != report.SystemDirect {
+		offloads, err := b.offloads()
+		if err != nil {
+			return err
+		}
+		res.Offloads = append(res.Offloads, offloads...)
 	}
-	res.Offloads = append(res.Offloads, offloads...)
 	for _, dir := range []string{report.GuestToUplink, report.UplinkToGuest} {
 		for _, streams := range []int{1, 4} {
 			r := b.iperf(ctx, dir, streams, h.opts.SocketTime)
+			r.Round = round
 			res.Bulk = append(res.Bulk, r)
-			h.opts.Log.Info("tcp bulk", "system", name, "direction", dir, "streams", streams, "gbps", r.Gbps,
+			h.opts.Log.Info("tcp bulk", "system", name, "round", round, "direction", dir, "streams", streams, "gbps", r.Gbps,
 				"retransmits", r.Retransmits, "tcp_csum_errors", r.TCPInCsumErrors, "error", r.Error)
 		}
+	}
+	if round != 1 || name == report.SystemDirect {
+		return nil
 	}
 	for _, dir := range []string{report.GuestToUplink, report.UplinkToGuest} {
 		for _, mbps := range []int{100, 1000} {
@@ -108,18 +136,26 @@ func (h *harness) tcpSystem(ctx context.Context, name string) error {
 				"udp_csum_errors", r.UDPInCsumErrors, "rcvbuf_errors", r.UDPRcvbufErrors, "error", r.Error)
 		}
 	}
+	return nil
+}
+
+// tcpFailovers runs the TCP connections across a cut for one system. The
+// Linux bridge has one uplink here as everywhere else (a second would
+// close a loop through the upstream switch); its failover row runs where
+// it sits on an active-backup bond, or, on a kernel without bonding, on
+// its one uplink, which the cut takes away.
+func (h *harness) tcpFailovers(ctx context.Context, name string) error {
 	var bondErr error
-	if name == "bridge" {
-		bonded, err := h.newSocketBed(ctx, name, "ulkb", true)
-		if err == nil {
-			b.close()
-			b = bonded
-		} else {
-			// No bonding in the kernel: the bridge's row shows what
-			// a cut does to it alone.
-			bondErr = err
-			h.opts.Log.Warn("tcp failover: no bond under the bridge", "err", err)
-		}
+	b, err := h.newSocketBed(ctx, name, "ulkb", name == "bridge")
+	if name == "bridge" && err != nil {
+		// No bonding in the kernel: the bridge's row shows what a cut
+		// does to it alone.
+		bondErr = err
+		h.opts.Log.Warn("tcp failover: no bond under the bridge", "err", err)
+		b, err = h.newSocketBed(ctx, name, "ulkb", false)
+	}
+	if err != nil {
+		return err
 	}
 	trials := b.failovers(ctx, h.opts.TCPFailoverTrials, h.opts.Log)
 	b.close()
@@ -132,10 +168,58 @@ func (h *harness) tcpSystem(ctx context.Context, name string) error {
 			survived++
 		}
 	}
-	res.Failover = append(res.Failover, trials...)
+	h.res.TCP.Failover = append(h.res.TCP.Failover, trials...)
 	h.opts.Log.Info("tcp failover trials", "system", name, "setup", b.setup, "trials", len(trials), "survived", survived)
 	return nil
 }
+
+// direct is no switch: the guest's host-side end moves into the upstream
+// namespace and joins its bridge, so the guest sits on the upstream
+// switch itself, one hop fewer than through any switch on the host.
+type direct struct{}
+
+func startDirect(tp *topo.Topo) (system, error) {
+	name := tp.Guests[0]
+	up, err := netns.GetFromName(tp.NSName(topo.Upstream))
+	if err != nil {
+		return nil, fmt.Errorf("direct: upstream namespace: %w", err)
+	}
+	defer up.Close()
+	err = tp.In(topo.Host, func() error {
+		l, err := netlink.LinkByName(name)
+		if err != nil {
+			return err
+		}
+		return netlink.LinkSetNsFd(l, int(up))
+	})
+	if err != nil {
+		return nil, fmt.Errorf("direct: move %s upstream: %w", name, err)
+	}
+	err = tp.In(topo.Upstream, func() error {
+		l, err := netlink.LinkByName(name)
+		if err != nil {
+			return err
+		}
+		br, err := netlink.LinkByName("br0")
+		if err != nil {
+			return err
+		}
+		if err := netlink.LinkSetMaster(l, br); err != nil {
+			return err
+		}
+		return netlink.LinkSetUp(l)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("direct: %s into the upstream bridge: %w", name, err)
+	}
+	return direct{}, nil
+}
+
+func (direct) Name() string                                     { return report.SystemDirect }
+func (direct) Active(context.Context) (string, error)           { return "", nil }
+func (direct) SwitchTimes(context.Context) ([]time.Time, error) { return nil, nil }
+func (direct) Versions() map[string]string                      { return nil }
+func (direct) Stop() error                                      { return nil }
 
 // newSocketBed builds a veth testbed (prefix names its namespaces), starts
 // the system and addresses the guest and the upstream host. With bond, the
@@ -146,7 +230,7 @@ func (h *harness) newSocketBed(ctx context.Context, name, prefix string, bond bo
 	switch {
 	case bond:
 		uplinks = 2
-	case name == "bridge":
+	case name == "bridge" || name == report.SystemDirect:
 		uplinks = 1
 	}
 	tp, err := topo.Build(topo.Options{Prefix: prefix, Uplinks: uplinks, Kind: topo.Veth})

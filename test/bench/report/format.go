@@ -17,6 +17,7 @@ var systemNames = map[string]string{
 	SystemLinuxBridge: "Linux bridge",
 	SystemXDPRedirect: "XDP redirect (bare)",
 	SystemBaseline:    "baseline (no switch)",
+	SystemDirect:      "no switch (guest on the upstream bridge)",
 }
 
 func systemName(s string) string {

@@ -482,6 +482,7 @@ dl.env dd { margin: 0; }
 <p class="caption">Traffic from the stacks of the sending guest and the upstream host, through each system. The harness leaves every veth's offloads at their defaults (GRO on, as the testbed needs it); ethtool's view while the system ran, where an offload shown off was turned off by the kernel (a veth whose peer has an XDP program loses TSO):</p>
 {{template "table" .Offloads}}
 <p class="caption">TCP bulk with iperf3; Gbit/s as received (0 when no connection could be made); checksum errors counted in the receiving namespace's /proc/net/snmp over the run.</p>
+{{template "table" .BulkSummary}}
 {{template "table" .Bulk}}
 <p class="caption">UDP at a fixed rate of payload, sent and counted by the harness's own sockets (iperf3's control channel is TCP). UdpInCsumErrors: datagrams the receiver dropped for a bad checksum; RcvbufErrors: dropped because the receiving socket fell behind.</p>
 {{template "table" .UDP}}

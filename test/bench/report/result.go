@@ -31,6 +31,10 @@ const (
 	// every frame on arrival. What the CPU spends there is the engine's
 	// and the link's share of every system's cost.
 	SystemBaseline = "baseline"
+	// SystemDirect is no switch in the host at all: the guest's link
+	// plugs straight into the upstream bridge, one hop fewer. In the tcp
+	// scenario it is the ceiling for any switch on the host.
+	SystemDirect = "direct"
 
 	UplinkVeth = "veth"
 	UplinkTap  = "tap"
@@ -341,6 +345,7 @@ type TCPBulkRun struct {
 	System    string  `json:"system"`
 	Direction string  `json:"direction"` // GuestToUplink: the guest sends
 	Streams   int     `json:"streams"`
+	Round     int     `json:"round,omitempty"` // systems take turns: runs of one round are paired
 	Seconds   float64 `json:"seconds"`
 	Gbps      float64 `json:"gbps"` // as received; 0 when nothing arrived
 	// Retransmits: iperf3's count from the sender's TCP_INFO.

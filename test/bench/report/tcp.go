@@ -3,6 +3,7 @@ package report
 import (
 	"cmp"
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 
@@ -61,11 +62,11 @@ func offloadTable(x *TCPResult) textTable {
 	return t
 }
 
-// tcpBulkTable: every iperf3 run, by system, direction and streams.
+// tcpBulkTable: every iperf3 run, by system, direction, streams and round.
 func tcpBulkTable(x *TCPResult) textTable {
 	t := textTable{
-		Head: []string{"System", "Direction", "Streams", "Gbit/s", "Retransmits", "TcpInCsumErrors at the receiver", "Error"},
-		Num:  []bool{false, false, true, true, true, true, false},
+		Head: []string{"System", "Direction", "Streams", "Round", "Gbit/s", "Retransmits", "TcpInCsumErrors at the receiver", "Error"},
+		Num:  []bool{false, false, true, true, true, true, true, false},
 	}
 	if x == nil {
 		return t
@@ -73,13 +74,98 @@ func tcpBulkTable(x *TCPResult) textTable {
 	runs := slices.Clone(x.Bulk)
 	slices.SortStableFunc(runs, func(a, b TCPBulkRun) int {
 		return cmp.Or(bySystem(a.System, b.System), byKnownOrder(a.Direction, b.Direction, GuestToUplink, UplinkToGuest),
-			cmp.Compare(a.Streams, b.Streams))
+			cmp.Compare(a.Streams, b.Streams), cmp.Compare(a.Round, b.Round))
 	})
 	for _, r := range runs {
-		t.Rows = append(t.Rows, []string{systemName(r.System), socketDirection(r.Direction), fmt.Sprint(r.Streams),
+		t.Rows = append(t.Rows, []string{systemName(r.System), socketDirection(r.Direction), fmt.Sprint(r.Streams), roundCell(r.Round),
 			fmtMpps(r.Gbps), fmtCount(float64(r.Retransmits)), fmtCount(float64(r.TCPInCsumErrors)), orDash(r.Error)})
 	}
 	return t
+}
+
+// tcpBulkKey names one iperf3 cell of one system.
+type tcpBulkKey struct {
+	System, Direction string
+	Streams           int
+}
+
+// pairedRatio is the median over rounds of a's Gbit/s divided by ref's in
+// the same round (the systems take turns, so one round shares the
+// machine's state); NaN without a pair.
+func pairedRatio(a, ref []TCPBulkRun) float64 {
+	byRound := map[int]float64{}
+	for _, r := range ref {
+		if r.Gbps > 0 && r.Error == "" {
+			byRound[r.Round] = r.Gbps
+		}
+	}
+	var ratios []float64
+	for _, r := range a {
+		if d, ok := byRound[r.Round]; ok && r.Error == "" {
+			ratios = append(ratios, r.Gbps/d)
+		}
+	}
+	return stats.Summarize(ratios).P50
+}
+
+// tcpBulkSummaryTable: per system and cell, the median over rounds and
+// the paired ratios to the Linux bridge and to no switch at all.
+func tcpBulkSummaryTable(x *TCPResult) textTable {
+	t := textTable{
+		Head: []string{"System", "Direction", "Streams", "Rounds", "Gbit/s (median)", "min – max", "Retransmits (median)",
+			"TcpInCsumErrors", "÷ Linux bridge", "÷ no switch"},
+		Num: []bool{false, false, true, true, true, true, true, true, true, true},
+	}
+	if x == nil {
+		return t
+	}
+	by := map[tcpBulkKey][]TCPBulkRun{}
+	var keys []tcpBulkKey
+	for _, r := range x.Bulk {
+		k := tcpBulkKey{r.System, r.Direction, r.Streams}
+		if _, ok := by[k]; !ok {
+			keys = append(keys, k)
+		}
+		by[k] = append(by[k], r)
+	}
+	slices.SortStableFunc(keys, func(a, b tcpBulkKey) int {
+		return cmp.Or(bySystem(a.System, b.System), byKnownOrder(a.Direction, b.Direction, GuestToUplink, UplinkToGuest),
+			cmp.Compare(a.Streams, b.Streams))
+	})
+	ratio := func(k tcpBulkKey, ref string) string {
+		if k.System == ref {
+			return "–"
+		}
+		v := pairedRatio(by[k], by[tcpBulkKey{ref, k.Direction, k.Streams}])
+		if math.IsNaN(v) {
+			return "–"
+		}
+		return fmt.Sprintf("%.2f×", v)
+	}
+	for _, k := range keys {
+		runs := by[k]
+		var gbps, retrans []float64
+		var csum uint64
+		for _, r := range runs {
+			gbps = append(gbps, r.Gbps)
+			retrans = append(retrans, float64(r.Retransmits))
+			csum += r.TCPInCsumErrors
+		}
+		g := stats.Summarize(gbps)
+		t.Rows = append(t.Rows, []string{systemName(k.System), socketDirection(k.Direction), fmt.Sprint(k.Streams),
+			fmt.Sprint(len(runs)), fmtMpps(g.P50), fmtMpps(g.Min) + " – " + fmtMpps(g.Max),
+			fmtCount(stats.Summarize(retrans).P50), fmtCount(float64(csum)),
+			ratio(k, SystemLinuxBridge), ratio(k, SystemDirect)})
+	}
+	return t
+}
+
+// roundCell is a run's round; results from before rounds have none.
+func roundCell(round int) string {
+	if round == 0 {
+		return "–"
+	}
+	return fmt.Sprint(round)
 }
 
 // udpTable: every fixed-rate UDP run.
@@ -220,14 +306,14 @@ func fmtMbps(mbps int) string {
 }
 
 // tcpTables are the tcp scenario's tables for the HTML report.
-type tcpTables struct{ Offloads, Bulk, UDP, Failover textTable }
+type tcpTables struct{ Offloads, BulkSummary, Bulk, UDP, Failover textTable }
 
 // newTCPTables is nil when the scenario did not run.
 func newTCPTables(x *TCPResult) *tcpTables {
 	if x == nil {
 		return nil
 	}
-	return &tcpTables{offloadTable(x), tcpBulkTable(x), udpTable(x), tcpFailoverTable(x)}
+	return &tcpTables{offloadTable(x), tcpBulkSummaryTable(x), tcpBulkTable(x), udpTable(x), tcpFailoverTable(x)}
 }
 
 // writeTCPMarkdown is the tcp scenario's section of the markdown report.
@@ -242,7 +328,12 @@ func writeTCPMarkdown(b *strings.Builder, r *Result) {
 		"turned off by the kernel (a veth whose peer has an XDP program loses TSO):\n\n")
 	writeMarkdownTable(b, offloadTable(r.TCP))
 	b.WriteString("\nTCP bulk with iperf3; Gbit/s as received (0 when no connection could be made); checksum errors " +
-		"counted in the receiving namespace's /proc/net/snmp over the run.\n\n")
+		"counted in the receiving namespace's /proc/net/snmp over the run. The systems take turns, round by round, each " +
+		"on a fresh testbed; a ratio is the median over rounds of a system's rate divided by the other's in the same " +
+		"round. \"No switch\" plugs the guest's link straight into the upstream bridge, one hop fewer than through " +
+		"any switch on the host: the ceiling for any of them.\n\n")
+	writeMarkdownTable(b, tcpBulkSummaryTable(r.TCP))
+	b.WriteString("\nEvery run:\n\n")
 	writeMarkdownTable(b, tcpBulkTable(r.TCP))
 	b.WriteString("\nUDP at a fixed rate of payload, sent and counted by the harness's own sockets (iperf3's control " +
 		"channel is TCP); UdpInCsumErrors: datagrams the receiving stack dropped for a bad checksum; RcvbufErrors: dropped " +

@@ -53,8 +53,8 @@ func TestTCPTables(t *testing.T) {
 		"| uplinkd | 2 | on | on | on | on |\n| Linux bridge | 2 | on | on | on | off on U/p0 |",
 		// Bulk: by system, direction, streams; a broken path is 0 with
 		// its error and the receiver's checksum errors.
-		"| uplinkd | upstream host → guest | 1 | 0.00 | 0 | 6 | iperf3: unable to connect",
-		"| Linux bridge | guest → upstream host | 1 | 12.5 | 0 | 0 | – |\n| Linux bridge | guest → upstream host | 4 | 14.2 | 3 | 0 | – |",
+		"| uplinkd | upstream host → guest | 1 | – | 0.00 | 0 | 6 | iperf3: unable to connect",
+		"| Linux bridge | guest → upstream host | 1 | – | 12.5 | 0 | 0 | – |\n| Linux bridge | guest → upstream host | 4 | – | 14.2 | 3 | 0 | – |",
 		// UDP: by rate within a system.
 		"| uplinkd | guest → upstream host | 100 Mbit/s | 26,785 | 0 | 26,785 | 26,785 | 0 | – |\n| uplinkd | guest → upstream host | 1 Gbit/s | 267,857 |",
 		"| Linux bridge | upstream host → guest | 100 Mbit/s | 26,785 | 26,780 | 5 | 0 | 5 | – |",
@@ -89,7 +89,7 @@ func TestTCPTablesInHTML(t *testing.T) {
 	page := b.String()
 	for _, want := range []string{
 		"<h2>Socket traffic: TCP and UDP</h2>",
-		`<td class="">upstream host → guest</td><td class="num">1</td><td class="num">0.00</td>`,
+		`<td class="">upstream host → guest</td><td class="num">1</td><td class="num">–</td><td class="num">0.00</td>`,
 		`<td class="num">267,857</td>`,
 		`<td class="num">15 ms / 212 ms / 212 ms</td>`,
 	} {
@@ -182,5 +182,37 @@ func TestTCPFailoverRows(t *testing.T) {
 	}
 	if got := tab.Rows[1][3:9]; !slices.Equal(got, []string{"1 of 20", "0 of 1", dash, dash, dash, dash}) {
 		t.Errorf("ovs row %q", tab.Rows[1])
+	}
+}
+
+func TestTCPBulkSummaryPairsRounds(t *testing.T) {
+	run := func(sys string, round int, gbps float64) TCPBulkRun {
+		return TCPBulkRun{System: sys, Direction: GuestToUplink, Streams: 1, Round: round, Gbps: gbps}
+	}
+	x := &TCPResult{Bulk: []TCPBulkRun{
+		// A machine that slows down round by round: paired ratios stay
+		// 1.2 for uplinkd, while its median over the bridge's is 1.5.
+		run(SystemUplinkd, 1, 12), run(SystemLinuxBridge, 1, 10), run(SystemDirect, 1, 24),
+		run(SystemUplinkd, 2, 6), run(SystemLinuxBridge, 2, 5), run(SystemDirect, 2, 12),
+		run(SystemUplinkd, 3, 24), run(SystemLinuxBridge, 3, 20), run(SystemDirect, 3, 48),
+		{System: SystemOVS, Direction: GuestToUplink, Streams: 1, Round: 1, Error: "unable to connect"},
+	}}
+	tab := tcpBulkSummaryTable(x)
+	rows := map[string][]string{}
+	for _, r := range tab.Rows {
+		rows[r[0]] = r
+	}
+	u := rows[systemName(SystemUplinkd)]
+	if u == nil || u[3] != "3" || u[8] != "1.20×" || u[9] != "0.50×" {
+		t.Errorf("uplinkd row %q: want 3 rounds, 1.20× the bridge, 0.50× no switch", u)
+	}
+	if b := rows[systemName(SystemLinuxBridge)]; b == nil || b[8] != "–" || b[9] != "0.42×" {
+		t.Errorf("bridge row %q: want – against itself, 0.42× no switch", b)
+	}
+	if o := rows[systemName(SystemOVS)]; o == nil || o[8] != "–" {
+		t.Errorf("ovs row %q: a failed run has no ratio", o)
+	}
+	if tab.Rows[0][0] != systemName(SystemUplinkd) {
+		t.Errorf("first row %q, want uplinkd first", tab.Rows[0])
 	}
 }
