@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"errors"
+	"net"
 	"os"
 	"slices"
 	"time"
@@ -66,72 +67,43 @@ func takeArrivals(first datapath.Arrival, more <-chan datapath.Arrival) []datapa
 	return batch
 }
 
-// onArrivals announces arrived guests where they leave: on the group's
-// active uplink, or in a balance group each on its bucket's uplink. The
-// guests that arrived within one announcement's duration are announced
-// again with them: a new run replaces the running one.
-func (d *Daemon) onArrivals(batch []datapath.Arrival) {
-	// One walk of the FDB and the addresses for the batch.
-	all, guestsErr := d.dp.Guests()
-	now := time.Now()
-	for _, g := range d.groups {
-		var macs []string
-		for _, a := range batch {
-			if a.Group != g.id || len(a.MAC) != 6 {
-				continue
-			}
-			if g.arrived == nil {
-				g.arrived = map[arrivalKey]time.Time{}
-			}
-			g.arrived[arrivalKey{a.VLAN, [6]byte(a.MAC)}] = now
-			g.arrivals++
-			macs = append(macs, a.MAC.String())
-		}
-		if len(macs) == 0 {
-			continue
-		}
-		pruneArrivals(g.arrived, now.Add(-(time.Duration(g.cfg.Announce.Count)*g.cfg.Announce.Interval + time.Second)), maxRecentArrivals)
-		up := d.activeUplink(g)
-		if g.cfg.Announce.Count == 0 || up == nil {
-			d.log.Info("guests arrived; not announced (no active uplink, or announcements off)", "group", g.cfg.Name, "macs", firstFew(macs))
-			continue
-		}
-		if guestsErr != nil {
-			d.log.Error("cannot read learned guests; arrivals not announced", "group", g.cfg.Name, "err", guestsErr)
-			continue
-		}
-		var recent []announce.Guest
-		for _, gu := range d.announceable(all, g.id) {
-			if len(gu.MAC) == 6 {
-				if _, ok := g.arrived[arrivalKey{gu.VLAN, [6]byte(gu.MAC)}]; ok {
-					recent = append(recent, gu)
-				}
-			}
-		}
-		if len(recent) == 0 {
-			continue // forgotten again already (port removed)
-		}
-		if g.balanced() {
-			d.log.Info("guests arrived; announcing them on their uplinks", "group", g.cfg.Name,
-				"new", len(macs), "macs", firstFew(macs), "announced", len(recent))
-			d.announceBySlot(g, recent, arrivalsKey)
-			continue
-		}
-		d.log.Info("guests arrived; announcing them on the active uplink", "group", g.cfg.Name, "uplink", up.name,
-			"new", len(macs), "macs", firstFew(macs), "announced", len(recent))
-		results := d.announceOn(g, up, recent, arrivalsKey, time.Time{})
-		name := g.cfg.Name // a reload may rewrite g.cfg meanwhile
-		go func() {
-			res := <-results
-			d.log.Debug("arrivals announced", "group", name, "uplink", up.name, "guests", len(recent),
-				"frames", res.Frames, "rounds", res.Rounds, "errors", res.Errors, "canceled", res.Canceled)
-		}()
-	}
+// arrivalLog is a group's guests that arrived lately, announced again
+// with the next arrivals (a new run replaces the running one), and how many
+// arrived since start.
+type arrivalLog struct {
+	at    map[arrivalKey]time.Time
+	total uint64
 }
 
-// pruneArrivals drops entries older than before, then the oldest beyond
-// max.
-func pruneArrivals(m map[arrivalKey]time.Time, before time.Time, max int) {
+// add notes that the guest mac on vlan arrived at now.
+func (l *arrivalLog) add(mac net.HardwareAddr, vlan uint16, now time.Time) {
+	if l.at == nil {
+		l.at = map[arrivalKey]time.Time{}
+	}
+	l.at[arrivalKey{vlan, [6]byte(mac)}] = now
+	l.total++
+}
+
+// reset forgets the recent arrivals: a failover's run announces every
+// guest and ends the arrivals' run.
+func (l *arrivalLog) reset() { clear(l.at) }
+
+// among are the guests of all that arrived lately.
+func (l *arrivalLog) among(all []announce.Guest) []announce.Guest {
+	var out []announce.Guest
+	for _, gu := range all {
+		if len(gu.MAC) == 6 {
+			if _, ok := l.at[arrivalKey{gu.VLAN, [6]byte(gu.MAC)}]; ok {
+				out = append(out, gu)
+			}
+		}
+	}
+	return out
+}
+
+// prune drops arrivals older than before, then the oldest beyond max.
+func (l *arrivalLog) prune(before time.Time, max int) {
+	m := l.at
 	for k, t := range m {
 		if t.Before(before) {
 			delete(m, k)
@@ -152,18 +124,6 @@ func pruneArrivals(m map[arrivalKey]time.Time, before time.Time, max int) {
 	for _, e := range all[:len(all)-max] {
 		delete(m, e.k)
 	}
-}
-
-// activeUplink is g's attached active uplink, or nil.
-func (d *Daemon) activeUplink(g *group) *port {
-	slot := g.policy.Active()
-	if !slot.Valid() {
-		return nil
-	}
-	if up := g.uplinks[slot]; up != nil && up.ifindex > 0 {
-		return up
-	}
-	return nil
 }
 
 // firstFew keeps log lines short in a burst.

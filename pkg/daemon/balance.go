@@ -3,12 +3,10 @@ package daemon
 import (
 	"context"
 	"fmt"
-	"maps"
 	"net"
 	"slices"
 	"time"
 
-	"github.com/uplinkd/uplinkd/pkg/announce"
 	"github.com/uplinkd/uplinkd/pkg/balance"
 	"github.com/uplinkd/uplinkd/pkg/config"
 	"github.com/uplinkd/uplinkd/pkg/control"
@@ -65,7 +63,7 @@ func (d *Daemon) rebalance(g *group) {
 	g.table, g.alt = &next, alt
 	if len(moved) > 0 {
 		d.log.Info("buckets moved", "group", g.cfg.Name, "buckets", len(moved), "per_uplink", d.bucketsPerUplink(g))
-		d.announceBuckets(g, moved, "moved")
+		d.ann.buckets(g, moved, "moved")
 	}
 }
 
@@ -107,64 +105,6 @@ func (g *group) slotOf(mac net.HardwareAddr, vlan uint16) limits.Slot {
 		return limits.NoSlot
 	}
 	return g.table[balance.Bucket(mac, vlan)]
-}
-
-// announceBuckets announces the learned guests in buckets, each on its
-// uplink (one run per uplink, key "<why>/<uplink>").
-func (d *Daemon) announceBuckets(g *group, buckets []int, why string) {
-	if g.cfg.Announce.Count == 0 {
-		return
-	}
-	in := map[int]bool{}
-	for _, b := range buckets {
-		in[b] = true
-	}
-	d.announceWhere(g, why, func(gu announce.Guest) bool { return in[balance.Bucket(gu.MAC, gu.VLAN)] })
-}
-
-// announceWhere announces the learned guests of balance group g that keep
-// selects, each on the uplink it leaves through.
-func (d *Daemon) announceWhere(g *group, why string, keep func(announce.Guest) bool) {
-	guests, err := d.guestsOf(g.id)
-	if err != nil {
-		d.log.Error("cannot read learned guests; no announcement", "group", g.cfg.Name, "err", err)
-		return
-	}
-	d.announceBySlot(g, slices.DeleteFunc(guests, func(gu announce.Guest) bool { return !keep(gu) }), why)
-}
-
-// announceBySlot announces guests of balance group g, each on the uplink
-// it leaves through (one run per uplink).
-func (d *Daemon) announceBySlot(g *group, guests []announce.Guest, why string) {
-	bySlot := map[limits.Slot][]announce.Guest{}
-	for _, gu := range guests {
-		if s := g.slotOf(gu.MAC, gu.VLAN); s != limits.NoSlot {
-			bySlot[s] = append(bySlot[s], gu)
-		}
-	}
-	for _, s := range slices.Sorted(maps.Keys(bySlot)) {
-		d.announceEach(g, s, bySlot[s], why)
-	}
-}
-
-// announceSlot announces the learned guests that leave through slot.
-func (d *Daemon) announceSlot(g *group, slot limits.Slot, why string) {
-	d.announceWhere(g, why, func(gu announce.Guest) bool { return g.slotOf(gu.MAC, gu.VLAN) == slot })
-}
-
-// announceEach announces guests on the uplink in slot.
-func (d *Daemon) announceEach(g *group, slot limits.Slot, guests []announce.Guest, why string) {
-	up := g.uplinks[slot]
-	if up == nil || up.ifindex == 0 || len(guests) == 0 {
-		return
-	}
-	results := d.announceOn(g, up, guests, why+"/"+up.name, time.Time{})
-	name := g.cfg.Name // a reload may rewrite g.cfg meanwhile
-	go func() {
-		res := <-results
-		d.log.Info("guests announced on their uplink", "group", name, "uplink", up.name, "why", why,
-			"guests", len(guests), "frames", res.Frames, "errors", res.Errors, "canceled", res.Canceled)
-	}()
 }
 
 // moveGuest is `uplinkctl move-guest`: the guest's bucket (and so every

@@ -37,7 +37,7 @@ func (a controlAPI) Status(ctx context.Context) (control.Status, error) {
 	if err != nil {
 		fdb = nil // status without learned guest counts
 	}
-	announcing := a.d.ann.InFlight()
+	announcing := a.d.ann.send.InFlight()
 	var st control.Status
 	err = a.d.call(ctx, func() { st = a.d.status(fdb, announcing) })
 	return st, err

@@ -52,7 +52,7 @@ type Daemon struct {
 	// policy started, the links watched and the control socket served
 	// (systemd's readiness).
 	OnReady func()
-	ann     *announce.Announcer
+	ann     *announcer
 	watch   *linkwatch.Watcher
 	started time.Time
 
@@ -90,13 +90,13 @@ type group struct {
 	policy  *failover.Group
 	uplinks [limits.MaxUplinks]*port // by slot; nil: free
 
-	guests   []*port
-	recent   []*control.FailoverEvent // the last maxRecent switches, oldest first
-	announce uint64                   // generation of the newest announcement
-	prober   *probe.Prober            // nil: no path probes
-	// arrived are the guests that arrived lately, announced together.
-	arrived  map[arrivalKey]time.Time
-	arrivals uint64 // guests that arrived since start
+	guests []*port
+	recent []*control.FailoverEvent // the last maxRecent switches, oldest first
+	prober *probe.Prober            // nil: no path probes
+	// arrived are the guests that arrived lately, announced together;
+	// announced counts the frames its announcements sent.
+	arrived   arrivalLog
+	announced announceCounts
 	// Balance mode: the bucket table in force (nil: none yet), the slots'
 	// alternatives written with it, and the buckets pinned to a slot (by
 	// move-guest or the rebalancer) while that slot carries traffic.
@@ -110,10 +110,9 @@ type group struct {
 	lastBytesAt time.Time
 	load        map[limits.Slot]uint64
 	rebalances  uint64
-	// Event counters since start: uplinkctl status and stats, and the
+	// Switches by reason since start: uplinkctl status and stats, and the
 	// metrics read them.
-	byReason               map[string]int
-	annFrames, annSuppress uint64
+	byReason map[string]int
 }
 
 // port is one configured interface and what the daemon knows of it.
@@ -179,7 +178,6 @@ func newDaemon(cfg *config.Config, log *slog.Logger, dp dataPlane, h host) *Daem
 		log:       log,
 		dp:        dp,
 		host:      h,
-		ann:       announce.New(cfg.AnnounceRateLimit, cfg.AnnounceBurst, log),
 		started:   time.Now(),
 		ports:     map[string]*port{},
 		released:  map[string]int{},
@@ -190,6 +188,8 @@ func newDaemon(cfg *config.Config, log *slog.Logger, dp dataPlane, h host) *Daem
 	}
 	d.hold.Stop() // armed by armHold when a hold timer runs
 	d.met = metrics.New(d.metricsSnapshot)
+	d.ann = &announcer{send: announce.New(cfg.AnnounceRateLimit, cfg.AnnounceBurst, log),
+		guests: dp.Guests, met: d.met, log: log, post: d.post}
 	return d
 }
 
@@ -553,7 +553,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		case now := <-d.hold.C:
 			d.onHold(now)
 		case <-ctx.Done():
-			d.ann.Close()
+			d.ann.send.Close()
 			<-watchDone
 			d.log.Info("uplinkd stopping; the data plane stays attached and keeps forwarding (uplinkd -cleanup removes it)")
 			return nil
@@ -573,7 +573,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		case id := <-rebalanceDue:
 			d.onRebalanceTick(id)
 		case a := <-arrived:
-			d.onArrivals(takeArrivals(a, arrived))
+			d.ann.arrivals(d.groups, takeArrivals(a, arrived))
 		case fn := <-d.calls:
 			fn()
 		}
@@ -603,7 +603,7 @@ func (d *Daemon) startGroups(snap map[string]linkwatch.State, now time.Time) err
 // in-kernel failover hooks) stay. Call it after Run has returned.
 func (d *Daemon) Close() error {
 	d.stopCalls() // a prober's report waiting for a loop that never ran
-	d.ann.Close()
+	d.ann.send.Close()
 	for _, g := range d.groups {
 		if g.prober != nil {
 			g.prober.Close()
@@ -714,9 +714,9 @@ func (d *Daemon) onLink(st linkwatch.State) {
 		d.log.Warn("uplink bounced between two carrier checks; announcing its guests again",
 			"group", p.group.cfg.Name, "uplink", p.name, "carrier_changes", st.CarrierChanges)
 		if p.group.balanced() {
-			d.announceSlot(p.group, p.slot, "bounced")
+			d.ann.slot(p.group, p.slot, "bounced")
 		} else {
-			d.announce(p.group, p, &control.FailoverEvent{Group: p.group.cfg.Name, From: p.name, To: p.name,
+			d.announceSwitch(p.group, p, &control.FailoverEvent{Group: p.group.cfg.Name, From: p.name, To: p.name,
 				Reason: "carrier bounced", Detected: st.Seen, Switched: time.Now()})
 		}
 	}
@@ -801,96 +801,22 @@ func (d *Daemon) applyFrom(g *group, dec failover.Decision, detected, switched t
 		// one; rebalance announced the guests whose uplink changed).
 		return
 	}
-	d.announce(g, g.uplinks[dec.To], ev)
+	d.announceSwitch(g, g.uplinks[dec.To], ev)
 }
 
-// announce sends an active-backup group's learned guests out of up, and
-// records the outcome on ev when it ends. (A balance group's guests are
-// announced each on its own uplink: announceBuckets, announceSlot.)
-func (d *Daemon) announce(g *group, up *port, ev *control.FailoverEvent) {
-	if g.cfg.Announce.Count == 0 || up.ifindex == 0 {
-		return
-	}
-	guests, err := d.guestsOf(g.id)
-	if err != nil {
-		d.log.Error("cannot read learned guests; no announcement", "group", g.cfg.Name, "err", err)
-		return
-	}
-	if len(guests) == 0 {
-		return
-	}
-	g.announce++
-	clear(g.arrived) // every guest goes out now; this run ends theirs
-	// No key: the run ends the group's others, which send on old uplinks.
-	results := d.announceOn(g, up, guests, "", ev.Switched)
-	go func() {
-		res := <-results
-		d.post(func() {
-			ev.AnnounceFirst, ev.AnnounceLast = res.First, res.Last
-			ev.AnnounceFrames, ev.AnnounceErrors = res.Frames, res.Errors
-			d.touchEvent(ev)
-			d.log.Info("guests announced", "group", g.cfg.Name, "uplink", up.name, "guests", len(guests),
-				"frames", res.Frames, "rounds", res.Rounds, "errors", res.Errors, "canceled", res.Canceled,
-				"first_after_switch", res.First.Sub(ev.Switched))
-		})
-	}()
-}
-
-// announceOn starts announcing guests on up with g's count and interval;
-// key tells the run apart from others of g (see announce.Request).
-//
-// Its result is also counted in the metrics; switched (zero for runs that
-// follow no switch) times the first frame after the switch.
-func (d *Daemon) announceOn(g *group, up *port, guests []announce.Guest, key string, switched time.Time) <-chan announce.Result {
-	results := d.ann.Announce(context.Background(), announce.Request{
-		Group:    g.cfg.Name,
-		Key:      key,
-		Ifindex:  up.ifindex,
-		Ifname:   up.name,
-		Guests:   guests,
-		Count:    g.cfg.Announce.Count,
-		Interval: g.cfg.Announce.Interval,
+// announceSwitch announces an active-backup group's learned guests out
+// of up, its uplink after the switch ev, and records the outcome on ev
+// when the run ends. (A balance group's guests are announced each on its
+// own uplink: announcer.buckets, announcer.slot.)
+func (d *Daemon) announceSwitch(g *group, up *port, ev *control.FailoverEvent) {
+	d.ann.failover(g, up, ev.Switched, func(req announce.Request, res announce.Result) {
+		ev.AnnounceFirst, ev.AnnounceLast = res.First, res.Last
+		ev.AnnounceFrames, ev.AnnounceErrors = res.Frames, res.Errors
+		d.touchEvent(ev)
+		d.log.Info("guests announced", "group", req.Group, "uplink", req.Ifname, "guests", len(req.Guests),
+			"frames", res.Frames, "rounds", res.Rounds, "errors", res.Errors, "canceled", res.Canceled,
+			"first_after_switch", res.First.Sub(ev.Switched))
 	})
-	out := make(chan announce.Result, 1)
-	name := g.cfg.Name // a reload may rewrite g.cfg meanwhile
-	go func() {
-		res := <-results
-		d.met.Announced(name, switched, res.First)
-		d.post(func() {
-			g.annFrames += uint64(res.Frames)
-			g.annSuppress += uint64(res.Suppressed)
-		})
-		out <- res
-		close(out)
-	}()
-	return out
-}
-
-// guestsOf collects the learned guests of a group with their addresses.
-func (d *Daemon) guestsOf(gid uint32) ([]announce.Guest, error) {
-	all, err := d.dp.Guests()
-	if err != nil {
-		return nil, err
-	}
-	return d.announceable(all, gid), nil
-}
-
-// announceable are the guests of group gid among all, with their ports'
-// announce priorities.
-func (d *Daemon) announceable(all []datapath.Guest, gid uint32) []announce.Guest {
-	prio := map[int]int{}
-	for _, p := range d.ports {
-		if p.ifindex > 0 {
-			prio[p.ifindex] = p.announcePriority
-		}
-	}
-	var out []announce.Guest
-	for _, g := range all {
-		if g.Group == gid {
-			out = append(out, announce.Guest{MAC: g.MAC, VLAN: g.VLAN, Addrs: g.Addrs, Priority: prio[g.Ifindex]})
-		}
-	}
-	return out
 }
 
 // updateFallback tells the in-kernel hooks and the poll's fast path where

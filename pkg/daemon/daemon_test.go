@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"net"
 	"slices"
 	"strings"
 	"testing"
@@ -39,26 +40,26 @@ func TestPolledUplinks(t *testing.T) {
 	}
 }
 
-// pruneArrivals keeps the entries newer than the cut-off, and of those the
-// newest max.
-func TestPruneArrivals(t *testing.T) {
+// An arrival log's prune keeps the entries newer than the cut-off, and of
+// those the newest max.
+func TestArrivalLogPrune(t *testing.T) {
 	t0 := time.Unix(1000, 0)
-	m := map[arrivalKey]time.Time{}
+	var l arrivalLog
 	for i := range 10 {
-		m[arrivalKey{vlan: uint16(i)}] = t0.Add(time.Duration(i) * time.Second)
+		l.add(net.HardwareAddr{2, 0, 0, 0, 0, 1}, uint16(i), t0.Add(time.Duration(i)*time.Second))
 	}
-	pruneArrivals(m, t0.Add(2*time.Second), 5) // drops 0, 1 by age; then 2..4 by count
-	if len(m) != 5 {
-		t.Fatalf("kept %d, want 5", len(m))
+	l.prune(t0.Add(2*time.Second), 5) // drops 0, 1 by age; then 2..4 by count
+	if len(l.at) != 5 || l.total != 10 {
+		t.Fatalf("kept %d (total %d), want 5 (10)", len(l.at), l.total)
 	}
 	for i := 5; i < 10; i++ {
-		if _, ok := m[arrivalKey{vlan: uint16(i)}]; !ok {
+		if _, ok := l.at[arrivalKey{vlan: uint16(i), mac: [6]byte{2, 0, 0, 0, 0, 1}}]; !ok {
 			t.Errorf("newest entry %d dropped", i)
 		}
 	}
-	pruneArrivals(m, t0.Add(20*time.Second), 5)
-	if len(m) != 0 {
-		t.Errorf("kept %d entries older than the cut-off", len(m))
+	l.prune(t0.Add(20*time.Second), 5)
+	if len(l.at) != 0 {
+		t.Errorf("kept %d entries older than the cut-off", len(l.at))
 	}
 }
 

@@ -1,8 +1,11 @@
 package daemon
 
 import (
+	"context"
+
 	"github.com/vishvananda/netlink"
 
+	"github.com/uplinkd/uplinkd/pkg/announce"
 	"github.com/uplinkd/uplinkd/pkg/balance"
 	"github.com/uplinkd/uplinkd/pkg/datapath"
 	"github.com/uplinkd/uplinkd/pkg/limits"
@@ -10,10 +13,10 @@ import (
 )
 
 // The daemon's view of what it drives, as small interfaces declared here
-// (the consumer): the data plane and the host's interfaces. uplinkd uses
-// *datapath.Datapath and netlink; the unit tests use stand-ins that
-// record what the daemon asked, so the event handling is tested without
-// root.
+// (the consumer): the data plane, the announcement sender and the host's
+// interfaces. uplinkd uses *datapath.Datapath, *announce.Announcer and
+// netlink; the unit tests use stand-ins that record what the daemon
+// asked, so the event handling is tested without root.
 
 // dataPlane is what the daemon asks of the data plane (*datapath.Datapath).
 type dataPlane interface {
@@ -42,6 +45,17 @@ type dataPlane interface {
 }
 
 var _ dataPlane = (*datapath.Datapath)(nil)
+
+// announceSender starts announcement runs (*announce.Announcer), each on
+// its own goroutine.
+type announceSender interface {
+	Announce(ctx context.Context, req announce.Request) <-chan announce.Result
+	InFlight() []string
+	SetRate(ratePPS, burst int)
+	Close()
+}
+
+var _ announceSender = (*announce.Announcer)(nil)
 
 // host is what the daemon reads of the host's interfaces.
 type host interface {

@@ -1,15 +1,19 @@
 package daemon
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"net"
 	"slices"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/vishvananda/netlink"
 
+	"github.com/uplinkd/uplinkd/pkg/announce"
 	"github.com/uplinkd/uplinkd/pkg/balance"
 	"github.com/uplinkd/uplinkd/pkg/config"
 	"github.com/uplinkd/uplinkd/pkg/datapath"
@@ -31,6 +35,7 @@ type fakeDataPlane struct {
 	tables   map[uint32]*balance.Table
 	attached map[string]datapath.Port // by name
 	writes   []string                 // SetActive, Attach and Detach in order
+	guests   []datapath.Guest         // what Guests returns (the learned guests)
 }
 
 func newFakeDataPlane() *fakeDataPlane {
@@ -120,7 +125,7 @@ func (f *fakeDataPlane) Detach(ifname string, ifindex int) error {
 
 func (f *fakeDataPlane) PinnedLinks() ([]string, error)        { return nil, nil }
 func (f *fakeDataPlane) FDB() ([]datapath.FDBEntry, error)     { return nil, nil }
-func (f *fakeDataPlane) Guests() ([]datapath.Guest, error)     { return nil, nil }
+func (f *fakeDataPlane) Guests() ([]datapath.Guest, error)     { return slices.Clone(f.guests), nil }
 func (f *fakeDataPlane) RecountLearned() error                 { return nil }
 func (f *fakeDataPlane) Close() error                          { return nil }
 func (f *fakeDataPlane) Stats(int) (datapath.PortStats, error) { return datapath.PortStats{}, nil }
@@ -204,6 +209,7 @@ func testDaemon(t *testing.T, yaml string, links ...string) (*Daemon, *fakeDataP
 	}
 	dp := newFakeDataPlane()
 	d := newDaemon(cfg, slog.New(slog.DiscardHandler), dp, h)
+	d.ann.send = &fakeSender{}
 	if err := d.setup(); err != nil {
 		t.Fatal(err)
 	}
@@ -226,5 +232,50 @@ func takeSwitches(d *Daemon) []string {
 		out = append(out, fmt.Sprintf("%s->%s %s (%s)", ev.From, ev.To, ev.Reason, ev.Source))
 	}
 	d.events = nil
+	return out
+}
+
+// fakeSender is an announcement sender that sends nothing: it records the
+// runs it was asked for and reports each as sent whole at once.
+type fakeSender struct {
+	mu   sync.Mutex
+	runs []announce.Request
+}
+
+func (f *fakeSender) Announce(_ context.Context, req announce.Request) <-chan announce.Result {
+	f.mu.Lock()
+	f.runs = append(f.runs, req)
+	f.mu.Unlock()
+	out := make(chan announce.Result, 1)
+	now := time.Now()
+	out <- announce.Result{Group: req.Group, Ifname: req.Ifname, Frames: req.Count * len(req.Guests),
+		Rounds: req.Count, First: now, Last: now}
+	close(out)
+	return out
+}
+
+func (f *fakeSender) InFlight() []string { return nil }
+func (f *fakeSender) SetRate(int, int)   {}
+func (f *fakeSender) Close()             {}
+
+// take returns the runs asked for since the last take, as
+// "key@uplink: mac mac ..." (key "" is a failover's run; "mac!p": announce
+// priority p).
+func (f *fakeSender) take() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []string
+	for _, r := range f.runs {
+		var macs []string
+		for _, g := range r.Guests {
+			m := g.MAC.String()
+			if g.Priority != 0 {
+				m += fmt.Sprintf("!%d", g.Priority)
+			}
+			macs = append(macs, m)
+		}
+		out = append(out, fmt.Sprintf("%s@%s: %s", r.Key, r.Ifname, strings.Join(macs, " ")))
+	}
+	f.runs = nil
 	return out
 }

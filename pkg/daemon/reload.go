@@ -90,7 +90,7 @@ func (d *Daemon) applyConfig(cfg *config.Config) ([]string, error) {
 		note("log_level %s", cfg.LogLevel)
 	}
 	if cfg.AnnounceRateLimit != d.cfg.AnnounceRateLimit || cfg.AnnounceBurst != d.cfg.AnnounceBurst {
-		d.ann.SetRate(cfg.AnnounceRateLimit, cfg.AnnounceBurst)
+		d.ann.send.SetRate(cfg.AnnounceRateLimit, cfg.AnnounceBurst)
 		note("announce_rate_limit %d, announce_burst %d", cfg.AnnounceRateLimit, cfg.AnnounceBurst)
 	}
 	d.cfg = cfg

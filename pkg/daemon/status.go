@@ -50,11 +50,11 @@ func (d *Daemon) status(fdb []datapath.FDBEntry, announcing []string) control.St
 			Announce:           control.AnnounceSetting{Count: g.cfg.Announce.Count, Interval: g.cfg.Announce.Interval},
 			LearnedGuests:      learned[g.id],
 			Announcing:         inFlight[g.cfg.Name],
-			Arrivals:           g.arrivals,
+			Arrivals:           g.arrived.total,
 			Rebalances:         g.rebalances,
 			FailoversByReason:  maps.Clone(g.byReason),
-			AnnounceFrames:     g.annFrames,
-			AnnounceSuppressed: g.annSuppress,
+			AnnounceFrames:     g.announced.frames,
+			AnnounceSuppressed: g.announced.suppressed,
 		}
 		gs.GuestPatterns = g.cfg.Patterns()
 		if ps.Manual != limits.NoSlot {

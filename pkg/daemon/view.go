@@ -22,7 +22,7 @@ func (d *Daemon) publish() {
 	now := time.Now()
 	for _, g := range d.groups {
 		mg := metrics.Group{Name: g.cfg.Name, FailoversByReason: maps.Clone(g.byReason),
-			AnnounceFrames: g.annFrames, AnnounceSuppressed: g.annSuppress}
+			AnnounceFrames: g.announced.frames, AnnounceSuppressed: g.announced.suppressed}
 		for _, u := range g.policy.Status(now).Uplinks {
 			mg.Uplinks = append(mg.Uplinks, metrics.Uplink{Name: u.Name, Active: u.Active, Carrier: u.Carrier,
 				Usable: u.Usable, Probe: u.Probe.String(), Admin: u.State.String()})

@@ -1,0 +1,232 @@
+package daemon
+
+import (
+	"net"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/uplinkd/uplinkd/pkg/announce"
+	"github.com/uplinkd/uplinkd/pkg/balance"
+	"github.com/uplinkd/uplinkd/pkg/config"
+	"github.com/uplinkd/uplinkd/pkg/datapath"
+	"github.com/uplinkd/uplinkd/pkg/limits"
+	"github.com/uplinkd/uplinkd/pkg/linkwatch"
+)
+
+func guest(last byte) announce.Guest {
+	return announce.Guest{MAC: net.HardwareAddr{2, 0xaa, 0, 0, 0, last}}
+}
+
+// planRun: one run with the group's setting, or none when there is
+// nothing to send or nowhere to send it.
+func TestPlanRun(t *testing.T) {
+	set := config.Announce{Count: 3, Interval: 50 * time.Millisecond}
+	up := outlet{name: "up1", ifindex: 10}
+	guests := []announce.Guest{guest(1)}
+	for _, tc := range []struct {
+		name   string
+		set    config.Announce
+		up     outlet
+		guests []announce.Guest
+		ok     bool
+	}{
+		{"announcements off", config.Announce{Count: 0, Interval: time.Second}, up, guests, false},
+		{"uplink not attached", set, outlet{name: "up1"}, guests, false},
+		{"no guests", set, up, nil, false},
+		{"a run", set, up, guests, true},
+	} {
+		req, ok := planRun("g", tc.set, tc.up, tc.guests, "k")
+		if ok != tc.ok {
+			t.Errorf("%s: planned %t, want %t", tc.name, ok, tc.ok)
+			continue
+		}
+		want := announce.Request{Group: "g", Key: "k", Ifindex: 10, Ifname: "up1", Guests: guests, Count: 3, Interval: 50 * time.Millisecond}
+		if ok && (req.Group != want.Group || req.Key != want.Key || req.Ifindex != want.Ifindex || req.Ifname != want.Ifname ||
+			req.Count != want.Count || req.Interval != want.Interval || len(req.Guests) != 1) {
+			t.Errorf("%s: %+v, want %+v", tc.name, req, want)
+		}
+	}
+}
+
+// planBySlot: each guest on its slot's uplink, one run per uplink in slot
+// order; guests without a slot, and uplinks not attached, get none.
+func TestPlanBySlot(t *testing.T) {
+	slots := map[byte]limits.Slot{1: 1, 2: 0, 3: limits.NoSlot, 4: 1, 5: 2}
+	slotOf := func(g announce.Guest) limits.Slot { return slots[g.MAC[5]] }
+	guests := []announce.Guest{guest(1), guest(2), guest(3), guest(4), guest(5)}
+	var ups [limits.MaxUplinks]outlet
+	ups[0], ups[1], ups[2] = outlet{"up1", 10}, outlet{"up2", 11}, outlet{"up3", 0}
+	set := config.Announce{Count: 1}
+	var got []string
+	for _, r := range planBySlot("g", set, ups, slotOf, guests, "moved") {
+		s := r.Key + "@" + r.Ifname + ":"
+		for _, g := range r.Guests {
+			s += " " + g.MAC.String()
+		}
+		got = append(got, s)
+	}
+	want := []string{"moved/up1@up1: 02:aa:00:00:00:02", "moved/up2@up2: 02:aa:00:00:00:01 02:aa:00:00:00:04"}
+	if !slices.Equal(got, want) {
+		t.Errorf("runs %q, want %q", got, want)
+	}
+	if runs := planBySlot("g", config.Announce{}, ups, slotOf, guests, "moved"); len(runs) != 0 {
+		t.Errorf("announcements off: %d runs", len(runs))
+	}
+}
+
+// arrivalLog.among picks the guests that arrived lately; reset forgets
+// them but not the count.
+func TestArrivalLogAmong(t *testing.T) {
+	var l arrivalLog
+	now := time.Now()
+	l.add(guest(1).MAC, 0, now)
+	l.add(guest(2).MAC, 7, now)
+	all := []announce.Guest{guest(1), guest(2), {MAC: guest(2).MAC, VLAN: 7}, guest(3)}
+	if got := l.among(all); len(got) != 2 || got[0].MAC[5] != 1 || got[1].VLAN != 7 {
+		t.Errorf("among: %+v, want guest 1 and guest 2 on VLAN 7", got)
+	}
+	l.reset()
+	if got := l.among(all); len(got) != 0 || l.total != 2 {
+		t.Errorf("after reset: %d recent, %d total; want 0, 2", len(got), l.total)
+	}
+}
+
+// announceDaemon is a test daemon whose loop serves calls (so that
+// announcements' results come back), with guests learned behind vm1 and
+// vm2, and one of another group.
+func announceDaemon(t *testing.T, yaml string, guests ...announce.Guest) (*Daemon, *fakeDataPlane, *fakeHost, *fakeSender) {
+	t.Helper()
+	d, dp, h := testDaemon(t, yaml, "up1", "up2", "vm1", "vm2")
+	for i, g := range guests {
+		port := []string{"vm1", "vm2"}[i%2]
+		dp.guests = append(dp.guests, datapath.Guest{FDBEntry: datapath.FDBEntry{Group: 0, VLAN: g.VLAN, MAC: g.MAC, Ifindex: h.links[port].index}})
+	}
+	dp.guests = append(dp.guests, datapath.Guest{FDBEntry: datapath.FDBEntry{Group: 9, MAC: guest(99).MAC}})
+	serveCalls(t, d)
+	return d, dp, h, d.ann.send.(*fakeSender)
+}
+
+// announceStep is one thing that happens to an announcing daemon: guests
+// arrive, or a link changes (up/down, or a bounce: down and up between
+// two looks); runs are the announcements it starts, as fakeSender.take
+// lists them.
+type announceStep struct {
+	name    string
+	arrive  []announce.Guest
+	group   uint32 // of the arrivals
+	link    string
+	up      bool
+	bounced bool
+	runs    []string
+}
+
+func playAnnounce(t *testing.T, d *Daemon, h *fakeHost, s *fakeSender, steps []announceStep) {
+	t.Helper()
+	for i, st := range steps {
+		onLoop(t, d, func() {
+			if st.arrive != nil {
+				var batch []datapath.Arrival
+				for _, g := range st.arrive {
+					batch = append(batch, datapath.Arrival{Group: st.group, MAC: g.MAC, VLAN: g.VLAN})
+				}
+				d.ann.arrivals(d.groups, batch)
+				return
+			}
+			l := h.links[st.link]
+			if st.bounced {
+				l.changes += 2
+			} else if l.up != st.up {
+				l.up = st.up
+				l.changes++
+			}
+			d.onLink(h.state(st.link, linkwatch.SourceNetlink, time.Now()))
+		})
+		if got := s.take(); !slices.Equal(got, st.runs) {
+			t.Errorf("step %d (%s): runs %q, want %q", i, st.name, got, st.runs)
+		}
+	}
+}
+
+// Active-backup: arrivals go out on the active uplink with the others that
+// arrived lately; a failover announces every guest of the group on the new
+// uplink and ends the arrivals' set; a bounce of the active uplink
+// announces again, and so does failback; the result
+// of a failover's run is recorded on its event.
+func TestAnnounceActiveBackup(t *testing.T) {
+	a, b := guest(1), guest(2)
+	d, _, h, s := announceDaemon(t, `groups:
+  - name: g
+    announce: {count: 2, interval: 10ms}
+    uplinks: [{name: up1, priority: 10}, {name: up2, priority: 20}]
+    guest_ports: [{name: vm1, announce_priority: 5}, {name: vm2}]
+`, a, b)
+	const (
+		ga = "02:aa:00:00:00:01!5" // behind vm1, announced first
+		gb = "02:aa:00:00:00:02"
+	)
+	playAnnounce(t, d, h, s, []announceStep{
+		{name: "a arrives", arrive: []announce.Guest{a}, runs: []string{"arrivals@up1: " + ga}},
+		{name: "b arrives: a again with it", arrive: []announce.Guest{b}, runs: []string{"arrivals@up1: " + ga + " " + gb}},
+		{name: "up1 fails", link: "up1", up: false, runs: []string{"@up2: " + ga + " " + gb}},
+		{name: "b arrives after the failover: alone", arrive: []announce.Guest{b}, runs: []string{"arrivals@up2: " + gb}},
+		{name: "a guest of another group arrives", arrive: []announce.Guest{guest(99)}, group: 9, runs: nil},
+		{name: "up2 seen up: nothing changed", link: "up2", up: true, runs: nil},
+		{name: "up2 bounced between two looks", link: "up2", bounced: true, runs: []string{"@up2: " + ga + " " + gb}},
+		{name: "up1 is back: failback", link: "up1", up: true, runs: []string{"@up1: " + ga + " " + gb}},
+	})
+	// The failover's event gets its run's result, on the loop.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		var frames int
+		var sent uint64
+		onLoop(t, d, func() { frames, sent = d.events[1].AnnounceFrames, d.groups[0].announced.frames })
+		if frames == 4 && sent == 2+4+4+2+4+4 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("failover event: %d frames (want 4); group sent %d (want 20)", frames, sent)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// Balance: the guests whose bucket moved are announced on their new
+// uplink, arrivals and bounces each on the uplink its bucket leaves
+// through.
+func TestAnnounceBalance(t *testing.T) {
+	// e leaves through up1 (even bucket: home slot 0), o through up2.
+	var e, o announce.Guest
+	for i := byte(1); e.MAC == nil || o.MAC == nil; i++ {
+		g := guest(i)
+		if balance.Bucket(g.MAC, 0)%2 == 0 && e.MAC == nil {
+			e = g
+		} else if balance.Bucket(g.MAC, 0)%2 == 1 && o.MAC == nil {
+			o = g
+		}
+	}
+	d, _, h, s := announceDaemon(t, `groups:
+  - name: g
+    mode: balance
+    announce: {count: 1, interval: 10ms}
+    uplinks: [{name: up1}, {name: up2}]
+    guest_ports: [{name: vm1}, {name: vm2}]
+`, e, o)
+	playAnnounce(t, d, h, s, []announceStep{
+		{name: "up1 fails: its buckets move to up2", link: "up1", up: false, runs: []string{"moved/up2@up2: " + e.MAC.String()}},
+		{name: "up1 is back: they move home", link: "up1", up: true, runs: []string{"moved/up1@up1: " + e.MAC.String()}},
+		{name: "both arrive", arrive: []announce.Guest{e, o}, runs: []string{"arrivals/up1@up1: " + e.MAC.String(), "arrivals/up2@up2: " + o.MAC.String()}},
+		{name: "up2 seen up: nothing changed", link: "up2", up: true},
+		{name: "up2 bounces", link: "up2", bounced: true, runs: []string{"bounced/up2@up2: " + o.MAC.String()}},
+	})
+}
+
+// announce count 0: nothing is ever sent.
+func TestAnnounceOff(t *testing.T) {
+	d, _, h, s := announceDaemon(t, groupYAML("failback: true"), guest(1))
+	playAnnounce(t, d, h, s, []announceStep{
+		{name: "arrival", arrive: []announce.Guest{guest(1)}},
+		{name: "failover", link: "up1", up: false},
+		{name: "bounce", link: "up2", bounced: true},
+	})
+}
