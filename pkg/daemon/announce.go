@@ -173,13 +173,13 @@ func (a *announcer) buckets(g *group, buckets []int, why string) {
 // slot announces the learned guests of balance group g that leave
 // through slot.
 func (a *announcer) slot(g *group, slot limits.Slot, why string) {
-	a.where(g, why, func(gu announce.Guest) bool { return g.slotOf(gu.MAC, gu.VLAN) == slot })
+	a.where(g, why, func(gu announce.Guest) bool { return g.bal.slotOf(gu.MAC, gu.VLAN) == slot })
 }
 
 // bySlot announces guests of balance group g, each out of the uplink it
 // leaves through.
 func (a *announcer) bySlot(g *group, guests []announce.Guest, why string) {
-	slotOf := func(gu announce.Guest) limits.Slot { return g.slotOf(gu.MAC, gu.VLAN) }
+	slotOf := func(gu announce.Guest) limits.Slot { return g.bal.slotOf(gu.MAC, gu.VLAN) }
 	for _, req := range planBySlot(g.cfg.Name, g.cfg.Announce, g.outlets(), slotOf, guests, why) {
 		a.start(g, req, time.Time{}, func(req announce.Request, res announce.Result) {
 			a.log.Info("guests announced on their uplink", "group", req.Group, "uplink", req.Ifname, "why", why,

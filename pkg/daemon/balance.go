@@ -17,6 +17,12 @@ import (
 // daemon keeps the bucket table (pkg/balance decides it) in step with the
 // policy's usable uplinks; the data plane and the poll mark a failed slot
 // down between two of its writes.
+//
+// A group's balancer owns its balance state: the table in force, the
+// pinned buckets, the measured load. Its methods are pure (no data plane,
+// no clock of their own): the daemon's glue below reads the data plane,
+// asks the balancer, writes what it decided and announces the guests
+// whose bucket moved.
 
 func (g *group) balanced() bool { return g.cfg.Mode == config.ModeBalance }
 
@@ -30,6 +36,152 @@ func (g *group) homeSlots() []limits.Slot {
 	return out
 }
 
+// balancer is a balance group's bucket table and what decides it besides
+// the carriers: the pins and the measured load.
+type balancer struct {
+	// table is the table in force (nil: none yet), alt the slots'
+	// alternatives written with it.
+	table *balance.Table
+	alt   [limits.MaxUplinks][]limits.Slot
+	// pins hold buckets on a slot (move-guest, or the rebalancer) while
+	// that slot carries traffic.
+	pins map[int]pin
+	// The bucket byte counters at the last tick, the upstream load per
+	// slot over the last interval (bytes/s), and how many ticks moved
+	// buckets.
+	lastBytes   *[limits.Buckets]uint64
+	lastBytesAt time.Time
+	load        map[limits.Slot]uint64
+	rebalances  uint64
+}
+
+// pin holds a bucket on a slot; the operator's (move-guest) the rebalancer
+// leaves alone.
+type pin struct {
+	slot     limits.Slot
+	operator bool
+}
+
+// next is the table and alternatives for the carriers now (best first),
+// with the group's home slots, fallback order and failback setting:
+// buckets stay where they are unless their slot stopped carrying, pinned
+// buckets stay on their pin. A pin whose slot stopped carrying is void.
+func (b *balancer) next(carriers, home, fallback []limits.Slot, failback bool) (balance.Table, [limits.MaxUplinks][]limits.Slot) {
+	next := balance.Assign(b.table, carriers, home, failback)
+	for bucket, p := range b.pins {
+		if slices.Contains(carriers, p.slot) {
+			next[bucket] = p.slot
+		} else {
+			delete(b.pins, bucket) // its uplink failed: the pin is void
+		}
+	}
+	return next, balance.Alternatives(carriers, fallback)
+}
+
+// inForce says whether t and alt are what the balancer last committed.
+func (b *balancer) inForce(t balance.Table, alt [limits.MaxUplinks][]limits.Slot) bool {
+	return b.table != nil && t == *b.table && altEqual(alt, b.alt)
+}
+
+// commit makes t and alt the ones in force (the data plane has them) and
+// returns the buckets that moved (none for the first table).
+func (b *balancer) commit(t balance.Table, alt [limits.MaxUplinks][]limits.Slot) []int {
+	var moved []int
+	if b.table != nil {
+		moved = balance.Moved(b.table, &t)
+	}
+	b.table, b.alt = &t, alt
+	return moved
+}
+
+// pinGuest pins the bucket of mac on vlan to slot for the operator, and
+// returns the bucket.
+func (b *balancer) pinGuest(mac net.HardwareAddr, vlan uint16, slot limits.Slot) int {
+	bucket := balance.Bucket(mac, vlan)
+	if b.pins == nil {
+		b.pins = map[int]pin{}
+	}
+	b.pins[bucket] = pin{slot: slot, operator: true}
+	return bucket
+}
+
+// minRebalanceGap: rebalancing leaves a gap between the busiest and the
+// least busy uplink below this share of the group's load alone, so small
+// fluctuations move no guest.
+const minRebalanceGap = 0.1
+
+// minRebalanceLoad: below this much upstream traffic (bytes/s, all the
+// group's guests) there is nothing worth evening out, and the announcements
+// a move costs would be most of the traffic.
+const minRebalanceLoad = 100_000
+
+// tick takes the bucket byte counters cur read at now: it measures each
+// bucket's traffic since the last tick and moves up to maxMoves buckets
+// from the busiest carrier to the least busy. Moved buckets are pinned
+// there (failback does not undo them); it returns them. The caller writes
+// the table (next, then commit).
+func (b *balancer) tick(cur *[limits.Buckets]uint64, now time.Time, carriers []limits.Slot, maxMoves int) []int {
+	if b.table == nil {
+		return nil
+	}
+	prev, since := b.lastBytes, b.lastBytesAt
+	b.lastBytes, b.lastBytesAt = cur, now
+	if prev == nil {
+		return nil
+	}
+	var delta [limits.Buckets]uint64
+	for i := range delta {
+		if cur[i] >= prev[i] { // a counter that went back (reset) counts nothing
+			delta[i] = cur[i] - prev[i]
+		}
+	}
+	b.load = map[limits.Slot]uint64{}
+	secs := now.Sub(since).Seconds()
+	var total uint64
+	for i, s := range b.table {
+		if s != limits.NoSlot && secs > 0 {
+			b.load[s] += uint64(float64(delta[i]) / secs)
+			total += uint64(float64(delta[i]) / secs)
+		}
+	}
+	if total < minRebalanceLoad {
+		return nil
+	}
+	byOperator := map[int]bool{}
+	for i, p := range b.pins {
+		byOperator[i] = p.operator
+	}
+	next, moved := balance.Rebalance(*b.table, &delta, carriers, byOperator, maxMoves, minRebalanceGap)
+	if len(moved) == 0 {
+		return nil
+	}
+	if b.pins == nil {
+		b.pins = map[int]pin{}
+	}
+	for _, i := range moved {
+		b.pins[i] = pin{slot: next[i]}
+	}
+	b.rebalances++
+	return moved
+}
+
+// slotOf is the uplink slot a guest leaves through (NoSlot: no table yet).
+func (b *balancer) slotOf(mac net.HardwareAddr, vlan uint16) limits.Slot {
+	if b.table == nil {
+		return limits.NoSlot
+	}
+	return b.table[balance.Bucket(mac, vlan)]
+}
+
+func altEqual(a, b [limits.MaxUplinks][]limits.Slot) bool {
+	for i := range a {
+		if !slices.Equal(a[i], b[i]) {
+			return false
+		}
+	}
+	return true
+}
+
 // rebalance recomputes a balance group's table after a policy event and
 // writes it when it, or the slots' alternatives, changed, or the data
 // plane marked a slot down; the guests whose bucket moved are announced,
@@ -38,31 +190,21 @@ func (d *Daemon) rebalance(g *group) {
 	if !g.balanced() {
 		return
 	}
-	carriers := g.policy.Carriers()
-	next := balance.Assign(g.table, carriers, g.homeSlots(), g.cfg.Failback)
-	for b, p := range g.pins {
-		if slices.Contains(carriers, p.slot) {
-			next[b] = p.slot
-		} else {
-			delete(g.pins, b) // its uplink failed: the pin is void
-		}
-	}
-	alt := balance.Alternatives(carriers, g.policy.Fallback())
+	next, alt := g.bal.next(g.policy.Carriers(), g.homeSlots(), g.policy.Fallback(), g.cfg.Failback)
 	_, down, ok, err := d.dp.Balance(g.id)
-	if err == nil && ok && down == 0 && g.table != nil && next == *g.table && altEqual(alt, g.alt) {
+	if err == nil && ok && down == 0 && g.bal.inForce(next, alt) {
 		return
 	}
 	if err := d.dp.SetBalance(g.id, &next, alt); err != nil {
 		d.log.Error("cannot write the bucket table", "group", g.cfg.Name, "err", err)
 		return
 	}
-	var moved []int
-	if g.table != nil {
-		moved = balance.Moved(g.table, &next)
-	}
-	g.table, g.alt = &next, alt
-	if len(moved) > 0 {
-		d.log.Info("buckets moved", "group", g.cfg.Name, "buckets", len(moved), "per_uplink", d.bucketsPerUplink(g))
+	if moved := g.bal.commit(next, alt); len(moved) > 0 {
+		perUplink := map[string]int{} // for the log
+		for s, n := range g.bal.table.Count() {
+			perUplink[g.policy.UplinkName(s)] = n
+		}
+		d.log.Info("buckets moved", "group", g.cfg.Name, "buckets", len(moved), "per_uplink", perUplink)
 		d.ann.buckets(g, moved, "moved")
 	}
 }
@@ -76,35 +218,9 @@ func (d *Daemon) adoptBalance(g *group) error {
 		return d.dp.SetBalance(g.id, nil, [limits.MaxUplinks][]limits.Slot{})
 	}
 	if t, _, ok, err := d.dp.Balance(g.id); err == nil && ok {
-		g.table = &t
+		g.bal.table = &t
 	}
 	return nil
-}
-
-func altEqual(a, b [limits.MaxUplinks][]limits.Slot) bool {
-	for i := range a {
-		if !slices.Equal(a[i], b[i]) {
-			return false
-		}
-	}
-	return true
-}
-
-// bucketsPerUplink is for logs: uplink name -> buckets.
-func (d *Daemon) bucketsPerUplink(g *group) map[string]int {
-	out := map[string]int{}
-	for s, n := range g.table.Count() {
-		out[g.policy.UplinkName(s)] = n
-	}
-	return out
-}
-
-// slotOf is the uplink slot a guest of balance group g leaves through.
-func (g *group) slotOf(mac net.HardwareAddr, vlan uint16) limits.Slot {
-	if g.table == nil {
-		return limits.NoSlot
-	}
-	return g.table[balance.Bucket(mac, vlan)]
 }
 
 // moveGuest is `uplinkctl move-guest`: the guest's bucket (and so every
@@ -129,30 +245,16 @@ func (d *Daemon) moveGuest(g *group, req control.MoveGuestRequest) error {
 	if !slices.Contains(g.policy.Carriers(), slot) {
 		return fmt.Errorf("%w: uplink %s carries no traffic now", control.ErrRefused, req.Uplink)
 	}
-	b := balance.Bucket(mac, req.VLAN)
-	if g.pins == nil {
-		g.pins = map[int]pin{}
-	}
-	g.pins[b] = pin{slot: slot, operator: true}
+	b := g.bal.pinGuest(mac, req.VLAN, slot)
 	d.log.Info("guest moved by the operator", "group", groupName, "mac", mac, "vlan", req.VLAN, "bucket", b, "uplink", req.Uplink)
 	d.rebalance(g)
 	return nil
 }
 
-// minRebalanceGap: rebalancing leaves a gap between the busiest and the
-// least busy uplink below this share of the group's load alone, so small
-// fluctuations move no guest.
-const minRebalanceGap = 0.1
-
-// minRebalanceLoad: below this much upstream traffic (bytes/s, all the
-// group's guests) there is nothing worth evening out, and the announcements
-// a move costs would be most of the traffic.
-const minRebalanceLoad = 100_000
-
-// rebalanceTicks sends, every group's rebalance interval, the group's id
-// on out until ctx ends.
-func (d *Daemon) rebalanceTicks(ctx context.Context, out chan<- uint32) {
-	for _, g := range d.groups {
+// rebalanceTicks sends, every balance group's rebalance interval, the
+// group's id on out until ctx ends.
+func rebalanceTicks(ctx context.Context, groups []*group, out chan<- uint32) {
+	for _, g := range groups {
 		if !g.balanced() || g.cfg.Rebalance.Interval <= 0 {
 			continue
 		}
@@ -175,66 +277,21 @@ func (d *Daemon) rebalanceTicks(ctx context.Context, out chan<- uint32) {
 	}
 }
 
-// pin holds a bucket on a slot; the operator's (move-guest) the rebalancer
-// leaves alone.
-type pin struct {
-	slot     limits.Slot
-	operator bool
-}
-
 // onRebalanceTick measures each bucket's traffic since the last tick and
 // moves up to max_buckets buckets from the busiest uplink to the least
-// busy; moved buckets are pinned there (failback does not undo them) and
-// their guests announced on their new uplink.
+// busy (balancer.tick); their guests are announced on their new uplink.
 func (d *Daemon) onRebalanceTick(id uint32) {
 	cur, err := d.dp.BucketBytes(id) // 256 per-CPU reads
 	g := d.groupByID(id)
-	if g == nil || g.table == nil {
+	if g == nil || g.bal.table == nil {
 		return
 	}
 	if err != nil {
 		d.log.Warn("cannot read bucket load; not rebalancing", "group", g.cfg.Name, "err", err)
 		return
 	}
-	now := time.Now()
-	prev, since := g.lastBytes, g.lastBytesAt
-	g.lastBytes, g.lastBytesAt = cur, now
-	if prev == nil {
-		return
+	if moved := g.bal.tick(cur, time.Now(), g.policy.Carriers(), g.cfg.Rebalance.MaxBuckets); len(moved) > 0 {
+		d.log.Info("rebalancing", "group", g.cfg.Name, "buckets", moved, "load_bytes_per_s", g.bal.load)
+		d.rebalance(g)
 	}
-	var delta [limits.Buckets]uint64
-	for b := range delta {
-		if cur[b] >= prev[b] {
-			delta[b] = cur[b] - prev[b]
-		}
-	}
-	g.load = map[limits.Slot]uint64{}
-	secs := now.Sub(since).Seconds()
-	var total uint64
-	for b, s := range g.table {
-		if s != limits.NoSlot && secs > 0 {
-			g.load[s] += uint64(float64(delta[b]) / secs)
-			total += uint64(float64(delta[b]) / secs)
-		}
-	}
-	if total < minRebalanceLoad {
-		return
-	}
-	byOperator := map[int]bool{}
-	for b, p := range g.pins {
-		byOperator[b] = p.operator
-	}
-	next, moved := balance.Rebalance(*g.table, &delta, g.policy.Carriers(), byOperator, g.cfg.Rebalance.MaxBuckets, minRebalanceGap)
-	if len(moved) == 0 {
-		return
-	}
-	if g.pins == nil {
-		g.pins = map[int]pin{}
-	}
-	for _, b := range moved {
-		g.pins[b] = pin{slot: next[b]}
-	}
-	g.rebalances++
-	d.log.Info("rebalancing", "group", g.cfg.Name, "buckets", moved, "load_bytes_per_s", g.load)
-	d.rebalance(g)
 }

@@ -19,7 +19,6 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/uplinkd/uplinkd/pkg/announce"
-	"github.com/uplinkd/uplinkd/pkg/balance"
 	"github.com/uplinkd/uplinkd/pkg/config"
 	"github.com/uplinkd/uplinkd/pkg/control"
 	"github.com/uplinkd/uplinkd/pkg/datapath"
@@ -97,19 +96,8 @@ type group struct {
 	// announced counts the frames its announcements sent.
 	arrived   arrivalLog
 	announced announceCounts
-	// Balance mode: the bucket table in force (nil: none yet), the slots'
-	// alternatives written with it, and the buckets pinned to a slot (by
-	// move-guest or the rebalancer) while that slot carries traffic.
-	table *balance.Table
-	alt   [limits.MaxUplinks][]limits.Slot
-	pins  map[int]pin
-	// Rebalancing: the bucket byte counters at the last tick, the
-	// upstream load per slot over the last interval (bytes/s), and how
-	// many rounds moved buckets.
-	lastBytes   *[limits.Buckets]uint64
-	lastBytesAt time.Time
-	load        map[limits.Slot]uint64
-	rebalances  uint64
+	// bal is a balance group's bucket table, pins and load (balance.go).
+	bal balancer
 	// Switches by reason since start: uplinkctl status and stats, and the
 	// metrics read them.
 	byReason map[string]int
@@ -529,7 +517,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		}
 	}()
 	rebalanceDue := make(chan uint32, len(d.groups))
-	d.rebalanceTicks(ctx, rebalanceDue)
+	rebalanceTicks(ctx, d.groups, rebalanceDue)
 	arrived := make(chan datapath.Arrival, maxArrivalBatch)
 	if d.arr != nil {
 		go d.readArrivals(ctx, arrived)

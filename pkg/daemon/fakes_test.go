@@ -36,6 +36,7 @@ type fakeDataPlane struct {
 	attached map[string]datapath.Port // by name
 	writes   []string                 // SetActive, Attach and Detach in order
 	guests   []datapath.Guest         // what Guests returns (the learned guests)
+	bytes    [limits.Buckets]uint64   // what BucketBytes returns (every group)
 }
 
 func newFakeDataPlane() *fakeDataPlane {
@@ -108,7 +109,8 @@ func (f *fakeDataPlane) SetBalance(group uint32, t *balance.Table, _ [limits.Max
 }
 
 func (f *fakeDataPlane) BucketBytes(uint32) (*[limits.Buckets]uint64, error) {
-	return &[limits.Buckets]uint64{}, nil
+	c := f.bytes
+	return &c, nil
 }
 
 func (f *fakeDataPlane) Attach(p datapath.Port) (datapath.AttachMode, error) {

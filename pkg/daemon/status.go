@@ -32,7 +32,7 @@ func (d *Daemon) status(fdb []datapath.FDBEntry, announcing []string) control.St
 		if g.balanced() {
 			for _, e := range fdb {
 				if e.Group == g.id {
-					guestsOn[g.slotOf(e.MAC, e.VLAN)]++
+					guestsOn[g.bal.slotOf(e.MAC, e.VLAN)]++
 				}
 			}
 		}
@@ -51,7 +51,7 @@ func (d *Daemon) status(fdb []datapath.FDBEntry, announcing []string) control.St
 			LearnedGuests:      learned[g.id],
 			Announcing:         inFlight[g.cfg.Name],
 			Arrivals:           g.arrived.total,
-			Rebalances:         g.rebalances,
+			Rebalances:         g.bal.rebalances,
 			FailoversByReason:  maps.Clone(g.byReason),
 			AnnounceFrames:     g.announced.frames,
 			AnnounceSuppressed: g.announced.suppressed,
@@ -77,8 +77,8 @@ func (d *Daemon) status(fdb []datapath.FDBEntry, announcing []string) control.St
 			if u.Failovers > 0 {
 				us.LastReason = u.LastReason.String()
 			}
-			if g.balanced() && g.table != nil {
-				us.Buckets, us.Guests, us.LoadBps = g.table.Count()[u.Slot], guestsOn[u.Slot], g.load[u.Slot]
+			if g.balanced() && g.bal.table != nil {
+				us.Buckets, us.Guests, us.LoadBps = g.bal.table.Count()[u.Slot], guestsOn[u.Slot], g.bal.load[u.Slot]
 				if c, err := d.dp.Stats(p.ifindex); p.ifindex > 0 && err == nil {
 					us.TxPackets = c.TxPackets
 				}
