@@ -180,7 +180,7 @@ func TestAnnounceActiveBackup(t *testing.T) {
 	for {
 		var frames int
 		var sent uint64
-		onLoop(t, d, func() { frames, sent = d.events[1].AnnounceFrames, d.groups[0].announced.frames })
+		onLoop(t, d, func() { frames, sent = d.timeline.events[1].AnnounceFrames, d.groups[0].announced.frames })
 		if frames == 4 && sent == 2+4+4+2+4+4 {
 			break
 		}

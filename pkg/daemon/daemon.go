@@ -62,11 +62,7 @@ type Daemon struct {
 	// (remove-port), by name with their ifindex; matched again only
 	// when re-created.
 	released map[string]int
-	// The failover timeline (timeline.go).
-	events        []*control.FailoverEvent
-	eventSeq      uint64
-	eventVersion  uint64
-	eventsChanged chan struct{} // closed and replaced at every change
+	timeline timeline // the failover timeline (timeline.go)
 
 	// calls carries work from other goroutines into the event loop
 	// (call); stopped is closed when the loop ends.
@@ -771,7 +767,7 @@ func (d *Daemon) applyFrom(g *group, dec failover.Decision, detected, switched t
 	if len(g.recent) > maxRecent {
 		g.recent = g.recent[len(g.recent)-maxRecent:]
 	}
-	d.logEvent(ev)
+	d.timeline.add(ev)
 	d.met.Switched(g.cfg.Name, ev.Source, detected, switched)
 	if g.byReason == nil {
 		g.byReason = map[string]int{}
@@ -800,7 +796,7 @@ func (d *Daemon) announceSwitch(g *group, up *port, ev *control.FailoverEvent) {
 	d.ann.failover(g, up, ev.Switched, func(req announce.Request, res announce.Result) {
 		ev.AnnounceFirst, ev.AnnounceLast = res.First, res.Last
 		ev.AnnounceFrames, ev.AnnounceErrors = res.Frames, res.Errors
-		d.touchEvent(ev)
+		d.timeline.touch(ev)
 		d.log.Info("guests announced", "group", req.Group, "uplink", req.Ifname, "guests", len(req.Guests),
 			"frames", res.Frames, "rounds", res.Rounds, "errors", res.Errors, "canceled", res.Canceled,
 			"first_after_switch", res.First.Sub(ev.Switched))

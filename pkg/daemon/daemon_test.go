@@ -161,7 +161,7 @@ func TestTimeline(t *testing.T) {
 	d := &Daemon{}
 	serveCalls(t, d)
 	for i := range maxEvents + 5 {
-		onLoop(t, d, func() { d.logEvent(&control.FailoverEvent{Group: "g", Reason: fmt.Sprint(i)}) })
+		onLoop(t, d, func() { d.timeline.add(&control.FailoverEvent{Group: "g", Reason: fmt.Sprint(i)}) })
 	}
 	all, v, err := d.followEvents(context.Background(), 0, 0)
 	if err != nil || len(all) != maxEvents || all[0].Seq != 6 || all[len(all)-1].Seq != maxEvents+5 || v != maxEvents+5 {
@@ -175,9 +175,9 @@ func TestTimeline(t *testing.T) {
 	time.Sleep(50 * time.Millisecond)
 	var last *control.FailoverEvent
 	onLoop(t, d, func() {
-		last = d.events[len(d.events)-1]
+		last = d.timeline.events[len(d.timeline.events)-1]
 		last.AnnounceFrames = 9
-		d.touchEvent(last) // the announcement of the last event ended
+		d.timeline.touch(last) // the announcement of the last event ended
 	})
 	select {
 	case evs := <-got:
@@ -188,7 +188,7 @@ func TestTimeline(t *testing.T) {
 		t.Fatal("the follower did not wake at the update")
 	}
 	start := time.Now()
-	if evs, _, _ := d.followEvents(context.Background(), d.eventVersion, 100*time.Millisecond); len(evs) != 0 || time.Since(start) < 90*time.Millisecond {
+	if evs, _, _ := d.followEvents(context.Background(), d.timeline.version, 100*time.Millisecond); len(evs) != 0 || time.Since(start) < 90*time.Millisecond {
 		t.Errorf("nothing new: got %d events after %v", len(evs), time.Since(start))
 	}
 }

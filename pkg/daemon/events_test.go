@@ -249,7 +249,7 @@ func TestOnKernelSwitch(t *testing.T) {
 				t.Errorf("policy active %q, want %q", got, tc.active)
 			}
 			if len(tc.switches) > 0 {
-				if ev := d.events[0]; !ev.Switched.Equal(tc.ev.At) || !ev.Detected.Equal(tc.ev.At) {
+				if ev := d.timeline.events[0]; !ev.Switched.Equal(tc.ev.At) || !ev.Detected.Equal(tc.ev.At) {
 					t.Errorf("recorded detected %v, switched %v; want both at the kernel's time %v", ev.Detected, ev.Switched, tc.ev.At)
 				}
 			}

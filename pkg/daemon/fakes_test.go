@@ -230,10 +230,10 @@ func testDaemon(t *testing.T, yaml string, links ...string) (*Daemon, *fakeDataP
 // "from->to reason (source)", and forgets them.
 func takeSwitches(d *Daemon) []string {
 	var out []string
-	for _, ev := range d.events {
+	for _, ev := range d.timeline.events {
 		out = append(out, fmt.Sprintf("%s->%s %s (%s)", ev.From, ev.To, ev.Reason, ev.Source))
 	}
-	d.events = nil
+	d.timeline.events = nil
 	return out
 }
 

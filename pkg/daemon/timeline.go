@@ -17,25 +17,48 @@ import (
 // maxEvents bounds the timeline (all groups).
 const maxEvents = 1024
 
-// logEvent appends ev to the timeline.
-func (d *Daemon) logEvent(ev *control.FailoverEvent) {
-	d.eventSeq++
-	ev.Seq = d.eventSeq
-	d.events = append(d.events, ev)
-	if len(d.events) > maxEvents {
-		d.events = d.events[len(d.events)-maxEvents:]
-	}
-	d.touchEvent(ev)
+// timeline is the log of switches. The event loop owns it.
+type timeline struct {
+	events  []*control.FailoverEvent // the last maxEvents, oldest first
+	seq     uint64                   // of the newest event
+	version uint64                   // raised by every append and update
+	changed chan struct{}            // closed and replaced at every change
 }
 
-// touchEvent records that ev changed and wakes the followers.
-func (d *Daemon) touchEvent(ev *control.FailoverEvent) {
-	d.eventVersion++
-	ev.Version = d.eventVersion
-	if d.eventsChanged != nil {
-		close(d.eventsChanged)
+// add appends ev to the timeline.
+func (t *timeline) add(ev *control.FailoverEvent) {
+	t.seq++
+	ev.Seq = t.seq
+	t.events = append(t.events, ev)
+	if len(t.events) > maxEvents {
+		t.events = t.events[len(t.events)-maxEvents:]
 	}
-	d.eventsChanged = make(chan struct{})
+	t.touch(ev)
+}
+
+// touch records that ev changed and wakes the followers.
+func (t *timeline) touch(ev *control.FailoverEvent) {
+	t.version++
+	ev.Version = t.version
+	if t.changed != nil {
+		close(t.changed)
+	}
+	t.changed = make(chan struct{})
+}
+
+// since are copies of the events that changed after version v, the
+// version now, and a channel closed at the next change.
+func (t *timeline) since(v uint64) ([]control.FailoverEvent, uint64, <-chan struct{}) {
+	var out []control.FailoverEvent
+	for _, ev := range t.events {
+		if ev.Version > v {
+			out = append(out, *ev)
+		}
+	}
+	if t.changed == nil {
+		t.changed = make(chan struct{})
+	}
+	return out, t.version, t.changed
 }
 
 // followEvents is `uplinkctl events`: the events that changed after
@@ -49,7 +72,7 @@ func (d *Daemon) followEvents(ctx context.Context, since uint64, wait time.Durat
 		var out []control.FailoverEvent
 		var version uint64
 		var changed <-chan struct{}
-		if err := d.call(ctx, func() { out, version, changed = d.eventsSince(since) }); err != nil {
+		if err := d.call(ctx, func() { out, version, changed = d.timeline.since(since) }); err != nil {
 			return nil, since, err
 		}
 		if len(out) > 0 || wait <= 0 {
@@ -63,19 +86,4 @@ func (d *Daemon) followEvents(ctx context.Context, since uint64, wait time.Durat
 			return nil, version, nil
 		}
 	}
-}
-
-// eventsSince are copies of the events that changed after version since,
-// the version now, and a channel closed at the next change.
-func (d *Daemon) eventsSince(since uint64) ([]control.FailoverEvent, uint64, <-chan struct{}) {
-	var out []control.FailoverEvent
-	for _, ev := range d.events {
-		if ev.Version > since {
-			out = append(out, *ev)
-		}
-	}
-	if d.eventsChanged == nil {
-		d.eventsChanged = make(chan struct{})
-	}
-	return out, d.eventVersion, d.eventsChanged
 }
