@@ -21,7 +21,7 @@ var _ control.Backend = controlAPI{}
 // onGroup runs fn on the event loop with the group named name.
 func (a controlAPI) onGroup(ctx context.Context, name string, fn func(*group) error) error {
 	var err error
-	if cerr := a.d.call(ctx, func() {
+	if cerr := a.d.calls.call(ctx, func() {
 		var g *group
 		if g, err = a.d.groupByName(name); err == nil {
 			err = fn(g)
@@ -39,7 +39,7 @@ func (a controlAPI) Status(ctx context.Context) (control.Status, error) {
 	}
 	announcing := a.d.ann.send.InFlight()
 	var st control.Status
-	err = a.d.call(ctx, func() { st = a.d.status(fdb, announcing) })
+	err = a.d.calls.call(ctx, func() { st = a.d.status(fdb, announcing) })
 	return st, err
 }
 
@@ -49,14 +49,14 @@ func (a controlAPI) Guests(ctx context.Context) ([]control.Guest, error) {
 		return nil, err
 	}
 	var out []control.Guest
-	err = a.d.call(ctx, func() { out = a.d.guestList(guests) })
+	err = a.d.calls.call(ctx, func() { out = a.d.guestList(guests) })
 	return out, err
 }
 
 func (a controlAPI) Counters(ctx context.Context) ([]control.PortCounters, error) {
 	var out []control.PortCounters
 	var err error
-	if cerr := a.d.call(ctx, func() { out, err = a.d.readCounters(a.d.attachedPorts()) }); cerr != nil {
+	if cerr := a.d.calls.call(ctx, func() { out, err = a.d.readCounters(a.d.attachedPorts()) }); cerr != nil {
 		return nil, cerr
 	}
 	if err != nil {

@@ -12,7 +12,6 @@ import (
 	"log/slog"
 	"net"
 	"slices"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -65,10 +64,8 @@ type Daemon struct {
 	timeline timeline // the failover timeline (timeline.go)
 
 	// calls carries work from other goroutines into the event loop
-	// (call); stopped is closed when the loop ends.
-	calls    chan func()
-	stopped  chan struct{}
-	stopOnce sync.Once
+	// (loop.go).
+	calls *callQueue
 	// view is what the loop publishes for the metrics scrape (view.go).
 	view atomic.Pointer[view]
 
@@ -167,13 +164,12 @@ func newDaemon(cfg *config.Config, log *slog.Logger, dp dataPlane, h host) *Daem
 		released:  map[string]int{},
 		fastMoves: make(chan fastMove, 64),
 		hold:      time.NewTimer(time.Hour),
-		calls:     make(chan func()),
-		stopped:   make(chan struct{}),
+		calls:     newCallQueue(),
 	}
 	d.hold.Stop() // armed by armHold when a hold timer runs
 	d.met = metrics.New(d.metricsSnapshot)
 	d.ann = &announcer{send: announce.New(cfg.AnnounceRateLimit, cfg.AnnounceBurst, log),
-		guests: dp.Guests, met: d.met, log: log, post: d.post}
+		guests: dp.Guests, met: d.met, log: log, post: d.calls.post}
 	return d
 }
 
@@ -333,7 +329,7 @@ func (d *Daemon) syncProbes(g *group) {
 // onProbe takes a change of an uplink's path probes to the policy. It
 // runs on a prober's goroutine.
 func (d *Daemon) onProbe(g *group, uplink string, st failover.ProbeState) {
-	d.post(func() { d.onProbeState(g, uplink, st) })
+	d.calls.post(func() { d.onProbeState(g, uplink, st) })
 }
 
 func (d *Daemon) onProbeState(g *group, uplink string, st failover.ProbeState) {
@@ -456,7 +452,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	// This goroutine is the event loop from here on: the set-up below runs
 	// before it takes any call. When it ends, waiting calls fail (before
 	// srv.Close waits for their handlers).
-	defer d.stopCalls()
+	defer d.calls.stop()
 
 	names := d.portNames()
 	snap, err := linkwatch.Snapshot(names)
@@ -558,7 +554,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 			d.onRebalanceTick(id)
 		case a := <-arrived:
 			d.ann.arrivals(d.groups, takeArrivals(a, arrived))
-		case fn := <-d.calls:
+		case fn := <-d.calls.next:
 			fn()
 		}
 		d.publish()
@@ -586,7 +582,7 @@ func (d *Daemon) startGroups(snap map[string]linkwatch.State, now time.Time) err
 // Close releases the daemon's handles; the pinned data plane (and the
 // in-kernel failover hooks) stay. Call it after Run has returned.
 func (d *Daemon) Close() error {
-	d.stopCalls() // a prober's report waiting for a loop that never ran
+	d.calls.stop() // a prober's report waiting for a loop that never ran
 	d.ann.send.Close()
 	for _, g := range d.groups {
 		if g.prober != nil {

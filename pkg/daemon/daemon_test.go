@@ -86,14 +86,21 @@ func TestTakeArrivals(t *testing.T) {
 func serveCalls(t *testing.T, d *Daemon) {
 	t.Helper()
 	if d.calls == nil {
-		d.calls, d.stopped = make(chan func()), make(chan struct{})
+		d.calls = newCallQueue()
 	}
+	serveQueue(t, d.calls)
+}
+
+// serveQueue takes q's calls and runs them until the test ends, then
+// stops q.
+func serveQueue(t *testing.T, q *callQueue) {
+	t.Helper()
 	quit, done := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(done)
 		for {
 			select {
-			case fn := <-d.calls:
+			case fn := <-q.next:
 				fn()
 			case <-quit:
 				return
@@ -103,14 +110,14 @@ func serveCalls(t *testing.T, d *Daemon) {
 	t.Cleanup(func() {
 		close(quit)
 		<-done
-		d.stopCalls()
+		q.stop()
 	})
 }
 
 // onLoop runs fn on d's loop or fails the test.
 func onLoop(t *testing.T, d *Daemon, fn func()) {
 	t.Helper()
-	if err := d.call(context.Background(), fn); err != nil {
+	if err := d.calls.call(context.Background(), fn); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -119,24 +126,23 @@ func onLoop(t *testing.T, d *Daemon, fn func()) {
 // before the loop takes it, nor once the loop has stopped, also for a call
 // that was waiting then.
 func TestCall(t *testing.T) {
-	d := &Daemon{calls: make(chan func()), stopped: make(chan struct{})}
+	q := newCallQueue()
 	ran := 0
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
 	defer cancel()
-	if err := d.call(ctx, func() { ran++ }); !errors.Is(err, context.DeadlineExceeded) {
+	if err := q.call(ctx, func() { ran++ }); !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("a call the loop did not take: %v, want the deadline", err)
 	}
-	serveCalls(t, d)
-	onLoop(t, d, func() { ran += 10 })
-	if ran != 10 {
-		t.Errorf("ran %d, want only the call the loop took (10)", ran)
+	serveQueue(t, q)
+	if err := q.call(context.Background(), func() { ran += 10 }); err != nil || ran != 10 {
+		t.Errorf("ran %d (%v), want only the call the loop took (10)", ran, err)
 	}
 
-	stopped := &Daemon{calls: make(chan func()), stopped: make(chan struct{})} // a loop that never takes a call
+	stopped := newCallQueue() // a loop that never takes a call
 	waiting := make(chan error, 1)
 	go func() { waiting <- stopped.call(context.Background(), func() { ran++ }) }()
 	time.Sleep(20 * time.Millisecond)
-	stopped.stopCalls()
+	stopped.stop()
 	select {
 	case err := <-waiting:
 		if !errors.Is(err, errStopped) {
@@ -148,7 +154,8 @@ func TestCall(t *testing.T) {
 	if err := stopped.call(context.Background(), func() { ran++ }); !errors.Is(err, errStopped) {
 		t.Errorf("a call after the loop stopped: %v, want errStopped", err)
 	}
-	stopped.stopCalls() // again: no panic
+	stopped.post(func() { ran++ }) // dropped, does not block
+	stopped.stop()                 // again: no panic
 	if ran != 10 {
 		t.Errorf("ran %d: a call that failed ran", ran)
 	}

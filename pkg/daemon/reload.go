@@ -37,7 +37,7 @@ func (d *Daemon) reload(ctx context.Context) ([]string, error) {
 		return nil, fmt.Errorf("%w: nothing changed: %v", control.ErrRefused, err)
 	}
 	var changes []string
-	if cerr := d.call(ctx, func() { changes, err = d.applyConfig(cfg) }); cerr != nil {
+	if cerr := d.calls.call(ctx, func() { changes, err = d.applyConfig(cfg) }); cerr != nil {
 		return nil, fmt.Errorf("nothing changed: %w", cerr)
 	}
 	return changes, err

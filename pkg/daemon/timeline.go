@@ -72,7 +72,7 @@ func (d *Daemon) followEvents(ctx context.Context, since uint64, wait time.Durat
 		var out []control.FailoverEvent
 		var version uint64
 		var changed <-chan struct{}
-		if err := d.call(ctx, func() { out, version, changed = d.timeline.since(since) }); err != nil {
+		if err := d.calls.call(ctx, func() { out, version, changed = d.timeline.since(since) }); err != nil {
 			return nil, since, err
 		}
 		if len(out) > 0 || wait <= 0 {
