@@ -22,7 +22,7 @@ import (
 func main() {
 	var o harness.Options
 	flag.StringVar(&o.Profile, "profile", "quick", "quick (<= 10 min) or full")
-	systems := flag.String("systems", "", "comma-separated: uplinkd,ovs,bridge,xdpfwd (default: all)")
+	systems := flag.String("systems", "", "comma-separated: uplinkd,ovs,bridge,tcfwd,xdpfwd (default: all)")
 	scenarios := flag.String("scenario", "", "comma-separated: failover,forward,balance,upgrade,tcp,idle (default: all)")
 	uplinks := flag.String("uplinks", "", "comma-separated uplink kinds for failover: veth,tap (default: both)")
 	guests := flag.String("guests", "", "comma-separated guest counts (default 1,64,1024)")

@@ -44,7 +44,7 @@ func startDropper(tp *topo.Topo) (system, error) {
 			if err != nil {
 				return err
 			}
-			detach, err := attachIngressDrop(idx, prog)
+			detach, err := attachTCIngress(idx, prog)
 			if err != nil {
 				return fmt.Errorf("baseline: drop on %s: %w", name, err)
 			}
@@ -59,10 +59,10 @@ func startDropper(tp *topo.Topo) (system, error) {
 	return d, nil
 }
 
-// attachIngressDrop attaches prog at tcx ingress of ifindex (in the
+// attachTCIngress attaches prog at tcx ingress of ifindex (in the
 // calling thread's namespace), or where the kernel lacks tcx (before
 // 6.6), as a direct-action filter on a clsact qdisc.
-func attachIngressDrop(ifindex int, prog *ebpf.Program) (detach func() error, err error) {
+func attachTCIngress(ifindex int, prog *ebpf.Program) (detach func() error, err error) {
 	l, err := link.AttachTCX(link.TCXOptions{Interface: ifindex, Program: prog, Attach: ebpf.AttachTCXIngress})
 	if err == nil {
 		return l.Close, nil
@@ -77,7 +77,7 @@ func attachIngressDrop(ifindex int, prog *ebpf.Program) (detach func() error, er
 	}
 	filter := &netlink.BpfFilter{FilterAttrs: netlink.FilterAttrs{LinkIndex: ifindex, Parent: netlink.HANDLE_MIN_INGRESS,
 		Handle: netlink.MakeHandle(0, 1), Protocol: unix.ETH_P_ALL, Priority: 1},
-		Fd: prog.FD(), Name: "bench_drop", DirectAction: true}
+		Fd: prog.FD(), Name: prog.String(), DirectAction: true}
 	if err := netlink.FilterReplace(filter); err != nil {
 		_ = netlink.QdiscDel(qdisc)
 		return nil, fmt.Errorf("clsact filter: %w", err)
@@ -99,3 +99,50 @@ func (d *dropper) Stop() error {
 	d.stop = nil
 	return errors.Join(errs...)
 }
+
+// tcForwarder is the floor of any switch on skbs: a bare tc redirect
+// between the sending guest's port and the first uplink, each way, at
+// the same hook uplinkd's programs use, nothing else.
+type tcForwarder struct{ dropper }
+
+func startTCForwarder(tp *topo.Topo) (system, error) {
+	f := &tcForwarder{}
+	err := tp.In(topo.Host, func() error {
+		guest, err := ifindexHere(tp.Guests[0])
+		if err != nil {
+			return err
+		}
+		up, err := ifindexHere(tp.Uplinks[0])
+		if err != nil {
+			return err
+		}
+		for _, pair := range [][2]int{{guest, up}, {up, guest}} {
+			prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{
+				Name: "bench_tc_fwd", Type: ebpf.SchedCLS, License: "Dual BSD/GPL",
+				Instructions: asm.Instructions{
+					asm.Mov.Imm(asm.R1, int32(pair[1])),
+					asm.Mov.Imm(asm.R2, 0),
+					asm.FnRedirect.Call(),
+					asm.Return(),
+				},
+			})
+			if err != nil {
+				return fmt.Errorf("tcfwd: load: %w", err)
+			}
+			f.stop = append(f.stop, prog.Close)
+			detach, err := attachTCIngress(pair[0], prog)
+			if err != nil {
+				return fmt.Errorf("tcfwd: attach: %w", err)
+			}
+			f.stop = append(f.stop, func() error { return tp.In(topo.Host, detach) })
+		}
+		return nil
+	})
+	if err != nil {
+		_ = f.Stop()
+		return nil, err
+	}
+	return f, nil
+}
+
+func (f *tcForwarder) Name() string { return report.SystemTCRedirect }

@@ -182,7 +182,7 @@ func (h *harness) failoverSeries(ctx context.Context, b *bed, kind string) error
 
 func (h *harness) forward(ctx context.Context) {
 	measured := false
-	for _, name := range []string{"uplinkd", "ovs", "bridge", "xdpfwd"} {
+	for _, name := range []string{"uplinkd", "ovs", "bridge", "tcfwd", "xdpfwd"} {
 		if !h.opts.has(name) || ctx.Err() != nil {
 			continue
 		}
@@ -230,7 +230,7 @@ func (h *harness) forward(ctx context.Context) {
 // generator and receivers.
 func (h *harness) newBed(ctx context.Context, name string, kind topo.Kind) (b *bed, err error) {
 	uplinks := 3
-	if name == "bridge" || name == "xdpfwd" || name == report.SystemBaseline {
+	if name == "bridge" || name == "xdpfwd" || name == "tcfwd" || name == report.SystemBaseline {
 		uplinks = 1 // no failover: one uplink, or the upstream bridge would loop
 	}
 	return h.newBedWith(ctx, name, kind, uplinks, "")
@@ -333,6 +333,8 @@ func (h *harness) startSystem(ctx context.Context, name string, tp *topo.Topo, w
 		return startXDPForwarder(tp)
 	case report.SystemBaseline:
 		return startDropper(tp)
+	case report.SystemTCRedirect:
+		return startTCForwarder(tp)
 	case report.SystemDirect:
 		return startDirect(tp)
 	default:

@@ -14,7 +14,7 @@ import (
 // Options say what to measure.
 type Options struct {
 	Profile   string   // "quick" or "full": fills what is left zero
-	Systems   []string // uplinkd, ovs, bridge, xdpfwd
+	Systems   []string // uplinkd, ovs, bridge, tcfwd, xdpfwd
 	Scenarios []string // failover, forward, balance (uplinkd's balance mode), upgrade, tcp, idle (uplinkd at rest)
 	// Failover.
 	Trials       int
@@ -63,7 +63,7 @@ type Options struct {
 // Profiles.
 var profiles = map[string]Options{
 	"quick": {
-		Systems: []string{"uplinkd", "ovs", "bridge", "xdpfwd"}, Scenarios: []string{"failover", "forward", "balance", "upgrade", "tcp", "idle"},
+		Systems: []string{"uplinkd", "ovs", "bridge", "tcfwd", "xdpfwd"}, Scenarios: []string{"failover", "forward", "balance", "upgrade", "tcp", "idle"},
 		Trials: 3, RatePPS: 50_000, HighRatePPS: 1_000_000, Guests: []int{1, 64, 1024},
 		Uplinks: []string{"veth", "tap"}, TrialLength: 1200 * time.Millisecond, DownRatePPS: 10_000,
 		SecondCutMax: time.Second, FrameSizes: []int{64, 1500}, Rounds: 5, RoundTime: 500 * time.Millisecond,
@@ -71,7 +71,7 @@ var profiles = map[string]Options{
 		SocketTime: 3 * time.Second, SocketRounds: 3, TCPFailoverTrials: 20,
 	},
 	"full": {
-		Systems: []string{"uplinkd", "ovs", "bridge", "xdpfwd"}, Scenarios: []string{"failover", "forward", "balance", "upgrade", "tcp", "idle"},
+		Systems: []string{"uplinkd", "ovs", "bridge", "tcfwd", "xdpfwd"}, Scenarios: []string{"failover", "forward", "balance", "upgrade", "tcp", "idle"},
 		Trials: 20, RatePPS: 50_000, HighRatePPS: 1_000_000, Guests: []int{1, 64, 1024},
 		Uplinks: []string{"veth", "tap"}, TrialLength: 2 * time.Second, DownRatePPS: 10_000,
 		SecondCutMax: time.Second, FrameSizes: []int{64, 1500}, Rounds: 5, RoundTime: 2 * time.Second,
@@ -103,8 +103,8 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	o.Log = cmp.Or(o.Log, slog.Default())
 	for _, s := range o.Systems {
-		if !slices.Contains([]string{"uplinkd", "ovs", "bridge", "xdpfwd"}, s) {
-			return o, fmt.Errorf("unknown system %q (uplinkd, ovs, bridge, xdpfwd)", s)
+		if !slices.Contains([]string{"uplinkd", "ovs", "bridge", "tcfwd", "xdpfwd"}, s) {
+			return o, fmt.Errorf("unknown system %q (uplinkd, ovs, bridge, tcfwd, xdpfwd)", s)
 		}
 	}
 	for _, s := range o.Scenarios {

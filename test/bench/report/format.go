@@ -16,6 +16,7 @@ var systemNames = map[string]string{
 	SystemOVS:         "Open vSwitch",
 	SystemLinuxBridge: "Linux bridge",
 	SystemXDPRedirect: "XDP redirect (bare)",
+	SystemTCRedirect:  "tc redirect (bare)",
 	SystemBaseline:    "baseline (no switch)",
 	SystemDirect:      "no switch (guest on the upstream bridge)",
 }

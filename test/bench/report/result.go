@@ -27,6 +27,9 @@ const (
 	SystemOVS         = "ovs"
 	SystemLinuxBridge = "bridge"
 	SystemXDPRedirect = "xdpfwd" // bare XDP devmap redirect, the upper bound
+	// SystemTCRedirect is a bare tc redirect at the hook uplinkd uses: the
+	// floor of what any switch on skbs costs.
+	SystemTCRedirect = "tcfwd"
 	// SystemBaseline is no switch: the host end of the sending link drops
 	// every frame on arrival. What the CPU spends there is the engine's
 	// and the link's share of every system's cost.
