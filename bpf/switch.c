@@ -8,26 +8,15 @@
  * through its bucket's uplink instead (balances[group]), and one write of
  * that table moves every bucket. */
 #include <linux/bpf.h>
+#include <linux/pkt_cls.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
-
 #include <bpf/bpf_core_read.h>
 
 #include "uplinkd.h"
 #include "kernel_types.h"
 #include "move_group.h"
-
-#define ETH_ALEN 6
-#define ETH_HLEN 14
-#define VLAN_HLEN 4
-#define ETH_P_IP 0x0800
-#define ETH_P_ARP 0x0806
-#define ETH_P_8021Q 0x8100
-#define ETH_P_IPV6 0x86DD
-#define VLAN_VID_MASK 0x0fff
-#define ARP_LEN 28  /* Ethernet/IPv4 ARP body */
-#define IPV4_LEN 20 /* without options */
-#define IPV6_LEN 40
+#include "parse.h"
 
 /* Refresh a learned entry's timestamp at most this often: a map write per
  * frame would cost more than the forwarding itself. */
@@ -145,51 +134,44 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } group_ports SEC(".maps");
 
+/* A frame as the switch sees it (parse_frame). */
 struct frame {
-	__u8 *dst;
-	__u8 *src;
-	void *l3;     /* first byte after Ethernet (+ one 802.1Q tag) */
-	__u16 proto;  /* ethertype after the tag, network order */
-	__u16 vlan;   /* 0 when untagged */
-	__u8 tagged;  /* an 802.1Q tag was there (VID 0 too) */
+	struct ethhdr *eth;
+	void *l3;    /* the network header: after Ethernet and the tag read */
+	__u16 proto; /* its ethertype, network order */
+	__u16 vlan;  /* the VLAN it is switched in: its tag's, 0 untagged */
+	__u8 tagged; /* it came with an 802.1Q tag (VID 0 too) */
 	__u32 len;
 };
 
 /* parse_frame reads Ethernet and at most one 802.1Q tag (none when the
- * kernel has already taken the outer tag into skb metadata: outer_known),
- * and checks that the network header it will read for learning is all
- * there. */
-static __always_inline int parse_frame(void *data, void *end, struct frame *f,
-				       int outer_known)
+ * kernel has already taken the outer tag into skb metadata: tag_in_meta),
+ * and checks that the network header learning reads is all there. It
+ * returns 0, or -1 for a frame shorter than the headers it claims. */
+static __always_inline int parse_frame(void *data, void *data_end, struct frame *f,
+				       int tag_in_meta)
 {
-	__u8 *eth = data;
-	__u16 proto;
+	struct hdr_cursor nh = { .pos = data };
+	struct iphdr *iph;
+	struct ipv6hdr *ip6h;
+	struct arp_ethip *arp;
+	struct vlan_tag tag;
+	int proto;
 
-	if (data + ETH_HLEN > end)
+	proto = parse_ethhdr_vlan(&nh, data_end, &f->eth, &tag, tag_in_meta);
+	if (proto < 0)
 		return -1;
-	f->dst = eth;
-	f->src = eth + ETH_ALEN;
-	f->len = end - data;
-	f->vlan = 0;
-	f->tagged = 0;
-	proto = *(__u16 *)(eth + 2 * ETH_ALEN);
-	f->l3 = data + ETH_HLEN;
-	if (proto == bpf_htons(ETH_P_8021Q) && !outer_known) {
-		if (data + ETH_HLEN + VLAN_HLEN > end)
-			return -1;
-		/* TPID at 12, TCI at 14, inner ethertype at 16 */
-		f->vlan = bpf_ntohs(*(__u16 *)(eth + ETH_HLEN)) & VLAN_VID_MASK;
-		f->tagged = 1;
-		proto = *(__u16 *)(eth + ETH_HLEN + 2);
-		f->l3 = data + ETH_HLEN + VLAN_HLEN;
-	}
+	f->l3 = nh.pos;
 	f->proto = proto;
+	f->vlan = tag.vid;
+	f->tagged = tag.tagged;
+	f->len = data_end - data;
 
-	if (proto == bpf_htons(ETH_P_IP) && f->l3 + IPV4_LEN > end)
+	if (proto == bpf_htons(ETH_P_IP) && parse_iphdr(&nh, data_end, &iph) < 0)
 		return -1;
-	if (proto == bpf_htons(ETH_P_IPV6) && f->l3 + IPV6_LEN > end)
+	if (proto == bpf_htons(ETH_P_IPV6) && parse_ip6hdr(&nh, data_end, &ip6h) < 0)
 		return -1;
-	if (proto == bpf_htons(ETH_P_ARP) && f->l3 + ARP_LEN > end)
+	if (proto == bpf_htons(ETH_P_ARP) && parse_arp_ethip(&nh, data_end, &arp) < 0)
 		return -1;
 	return 0;
 }
@@ -283,7 +265,7 @@ static __always_inline int learn_mac(const struct port_info *port,
 	struct fdb_key key = { .group = port->group, .vlan = f->vlan };
 	struct fdb_entry *old;
 
-	__builtin_memcpy(key.mac, f->src, ETH_ALEN);
+	__builtin_memcpy(key.mac, f->eth->h_source, ETH_ALEN);
 	old = bpf_map_lookup_elem(&fdb, &key);
 	struct fdb_entry entry = {
 		.ifindex = ifindex,
@@ -337,7 +319,7 @@ static __always_inline void report_arrival(const struct port_info *port,
 	ev->group = port->group;
 	ev->ifindex = ifindex;
 	ev->vlan = f->vlan;
-	__builtin_memcpy(ev->mac, f->src, ETH_ALEN);
+	__builtin_memcpy(ev->mac, f->eth->h_source, ETH_ALEN);
 	bpf_ringbuf_submit(ev, 0);
 }
 
@@ -346,11 +328,11 @@ static __always_inline void learn_addr(struct neigh_key *key,
 {
 	struct neigh_entry *old = bpf_map_lookup_elem(&neigh, key);
 
-	if (old && mac_equal(old->mac, f->src) && now - old->seen_ns < REFRESH_NS)
+	if (old && mac_equal(old->mac, f->eth->h_source) && now - old->seen_ns < REFRESH_NS)
 		return;
 
 	struct neigh_entry entry = { .seen_ns = now };
-	__builtin_memcpy(entry.mac, f->src, ETH_ALEN);
+	__builtin_memcpy(entry.mac, f->eth->h_source, ETH_ALEN);
 	bpf_map_update_elem(&neigh, key, &entry, BPF_ANY);
 }
 
@@ -403,23 +385,25 @@ static __always_inline void learn(const struct port_info *port, __u32 ifindex,
 	 * spoofing a locked MAC must not bind addresses to it. */
 	if (mac == LEARN_REFUSED)
 		return;
+	struct hdr_cursor nh = { .pos = f->l3 };
+	struct iphdr *iph;
+	struct ipv6hdr *ip6h;
+	struct arp_ethip *arp;
+
 	if (f->proto == bpf_htons(ETH_P_IP)) {
-		__u8 *ip = f->l3;
-
-		if ((void *)(ip + IPV4_LEN) <= end)
-			learn_ipv4(port, f, *(__be32 *)(ip + 12), now);
+		if (parse_iphdr(&nh, end, &iph) >= 0)
+			learn_ipv4(port, f, iph->saddr, now);
 	} else if (f->proto == bpf_htons(ETH_P_ARP)) {
-		__u8 *arp = f->l3;
-
-		/* Ethernet/IPv4 ARP only; sender protocol address at 14. */
-		if ((void *)(arp + ARP_LEN) <= end &&
-		    arp[4] == ETH_ALEN && arp[5] == 4)
-			learn_ipv4(port, f, *(__be32 *)(arp + 14), now);
+		/* Ethernet/IPv4 ARP only. */
+		__be32 sip;
+		if (parse_arp_ethip(&nh, end, &arp) >= 0 &&
+		    arp->ar_hln == ETH_ALEN && arp->ar_pln == 4) {
+			__builtin_memcpy(&sip, arp->ar_sip, sizeof(sip));
+			learn_ipv4(port, f, sip, now);
+		}
 	} else if (f->proto == bpf_htons(ETH_P_IPV6)) {
-		__u8 *ip6 = f->l3;
-
-		if ((void *)(ip6 + IPV6_LEN) <= end)
-			learn_ipv6(port, f, ip6 + 8, now);
+		if (parse_ip6hdr(&nh, end, &ip6h) >= 0)
+			learn_ipv6(port, f, ip6h->saddr.s6_addr, now);
 	}
 	/* The arrival last: the daemon finds the address of the same frame
 	 * learned already. */
@@ -470,12 +454,8 @@ static __always_inline void count_tx_len(const struct port_info *dst, __u32 len)
  * uplink's tc egress (tc_uplink_out), where the group is moved.
  * --------------------------------------------------------------------- */
 
-#define TC_ACT_OK 0
-#define TC_ACT_SHOT 2
-#define TC_ACT_REDIRECT 7
-
 /* Enough linear bytes for Ethernet, a tag and an IPv6 header. */
-#define PULL_LEN (ETH_HLEN + VLAN_HLEN + IPV6_LEN)
+#define PULL_LEN (ETH_HLEN + VLAN_HLEN + sizeof(struct ipv6hdr))
 
 /* skb_frame pulls the headers into the linear area and parses them; the
  * outer tag, if any, is in metadata. Packet pointers are valid until the
@@ -722,6 +702,16 @@ static __always_inline int tc_flood(struct __sk_buff *skb, const struct port_inf
 	return bpf_redirect(last, 0);
 }
 
+/* fdb_lookup is where (group, vlan, mac) lives: a guest port, or NULL
+ * (unknown, or not a unicast address the switch learned). */
+static __always_inline struct fdb_entry *fdb_lookup(__u32 group, __u16 vlan, const __u8 *mac)
+{
+	struct fdb_key key = { .group = group, .vlan = vlan };
+
+	__builtin_memcpy(key.mac, mac, ETH_ALEN);
+	return bpf_map_lookup_elem(&fdb, &key);
+}
+
 SEC("tc")
 int tc_guest(struct __sk_buff *skb)
 {
@@ -735,14 +725,14 @@ int tc_guest(struct __sk_buff *skb)
 	if (skb_frame(skb, &f) < 0)
 		return tc_drop(port, DROP_MALFORMED);
 	count_rx(port, f.len);
-	if (is_multicast(f.src) || is_zero(f.src))
+	if (is_multicast(f.eth->h_source) || is_zero(f.eth->h_source))
 		return tc_drop(port, DROP_BAD_SRC);
 
 	int cur = f.tagged ? f.vlan : UNTAGGED;
 	if (port->vlan) {
 		if (f.tagged)
 			return tc_drop(port, DROP_VLAN);
-		if (is_link_local(f.dst))
+		if (is_link_local(f.eth->h_dest))
 			return tc_to_host(port);
 		f.vlan = port->vlan;
 	} else if (!trunk_allows(port, f.vlan)) {
@@ -751,8 +741,8 @@ int tc_guest(struct __sk_buff *skb)
 
 	learn(port, ifindex, &f, (void *)(long)skb->data_end);
 	/* Packet pointers die with the first helper that changes the skb. */
-	__builtin_memcpy(dst, f.dst, ETH_ALEN);
-	__builtin_memcpy(src, f.src, ETH_ALEN);
+	__builtin_memcpy(dst, f.eth->h_dest, ETH_ALEN);
+	__builtin_memcpy(src, f.eth->h_source, ETH_ALEN);
 
 	if (is_link_local(dst))
 		return tc_to_host(port);
@@ -806,13 +796,13 @@ int tc_uplink(struct __sk_buff *skb)
 	if (skb_frame(skb, &f) < 0)
 		return tc_drop(port, DROP_MALFORMED);
 	count_rx(port, f.len);
-	if (is_multicast(f.src) || is_zero(f.src))
+	if (is_multicast(f.eth->h_source) || is_zero(f.eth->h_source))
 		return tc_drop(port, DROP_BAD_SRC);
 
 	/* The host's own traffic (probe replies, management) on any uplink. */
-	if (mac_equal(f.dst, port->mac) || is_link_local(f.dst))
+	if (mac_equal(f.eth->h_dest, port->mac) || is_link_local(f.eth->h_dest))
 		return tc_to_host(port);
-	__builtin_memcpy(dst, f.dst, ETH_ALEN);
+	__builtin_memcpy(dst, f.eth->h_dest, ETH_ALEN);
 
 	int cur = f.tagged ? f.vlan : UNTAGGED;
 	struct fdb_key key = { .group = port->group, .vlan = f.vlan };
@@ -882,18 +872,17 @@ int tc_uplink_out(struct __sk_buff *skb)
 	/* Only a guest's frame moves: its source is in the FDB. */
 	if (bpf_skb_pull_data(skb, ETH_HLEN))
 		return TC_ACT_OK;
-	__u8 *data = (void *)(long)skb->data;
-	if ((void *)(data + ETH_HLEN) > (void *)(long)skb->data_end)
+	struct hdr_cursor nh = { .pos = (void *)(long)skb->data };
+	struct ethhdr *eth;
+	if (parse_ethhdr(&nh, (void *)(long)skb->data_end, &eth) < 0)
 		return TC_ACT_OK;
 	int tag = skb_tag(skb);
 	__u16 vlan = tag == UNTAGGED ? 0 : tag;
-	struct fdb_key key = { .group = group, .vlan = vlan };
-	__builtin_memcpy(key.mac, data + ETH_ALEN, ETH_ALEN);
-	if (!bpf_map_lookup_elem(&fdb, &key))
+	if (!fdb_lookup(group, vlan, eth->h_source))
 		return TC_ACT_OK;
 	struct balance *bal = balance_of(group);
 	if (bal)
-		next = balance_slot(group, bal, bucket_of(data + ETH_ALEN, vlan));
+		next = balance_slot(group, bal, bucket_of(eth->h_source, vlan));
 	if (next >= MAX_UPLINKS || next == port->slot)
 		return TC_ACT_OK;
 	__u32 up = uplink_ifindex(group * MAX_UPLINKS + next);
