@@ -497,6 +497,13 @@ static __always_inline int tc_to_host(const struct port_info *port)
 /* Tag states of an skb: untagged, or tagged with a VID (0..4095). */
 #define UNTAGGED -1
 
+/* frame_tag is the tag state f came with (an access port's frame, whose
+ * vlan is the port's, came untagged). */
+static __always_inline int frame_tag(const struct frame *f)
+{
+	return f->tagged ? f->vlan : UNTAGGED;
+}
+
 /* egress_tagged says how a frame of VLAN vlan leaves through dst: 1
  * tagged (uplinks; trunks), 0 untagged (an access port of that VLAN), -1
  * not at all. VLAN 0 is untagged inside the switch. */
@@ -702,6 +709,43 @@ static __always_inline int tc_flood(struct __sk_buff *skb, const struct port_inf
 	return bpf_redirect(last, 0);
 }
 
+/* The steps of the two ingress programs. A step either decides the
+ * frame's fate and returns the verdict, or returns TC_NEXT: the next step
+ * runs. */
+#define TC_NEXT -2 /* no TC_ACT_ value */
+
+/* ingress_checks parses the frame into f and counts it received on port;
+ * it drops a frame shorter than its headers or from a multicast or
+ * all-zero source (no switch forwards those). */
+static __always_inline int ingress_checks(struct __sk_buff *skb, const struct port_info *port,
+					  struct frame *f)
+{
+	if (skb_frame(skb, f) < 0)
+		return tc_drop(port, DROP_MALFORMED);
+	count_rx(port, f->len);
+	if (is_multicast(f->eth->h_source) || is_zero(f->eth->h_source))
+		return tc_drop(port, DROP_BAD_SRC);
+	return TC_NEXT;
+}
+
+/* guest_vlan puts a guest's frame into its VLAN: an access port takes
+ * untagged frames only, into the port's VLAN (its link-local frames go to
+ * the host before any learning); a trunk takes untagged frames and the
+ * tags it allows. */
+static __always_inline int guest_vlan(const struct port_info *port, struct frame *f)
+{
+	if (port->vlan) {
+		if (f->tagged)
+			return tc_drop(port, DROP_VLAN);
+		if (is_link_local(f->eth->h_dest))
+			return tc_to_host(port);
+		f->vlan = port->vlan;
+	} else if (!trunk_allows(port, f->vlan)) {
+		return tc_drop(port, DROP_VLAN);
+	}
+	return TC_NEXT;
+}
+
 /* fdb_lookup is where (group, vlan, mac) lives: a guest port, or NULL
  * (unknown, or not a unicast address the switch learned). */
 static __always_inline struct fdb_entry *fdb_lookup(__u32 group, __u16 vlan, const __u8 *mac)
@@ -712,6 +756,65 @@ static __always_inline struct fdb_entry *fdb_lookup(__u32 group, __u16 vlan, con
 	return bpf_map_lookup_elem(&fdb, &key);
 }
 
+/* to_local_guest sends a guest's unicast frame to the guest port its
+ * destination was learned behind; a destination behind the ingress port
+ * itself is dropped. TC_NEXT when the destination is not a local guest. */
+static __always_inline int to_local_guest(struct __sk_buff *skb, const struct port_info *port,
+					  __u32 ifindex, const __u8 *dst, const struct frame *f)
+{
+	if (is_multicast(dst))
+		return TC_NEXT;
+	struct fdb_entry *to = fdb_lookup(port->group, f->vlan, dst);
+	if (!to)
+		return TC_NEXT;
+	if (to->ifindex == ifindex)
+		return tc_drop(port, DROP_HAIRPIN);
+	int cur = frame_tag(f);
+	return tc_to_port(skb, port, to->ifindex, f->vlan, &cur);
+}
+
+/* The uplink a guest's frames leave through. */
+struct uplink_choice {
+	struct balance *bal; /* the group's balance table; NULL: active-backup */
+	__u32 bucket;        /* balance groups: the guest's bucket */
+	__u32 slot;          /* the uplink's slot, or NO_SLOT */
+};
+
+/* choose_uplink is the uplink that carries the guest with source address
+ * src: the group's active uplink, or in a balance group the uplink of the
+ * guest's bucket. */
+static __always_inline struct uplink_choice choose_uplink(const struct port_info *port,
+							  const __u8 *src, __u16 vlan)
+{
+	struct uplink_choice up = { .bal = balance_of(port->group) };
+
+	up.bucket = up.bal ? bucket_of(src, vlan) : 0;
+	up.slot = up.bal ? balance_slot(port->group, up.bal, up.bucket) : active_slot(port->group);
+	return up;
+}
+
+/* to_uplink sends a guest's unicast frame for a destination that is not
+ * a local guest to the guest's uplink (up), counting a balance group's
+ * bytes by bucket. A dead uplink's tc egress moves the group and passes
+ * the frame on. */
+static __always_inline int to_uplink(struct __sk_buff *skb, const struct port_info *port,
+				     const struct frame *f, const struct uplink_choice *up)
+{
+	if (up->slot >= MAX_UPLINKS)
+		return tc_drop(port, DROP_NO_UPLINK);
+	if (up->bal) {
+		__u32 k = port->group * NBUCKETS + up->bucket;
+		__u64 *bytes = bpf_map_lookup_elem(&bucket_bytes, &k);
+		if (bytes)
+			*bytes += f->len;
+	}
+	__u32 ifindex = uplink_ifindex(port->group * MAX_UPLINKS + up->slot);
+	if (!ifindex)
+		return tc_drop(port, DROP_NO_UPLINK);
+	int cur = frame_tag(f);
+	return tc_to_port(skb, port, ifindex, f->vlan, &cur);
+}
+
 SEC("tc")
 int tc_guest(struct __sk_buff *skb)
 {
@@ -719,25 +822,16 @@ int tc_guest(struct __sk_buff *skb)
 	struct port_info *port = bpf_map_lookup_elem(&ports, &ifindex);
 	struct frame f;
 	__u8 dst[ETH_ALEN], src[ETH_ALEN];
+	int verdict;
 
 	if (!port) /* not (yet) part of the switch */
 		return TC_ACT_OK;
-	if (skb_frame(skb, &f) < 0)
-		return tc_drop(port, DROP_MALFORMED);
-	count_rx(port, f.len);
-	if (is_multicast(f.eth->h_source) || is_zero(f.eth->h_source))
-		return tc_drop(port, DROP_BAD_SRC);
-
-	int cur = f.tagged ? f.vlan : UNTAGGED;
-	if (port->vlan) {
-		if (f.tagged)
-			return tc_drop(port, DROP_VLAN);
-		if (is_link_local(f.eth->h_dest))
-			return tc_to_host(port);
-		f.vlan = port->vlan;
-	} else if (!trunk_allows(port, f.vlan)) {
-		return tc_drop(port, DROP_VLAN);
-	}
+	verdict = ingress_checks(skb, port, &f);
+	if (verdict != TC_NEXT)
+		return verdict;
+	verdict = guest_vlan(port, &f);
+	if (verdict != TC_NEXT)
+		return verdict;
 
 	learn(port, ifindex, &f, (void *)(long)skb->data_end);
 	/* Packet pointers die with the first helper that changes the skb. */
@@ -746,41 +840,45 @@ int tc_guest(struct __sk_buff *skb)
 
 	if (is_link_local(dst))
 		return tc_to_host(port);
-
-	if (!is_multicast(dst)) {
-		struct fdb_key key = { .group = port->group, .vlan = f.vlan };
-		__builtin_memcpy(key.mac, dst, ETH_ALEN);
-		struct fdb_entry *to = bpf_map_lookup_elem(&fdb, &key);
-		if (to) {
-			if (to->ifindex == ifindex)
-				return tc_drop(port, DROP_HAIRPIN);
-			return tc_to_port(skb, port, to->ifindex, f.vlan, &cur);
-		}
-	}
-
-	/* Only frames that may leave upstream need the guest's uplink. */
-	struct balance *bal = balance_of(port->group);
-	__u32 bucket = bal ? bucket_of(src, f.vlan) : 0;
-	__u32 slot = bal ? balance_slot(port->group, bal, bucket) : active_slot(port->group);
-
+	verdict = to_local_guest(skb, port, ifindex, dst, &f);
+	if (verdict != TC_NEXT)
+		return verdict;
+	/* Only frames that may leave upstream need the guest's uplink: a
+	 * flood reaches the one that carries the guest. */
+	struct uplink_choice up = choose_uplink(port, src, f.vlan);
 	if (is_multicast(dst))
-		return tc_flood(skb, port, ifindex, f.vlan, cur, slot);
+		return tc_flood(skb, port, ifindex, f.vlan, frame_tag(&f), up.slot);
+	return to_uplink(skb, port, &f, &up);
+}
 
-	/* Not a local guest: it lives upstream, behind the active uplink (in
-	 * a balance group, behind the uplink of the guest's bucket). A dead
-	 * uplink's tc egress moves the group and passes the frame on. */
-	if (slot >= MAX_UPLINKS)
-		return tc_drop(port, DROP_NO_UPLINK);
-	if (bal) {
-		__u32 k = port->group * NBUCKETS + bucket;
-		__u64 *bytes = bpf_map_lookup_elem(&bucket_bytes, &k);
-		if (bytes)
-			*bytes += f.len;
+/* for_the_host: the host's own traffic (probe replies, management) on
+ * any uplink, and link-local frames. */
+static __always_inline int for_the_host(const struct port_info *port, const __u8 *dst)
+{
+	return mac_equal(dst, port->mac) || is_link_local(dst);
+}
+
+/* standby_deliver decides a frame that came in on an uplink that is not
+ * the group's active (designated) one. It delivers no flood copies to
+ * guests: the upstream floods to every port, and only the active uplink
+ * may deliver them. Unicast to a known guest it delivers in a balance
+ * group (the upstream sends it to the one port it learned the guest on:
+ * no duplicates), and for a while after it stopped being active: make
+ * before break. */
+static __always_inline int standby_deliver(struct __sk_buff *skb, const struct port_info *port,
+					   const __u8 *dst, const struct frame *f)
+{
+	__u32 group = port->group;
+	struct drain *dr = bpf_map_lookup_elem(&draining, &group);
+	int draining_here = dr && dr->slot == port->slot && bpf_ktime_get_ns() < dr->until_ns;
+	struct fdb_entry *to;
+
+	if ((draining_here || balance_of(group)) && !is_multicast(dst) &&
+	    (to = fdb_lookup(group, f->vlan, dst))) {
+		int cur = frame_tag(f);
+		return tc_to_port(skb, port, to->ifindex, f->vlan, &cur);
 	}
-	__u32 up = uplink_ifindex(port->group * MAX_UPLINKS + slot);
-	if (!up)
-		return tc_drop(port, DROP_NO_UPLINK);
-	return tc_to_port(skb, port, up, f.vlan, &cur);
+	return tc_drop(port, DROP_STANDBY);
 }
 
 SEC("tc")
@@ -790,49 +888,28 @@ int tc_uplink(struct __sk_buff *skb)
 	struct port_info *port = bpf_map_lookup_elem(&ports, &ifindex);
 	struct frame f;
 	__u8 dst[ETH_ALEN];
+	int verdict;
 
 	if (!port)
 		return TC_ACT_OK;
-	if (skb_frame(skb, &f) < 0)
-		return tc_drop(port, DROP_MALFORMED);
-	count_rx(port, f.len);
-	if (is_multicast(f.eth->h_source) || is_zero(f.eth->h_source))
-		return tc_drop(port, DROP_BAD_SRC);
-
-	/* The host's own traffic (probe replies, management) on any uplink. */
-	if (mac_equal(f.eth->h_dest, port->mac) || is_link_local(f.eth->h_dest))
+	verdict = ingress_checks(skb, port, &f);
+	if (verdict != TC_NEXT)
+		return verdict;
+	if (for_the_host(port, f.eth->h_dest))
 		return tc_to_host(port);
 	__builtin_memcpy(dst, f.eth->h_dest, ETH_ALEN);
 
-	int cur = f.tagged ? f.vlan : UNTAGGED;
-	struct fdb_key key = { .group = port->group, .vlan = f.vlan };
-	__builtin_memcpy(key.mac, dst, ETH_ALEN);
-
-	/* A standby uplink delivers no flood copies to guests: the upstream
-	 * floods to every port, and only the active (designated) one may
-	 * deliver them. Unicast to a known guest it delivers in a balance
-	 * group (the upstream sends it to the one port it learned the guest
-	 * on: no duplicates), and for a while after it stopped being active:
-	 * make before break. */
-	if (active_slot(port->group) != port->slot) {
-		__u32 group = port->group;
-		struct drain *dr = bpf_map_lookup_elem(&draining, &group);
-		int draining_here = dr && dr->slot == port->slot && bpf_ktime_get_ns() < dr->until_ns;
-		struct fdb_entry *to;
-
-		if ((draining_here || balance_of(group)) && !is_multicast(dst) &&
-		    (to = bpf_map_lookup_elem(&fdb, &key)))
-			return tc_to_port(skb, port, to->ifindex, f.vlan, &cur);
-		return tc_drop(port, DROP_STANDBY);
-	}
-
+	if (active_slot(port->group) != port->slot)
+		return standby_deliver(skb, port, dst, &f);
 	if (!is_multicast(dst)) {
-		struct fdb_entry *to = bpf_map_lookup_elem(&fdb, &key);
-		if (to)
+		struct fdb_entry *to = fdb_lookup(port->group, f.vlan, dst);
+		if (to) {
+			int cur = frame_tag(&f);
 			return tc_to_port(skb, port, to->ifindex, f.vlan, &cur);
+		}
 	}
 	/* Broadcast, multicast, unknown unicast: every guest of the VLAN. */
-	return tc_flood(skb, port, ifindex, f.vlan, cur, NO_SLOT);
+	return tc_flood(skb, port, ifindex, f.vlan, frame_tag(&f), NO_SLOT);
 }
 
 /* skb_lost_carrier reads the carrier of the device the skb is on. */
