@@ -65,11 +65,11 @@ func (t cpuTicks) since(before cpuTicks) report.CPUTicks {
 		SoftIRQ: d(t.SoftIRQ, before.SoftIRQ), Steal: d(t.Steal, before.Steal)}
 }
 
-// threadCPUNs is the calling thread's CPU time in ns (0 if unknown),
-// exact, unlike the tick-sampled /proc/stat.
-func threadCPUNs() uint64 {
+// processCPUNs is this process's CPU time in ns (0 if unknown), every
+// thread's: the traffic engine may send from threads of its own.
+func processCPUNs() uint64 {
 	var ts unix.Timespec
-	if unix.ClockGettime(unix.CLOCK_THREAD_CPUTIME_ID, &ts) != nil {
+	if unix.ClockGettime(unix.CLOCK_PROCESS_CPUTIME_ID, &ts) != nil {
 		return 0
 	}
 	return uint64(ts.Nano())

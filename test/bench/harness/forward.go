@@ -97,6 +97,7 @@ func (h *harness) cpuRounds(ctx context.Context, b *bed) ([]report.CPURound, err
 				if err != nil {
 					return out, err
 				}
+				proc0 := processCPUNs()
 				start := time.Now()
 				s, slot := forwardStream(ctx, b, dir, size, o.CPURatePPS, o.CPURoundTime)
 				if err := s.wait(); err != nil {
@@ -112,9 +113,13 @@ func (h *harness) cpuRounds(ctx context.Context, b *bed) ([]report.CPURound, err
 					return out, err
 				}
 				elapsed := time.Since(start)
+				var senderNs uint64
+				if proc1 := processCPUNs(); proc0 > 0 && proc1 > proc0 {
+					senderNs = proc1 - proc0
+				}
 				r := report.CPURound{System: b.sys.Name(), Direction: dir, FrameSize: size, Round: round, RatePPS: o.CPURatePPS,
 					Seconds: elapsed.Seconds(), Sent: s.sent, CPUs: runtime.NumCPU(), UserHZ: userHZ, Ticks: after.since(before),
-					SenderNs: s.cpuNs, KsoftirqdNs: softAfter - min(softBefore, softAfter)}
+					SenderNs: senderNs, KsoftirqdNs: softAfter - min(softBefore, softAfter)}
 				if r.System == report.SystemBaseline {
 					r.Delivered = s.sent // each is dropped on arrival at the host end
 				} else {

@@ -72,12 +72,8 @@ func (x *xdpRecorder) reset() error {
 type stream struct {
 	sent              uint64
 	started, finished time.Time
-	// cpuNs is the CPU time of the sending thread over Send: its own
-	// work, and the softirq work (veths, the switch) the kernel ran on
-	// its way out of the send calls.
-	cpuNs uint64
-	err   error
-	done  chan struct{}
+	err               error
+	done              chan struct{}
 }
 
 // achieved is the rate a stream paced at rate kept: rate, or what the
@@ -110,13 +106,9 @@ func send(ctx context.Context, tp *topo.Topo, gen benchbpf.Engine, role, ifname 
 			s.err = fmt.Errorf("%s in %s: %w", ifname, role, err)
 			return
 		}
-		cpu0 := threadCPUNs()
 		s.started = time.Now()
 		s.sent, s.err = gen.Send(ctx, ifi.Index, tmpl, rate, d, max)
 		s.finished = time.Now()
-		if cpu1 := threadCPUNs(); cpu0 > 0 && cpu1 > cpu0 {
-			s.cpuNs = cpu1 - cpu0
-		}
 	}()
 	return s
 }

@@ -204,7 +204,7 @@ const cpuCostCaption = "The same paced rate offered to every system, so a system
 	"user-space switch's. The baseline is no switch: the host end of the sending link drops each frame at tc ingress, " +
 	"so it costs what the engine, the link and the frame's arrival cost every system; switching is the rest. The kernel " +
 	"samples these times at its tick, so they are estimates: kernel ticks/round gives their resolution, and other work " +
-	"on the machine counts too. Sender + ksoftirqd is exact and sees only the sending thread (its send calls run the " +
+	"on the machine counts too. Sender + ksoftirqd is exact and sees only the harness's sending threads (their send calls run the " +
 	"veths' and a kernel switch's softirq work on their way out) and the deferred softirq work: it does not see a " +
 	"user-space switch. Medians of the rounds."
 

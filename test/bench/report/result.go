@@ -183,7 +183,8 @@ type CPURound struct {
 	// UserHZ is the unit of Ticks: ticks per second.
 	UserHZ int      `json:"user_hz"`
 	Ticks  CPUTicks `json:"ticks"`
-	// SenderNs is the CPU time of the engine's sending thread and
+	// SenderNs is the CPU time of the harness's process (the engine's
+	// sending threads; the rest of it sleeps meanwhile) and
 	// KsoftirqdNs that of every ksoftirqd over the round, exact (not
 	// sampled) and blind to other work on the machine. A veth hands a
 	// frame to NAPI on the sending CPU, so a kernel switch's work on it
