@@ -186,17 +186,17 @@ func altEqual(a, b [limits.MaxUplinks][]limits.Slot) bool {
 // writes it when it, or the slots' alternatives, changed, or the data
 // plane marked a slot down; the guests whose bucket moved are announced,
 // each on its new uplink.
-func (d *Daemon) rebalance(g *group) {
+func (g *group) rebalance() {
 	if !g.balanced() {
 		return
 	}
 	next, alt := g.bal.next(g.policy.Carriers(), g.homeSlots(), g.policy.Fallback(), g.cfg.Failback)
-	_, down, ok, err := d.dp.Balance(g.id)
+	_, down, ok, err := g.dp.Balance(g.id)
 	if err == nil && ok && down == 0 && g.bal.inForce(next, alt) {
 		return
 	}
-	if err := d.dp.SetBalance(g.id, &next, alt); err != nil {
-		d.log.Error("cannot write the bucket table", "group", g.cfg.Name, "err", err)
+	if err := g.dp.SetBalance(g.id, &next, alt); err != nil {
+		g.log.Error("cannot write the bucket table", "group", g.cfg.Name, "err", err)
 		return
 	}
 	if moved := g.bal.commit(next, alt); len(moved) > 0 {
@@ -204,20 +204,20 @@ func (d *Daemon) rebalance(g *group) {
 		for s, n := range g.bal.table.Count() {
 			perUplink[g.policy.UplinkName(s)] = n
 		}
-		d.log.Info("buckets moved", "group", g.cfg.Name, "buckets", len(moved), "per_uplink", perUplink)
-		d.ann.buckets(g, moved, "moved")
+		g.log.Info("buckets moved", "group", g.cfg.Name, "buckets", len(moved), "per_uplink", perUplink)
+		g.ann.buckets(g, moved, "moved")
 	}
 }
 
 // adoptBalance takes over the bucket table a previous daemon left for a
 // balance group, so a restart moves and announces nothing; an
 // active-backup group's entry is reset (it may have been a balance group
-// before). Called from setup.
-func (d *Daemon) adoptBalance(g *group) error {
+// before). Called from newGroup.
+func (g *group) adoptBalance() error {
 	if !g.balanced() {
-		return d.dp.SetBalance(g.id, nil, [limits.MaxUplinks][]limits.Slot{})
+		return g.dp.SetBalance(g.id, nil, [limits.MaxUplinks][]limits.Slot{})
 	}
-	if t, _, ok, err := d.dp.Balance(g.id); err == nil && ok {
+	if t, _, ok, err := g.dp.Balance(g.id); err == nil && ok {
 		g.bal.table = &t
 	}
 	return nil
@@ -226,7 +226,7 @@ func (d *Daemon) adoptBalance(g *group) error {
 // moveGuest is `uplinkctl move-guest`: the guest's bucket (and so every
 // guest hashed to it) is pinned to the uplink while that uplink stays
 // usable, and announced there.
-func (d *Daemon) moveGuest(g *group, req control.MoveGuestRequest) error {
+func (g *group) moveGuest(req control.MoveGuestRequest) error {
 	groupName := g.cfg.Name
 	if !g.balanced() {
 		return fmt.Errorf("%w: group %s is not in balance mode", control.ErrRefused, groupName)
@@ -246,8 +246,8 @@ func (d *Daemon) moveGuest(g *group, req control.MoveGuestRequest) error {
 		return fmt.Errorf("%w: uplink %s carries no traffic now", control.ErrRefused, req.Uplink)
 	}
 	b := g.bal.pinGuest(mac, req.VLAN, slot)
-	d.log.Info("guest moved by the operator", "group", groupName, "mac", mac, "vlan", req.VLAN, "bucket", b, "uplink", req.Uplink)
-	d.rebalance(g)
+	g.log.Info("guest moved by the operator", "group", groupName, "mac", mac, "vlan", req.VLAN, "bucket", b, "uplink", req.Uplink)
+	g.rebalance()
 	return nil
 }
 
@@ -277,21 +277,27 @@ func rebalanceTicks(ctx context.Context, groups []*group, out chan<- uint32) {
 	}
 }
 
+// onRebalanceTick gives a rebalance tick to its group.
+func (d *Daemon) onRebalanceTick(id uint32) {
+	if g := d.groupByID(id); g != nil {
+		g.onRebalanceTick()
+	}
+}
+
 // onRebalanceTick measures each bucket's traffic since the last tick and
 // moves up to max_buckets buckets from the busiest uplink to the least
 // busy (balancer.tick); their guests are announced on their new uplink.
-func (d *Daemon) onRebalanceTick(id uint32) {
-	cur, err := d.dp.BucketBytes(id) // 256 per-CPU reads
-	g := d.groupByID(id)
-	if g == nil || g.bal.table == nil {
+func (g *group) onRebalanceTick() {
+	if g.bal.table == nil {
 		return
 	}
+	cur, err := g.dp.BucketBytes(g.id) // 256 per-CPU reads
 	if err != nil {
-		d.log.Warn("cannot read bucket load; not rebalancing", "group", g.cfg.Name, "err", err)
+		g.log.Warn("cannot read bucket load; not rebalancing", "group", g.cfg.Name, "err", err)
 		return
 	}
 	if moved := g.bal.tick(cur, time.Now(), g.policy.Carriers(), g.cfg.Rebalance.MaxBuckets); len(moved) > 0 {
-		d.log.Info("rebalancing", "group", g.cfg.Name, "buckets", moved, "load_bytes_per_s", g.bal.load)
-		d.rebalance(g)
+		g.log.Info("rebalancing", "group", g.cfg.Name, "buckets", moved, "load_bytes_per_s", g.bal.load)
+		g.rebalance()
 	}
 }

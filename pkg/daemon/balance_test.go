@@ -181,7 +181,7 @@ func TestActiveBackupHasNoBalance(t *testing.T) {
 	if dp.tables[g.id] != nil || g.bal.table != nil {
 		t.Errorf("an active-backup group has a bucket table")
 	}
-	if err := d.moveGuest(g, control.MoveGuestRequest{MAC: "02:00:00:00:00:01", Uplink: "up1"}); !errors.Is(err, control.ErrRefused) {
+	if err := g.moveGuest(control.MoveGuestRequest{MAC: "02:00:00:00:00:01", Uplink: "up1"}); !errors.Is(err, control.ErrRefused) {
 		t.Errorf("move-guest: %v, want refused", err)
 	}
 }

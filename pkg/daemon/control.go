@@ -66,15 +66,15 @@ func (a controlAPI) Counters(ctx context.Context) ([]control.PortCounters, error
 }
 
 func (a controlAPI) SetActive(ctx context.Context, groupName, uplink string) error {
-	return a.onGroup(ctx, groupName, func(g *group) error { return a.d.setActive(g, uplink) })
+	return a.onGroup(ctx, groupName, func(g *group) error { return g.setActive(uplink) })
 }
 
 func (a controlAPI) ClearManual(ctx context.Context, groupName string) error {
-	return a.onGroup(ctx, groupName, a.d.clearManual)
+	return a.onGroup(ctx, groupName, (*group).clearManual)
 }
 
 func (a controlAPI) SetUplink(ctx context.Context, groupName, uplink string, req control.SetUplinkRequest) error {
-	return a.onGroup(ctx, groupName, func(g *group) error { return a.d.setUplink(g, uplink, req) })
+	return a.onGroup(ctx, groupName, func(g *group) error { return g.setUplink(uplink, req) })
 }
 
 func (a controlAPI) AddUplink(ctx context.Context, groupName string, req control.AddUplinkRequest) error {
@@ -96,7 +96,7 @@ func (a controlAPI) RemovePort(ctx context.Context, groupName, port string) erro
 }
 
 func (a controlAPI) MoveGuest(ctx context.Context, groupName string, req control.MoveGuestRequest) error {
-	return a.onGroup(ctx, groupName, func(g *group) error { return a.d.moveGuest(g, req) })
+	return a.onGroup(ctx, groupName, func(g *group) error { return g.moveGuest(req) })
 }
 
 func (a controlAPI) Reload(ctx context.Context) ([]string, error) {

@@ -7,30 +7,21 @@ package daemon
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
-	"slices"
 	"sync/atomic"
 	"time"
-
-	"github.com/vishvananda/netlink"
 
 	"github.com/uplinkd/uplinkd/pkg/announce"
 	"github.com/uplinkd/uplinkd/pkg/config"
 	"github.com/uplinkd/uplinkd/pkg/control"
 	"github.com/uplinkd/uplinkd/pkg/datapath"
-	"github.com/uplinkd/uplinkd/pkg/failover"
 	"github.com/uplinkd/uplinkd/pkg/limits"
 	"github.com/uplinkd/uplinkd/pkg/linkwatch"
 	"github.com/uplinkd/uplinkd/pkg/metrics"
-	"github.com/uplinkd/uplinkd/pkg/probe"
 	"github.com/uplinkd/uplinkd/pkg/version"
 )
-
-// maxRecent bounds each group's list of recent switches.
-const maxRecent = 16
 
 // Daemon is one running uplinkd.
 type Daemon struct {
@@ -74,51 +65,6 @@ type Daemon struct {
 	polled    atomic.Pointer[map[string]polledUplink]
 	fastMoves chan fastMove
 	hold      *time.Timer // fires at the earliest hold-timer deadline (up/down delay)
-}
-
-type group struct {
-	cfg     config.Group
-	id      uint32
-	policy  *failover.Group
-	uplinks [limits.MaxUplinks]*port // by slot; nil: free
-
-	guests []*port
-	recent []*control.FailoverEvent // the last maxRecent switches, oldest first
-	prober *probe.Prober            // nil: no path probes
-	// arrived are the guests that arrived lately, announced together;
-	// announced counts the frames its announcements sent.
-	arrived   arrivalLog
-	announced announceCounts
-	// bal is a balance group's bucket table, pins and load (balance.go).
-	bal balancer
-	// Switches by reason since start: uplinkctl status and stats, and the
-	// metrics read them.
-	byReason map[string]int
-}
-
-// port is one configured interface and what the daemon knows of it.
-type port struct {
-	name    string
-	group   *group
-	role    datapath.Role
-	slot    limits.Slot // uplinks
-	ifindex int         // attached index; 0 when not attached
-	mac     net.HardwareAddr
-	mode    datapath.AttachMode
-	err     error    // why it is not attached
-	vlan    uint16   // guests: access VLAN (0: a trunk)
-	trunk   []uint16 // guests: a trunk's VLANs (nil: all)
-	// announcePriority: guests behind this port are announced first when
-	// higher.
-	announcePriority int
-	maxMACs          int  // guests: MACs learned behind it at most (0: no bound)
-	macLock          bool // guests: its MACs are not learned behind other ports
-	// pattern is the guest port pattern that made this port ("" for a
-	// named or added one): the port goes when its interface does.
-	pattern string
-	// changes is the last carrier_changes seen, to spot a flap that
-	// happened between two polls.
-	changes uint32
 }
 
 // New opens (or adopts) the data plane and attaches every configured port
@@ -190,41 +136,19 @@ func (d *Daemon) setup() error {
 	if err != nil {
 		return err
 	}
+	deps := &groupDeps{dp: d.dp, host: d.host, log: d.log, met: d.met, ann: d.ann, timeline: &d.timeline,
+		post: d.calls.post, policyEvent: d.policyEvent}
 	for _, gc := range d.cfg.Groups {
-		g := &group{cfg: gc, id: ids[gc.Name]}
-		pc := failover.Config{Name: gc.Name, Failback: gc.Failback, UpDelay: gc.UpDelay, DownDelay: gc.DownDelay}
-		for slot, u := range gc.Uplinks {
-			state, err := failover.ParseAdminState(u.State)
-			if err != nil {
-				return fmt.Errorf("group %s uplink %s: %w", gc.Name, u.Name, err)
-			}
-			pc.Uplinks = append(pc.Uplinks, failover.UplinkConfig{Name: u.Name, Priority: u.Priority, State: state})
-			p := &port{name: u.Name, group: g, role: datapath.RoleUplink, slot: limits.Slot(slot)}
-			g.uplinks[slot] = p
-			d.ports[u.Name] = p
+		g, err := newGroup(gc, ids[gc.Name], deps)
+		if err != nil {
+			return err
+		}
+		for _, p := range g.uplinkPorts() {
+			d.ports[p.name] = p
 		}
 		for _, gp := range gc.GuestPorts {
 			if gp.Match == "" {
 				d.addGuest(g, gp)
-			}
-		}
-		// Adopt the active uplink a previous daemon left, if its slot
-		// still holds the interface the configuration puts there.
-		initial, err := d.pinnedActive(g)
-		if err != nil {
-			return err
-		}
-		if g.policy, err = failover.New(pc, initial); err != nil {
-			return err
-		}
-		if err := d.adoptBalance(g); err != nil {
-			return err
-		}
-		if pc := gc.Probe; pc != nil {
-			g.prober, err = probe.New(probe.Config{Targets: pc.Targets, Interval: pc.Interval, Missed: pc.Missed, Source: pc.Source},
-				func(uplink string, st failover.ProbeState) { d.onProbe(g, uplink, st) }, d.log.With("group", gc.Name))
-			if err != nil {
-				return fmt.Errorf("group %s: %w", gc.Name, err)
 			}
 		}
 		d.groups = append(d.groups, g)
@@ -236,20 +160,25 @@ func (d *Daemon) setup() error {
 
 	for _, g := range d.groups {
 		for _, p := range g.ports() {
-			d.attach(p, 0)
+			g.attach(p, 0)
 		}
-		d.syncProbes(g)
+		g.syncProbes()
 	}
 	return nil
 }
 
 // addGuest makes gp a guest port of g (not attached yet).
 func (d *Daemon) addGuest(g *group, gp config.GuestPort) *port {
-	p := &port{name: gp.Name, group: g, role: datapath.RoleGuest, slot: limits.NoSlot, vlan: gp.VLAN, trunk: gp.Trunk,
-		announcePriority: gp.AnnouncePriority, pattern: gp.Match, maxMACs: gp.MaxMACs, macLock: gp.MACLock}
-	g.guests = append(g.guests, p)
-	d.ports[gp.Name] = p
+	p := g.addGuest(gp)
+	d.ports[p.name] = p
 	return p
+}
+
+// removeGuest detaches a guest port and forgets it and what was learned
+// behind it.
+func (d *Daemon) removeGuest(p *port) {
+	p.group.removeGuest(p)
+	delete(d.ports, p.name)
 }
 
 // matchGuest makes name a guest port if a profile's pattern matches it and
@@ -292,77 +221,6 @@ func (d *Daemon) matchExisting() []*port {
 	return out
 }
 
-// uplinkPorts are g's uplinks in slot order.
-func (g *group) uplinkPorts() []*port {
-	var out []*port
-	for _, p := range g.uplinks {
-		if p != nil {
-			out = append(out, p)
-		}
-	}
-	return out
-}
-
-// ports are g's uplinks and guest ports.
-func (g *group) ports() []*port { return append(g.uplinkPorts(), g.guests...) }
-
-// syncProbes makes g's prober probe exactly its attached uplinks.
-func (d *Daemon) syncProbes(g *group) {
-	if g.prober == nil {
-		return
-	}
-	var ups []probe.Uplink
-	for _, p := range g.uplinkPorts() {
-		if p.ifindex > 0 {
-			ups = append(ups, probe.Uplink{Name: p.name, Ifindex: p.ifindex, MAC: p.mac})
-		}
-	}
-	// Newly probed uplinks start ok (see probe.Tracker).
-	now := time.Now()
-	for _, name := range g.prober.Set(ups) {
-		if dec, err := g.policy.SetProbe(name, failover.ProbeOK, now); err == nil {
-			d.applyFrom(g, dec, now, time.Time{}, "probe")
-		}
-	}
-}
-
-// onProbe takes a change of an uplink's path probes to the policy. It
-// runs on a prober's goroutine.
-func (d *Daemon) onProbe(g *group, uplink string, st failover.ProbeState) {
-	d.calls.post(func() { d.onProbeState(g, uplink, st) })
-}
-
-func (d *Daemon) onProbeState(g *group, uplink string, st failover.ProbeState) {
-	now := time.Now()
-	dec, err := g.policy.SetProbe(uplink, st, now)
-	if err != nil {
-		d.log.Error("policy", "group", g.cfg.Name, "uplink", uplink, "err", err)
-		return
-	}
-	d.applyFrom(g, dec, now, time.Time{}, "probe")
-}
-
-// pinnedActive returns the slot of the uplink the data plane already uses
-// for g, or limits.NoSlot.
-func (d *Daemon) pinnedActive(g *group) (limits.Slot, error) {
-	slot, err := d.dp.ActiveSlot(g.id)
-	if err != nil {
-		return limits.NoSlot, err
-	}
-	if slot == limits.NoSlot || int(slot) >= len(g.cfg.Uplinks) {
-		return limits.NoSlot, nil
-	}
-	pinned, err := d.dp.UplinkIfindex(g.id, slot)
-	if err != nil || pinned == 0 {
-		return limits.NoSlot, err
-	}
-	l, err := d.host.LinkByName(g.cfg.Uplinks[slot].Name)
-	if err != nil || l.Attrs().Index != pinned {
-		return limits.NoSlot, nil
-	}
-	return slot, nil
-}
-
 // detachUnconfigured removes ports a previous configuration attached.
 func (d *Daemon) detachUnconfigured() {
 	names, err := d.dp.PinnedLinks()
@@ -384,46 +242,6 @@ func (d *Daemon) detachUnconfigured() {
 			d.log.Info("detached port no longer configured", "port", name)
 		}
 	}
-}
-
-// attach (re)attaches p if it exists; ifindex 0 looks it up by name.
-// Failures are kept on the port and shown in status: one broken port must
-// not take the others down.
-func (d *Daemon) attach(p *port, ifindex int) {
-	var l netlink.Link
-	var err error
-	if ifindex > 0 {
-		l, err = d.host.LinkByIndex(ifindex)
-	} else {
-		l, err = d.host.LinkByName(p.name)
-	}
-	if err != nil {
-		p.ifindex, p.err = 0, fmt.Errorf("interface not found")
-		d.log.Warn("port not attached: interface not found; will attach when it appears", "port", p.name, "group", p.group.cfg.Name)
-		return
-	}
-	attrs := l.Attrs()
-	dpPort := datapath.Port{
-		Ifname:  p.name,
-		Ifindex: attrs.Index,
-		MAC:     attrs.HardwareAddr,
-		Group:   p.group.id,
-		Role:    p.role,
-	}
-	if p.role == datapath.RoleUplink {
-		dpPort.Slot = p.slot
-	} else {
-		dpPort.VLAN, dpPort.Trunk = p.vlan, p.trunk
-		dpPort.MaxMACs, dpPort.MACLock = uint32(p.maxMACs), p.macLock
-	}
-	mode, err := d.dp.Attach(dpPort)
-	if err != nil {
-		p.ifindex, p.err = 0, err
-		d.log.Error("port not attached", "port", p.name, "group", p.group.cfg.Name, "err", err)
-		return
-	}
-	p.ifindex, p.mac, p.mode, p.err = attrs.Index, attrs.HardwareAddr, mode, nil
-	d.log.Info("port attached", "port", p.name, "role", p.role, "group", p.group.cfg.Name, "ifindex", attrs.Index, "hook", mode)
 }
 
 // Run starts the policy from the current carriers, then watches links and
@@ -565,16 +383,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 // and carries out the first decisions.
 func (d *Daemon) startGroups(snap map[string]linkwatch.State, now time.Time) error {
 	for _, g := range d.groups {
-		carriers := map[string]bool{}
-		for _, u := range g.uplinkPorts() {
-			st := snap[u.name]
-			carriers[u.name] = u.ifindex > 0 && st.Exists && st.AdminUp && st.Carrier
-		}
-		dec, err := g.policy.Start(carriers, now)
-		if err != nil {
+		if err := g.start(snap, now); err != nil {
 			return err
 		}
-		d.apply(g, dec, now)
 	}
 	return nil
 }
@@ -598,33 +409,22 @@ func (d *Daemon) Close() error {
 	return d.dp.Close()
 }
 
-// onKernelSwitch takes note of a switch the kernel made by itself: the
-// policy records it (and corrects it if its fallback order was stale),
-// the guests are announced, and the failed uplink's real carrier is read,
-// since the carrier may be back already (a short flap).
+// onKernelSwitch gives a switch the kernel made by itself to its group.
 func (d *Daemon) onKernelSwitch(ev datapath.KernelSwitch) {
-	g := d.groupByID(ev.Group)
-	if g == nil {
-		return
-	}
-	reason := failover.ReasonCarrierHook // the carrier hook, or the switch read no carrier
-	d.log.Info("kernel moved the group off a failing uplink", "group", g.cfg.Name, "path", ev.Path,
-		"from", g.policy.UplinkName(ev.From), "to", g.policy.UplinkName(ev.To))
-	// ev.To is NoSlot for a balance group's non-designated uplink: the
-	// active slot stayed.
-	dec := g.policy.DataPlaneLost(ev.From, ev.To, reason, ev.At)
-	d.applyFrom(g, dec, ev.At, ev.At, "kernel/"+ev.Path)
-	if ev.From.Valid() && g.uplinks[ev.From] != nil {
-		from := g.uplinks[ev.From]
-		if st, err := d.host.LinkState(from.name); err == nil {
-			up := from.ifindex > 0 && st.Exists && st.AdminUp && st.Carrier
-			if dec, err := g.policy.SetCarrier(from.name, up, time.Now()); err == nil {
-				d.apply(g, dec, time.Now())
-			}
-		}
+	if g := d.groupByID(ev.Group); g != nil {
+		g.onKernelSwitch(ev)
 	}
 }
 
+// onFastMove gives a move the poll made to its group.
+func (d *Daemon) onFastMove(m fastMove) {
+	if g := d.groupByID(m.group); g != nil {
+		g.onFastMove(m)
+	}
+}
+
+// onLink routes a state the link watcher reported: to the port's group,
+// or, for an interface that is no port, to the guest port patterns.
 func (d *Daemon) onLink(st linkwatch.State) {
 	p, ok := d.ports[st.Name]
 	if !ok {
@@ -643,63 +443,25 @@ func (d *Daemon) onLink(st linkwatch.State) {
 			return
 		}
 		d.log.Info("guest port matched a pattern", "port", p.name, "group", p.group.cfg.Name, "match", p.pattern)
-		d.attach(p, st.Index)
+		p.group.attach(p, st.Index)
 		d.rewatch()
 		return
 	}
-	switch {
-	case !st.Exists && p.pattern != "":
+	if !st.Exists && p.pattern != "" {
 		// A pattern's port goes with its interface.
 		d.removeGuest(p)
 		d.log.Info("guest port gone with its interface", "port", p.name, "group", p.group.cfg.Name, "match", p.pattern)
 		d.rewatch()
 		return
-	case !st.Exists:
-		if p.ifindex != 0 {
-			d.log.Warn("port interface removed", "port", p.name, "group", p.group.cfg.Name)
-			// Forget its map entries and what was learned behind it; it
-			// is attached again if it comes back.
-			if err := d.dp.Detach(p.name, p.ifindex); err != nil {
-				d.log.Warn("clean up removed interface", "port", p.name, "err", err)
-			}
-		}
-		p.ifindex, p.err = 0, fmt.Errorf("interface not found")
-		d.syncProbes(p.group)
-	case st.Index != p.ifindex:
-		// New, or deleted and re-created with a new index.
-		if p.ifindex != 0 {
-			if err := d.dp.Detach(p.name, p.ifindex); err != nil {
-				d.log.Warn("clean up replaced interface", "port", p.name, "err", err)
-			}
-		}
-		d.attach(p, st.Index)
-		d.syncProbes(p.group)
 	}
-	if p.role != datapath.RoleUplink {
-		return
-	}
-	up := p.ifindex > 0 && st.Exists && st.AdminUp && st.Carrier
-	bounced := st.Exists && p.changes != 0 && st.CarrierChanges >= p.changes+2 && up
-	p.changes = st.CarrierChanges
-	dec, err := p.group.policy.SetCarrier(p.name, up, st.Seen)
-	if err != nil {
-		d.log.Error("policy", "group", p.group.cfg.Name, "uplink", p.name, "err", err)
-		return
-	}
-	d.log.Debug("link", "state", st.String())
-	d.applyFrom(p.group, dec, st.Seen, time.Time{}, st.Source)
-	if bounced && !dec.Changed && slices.Contains(p.group.polledSlots(), p.slot) {
-		// Down and up again between two looks: the policy has nothing to
-		// do, but the upstream port may have flushed the guests' MACs.
-		d.log.Warn("uplink bounced between two carrier checks; announcing its guests again",
-			"group", p.group.cfg.Name, "uplink", p.name, "carrier_changes", st.CarrierChanges)
-		if p.group.balanced() {
-			d.ann.slot(p.group, p.slot, "bounced")
-		} else {
-			d.announceSwitch(p.group, p, &control.FailoverEvent{Group: p.group.cfg.Name, From: p.name, To: p.name,
-				Reason: "carrier bounced", Detected: st.Seen, Switched: time.Now()})
-		}
-	}
+	p.group.onLink(p, st)
+}
+
+// policyEvent runs after every policy event of any group: the polled
+// uplinks and the hold timer's deadline span groups.
+func (d *Daemon) policyEvent() {
+	d.setPolled()
+	d.armHold()
 }
 
 // armHold sets the hold timer to the earliest pending deadline.
@@ -719,91 +481,7 @@ func (d *Daemon) armHold() {
 // onHold lets expired hold timers take effect.
 func (d *Daemon) onHold(now time.Time) {
 	for _, g := range d.groups {
-		d.applyFrom(g, g.policy.Advance(now), now, time.Time{}, "hold timer")
-	}
-}
-
-// apply carries out a policy decision: the active slot first, then the
-// announcements.
-func (d *Daemon) apply(g *group, dec failover.Decision, detected time.Time) {
-	d.applyFrom(g, dec, detected, time.Time{}, "")
-}
-
-// applyFrom is apply for a switch that may already have happened
-// (switched is when the kernel wrote the slot; zero: the daemon writes it
-// now), noticed by source.
-func (d *Daemon) applyFrom(g *group, dec failover.Decision, detected, switched time.Time, source string) {
-	d.updateFallback(g)
-	d.rebalance(g)
-	d.setPolled() // a balance group polls every carrying uplink: that set changes with no switch
-	d.armHold()
-	if !dec.Changed {
-		return
-	}
-	if err := d.dp.SetActive(g.id, dec.To); err != nil {
-		// The policy moved on but the data plane did not: say so loudly;
-		// the next event retries with a fresh decision.
-		d.log.Error("cannot write the active uplink", "group", g.cfg.Name, "err", err)
-		return
-	}
-	if switched.IsZero() {
-		switched = time.Now()
-	}
-	ev := &control.FailoverEvent{
-		Group:    g.cfg.Name,
-		From:     g.policy.UplinkName(dec.From),
-		To:       g.policy.UplinkName(dec.To),
-		Reason:   dec.Reason.String(),
-		Source:   source,
-		Detected: detected,
-		Switched: switched,
-		Latency:  switched.Sub(detected),
-	}
-	g.recent = append(g.recent, ev)
-	if len(g.recent) > maxRecent {
-		g.recent = g.recent[len(g.recent)-maxRecent:]
-	}
-	d.timeline.add(ev)
-	d.met.Switched(g.cfg.Name, ev.Source, detected, switched)
-	if g.byReason == nil {
-		g.byReason = map[string]int{}
-	}
-	g.byReason[ev.Reason]++
-	d.log.Info("active uplink changed", "group", g.cfg.Name, "from", ev.From, "to", ev.To,
-		"reason", ev.Reason, "source", ev.Source, "detect_to_switch", ev.Latency)
-	if dec.To == limits.NoSlot {
-		d.log.Warn("no usable uplink: guest traffic to the network is dropped until one returns", "group", g.cfg.Name)
-		return
-	}
-	if dec.Reason == failover.ReasonInitial || dec.Reason == failover.ReasonKept || g.balanced() {
-		// Nothing moved: the upstream already knows where the guests are
-		// (in a balance group the active uplink is only the designated
-		// one; rebalance announced the guests whose uplink changed).
-		return
-	}
-	d.announceSwitch(g, g.uplinks[dec.To], ev)
-}
-
-// announceSwitch announces an active-backup group's learned guests out
-// of up, its uplink after the switch ev, and records the outcome on ev
-// when the run ends. (A balance group's guests are announced each on its
-// own uplink: announcer.buckets, announcer.slot.)
-func (d *Daemon) announceSwitch(g *group, up *port, ev *control.FailoverEvent) {
-	d.ann.failover(g, up, ev.Switched, func(req announce.Request, res announce.Result) {
-		ev.AnnounceFirst, ev.AnnounceLast = res.First, res.Last
-		ev.AnnounceFrames, ev.AnnounceErrors = res.Frames, res.Errors
-		d.timeline.touch(ev)
-		d.log.Info("guests announced", "group", req.Group, "uplink", req.Ifname, "guests", len(req.Guests),
-			"frames", res.Frames, "rounds", res.Rounds, "errors", res.Errors, "canceled", res.Canceled,
-			"first_after_switch", res.First.Sub(ev.Switched))
-	})
-}
-
-// updateFallback tells the in-kernel hooks and the poll's fast path where
-// the group may go next.
-func (d *Daemon) updateFallback(g *group) {
-	if err := d.dp.SetFallback(g.id, g.policy.Fallback()); err != nil {
-		d.log.Warn("cannot update the in-kernel fallback order", "group", g.cfg.Name, "err", err)
+		g.onHold(now)
 	}
 }
 
@@ -825,72 +503,4 @@ func (d *Daemon) groupByName(name string) (*group, error) {
 		}
 	}
 	return nil, fmt.Errorf("group %q: %w", name, control.ErrNotFound)
-}
-
-// setActive is `uplinkctl set-active GROUP UPLINK`.
-func (d *Daemon) setActive(g *group, uplink string) error {
-	groupName := g.cfg.Name
-	now := time.Now()
-	dec, err := g.policy.SetManual(uplink, now)
-	switch {
-	case errors.Is(err, failover.ErrUnknownUplink):
-		return fmt.Errorf("group %s has no uplink %q: %w", groupName, uplink, control.ErrNotFound)
-	case errors.Is(err, failover.ErrNotUsable):
-		return fmt.Errorf("%w: %v", control.ErrRefused, err)
-	case err != nil:
-		return fmt.Errorf("%w: %v", control.ErrRefused, err)
-	}
-	d.log.Info("manual switch", "group", groupName, "uplink", uplink)
-	d.applyFrom(g, dec, now, time.Time{}, "operator")
-	return nil
-}
-
-// setUplink is `uplinkctl set-priority` and `uplinkctl set-state`: the
-// change applies at once, and moves traffic only if policy says so.
-func (d *Daemon) setUplink(g *group, uplink string, req control.SetUplinkRequest) error {
-	groupName := g.cfg.Name
-	var state failover.AdminState
-	var err error
-	if req.State != "" {
-		if state, err = failover.ParseAdminState(req.State); err != nil {
-			return fmt.Errorf("%w: %v", control.ErrRefused, err)
-		}
-	}
-	now := time.Now()
-	var decs []failover.Decision
-	if req.Priority != nil {
-		dec, err := g.policy.SetPriority(uplink, *req.Priority, now)
-		if err != nil {
-			return policyError(err)
-		}
-		d.log.Info("uplink priority changed", "group", groupName, "uplink", uplink, "priority", *req.Priority)
-		decs = append(decs, dec)
-	}
-	if req.State != "" {
-		dec, err := g.policy.SetState(uplink, state, now)
-		if err != nil {
-			return policyError(err)
-		}
-		d.log.Info("uplink admin state changed", "group", groupName, "uplink", uplink, "state", state)
-		decs = append(decs, dec)
-	}
-	for _, dec := range decs {
-		d.applyFrom(g, dec, now, time.Time{}, "operator")
-	}
-	return nil
-}
-
-// policyError maps the policy's errors to the control API's.
-func policyError(err error) error {
-	if errors.Is(err, failover.ErrUnknownUplink) {
-		return fmt.Errorf("%w: %v", control.ErrNotFound, err)
-	}
-	return fmt.Errorf("%w: %v", control.ErrRefused, err)
-}
-
-// clearManual is `uplinkctl set-active GROUP auto`.
-func (d *Daemon) clearManual(g *group) error {
-	now := time.Now()
-	d.applyFrom(g, g.policy.ClearManual(now), now, time.Time{}, "operator")
-	return nil
 }

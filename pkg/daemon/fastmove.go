@@ -5,7 +5,6 @@ import (
 	"slices"
 	"time"
 
-	"github.com/uplinkd/uplinkd/pkg/failover"
 	"github.com/uplinkd/uplinkd/pkg/limits"
 )
 
@@ -108,16 +107,4 @@ func (d *Daemon) onPolledCarrierLost(name string) {
 	case d.fastMoves <- fastMove{group: u.group, from: u.slot, to: to, at: at}:
 	default: // the carrier event that follows makes the daemon catch up
 	}
-}
-
-// onFastMove records a move the poll made, like a kernel switch.
-func (d *Daemon) onFastMove(m fastMove) {
-	g := d.groupByID(m.group)
-	if g == nil {
-		return
-	}
-	d.log.Info("poll moved the group off an uplink that lost carrier", "group", g.cfg.Name,
-		"from", g.policy.UplinkName(m.from), "to", g.policy.UplinkName(m.to))
-	dec := g.policy.DataPlaneLost(m.from, m.to, failover.ReasonCarrierLost, m.at)
-	d.applyFrom(g, dec, m.at, m.at, "poll")
 }

@@ -74,7 +74,7 @@ func (d *Daemon) applyConfig(cfg *config.Config) ([]string, error) {
 			}
 			note("group %s: failback %t, up_delay %s, down_delay %s", gc.Name, gc.Failback, gc.UpDelay, gc.DownDelay)
 			g.cfg.Failback, g.cfg.UpDelay, g.cfg.DownDelay = gc.Failback, gc.UpDelay, gc.DownDelay
-			d.applyFrom(g, dec, now, time.Time{}, "reload")
+			g.applyFrom(dec, now, time.Time{}, "reload")
 		}
 		if gc.Announce != old.Announce {
 			g.cfg.Announce = gc.Announce
@@ -98,7 +98,7 @@ func (d *Daemon) applyConfig(cfg *config.Config) ([]string, error) {
 		d.watch.SetPatterns(cfg.GuestPatterns()...)
 	}
 	for _, p := range d.matchExisting() {
-		d.attach(p, 0)
+		p.group.attach(p, 0)
 		note("group %s: guest port %s matched %s", p.group.cfg.Name, p.name, p.pattern)
 	}
 	d.rewatch()
@@ -173,7 +173,7 @@ func (d *Daemon) reloadRemove(g *group, cur config.Group, note func(string, ...a
 		if q, ok := now[name]; ok && reflect.DeepEqual(p, q) {
 			continue
 		}
-		if port, err := d.portOf(g, name, datapath.RoleGuest); err == nil {
+		if port, err := g.port(name, datapath.RoleGuest); err == nil {
 			d.removeGuest(port)
 		}
 		if _, ok := now[name]; !ok {
@@ -206,7 +206,7 @@ func (d *Daemon) reloadAdd(g *group, old, cur config.Group, note func(string, ..
 			}
 			note("group %s: uplink %s added (priority %d, %s)", g.cfg.Name, u.Name, u.Priority, u.State)
 		case old.Uplinks[i] != u:
-			if err := d.setUplink(g, u.Name, control.SetUplinkRequest{Priority: &prio, State: u.State}); err != nil {
+			if err := g.setUplink(u.Name, control.SetUplinkRequest{Priority: &prio, State: u.State}); err != nil {
 				return err
 			}
 			note("group %s: uplink %s priority %d, %s", g.cfg.Name, u.Name, u.Priority, u.State)
