@@ -60,11 +60,10 @@ type Daemon struct {
 	// view is what the loop publishes for the metrics scrape (view.go).
 	view atomic.Pointer[view]
 
-	// polled maps the polled uplinks (polledSlots) to their group and slot for
-	// the poll's fast path, which runs on its own thread, outside the loop.
-	polled    atomic.Pointer[map[string]polledUplink]
-	fastMoves chan fastMove
-	hold      *time.Timer // fires at the earliest hold-timer deadline (up/down delay)
+	// fast is the poll's fast path (fastmove.go): the polled uplinks it
+	// reads on its own thread, outside the loop, and the moves it made.
+	fast *pollFastPath
+	hold *time.Timer // fires at the earliest hold-timer deadline (up/down delay)
 }
 
 // New opens (or adopts) the data plane and attaches every configured port
@@ -101,16 +100,16 @@ func New(cfg *config.Config, log *slog.Logger) (*Daemon, error) {
 // newDaemon is a daemon over dp and h, not set up yet.
 func newDaemon(cfg *config.Config, log *slog.Logger, dp dataPlane, h host) *Daemon {
 	d := &Daemon{
-		cfg:       cfg,
-		log:       log,
-		dp:        dp,
-		host:      h,
-		started:   time.Now(),
-		ports:     map[string]*port{},
-		released:  map[string]int{},
-		fastMoves: make(chan fastMove, 64),
-		hold:      time.NewTimer(time.Hour),
-		calls:     newCallQueue(),
+		cfg:      cfg,
+		log:      log,
+		dp:       dp,
+		host:     h,
+		started:  time.Now(),
+		ports:    map[string]*port{},
+		released: map[string]int{},
+		fast:     newPollFastPath(dp, log),
+		hold:     time.NewTimer(time.Hour),
+		calls:    newCallQueue(),
 	}
 	d.hold.Stop() // armed by armHold when a hold timer runs
 	d.met = metrics.New(d.metricsSnapshot)
@@ -283,7 +282,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	d.watch = linkwatch.New(names, linkwatch.Options{
 		PollInterval:  d.cfg.CarrierPollInterval,
 		Patterns:      d.cfg.GuestPatterns(),
-		OnCarrierLost: d.onPolledCarrierLost,
+		OnCarrierLost: d.fast.carrierLost,
 	}, d.log)
 	d.setPolled()
 	d.tellWatcherPolled() // setPolled may have found the set unchanged
@@ -360,13 +359,13 @@ func (d *Daemon) Run(ctx context.Context) error {
 		case st := <-events:
 			// A move the poll made comes before the state it saw, so
 			// the move is recorded as the switch (at its own time).
-			for len(d.fastMoves) > 0 {
-				d.onFastMove(<-d.fastMoves)
+			for len(d.fast.moves) > 0 {
+				d.onFastMove(<-d.fast.moves)
 			}
 			d.onLink(st)
 		case ev := <-kernel:
 			d.onKernelSwitch(ev)
-		case m := <-d.fastMoves:
+		case m := <-d.fast.moves:
 			d.onFastMove(m)
 		case id := <-rebalanceDue:
 			d.onRebalanceTick(id)

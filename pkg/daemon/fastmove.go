@@ -1,8 +1,10 @@
 package daemon
 
 import (
+	"log/slog"
 	"maps"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/uplinkd/uplinkd/pkg/limits"
@@ -44,23 +46,86 @@ func (g *group) polledSlots() []limits.Slot {
 	return nil
 }
 
+// pollFastPath is the fast path's state: the polled uplinks, which the
+// event loop replaces whole (set) and the poll's thread reads
+// (carrierLost), and the moves the poll made, which the loop takes from
+// moves and records. Nothing else of the daemon is touched off the loop.
+type pollFastPath struct {
+	dp     dataPlane // MoveOff only
+	log    *slog.Logger
+	polled atomic.Pointer[map[string]polledUplink]
+	moves  chan fastMove
+}
+
+// maxFastMoves bounds the moves waiting for the loop; beyond it the
+// carrier event that follows a move makes the daemon catch up.
+const maxFastMoves = 64
+
+func newPollFastPath(dp dataPlane, log *slog.Logger) *pollFastPath {
+	return &pollFastPath{dp: dp, log: log, moves: make(chan fastMove, maxFastMoves)}
+}
+
+// set makes m the polled uplinks (by name); false when they were already.
+func (f *pollFastPath) set(m map[string]polledUplink) bool {
+	if old := f.polled.Load(); old != nil && maps.Equal(*old, m) {
+		return false
+	}
+	f.polled.Store(&m)
+	return true
+}
+
+// names are the polled uplinks' names, sorted; false before the first set.
+func (f *pollFastPath) names() ([]string, bool) {
+	m := f.polled.Load()
+	if m == nil {
+		return nil, false
+	}
+	return slices.Sorted(maps.Keys(*m)), true
+}
+
+// carrierLost runs on the poll's thread: it must not wait for the event
+// loop, nor touch the loop's state; it reads the polled uplinks, which
+// the loop replaces whole.
+func (f *pollFastPath) carrierLost(name string) {
+	m := f.polled.Load()
+	if m == nil {
+		return
+	}
+	u, ok := (*m)[name]
+	if !ok {
+		return
+	}
+	// to is NoSlot when the active slot stayed (a balance group's other
+	// uplink).
+	to, moved, err := f.dp.MoveOff(u.group, u.slot)
+	at := time.Now()
+	if err != nil {
+		f.log.Warn("poll: cannot move the group off the uplink that lost carrier; the daemon will", "uplink", name, "err", err)
+		return
+	}
+	if !moved {
+		return // a kernel path was first, or nowhere to go: the daemon decides
+	}
+	select {
+	case f.moves <- fastMove{group: u.group, from: u.slot, to: to, at: at}:
+	default: // the carrier event that follows makes the daemon catch up
+	}
+}
+
 // setPolled makes polledSlots' uplinks the polled ones, for the watcher
 // and for the fast path; it runs on every policy event, so an unchanged
 // set wakes nobody.
 func (d *Daemon) setPolled() {
-	m := d.polledUplinks()
-	if old := d.polled.Load(); old != nil && maps.Equal(*old, m) {
-		return
+	if d.fast.set(d.polledUplinks()) {
+		d.tellWatcherPolled()
 	}
-	d.polled.Store(&m)
-	d.tellWatcherPolled()
 }
 
 // tellWatcherPolled gives the watcher the polled uplinks' names (once it
 // exists: Run creates it after the groups' first decisions).
 func (d *Daemon) tellWatcherPolled() {
-	if m := d.polled.Load(); m != nil && d.watch != nil {
-		d.watch.SetPolled(slices.Sorted(maps.Keys(*m))...)
+	if names, ok := d.fast.names(); ok && d.watch != nil {
+		d.watch.SetPolled(names...)
 	}
 }
 
@@ -78,33 +143,4 @@ func (d *Daemon) polledUplinks() map[string]polledUplink {
 		}
 	}
 	return m
-}
-
-// onPolledCarrierLost runs on the poll's thread: it must not wait for the
-// event loop, nor touch the loop's state; it reads d.polled, which the
-// loop replaces whole.
-func (d *Daemon) onPolledCarrierLost(name string) {
-	m := d.polled.Load()
-	if m == nil {
-		return
-	}
-	u, ok := (*m)[name]
-	if !ok {
-		return
-	}
-	// to is NoSlot when the active slot stayed (a balance group's other
-	// uplink).
-	to, moved, err := d.dp.MoveOff(u.group, u.slot)
-	at := time.Now()
-	if err != nil {
-		d.log.Warn("poll: cannot move the group off the uplink that lost carrier; the daemon will", "uplink", name, "err", err)
-		return
-	}
-	if !moved {
-		return // a kernel path was first, or nowhere to go: the daemon decides
-	}
-	select {
-	case d.fastMoves <- fastMove{group: u.group, from: u.slot, to: to, at: at}:
-	default: // the carrier event that follows makes the daemon catch up
-	}
 }
