@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/uplinkd/uplinkd/test/testenv"
 )
 
 // backend is a stand-in for the daemon: the API layer is under test here,
@@ -141,9 +143,7 @@ func serve(t *testing.T, b *backend) string {
 }
 
 func TestAPI(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("the socket admits root only")
-	}
+	testenv.RequireRoot(t, "the socket admits root only")
 	testBackend := &backend{active: "eth1"}
 	path := serve(t, testBackend)
 	fi, err := os.Stat(path)
@@ -230,9 +230,7 @@ func TestNonRootRefused(t *testing.T) {
 		fmt.Println("client error:", err)
 		return
 	}
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to run a client as another user")
-	}
+	testenv.RequireRoot(t, "needs root to run a client as another user")
 	path := serve(t, &backend{active: "eth1"})
 	for _, p := range []string{filepath.Dir(filepath.Dir(path)), filepath.Dir(path)} {
 		if err := os.Chmod(p, 0o755); err != nil {

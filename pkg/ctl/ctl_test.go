@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/uplinkd/uplinkd/pkg/control"
 	"github.com/uplinkd/uplinkd/pkg/version"
+	"github.com/uplinkd/uplinkd/test/testenv"
 )
 
 func TestWriteStatus(t *testing.T) {
@@ -234,9 +234,7 @@ func (b *backend) Events(ctx context.Context, since uint64, wait time.Duration) 
 // serve runs a control server for b on a socket in a temporary directory.
 func serve(t *testing.T, b control.Backend) string {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("the control socket admits root only")
-	}
+	testenv.RequireRoot(t, "the control socket admits root only")
 	path := filepath.Join(t.TempDir(), "uplinkd.sock")
 	s, err := control.Listen(path, b, slog.New(slog.DiscardHandler))
 	if err != nil {

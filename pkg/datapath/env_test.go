@@ -1,25 +1,22 @@
 package datapath
 
 import (
-	"crypto/rand"
-	"encoding/binary"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"os"
-	"runtime"
 	"slices"
 	"testing"
 	"time"
-	"unsafe"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/uplinkd/uplinkd/test/testenv"
 )
 
 // testEnv is a network namespace of the test's own with veth pairs in it,
@@ -27,19 +24,15 @@ import (
 type testEnv struct {
 	t      testing.TB
 	ns     netns.NsHandle
-	nsName string
 	pinDir string
 	dp     *Datapath
-	links  map[string]*netlink.Veth
 	// peers names the veth peer of each interface veth made, by ifindex.
 	peers map[int]string
 }
 
 func requireRoot(t testing.TB) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: BPF programs, network namespaces")
-	}
+	testenv.RequireRoot(t, "needs root: BPF programs, network namespaces")
 }
 
 // newTestEnv enters a fresh namespace on this goroutine's thread until the
@@ -47,31 +40,8 @@ func requireRoot(t testing.TB) {
 func newTestEnv(t testing.TB) *testEnv {
 	t.Helper()
 	requireRoot(t)
-	suffix := make([]byte, 3)
-	_, _ = rand.Read(suffix)
-	env := &testEnv{t: t, nsName: "ulkdp" + hex.EncodeToString(suffix), links: map[string]*netlink.Veth{}, peers: map[int]string{}}
-
-	runtime.LockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		t.Fatal(err)
-	}
-	ns, err := netns.NewNamed(env.nsName) // also enters it
-	if err != nil {
-		runtime.UnlockOSThread()
-		t.Fatalf("create netns: %v", err)
-	}
-	env.ns = ns
-	t.Cleanup(func() {
-		if env.dp != nil {
-			env.dp.Close()
-		}
-		_ = netns.Set(orig)
-		orig.Close()
-		ns.Close()
-		_ = netns.DeleteNamed(env.nsName)
-		runtime.UnlockOSThread()
-	})
+	env := &testEnv{t: t, peers: map[int]string{}}
+	env.ns = testenv.EnterNetns(t, testenv.UniqueName("ulkdp")).Handle
 
 	// No IPv6 autoconfiguration chatter: every frame seen is the test's.
 	for _, f := range []string{"/proc/sys/net/ipv6/conf/default/disable_ipv6", "/proc/sys/net/ipv6/conf/all/disable_ipv6"} {
@@ -91,31 +61,20 @@ func newTestEnv(t testing.TB) *testEnv {
 		t.Fatalf("open datapath: %v", err)
 	}
 	env.dp = dp
+	t.Cleanup(func() { // tests may close it and open another
+		if env.dp != nil {
+			env.dp.Close()
+		}
+	})
 	return env
 }
 
 // veth creates name<->peer, both up, and returns the name's index.
 func (e *testEnv) veth(name, peer string) int {
 	e.t.Helper()
-	v := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: name}, PeerName: peer}
-	if err := netlink.LinkAdd(v); err != nil {
-		e.t.Fatalf("add veth %s: %v", name, err)
-	}
-	for _, n := range []string{name, peer} {
-		l, err := netlink.LinkByName(n)
-		if err != nil {
-			e.t.Fatal(err)
-		}
-		if err := netlink.LinkSetUp(l); err != nil {
-			e.t.Fatal(err)
-		}
-	}
-	l, err := netlink.LinkByName(name)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	e.peers[l.Attrs().Index] = peer
-	return l.Attrs().Index
+	index, _ := testenv.AddVeth(e.t, nil, testenv.Veth{Name: name, Peer: peer})
+	e.peers[index] = peer
+	return index
 }
 
 func (e *testEnv) ifindex(name string) int {
@@ -328,72 +287,29 @@ func tcIngressProgs(ifindex int) []ebpf.ProgramID {
 
 // capture receives the frames that arrive at an interface.
 type capture struct {
-	fd   int
+	*testenv.Capture
 	name string
 }
 
 func (e *testEnv) capture(name string) *capture {
 	e.t.Helper()
-	fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, int(htons(unix.ETH_P_ALL)))
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	if err := unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_ALL), Ifindex: e.ifindex(name)}); err != nil {
-		e.t.Fatal(err)
-	}
-	// The receiving veth moves a VLAN tag into metadata; ask for it back.
-	if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_AUXDATA, 1); err != nil {
-		e.t.Fatal(err)
-	}
-	c := &capture{fd: fd, name: name}
-	e.t.Cleanup(func() { unix.Close(fd) })
-	return c
+	return &capture{Capture: testenv.OpenCapture(e.t, e.ifindex(name), testenv.CaptureOptions{}), name: name}
 }
 
 // drain returns the frames carrying marker received so far, with any VLAN
 // tag the kernel moved into metadata put back in place.
 func (c *capture) drain(marker []byte) [][]byte {
 	var out [][]byte
-	buf := make([]byte, 2048)
-	oob := make([]byte, unix.CmsgSpace(int(unsafe.Sizeof(unix.TpacketAuxdata{}))))
 	for range 10000 {
-		n, oobn, _, from, err := unix.Recvmsg(c.fd, buf, oob, 0)
-		if err != nil {
+		f, err := c.Next()
+		if err != nil || f == nil {
 			break
 		}
-		if ll, ok := from.(*unix.SockaddrLinklayer); ok && ll.Pkttype == unix.PACKET_OUTGOING {
-			continue
+		if containsMarker(f, marker) {
+			out = append(out, f)
 		}
-		if !containsMarker(buf[:n], marker) {
-			continue
-		}
-		out = append(out, withTag(buf[:n], oob[:oobn]))
 	}
 	return out
-}
-
-func withTag(frame, oob []byte) []byte {
-	f := append([]byte(nil), frame...)
-	msgs, err := unix.ParseSocketControlMessage(oob)
-	if err != nil {
-		return f
-	}
-	for _, m := range msgs {
-		if m.Header.Level != unix.SOL_PACKET || m.Header.Type != unix.PACKET_AUXDATA || len(m.Data) < int(unsafe.Sizeof(unix.TpacketAuxdata{})) {
-			continue
-		}
-		aux := (*unix.TpacketAuxdata)(unsafe.Pointer(&m.Data[0]))
-		if aux.Status&unix.TP_STATUS_VLAN_VALID == 0 || len(f) < 12 {
-			continue
-		}
-		tpid := aux.Vlan_tpid
-		if aux.Status&unix.TP_STATUS_VLAN_TPID_VALID == 0 {
-			tpid = 0x8100
-		}
-		tag := []byte{byte(tpid >> 8), byte(tpid), byte(aux.Vlan_tci >> 8), byte(aux.Vlan_tci)}
-		f = append(f[:12:12], append(tag, f[12:]...)...)
-	}
-	return f
 }
 
 func containsMarker(frame, marker []byte) bool {
@@ -405,8 +321,4 @@ func containsMarker(frame, marker []byte) bool {
 	return false
 }
 
-func htons(v uint16) uint16 {
-	var b [2]byte
-	binary.BigEndian.PutUint16(b[:], v)
-	return binary.NativeEndian.Uint16(b[:])
-}
+func htons(v uint16) uint16 { return testenv.Htons(v) }

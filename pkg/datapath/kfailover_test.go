@@ -60,7 +60,7 @@ func TestCarrierAtRedirectLosesNothing(t *testing.T) {
 	caps := map[string]*capture{"u0p": tp.capture("u0p"), "u1p": tp.capture("u1p")}
 	for name, c := range caps {
 		// Room for the whole burst: the test reads after it.
-		if err := unix.SetsockoptInt(c.fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 32<<20); err != nil {
+		if err := unix.SetsockoptInt(c.FD(), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 32<<20); err != nil {
 			t.Fatalf("receive buffer of %s: %v", name, err)
 		}
 	}
@@ -135,7 +135,7 @@ func TestCarrierAtRedirectLosesNothing(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	for name, c := range caps {
-		if st, err := unix.GetsockoptTpacketStats(c.fd, unix.SOL_PACKET, unix.PACKET_STATISTICS); err == nil && st.Drops > 0 {
+		if st, err := unix.GetsockoptTpacketStats(c.FD(), unix.SOL_PACKET, unix.PACKET_STATISTICS); err == nil && st.Drops > 0 {
 			t.Fatalf("the capture on %s dropped %d frames: the count would prove nothing", name, st.Drops)
 		}
 	}

@@ -3,12 +3,8 @@ package linkwatch
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"log/slog"
-	"os"
-	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -17,11 +13,14 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/uplinkd/uplinkd/test/testenv"
 )
 
 // testNS is a named network namespace made for one test, with a sysfs
 // mounted from inside it (what `ip netns exec` does) and a netlink handle.
 type testNS struct {
+	env   *testenv.Netns
 	name  string
 	ns    netns.NsHandle
 	h     *netlink.Handle
@@ -30,84 +29,24 @@ type testNS struct {
 
 const testPrefix = "ulklw"
 
-func randSuffix(t *testing.T) string {
-	b := make([]byte, 3)
-	if _, err := rand.Read(b); err != nil {
-		t.Fatal(err)
-	}
-	return hex.EncodeToString(b)
-}
-
-func requireRoot(t *testing.T) {
+func requireRoot(t testing.TB) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root (network namespaces, veth, sysfs mounts)")
-	}
+	testenv.RequireRoot(t, "needs root (network namespaces, veth, sysfs mounts)")
 }
 
 // inNetns runs fn on an OS thread inside ns and brings the thread back.
-func inNetns(ns netns.NsHandle, fn func() error) error {
-	runtime.LockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		runtime.UnlockOSThread()
-		return fmt.Errorf("get current netns: %w", err)
-	}
-	defer orig.Close()
-	if err := netns.Set(ns); err != nil {
-		runtime.UnlockOSThread()
-		return fmt.Errorf("enter netns: %w", err)
-	}
-	fnErr := fn()
-	if err := netns.Set(orig); err != nil {
-		// The thread is stuck in ns: leave it locked so it dies with the goroutine.
-		return fmt.Errorf("return to original netns: %w", err)
-	}
-	runtime.UnlockOSThread()
-	return fnErr
-}
+func inNetns(ns netns.NsHandle, fn func() error) error { return testenv.Do(ns, fn) }
 
 func newTestNS(t *testing.T) *testNS {
 	t.Helper()
 	requireRoot(t)
-	name := testPrefix + randSuffix(t)
-	var ns netns.NsHandle
-	err := func() error {
-		runtime.LockOSThread()
-		defer runtime.UnlockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			return err
-		}
-		defer orig.Close()
-		ns, err = netns.NewNamed(name) // moves this thread into it
-		if err != nil {
-			return err
-		}
-		return netns.Set(orig)
-	}()
-	if err != nil {
-		t.Fatalf("create netns %s: %v", name, err)
-	}
-	tn := &testNS{name: name, ns: ns}
-	t.Cleanup(func() {
-		if tn.h != nil {
-			tn.h.Close()
-		}
-		ns.Close()
-		if err := netns.DeleteNamed(name); err != nil {
-			t.Errorf("delete netns %s: %v", name, err)
-		}
-	})
-
-	tn.h, err = netlink.NewHandleAt(ns, unix.NETLINK_ROUTE)
-	if err != nil {
-		t.Fatalf("netlink handle in %s: %v", name, err)
-	}
+	env := testenv.NewNetns(t, testenv.UniqueName(testPrefix))
+	tn := &testNS{env: env, name: env.Name, ns: env.Handle, h: env.Netlink}
+	name := env.Name
 
 	// sysfs shows the network namespace of whoever mounts it.
 	mnt := t.TempDir()
-	if err := inNetns(ns, func() error { return unix.Mount("sysfs", mnt, "sysfs", 0, "") }); err != nil {
+	if err := inNetns(tn.ns, func() error { return unix.Mount("sysfs", mnt, "sysfs", 0, "") }); err != nil {
 		t.Fatalf("mount sysfs for %s: %v", name, err)
 	}
 	t.Cleanup(func() {
@@ -134,13 +73,8 @@ func mustLink(t *testing.T, h *netlink.Handle, name string) netlink.Link {
 // addVeth creates a veth pair a/b (both up) and returns a's ifindex.
 func (tn *testNS) addVeth(t *testing.T, a, b string) int {
 	t.Helper()
-	v := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: a}, PeerName: b}
-	if err := tn.h.LinkAdd(v); err != nil {
-		t.Fatalf("add veth %s/%s: %v", a, b, err)
-	}
-	tn.setUp(t, b, true)
-	tn.setUp(t, a, true)
-	return mustLink(t, tn.h, a).Attrs().Index
+	index, _ := testenv.AddVeth(t, tn.env, testenv.Veth{Name: a, Peer: b})
+	return index
 }
 
 func (tn *testNS) setUp(t *testing.T, name string, up bool) {

@@ -297,7 +297,7 @@ func rusage(t *testing.T) time.Duration {
 // BenchmarkSysfsRead compares one pread of each polled attribute: carrier
 // takes the RTNL lock in the kernel, carrier_changes does not.
 func BenchmarkSysfsRead(b *testing.B) {
-	requireRoot(&testing.T{})
+	requireRoot(b)
 	name := "lo"
 	f := &sysfsFiles{}
 	if err := f.openAt(DefaultSysfsNetDir, name); err != nil {

@@ -3,35 +3,23 @@ package probe
 import (
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"net/netip"
-	"os"
-	"runtime"
 	"testing"
 	"time"
 
 	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
 
 	"github.com/uplinkd/uplinkd/pkg/failover"
+	"github.com/uplinkd/uplinkd/test/testenv"
 )
 
 // inFreshNetns locks the test to its thread inside a new namespace (name
-// prefix "ulkprb"), deleted when the test ends.
+// prefix "ulkprb"), deleted when the test ends. Everything that touches
+// interfaces must run on this goroutine (no t.Run).
 func inFreshNetns(t *testing.T) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: creates a network namespace and raw sockets")
-	}
-	// Never unlocked: the thread dies with the test goroutine. Everything
-	// that touches interfaces must run on this goroutine (no t.Run).
-	runtime.LockOSThread()
-	name := fmt.Sprintf("ulkprb%08x", rand.Uint32())
-	ns, err := netns.NewNamed(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ns.Close(); _ = netns.DeleteNamed(name) })
+	testenv.RequireRoot(t, "needs root: creates a network namespace and raw sockets")
+	testenv.EnterNetns(t, testenv.UniqueName("ulkprb"))
 }
 
 // TestProberFollowsThePath: a target that answers keeps the uplink ok;
@@ -40,22 +28,15 @@ func inFreshNetns(t *testing.T) {
 // once. Once over ARP, once over neighbour discovery, by the real kernel.
 func TestProberFollowsThePath(t *testing.T) {
 	inFreshNetns(t)
-	veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "ulkup"}, PeerName: "ulkgw"}
-	if err := netlink.LinkAdd(veth); err != nil {
+	testenv.AddVeth(t, nil, testenv.Veth{Name: "ulkup", Peer: "ulkgw"})
+	testenv.WaitUp(t, nil, "ulkup") // both ends up: carrier within a few ms
+	up, err := netlink.LinkByName("ulkup")
+	if err != nil {
 		t.Fatal(err)
 	}
-	up, _ := netlink.LinkByName("ulkup")
-	gw, _ := netlink.LinkByName("ulkgw")
-	for _, l := range []netlink.Link{up, gw} {
-		if err := netlink.LinkSetUp(l); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for range 100 { // both ends up: carrier within a few ms
-		if l, err := netlink.LinkByName("ulkup"); err == nil && l.Attrs().OperState == netlink.OperUp {
-			break
-		}
-		time.Sleep(10 * time.Millisecond)
+	gw, err := netlink.LinkByName("ulkgw")
+	if err != nil {
+		t.Fatal(err)
 	}
 	// No subtests: they run on other threads, outside this namespace.
 	for _, target := range []string{"10.99.0.1", "2001:db8::1"} {

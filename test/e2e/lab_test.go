@@ -15,7 +15,6 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -28,6 +27,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/uplinkd/uplinkd/pkg/control"
+	"github.com/uplinkd/uplinkd/test/testenv"
 )
 
 var (
@@ -66,14 +66,14 @@ type lab struct {
 	t      *testing.T
 	prefix string
 	ns     map[string]netns.NsHandle // "H", "U", "G0", "G1"
+	env    map[string]*testenv.Netns // the same namespaces
 	d      *daemon
 	macs   map[string]net.HardwareAddr // "G0", "G1", "br0"
 }
 
 func requireRoot(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("end-to-end tests need root (namespaces, BPF)")
-	}
+	t.Helper()
+	testenv.RequireRoot(t, "end-to-end tests need root (namespaces, BPF)")
 }
 
 type labOptions struct {
@@ -108,9 +108,9 @@ func newLab(t *testing.T, opts labOptions) *lab {
 		t:      t,
 		prefix: "ulke" + hex.EncodeToString(suffix),
 		ns:     map[string]netns.NsHandle{},
+		env:    map[string]*testenv.Netns{},
 		macs:   map[string]net.HardwareAddr{},
 	}
-	t.Cleanup(l.destroy)
 	nGuests := max(opts.guests, 2)
 	roles := []string{"H", "U"}
 	var vnets []string
@@ -182,39 +182,24 @@ func (l *lab) check(err error) {
 
 func (l *lab) nsName(role string) string { return l.prefix + strings.ToLower(role) }
 
+// newNS creates the role's namespace, deleted when the test ends.
 func (l *lab) newNS(role string) netns.NsHandle {
 	l.t.Helper()
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	orig, err := netns.Get()
-	l.check(err)
-	defer orig.Close()
-	ns, err := netns.NewNamed(l.nsName(role))
-	l.check(err)
-	l.check(netns.Set(orig))
-	return ns
+	n := testenv.NewNetns(l.t, l.nsName(role))
+	l.env[role] = n
+	return n.Handle
 }
 
 // in runs fn on a thread inside the role's namespace.
 func (l *lab) in(role string, fn func()) {
 	l.t.Helper()
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	orig, err := netns.Get()
-	l.check(err)
-	defer func() { _ = netns.Set(orig); orig.Close() }()
-	l.check(netns.Set(l.ns[role]))
-	fn()
+	testenv.In(l.t, l.ns[role], fn)
 }
 
-// veth creates a pair with one end in each namespace.
+// veth creates a pair with one end in each namespace, both left down.
 func (l *lab) veth(name, nsA, peer, nsB string) {
 	l.t.Helper()
-	l.in(nsA, func() {
-		v := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: name}, PeerName: peer,
-			PeerNamespace: netlink.NsFd(int(l.ns[nsB]))}
-		l.check(netlink.LinkAdd(v))
-	})
+	testenv.AddVeth(l.t, l.env[nsA], testenv.Veth{Name: name, Peer: peer, PeerNS: l.env[nsB], Down: true})
 }
 
 // uplinkPair creates uplink up in H (left down) and its peer in U, up on
@@ -277,13 +262,6 @@ func (l *lab) mac(name string) net.HardwareAddr {
 func (l *lab) macOf(role, name string) (mac net.HardwareAddr) {
 	l.in(role, func() { mac = l.mac(name) })
 	return mac
-}
-
-func (l *lab) destroy() {
-	for role, ns := range l.ns {
-		ns.Close()
-		_ = netns.DeleteNamed(l.nsName(role))
-	}
 }
 
 func (l *lab) startDaemon()                  { l.d.start() }

@@ -29,6 +29,8 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/uplinkd/uplinkd/test/testenv"
 )
 
 const (
@@ -72,18 +74,7 @@ func patternAt(offset int64, n int) []byte {
 // never unlocked, so it dies with the goroutine and no other goroutine
 // inherits the namespace. Sockets fn opens stay in ns whichever goroutine
 // uses them later.
-func goIn(ns netns.NsHandle, fn func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		if err := netns.Set(ns); err != nil {
-			errc <- fmt.Errorf("enter namespace: %w", err)
-			return
-		}
-		errc <- fn()
-	}()
-	return <-errc
-}
+func goIn(ns netns.NsHandle, fn func() error) error { return testenv.Go(ns, fn) }
 
 // --- offloads --------------------------------------------------------------
 

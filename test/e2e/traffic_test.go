@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"encoding/binary"
 	"errors"
 	"net"
 	"os"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/safchain/ethtool"
 	"github.com/uplinkd/uplinkd/test/bench/benchbpf"
+	"github.com/uplinkd/uplinkd/test/testenv"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
@@ -30,11 +30,7 @@ func testFrame(dst, src net.HardwareAddr, stream uint8) []byte {
 	return f
 }
 
-func htons(v uint16) uint16 {
-	var b [2]byte
-	binary.BigEndian.PutUint16(b[:], v)
-	return binary.NativeEndian.Uint16(b[:])
-}
+func htons(v uint16) uint16 { return testenv.Htons(v) }
 
 // packetSocket opens an AF_PACKET socket on ifname in the current thread's
 // namespace.
@@ -43,15 +39,7 @@ func packetSocket(ifname string, proto uint16) (int, error) {
 	if err != nil {
 		return -1, err
 	}
-	fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, int(htons(proto)))
-	if err != nil {
-		return -1, err
-	}
-	if err := unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: htons(proto), Ifindex: link.Attrs().Index}); err != nil {
-		unix.Close(fd)
-		return -1, err
-	}
-	return fd, nil
+	return testenv.PacketSocket(link.Attrs().Index, proto)
 }
 
 // sender sends one stream at a fixed rate from inside a namespace.

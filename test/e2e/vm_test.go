@@ -14,7 +14,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -23,6 +22,8 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+
+	"github.com/uplinkd/uplinkd/test/testenv"
 )
 
 // The VM's side of the exchange (test/vmguest) and the upstream host's.
@@ -520,22 +521,12 @@ func vmUDPPayload(buf []byte, seq uint64) {
 // vmDialIn connects from inside ns: the socket is made on a thread of its
 // own, never returned to the pool.
 func vmDialIn(ns netns.NsHandle, network, addr string, timeout time.Duration) (net.Conn, error) {
-	type dialed struct {
-		c   net.Conn
-		err error
-	}
-	ch := make(chan dialed, 1)
-	go func() {
-		runtime.LockOSThread() // not unlocked: the thread ends with the goroutine
-		if err := netns.Set(ns); err != nil {
-			ch <- dialed{nil, err}
-			return
-		}
-		c, err := net.DialTimeout(network, addr, timeout)
-		ch <- dialed{c, err}
-	}()
-	d := <-ch
-	return d.c, d.err
+	var c net.Conn
+	err := testenv.Go(ns, func() (err error) {
+		c, err = net.DialTimeout(network, addr, timeout)
+		return err
+	})
+	return c, err
 }
 
 // vmHostTCPSend sends vmTCPBytes pseudo-random bytes to the VM and waits for

@@ -2,8 +2,9 @@ package liveframes
 
 import (
 	"errors"
-	"os"
 	"testing"
+
+	"github.com/uplinkd/uplinkd/test/testenv"
 )
 
 func TestDisableEnvForcesRefusal(t *testing.T) {
@@ -14,9 +15,7 @@ func TestDisableEnvForcesRefusal(t *testing.T) {
 }
 
 func TestAvailableAnswersOnce(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: loads a BPF program")
-	}
+	testenv.RequireRoot(t, "needs root: loads a BPF program")
 	first := Available()
 	if first != nil && !errors.Is(first, ErrRefused) {
 		t.Fatalf("Available: %v does not wrap ErrRefused", first)

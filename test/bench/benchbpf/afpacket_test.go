@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
+	"github.com/uplinkd/uplinkd/test/testenv"
 )
 
 // genOutput is what bench_gen makes of t's frame for sequence numbers
@@ -83,46 +83,28 @@ func TestStamperIsBenchGen(t *testing.T) {
 // capture reads the frames arriving at ifindex (an AF_PACKET socket on
 // it; no XDP there, so they go up the stack) until want have come or a
 // second passes without one.
-type capture struct{ fd int }
+type capture struct{ *testenv.Capture }
 
 func newCapture(t *testing.T, ifindex int) *capture {
 	t.Helper()
-	proto := int(htons(EtherType))
-	fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, proto)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { unix.Close(fd) })
-	if err := unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: htons(EtherType), Ifindex: ifindex}); err != nil {
-		t.Fatal(err)
-	}
-	if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &unix.Timeval{Sec: 1}); err != nil {
-		t.Fatal(err)
-	}
-	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, 8<<20); err != nil {
-		t.Fatal(err)
-	}
-	return &capture{fd: fd}
+	return &capture{testenv.OpenCapture(t, ifindex, testenv.CaptureOptions{Proto: EtherType, Timeout: time.Second, RcvBuf: 8 << 20})}
 }
 
 func (c *capture) read(t *testing.T, want int) [][]byte {
 	t.Helper()
 	var out [][]byte
-	buf := make([]byte, 2048)
 	for len(out) < want {
-		n, _, err := unix.Recvfrom(c.fd, buf, 0)
-		if errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EINTR) {
-			break
-		}
+		f, err := c.Next()
 		if err != nil {
 			t.Fatal(err)
 		}
-		out = append(out, append([]byte(nil), buf[:n]...))
+		if f == nil {
+			break
+		}
+		out = append(out, f)
 	}
 	return out
 }
-
-func htons(v uint16) uint16 { return v<<8 | v>>8 }
 
 // TestPacketSenderFrames: what afpacket puts on the wire, read at the
 // veth's far end, is what bench_gen makes, and a second Send carries on

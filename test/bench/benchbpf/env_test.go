@@ -1,25 +1,21 @@
 package benchbpf
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"math/bits"
 	"net"
-	"os"
-	"runtime"
 	"testing"
 	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+
+	"github.com/uplinkd/uplinkd/test/testenv"
 )
 
 func requireRoot(t *testing.T) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: BPF programs, network namespaces")
-	}
+	testenv.RequireRoot(t, "needs root: BPF programs, network namespaces")
 }
 
 // enterNewNS puts the test's goroutine, locked to its thread, into a fresh
@@ -28,29 +24,7 @@ func requireRoot(t *testing.T) {
 func enterNewNS(t *testing.T) netns.NsHandle {
 	t.Helper()
 	requireRoot(t)
-	suffix := make([]byte, 3)
-	_, _ = rand.Read(suffix)
-	name := "ulkbb" + hex.EncodeToString(suffix)
-
-	runtime.LockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		runtime.UnlockOSThread()
-		t.Fatal(err)
-	}
-	ns, err := netns.NewNamed(name) // also enters it
-	if err != nil {
-		orig.Close()
-		runtime.UnlockOSThread()
-		t.Fatalf("create netns: %v", err)
-	}
-	t.Cleanup(func() {
-		_ = netns.Set(orig)
-		orig.Close()
-		ns.Close()
-		_ = netns.DeleteNamed(name)
-		runtime.UnlockOSThread()
-	})
+	ns := testenv.EnterNetns(t, testenv.UniqueName("ulkbb")).Handle
 	lo, err := netlink.LinkByName("lo")
 	if err != nil {
 		t.Fatal(err)
@@ -64,22 +38,7 @@ func enterNewNS(t *testing.T) netns.NsHandle {
 // enter locks the calling goroutine (a subtest) into ns until it ends.
 func enter(t *testing.T, ns netns.NsHandle) {
 	t.Helper()
-	runtime.LockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		runtime.UnlockOSThread()
-		t.Fatal(err)
-	}
-	if err := netns.Set(ns); err != nil {
-		orig.Close()
-		runtime.UnlockOSThread()
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = netns.Set(orig)
-		orig.Close()
-		runtime.UnlockOSThread()
-	})
+	testenv.Enter(t, ns)
 }
 
 // veth creates name<->peer in the current namespace, both up, and returns
@@ -92,45 +51,14 @@ func veth(t *testing.T, name, peer string) (int, int) {
 // vethQueues is veth with queues transmit and receive queues on each end.
 func vethQueues(t *testing.T, name, peer string, queues int) (int, int) {
 	t.Helper()
-	v := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: name, NumTxQueues: queues, NumRxQueues: queues},
-		PeerName: peer, PeerNumTxQueues: uint32(queues), PeerNumRxQueues: uint32(queues)}
-	if err := netlink.LinkAdd(v); err != nil {
-		t.Fatalf("add veth %s: %v", name, err)
-	}
-	var idx [2]int
-	for i, n := range []string{name, peer} {
-		l, err := netlink.LinkByName(n)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := netlink.LinkSetUp(l); err != nil {
-			t.Fatal(err)
-		}
-		idx[i] = l.Attrs().Index
-	}
-	return idx[0], idx[1]
+	return testenv.AddVeth(t, nil, testenv.Veth{Name: name, Peer: peer, Queues: queues})
 }
 
 // waitUp waits until every named link reports operstate up: a veth drops
 // what is sent before its peer is up.
 func waitUp(t *testing.T, names ...string) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for _, n := range names {
-		for {
-			l, err := netlink.LinkByName(n)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if l.Attrs().OperState == netlink.OperUp {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s not up after 5s (operstate %s)", n, l.Attrs().OperState)
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
-	}
+	testenv.WaitUp(t, nil, names...)
 }
 
 func loIndex(t *testing.T) int {

@@ -2,7 +2,6 @@ package harness
 
 import (
 	"context"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -10,6 +9,7 @@ import (
 	"time"
 
 	"github.com/uplinkd/uplinkd/test/bench/report"
+	"github.com/uplinkd/uplinkd/test/testenv"
 )
 
 func TestParseSNMP(t *testing.T) {
@@ -114,9 +114,7 @@ func TestStreamGaps(t *testing.T) {
 // arrives without checksum errors, and a cut of its only uplink shows
 // as a gap at least as long as the cut in a connection that survives.
 func TestSocketTrafficOnBridge(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: namespaces")
-	}
+	testenv.RequireRoot(t, "needs root: namespaces")
 	if testing.Short() {
 		t.Skip("runs about 12 s of traffic")
 	}

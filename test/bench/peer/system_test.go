@@ -20,6 +20,8 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/uplinkd/uplinkd/test/testenv"
 )
 
 // testbed is a miniature of the harness's topology:
@@ -42,9 +44,7 @@ const (
 
 func requireRoot(t *testing.T) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root (network namespaces)")
-	}
+	testenv.RequireRoot(t, "needs root (network namespaces)")
 }
 
 func newTestbed(t *testing.T, taps bool) *testbed {
@@ -58,8 +58,7 @@ func newTestbed(t *testing.T, taps bool) *testbed {
 		nss = append(nss, tb.U)
 	}
 	for _, ns := range nss {
-		sh(t, "ip", "netns", "add", ns)
-		t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", ns).Run() })
+		testenv.NewNetns(t, ns)
 		// No IPv6 chatter: the pings below are the only traffic.
 		sh(t, "ip", "netns", "exec", ns, "sysctl", "-q", "-w", "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1")
 		sh(t, "ip", "-n", ns, "link", "set", "lo", "up")

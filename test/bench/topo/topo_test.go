@@ -5,12 +5,12 @@ import (
 	"testing"
 
 	"github.com/vishvananda/netlink"
+
+	"github.com/uplinkd/uplinkd/test/testenv"
 )
 
 func TestBuildAndDestroy(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root")
-	}
+	testenv.RequireRoot(t, "needs root")
 	for _, kind := range []Kind{Veth, Tap} {
 		tp, err := Build(Options{Prefix: "ulktp", Uplinks: 3, Kind: kind})
 		if err != nil {
