@@ -71,10 +71,11 @@ static __always_inline int parse_ethhdr(struct hdr_cursor *nh, void *data_end,
 
 /* parse_ethhdr_vlan is parse_ethhdr followed by at most one 802.1Q tag:
  * it returns the ethertype after the tag (network order), or -1 when the
- * frame is shorter than the headers it claims, and fills *tag. With tag_in_meta (the kernel has already moved the
- * outer tag into skb metadata) it reads no tag: an 802.1Q ethertype in
- * the frame is then the inner one of two, payload to the caller. An
- * 802.1ad (S-) tag is payload too. */
+ * frame is shorter than the headers it claims (a tag read here followed
+ * by a cut second one included), and fills *tag. With tag_in_meta (the
+ * kernel has already moved the outer tag into skb metadata) it reads no
+ * tag: an 802.1Q ethertype in the frame is then the inner one of two,
+ * payload to the caller. An 802.1ad (S-) tag is payload too. */
 static __always_inline int parse_ethhdr_vlan(struct hdr_cursor *nh, void *data_end,
 					     struct ethhdr **ethhdr, struct vlan_tag *tag,
 					     int tag_in_meta)
@@ -91,7 +92,13 @@ static __always_inline int parse_ethhdr_vlan(struct hdr_cursor *nh, void *data_e
 	nh->pos = vlh + 1;
 	tag->vid = bpf_ntohs(vlh->h_vlan_TCI) & VLAN_VID_MASK;
 	tag->tagged = 1;
-	return vlh->h_vlan_encapsulated_proto;
+	proto = vlh->h_vlan_encapsulated_proto;
+	/* A second tag behind it (QinQ) must be whole: taking the outer tag
+	 * off (bpf_skb_vlan_pop) reads it too. */
+	if ((proto == bpf_htons(ETH_P_8021Q) || proto == bpf_htons(ETH_P_8021AD)) &&
+	    (void *)(vlh + 2) > data_end)
+		return -1;
+	return proto;
 }
 
 /* parse_iphdr points *iphdr at the IPv4 header at the cursor and returns

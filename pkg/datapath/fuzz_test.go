@@ -26,6 +26,9 @@ func goParse(f []byte) (malformed bool, src [6]byte, vlan uint16) {
 		}
 		vlan = binary.BigEndian.Uint16(f[14:16]) & 0x0fff
 		proto, l3 = binary.BigEndian.Uint16(f[16:18]), 18
+		if (proto == 0x8100 || proto == 0x88a8) && len(f) < 22 {
+			return true, src, vlan // a cut second tag
+		}
 	}
 	return len(f) < l3+l3Need(proto), src, vlan
 }
