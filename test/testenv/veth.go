@@ -6,6 +6,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 )
 
 // Veth describes a veth pair for AddVeth.
@@ -95,7 +96,7 @@ func handle(t testing.TB, in *Netns) *netlink.Handle {
 	if cur.Equal(initialNS) {
 		t.Fatal("testenv: links are made in a namespace of the test's own, not the host's")
 	}
-	h, err := netlink.NewHandleAt(cur)
+	h, err := netlink.NewHandleAt(cur, unix.NETLINK_ROUTE)
 	if err != nil {
 		t.Fatalf("netlink handle: %v", err)
 	}

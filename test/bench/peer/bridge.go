@@ -217,7 +217,7 @@ func nsHandle(name string) (*netlink.Handle, error) {
 		return nil, fmt.Errorf("namespace %s: %w", name, err)
 	}
 	defer ns.Close()
-	h, err := netlink.NewHandleAt(ns)
+	h, err := netlink.NewHandleAt(ns, unix.NETLINK_ROUTE)
 	if err != nil {
 		return nil, fmt.Errorf("netlink in %s: %w", name, err)
 	}
