@@ -8,11 +8,14 @@ package config
 
 import (
 	"bytes"
+	"crypto/sha256"
 	_ "embed"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/netip"
 	"os"
 	"path"
@@ -68,6 +71,9 @@ const (
 	MaxPriority            = 65535
 	MaxVLAN                = 4094
 	MaxIfNameLen           = 15 // IFNAMSIZ - 1
+	// A host port's MTU: IPv4's minimum up to a veth's largest.
+	MinMTU = 68
+	MaxMTU = 65535
 
 	// maxFileSize bounds what Load reads; a real config is a few KiB.
 	maxFileSize = 1 << 20
@@ -147,6 +153,8 @@ type Group struct {
 	// Probe checks the path behind every uplink; nil: carrier only.
 	Probe      *Probe
 	GuestPorts []GuestPort
+	// HostPorts are the host's own interfaces on the switch.
+	HostPorts []HostPort
 	// Uplinks are in configuration order; an uplink's index is its slot.
 	Uplinks []Uplink
 }
@@ -215,6 +223,11 @@ func (c *Config) ProfileFor(ifname string) (group string, profile GuestPort, ok 
 				return "", GuestPort{}, false
 			}
 		}
+		for _, p := range g.HostPorts {
+			if p.Name == ifname || p.SwitchEnd == ifname {
+				return "", GuestPort{}, false
+			}
+		}
 	}
 	for _, g := range c.Groups {
 		for _, p := range g.GuestPorts {
@@ -245,6 +258,57 @@ func (g Group) Patterns() []string {
 		}
 	}
 	return out
+}
+
+// HostPort is an interface of the host's own network stack on the
+// switch: a veth pair whose end Name the host uses (the operator gives it
+// its addresses) and whose end SwitchEnd is a port of the switch, like a
+// guest port (an access port when VLAN is set, else untagged and tagged
+// frames pass). uplinkd creates the pair when it is missing, with MAC and
+// MTU (0: the kernel's default), and never deletes it.
+type HostPort struct {
+	Name      string
+	SwitchEnd string // SwitchEnd(Name)
+	VLAN      uint16
+	// MAC is the configured address, or DeriveMAC's: stable across
+	// restarts and reboots, so DHCP leases and upstream tables stay valid.
+	MAC net.HardwareAddr
+	MTU int
+}
+
+// SwitchEnd names the switch's end of host port name's veth pair:
+// name + "-sw" when that fits an interface name (name up to 12 bytes),
+// else the first 8 bytes of name, "-" and 6 hex digits of a hash of the
+// whole name (15 bytes), so two long names that share a start differ.
+func SwitchEnd(name string) string {
+	if len(name)+3 <= MaxIfNameLen {
+		return name + "-sw"
+	}
+	sum := sha256.Sum256([]byte(name))
+	return name[:8] + "-" + hex.EncodeToString(sum[:3])
+}
+
+// DeriveMAC is a host port's MAC when none is configured: from a hash of
+// the group's and the port's names, locally administered and unicast.
+func DeriveMAC(group, name string) net.HardwareAddr {
+	sum := sha256.Sum256([]byte("uplinkd host port\x00" + group + "\x00" + name))
+	mac := net.HardwareAddr(sum[:6:6])
+	mac[0] = mac[0]&^0x01 | 0x02
+	return mac
+}
+
+// parseHostMAC accepts a unicast Ethernet address other than zero.
+func parseHostMAC(s string) (net.HardwareAddr, error) {
+	mac, err := net.ParseMAC(s)
+	switch {
+	case err != nil || len(mac) != 6:
+		return nil, fmt.Errorf("%q is not an Ethernet address (aa:bb:cc:dd:ee:ff)", s)
+	case mac[0]&1 != 0:
+		return nil, fmt.Errorf("%s is a multicast address; a port needs a unicast one", mac)
+	case bytes.Equal(mac, make([]byte, 6)):
+		return nil, fmt.Errorf("%s is the zero address", mac)
+	}
+	return mac, nil
 }
 
 // Uplink is one uplink interface of a group.

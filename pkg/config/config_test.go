@@ -410,7 +410,7 @@ func TestParseBad(t *testing.T) {
 		{"201 guest ports", manyGroups(1, 201), []string{"groups[0].guest_ports: at most 200 guest ports are allowed per group, got 201"}},
 		{"65 groups", manyGroups(65, 0), []string{"groups: at most 64 groups are allowed, got 65"}},
 		{"1211 interfaces", manyGroups(6, 200) + "  - name: extra\n    uplinks: [{name: e1}, {name: e2}, {name: e3}, {name: e4}, {name: e5}]\n",
-			[]string{"groups: at most 1024 interfaces (guest ports and uplinks of all groups) are allowed, got 1211"}},
+			[]string{"groups: at most 1024 interfaces (guest ports, host ports and uplinks of all groups) are allowed, got 1211"}},
 
 		{"uplink without name", "groups:\n  - name: a\n    uplinks: [{priority: 1}]\n", []string{"groups[0].uplinks[0].name: interface name is required"}},
 		{"interface name too long", "groups:\n  - name: a\n    uplinks: [{name: abcdefghijklmnop}]\n", []string{`groups[0].uplinks[0].name: interface name "abcdefghijklmnop" is longer than 15 bytes`}},

@@ -42,7 +42,15 @@ type fileGroup struct {
 	Announce   *fileAnnounce   `yaml:"announce"`
 	Probe      *fileProbe      `yaml:"probe"`
 	GuestPorts []fileGuestPort `yaml:"guest_ports"`
+	HostPorts  []fileHostPort  `yaml:"host_ports"`
 	Uplinks    []fileUplink    `yaml:"uplinks"`
+}
+
+type fileHostPort struct {
+	Name string   `yaml:"name"`
+	VLAN *fileInt `yaml:"vlan"`
+	MAC  *string  `yaml:"mac"`
+	MTU  *fileInt `yaml:"mtu"`
 }
 
 // fileGuestPort is a name (a trunk: tags pass) or {name, vlan} (an access
@@ -393,6 +401,37 @@ func (raw *fileConfig) validate() (*Config, error) {
 			g.GuestPorts = append(g.GuestPorts, port)
 		}
 
+		for j, rh := range rg.HostPorts {
+			hp := fmt.Sprintf("%s.host_ports[%d]", gp, j)
+			port := HostPort{Name: rh.Name}
+			if err := CheckIfName(rh.Name); err != nil {
+				v.errorf(hp+".name", "%v", err)
+			} else {
+				useInterface(hp+".name", rh.Name)
+				port.SwitchEnd = SwitchEnd(rh.Name)
+				useInterface(hp+".name (its switch end)", port.SwitchEnd)
+			}
+			if rh.VLAN != nil {
+				port.VLAN = uint16(v.intRange(hp+".vlan", rh.VLAN, 0, 1, MaxVLAN))
+			}
+			if rh.MTU != nil {
+				port.MTU = v.intRange(hp+".mtu", rh.MTU, 0, MinMTU, MaxMTU)
+			}
+			if rh.MAC != nil {
+				mac, err := parseHostMAC(*rh.MAC)
+				if err != nil {
+					v.errorf(hp+".mac", "%v", err)
+				}
+				port.MAC = mac
+			} else {
+				port.MAC = DeriveMAC(rg.Name, rh.Name)
+			}
+			g.HostPorts = append(g.HostPorts, port)
+		}
+		if n := len(rg.GuestPorts) + len(rg.HostPorts); len(rg.HostPorts) > 0 && n > limits.MaxGuestPorts && len(rg.GuestPorts) <= limits.MaxGuestPorts {
+			v.errorf(gp+".host_ports", "guest ports and host ports: at most %d are allowed per group, got %d", limits.MaxGuestPorts, n)
+		}
+
 		switch n := len(rg.Uplinks); {
 		case n == 0:
 			v.errorf(gp+".uplinks", "at least one uplink is required")
@@ -408,11 +447,11 @@ func (raw *fileConfig) validate() (*Config, error) {
 				State:    v.oneOf(up+".state", ru.State, DefaultUplinkState, UplinkStates),
 			})
 		}
-		total += len(rg.GuestPorts) + len(rg.Uplinks)
+		total += len(rg.GuestPorts) + len(rg.HostPorts) + len(rg.Uplinks)
 		cfg.Groups = append(cfg.Groups, g)
 	}
 	if total > limits.MaxPorts {
-		v.errorf("groups", "at most %d interfaces (guest ports and uplinks of all groups) are allowed, got %d", limits.MaxPorts, total)
+		v.errorf("groups", "at most %d interfaces (guest ports, host ports and uplinks of all groups) are allowed, got %d", limits.MaxPorts, total)
 	}
 
 	if len(v.errs) > 0 {

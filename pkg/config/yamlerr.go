@@ -31,7 +31,7 @@ var (
 // hints, keyed by the type name the yaml package prints.
 var knownFields = func() map[string][]string {
 	m := map[string][]string{}
-	for _, v := range []any{fileConfig{}, fileGroup{}, fileAnnounce{}, fileUplink{}} {
+	for _, v := range []any{fileConfig{}, fileGroup{}, fileAnnounce{}, fileUplink{}, fileHostPort{}} {
 		t := reflect.TypeOf(v)
 		var keys []string
 		for i := range t.NumField() {

@@ -152,6 +152,9 @@ func (d *Daemon) setup() error {
 		}
 		d.groups = append(d.groups, g)
 	}
+	if err := d.ensureHostPorts(); err != nil {
+		return err
+	}
 	// Interfaces a pattern matches now are ports from the start, so a
 	// restarted daemon keeps them attached instead of detaching them.
 	d.matchExisting()
@@ -162,6 +165,34 @@ func (d *Daemon) setup() error {
 			g.attach(p, 0)
 		}
 		g.syncProbes()
+	}
+	return nil
+}
+
+// ensureHostPorts creates or adopts every host port's veth pair and makes
+// its switch end a guest port (attached with the others). An interface
+// in the way is an error naming the field: uplinkd does not start with
+// the host's own traffic nowhere to go.
+func (d *Daemon) ensureHostPorts() error {
+	for i, g := range d.groups {
+		for j, hp := range g.cfg.HostPorts {
+			res, err := d.host.EnsureHostPort(hp)
+			if err != nil {
+				return fmt.Errorf("groups[%d].host_ports[%d]: %w", i, j, err)
+			}
+			how := "adopted"
+			if res.Created {
+				how = "created"
+			}
+			d.log.Info("host port "+how, "group", g.cfg.Name, "host_port", hp.Name, "switch_end", hp.SwitchEnd,
+				"ifindex", res.HostIndex, "vlan", hp.VLAN)
+			for _, diff := range res.Differs {
+				d.log.Warn("host port adopted as it is, unlike its configuration (recreate it to apply)",
+					"group", g.cfg.Name, "host_port", hp.Name, "configured", diff)
+			}
+			p := d.addGuest(g, config.GuestPort{Name: hp.SwitchEnd, VLAN: hp.VLAN, MaxMACs: config.DefaultMaxMACs})
+			p.hostEnd = hp.Name
+		}
 	}
 	return nil
 }

@@ -7,7 +7,9 @@ import (
 
 	"github.com/uplinkd/uplinkd/pkg/announce"
 	"github.com/uplinkd/uplinkd/pkg/balance"
+	"github.com/uplinkd/uplinkd/pkg/config"
 	"github.com/uplinkd/uplinkd/pkg/datapath"
+	"github.com/uplinkd/uplinkd/pkg/hostport"
 	"github.com/uplinkd/uplinkd/pkg/limits"
 	"github.com/uplinkd/uplinkd/pkg/linkwatch"
 )
@@ -64,6 +66,9 @@ type host interface {
 	LinkList() ([]netlink.Link, error)
 	// LinkState is an interface's state now (linkwatch.Current).
 	LinkState(name string) (linkwatch.State, error)
+	// EnsureHostPort creates or adopts a host port's veth pair
+	// (hostport.Ensure).
+	EnsureHostPort(hp config.HostPort) (hostport.Result, error)
 }
 
 // netlinkHost is the host through netlink, in the daemon's network
@@ -75,4 +80,7 @@ func (netlinkHost) LinkByIndex(index int) (netlink.Link, error)  { return netlin
 func (netlinkHost) LinkList() ([]netlink.Link, error)            { return netlink.LinkList() }
 func (netlinkHost) LinkState(name string) (linkwatch.State, error) {
 	return linkwatch.Current(name)
+}
+func (netlinkHost) EnsureHostPort(hp config.HostPort) (hostport.Result, error) {
+	return hostport.Ensure(hp)
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/uplinkd/uplinkd/pkg/balance"
 	"github.com/uplinkd/uplinkd/pkg/config"
 	"github.com/uplinkd/uplinkd/pkg/datapath"
+	"github.com/uplinkd/uplinkd/pkg/hostport"
 	"github.com/uplinkd/uplinkd/pkg/limits"
 	"github.com/uplinkd/uplinkd/pkg/linkwatch"
 )
@@ -181,6 +182,23 @@ func (h *fakeHost) LinkList() ([]netlink.Link, error) {
 
 func (h *fakeHost) LinkState(name string) (linkwatch.State, error) {
 	return h.state(name, linkwatch.SourceList, time.Now()), nil
+}
+
+// EnsureHostPort adds the pair's two ends (up) unless the host's end
+// exists; an interface named like the switch end, or a host end without
+// it, is refused as hostport.Ensure refuses it.
+func (h *fakeHost) EnsureHostPort(hp config.HostPort) (hostport.Result, error) {
+	host, hasHost := h.links[hp.Name]
+	sw, hasSwitch := h.links[hp.SwitchEnd]
+	switch {
+	case hasHost && hasSwitch:
+		return hostport.Result{HostIndex: host.index, SwitchIndex: sw.index}, nil
+	case hasHost, hasSwitch:
+		return hostport.Result{}, fmt.Errorf("host port %s: not a veth pair of %s and %s", hp.Name, hp.Name, hp.SwitchEnd)
+	}
+	h.links[hp.Name] = &fakeLink{index: 100 + len(h.links), up: true, changes: 1}
+	h.links[hp.SwitchEnd] = &fakeLink{index: 100 + len(h.links), up: true, changes: 1}
+	return hostport.Result{Created: true, HostIndex: h.links[hp.Name].index, SwitchIndex: h.links[hp.SwitchEnd].index}, nil
 }
 
 // state is name's state as a watcher reports it.

@@ -91,6 +91,9 @@ type port struct {
 	// pattern is the guest port pattern that made this port ("" for a
 	// named or added one): the port goes when its interface does.
 	pattern string
+	// hostEnd is the host's end of a host port's veth pair, this port
+	// being its switch end ("" for any other port).
+	hostEnd string
 	// changes is the last carrier_changes seen, to spot a flap that
 	// happened between two polls.
 	changes uint32

@@ -150,6 +150,9 @@ func restartOnly(a, b *config.Config) []string {
 			if ga.Rebalance != gb.Rebalance {
 				out = append(out, fmt.Sprintf("group %s: rebalance", ga.Name))
 			}
+			if !reflect.DeepEqual(ga.HostPorts, gb.HostPorts) {
+				out = append(out, fmt.Sprintf("group %s: host_ports", ga.Name))
+			}
 		}
 	}
 	return out

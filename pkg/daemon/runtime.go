@@ -26,6 +26,13 @@ func (d *Daemon) checkNewPort(name string) error {
 	if p, used := d.ports[name]; used {
 		return fmt.Errorf("%w: %s is already a %s of group %s", control.ErrRefused, name, p.role, p.group.cfg.Name)
 	}
+	for _, g := range d.groups {
+		for _, hp := range g.cfg.HostPorts {
+			if hp.Name == name {
+				return fmt.Errorf("%w: %s is the host's end of host port %s of group %s", control.ErrRefused, name, hp.Name, g.cfg.Name)
+			}
+		}
+	}
 	return nil
 }
 
@@ -77,6 +84,9 @@ func (d *Daemon) removePort(g *group, name string) error {
 	p, err := g.port(name, datapath.RoleGuest)
 	if err != nil {
 		return err
+	}
+	if p.hostEnd != "" {
+		return fmt.Errorf("%w: %s is the switch end of host port %s; host ports change in the configuration file", control.ErrRefused, name, p.hostEnd)
 	}
 	d.removeGuest(p)
 	if p.pattern != "" && p.ifindex > 0 {

@@ -1,0 +1,118 @@
+// Package hostport creates and adopts the veth pairs of host ports: the
+// host's own interfaces on the switch. One end, with the configured name,
+// belongs to the host's network stack (its addresses are the operator's);
+// the other is the switch's port. A pair outlives uplinkd: nothing here
+// deletes one, so a restart or kill -9 never takes the host's addresses
+// away.
+package hostport
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+
+	"github.com/vishvananda/netlink"
+
+	"github.com/uplinkd/uplinkd/pkg/config"
+)
+
+// Result says what Ensure found or made.
+type Result struct {
+	Created bool // the pair was made now; false: adopted
+	// HostIndex and SwitchIndex are the two ends' interface indexes.
+	HostIndex, SwitchIndex int
+	// Differs lists configured settings an adopted pair does not have
+	// ("mac 02:..", "mtu 9000"): adopted as it is, never changed under
+	// the host's traffic.
+	Differs []string
+}
+
+// Ensure makes hp's veth pair exist in the calling thread's network
+// namespace, both ends up: it creates a missing pair (the host's end with
+// hp's MAC and MTU) and adopts an existing one, which must be a veth pair
+// of hp.Name and hp.SwitchEnd. Anything else under those names is an
+// error: uplinkd does not take over interfaces it did not make.
+func Ensure(hp config.HostPort) (Result, error) {
+	host, err := netlink.LinkByName(hp.Name)
+	var notFound netlink.LinkNotFoundError
+	switch {
+	case errors.As(err, &notFound):
+		return create(hp)
+	case err != nil:
+		return Result{}, fmt.Errorf("host port %s: %w", hp.Name, err)
+	}
+	return adopt(hp, host)
+}
+
+func create(hp config.HostPort) (Result, error) {
+	if l, err := netlink.LinkByName(hp.SwitchEnd); err == nil {
+		return Result{}, fmt.Errorf("host port %s: its switch end's name %s is taken by another interface (%s); rename or remove that one",
+			hp.Name, hp.SwitchEnd, l.Type())
+	}
+	veth := &netlink.Veth{
+		LinkAttrs: netlink.LinkAttrs{Name: hp.Name, HardwareAddr: hp.MAC, MTU: hp.MTU},
+		PeerName:  hp.SwitchEnd,
+	}
+	if err := netlink.LinkAdd(veth); err != nil {
+		return Result{}, fmt.Errorf("host port %s: create veth pair %s/%s: %w", hp.Name, hp.Name, hp.SwitchEnd, err)
+	}
+	host, err := netlink.LinkByName(hp.Name)
+	if err != nil {
+		return Result{}, fmt.Errorf("host port %s: created but not found: %w", hp.Name, err)
+	}
+	sw, err := netlink.LinkByName(hp.SwitchEnd)
+	if err != nil {
+		return Result{}, fmt.Errorf("host port %s: switch end %s created but not found: %w", hp.Name, hp.SwitchEnd, err)
+	}
+	if hp.MTU > 0 && sw.Attrs().MTU != hp.MTU {
+		if err := netlink.LinkSetMTU(sw, hp.MTU); err != nil {
+			return Result{}, fmt.Errorf("host port %s: set MTU %d on %s: %w", hp.Name, hp.MTU, hp.SwitchEnd, err)
+		}
+	}
+	if err := setUp(sw, host); err != nil {
+		return Result{}, fmt.Errorf("host port %s: %w", hp.Name, err)
+	}
+	return Result{Created: true, HostIndex: host.Attrs().Index, SwitchIndex: sw.Attrs().Index}, nil
+}
+
+func adopt(hp config.HostPort, host netlink.Link) (Result, error) {
+	if _, ok := host.(*netlink.Veth); !ok {
+		return Result{}, fmt.Errorf("host port %s: interface %s exists and is a %s, not a veth pair uplinkd made; remove it or choose another name",
+			hp.Name, hp.Name, host.Type())
+	}
+	peerIndex, err := netlink.VethPeerIndex(host.(*netlink.Veth))
+	if err != nil {
+		return Result{}, fmt.Errorf("host port %s: read its veth peer: %w", hp.Name, err)
+	}
+	sw, err := netlink.LinkByName(hp.SwitchEnd)
+	if err != nil || sw.Attrs().Index != peerIndex || host.Attrs().NetNsID >= 0 {
+		return Result{}, fmt.Errorf("host port %s: veth %s exists but its peer is not %s in this namespace; remove it or choose another name",
+			hp.Name, hp.Name, hp.SwitchEnd)
+	}
+	res := Result{HostIndex: host.Attrs().Index, SwitchIndex: sw.Attrs().Index}
+	if a := host.Attrs(); !bytes.Equal(a.HardwareAddr, hp.MAC) {
+		res.Differs = append(res.Differs, fmt.Sprintf("mac %s (it has %s)", hp.MAC, a.HardwareAddr))
+	}
+	if a := host.Attrs(); hp.MTU > 0 && a.MTU != hp.MTU {
+		res.Differs = append(res.Differs, fmt.Sprintf("mtu %d (it has %d)", hp.MTU, a.MTU))
+	}
+	if err := setUp(sw, host); err != nil {
+		return Result{}, fmt.Errorf("host port %s: %w", hp.Name, err)
+	}
+	return res, nil
+}
+
+// setUp sets the switch's end up first, so the host's end has its
+// carrier as soon as it is up.
+func setUp(sw, host netlink.Link) error {
+	for _, l := range []netlink.Link{sw, host} {
+		if l.Attrs().Flags&net.FlagUp != 0 {
+			continue
+		}
+		if err := netlink.LinkSetUp(l); err != nil {
+			return fmt.Errorf("set %s up: %w", l.Attrs().Name, err)
+		}
+	}
+	return nil
+}

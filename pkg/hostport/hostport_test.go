@@ -1,0 +1,102 @@
+package hostport
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+
+	"github.com/vishvananda/netlink"
+
+	"github.com/uplinkd/uplinkd/pkg/config"
+	"github.com/uplinkd/uplinkd/test/testenv"
+)
+
+func hostPort(name string, mtu int) config.HostPort {
+	return config.HostPort{Name: name, SwitchEnd: config.SwitchEnd(name), MAC: config.DeriveMAC("g", name), MTU: mtu}
+}
+
+// TestEnsureCreatesThenAdopts: a missing pair is made with the MAC and
+// MTU, both ends up; the second call adopts it unchanged (same indexes),
+// even after the host's end was set down; anything else under the names
+// is refused.
+func TestEnsureCreatesThenAdopts(t *testing.T) {
+	testenv.RequireRoot(t, "creates veth pairs in a namespace")
+	testenv.EnterNetns(t, testenv.UniqueName("ulxp"))
+	hp := hostPort("ulxpmgmt0", 9000)
+
+	first, err := Ensure(hp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !first.Created {
+		t.Error("first Ensure did not create the pair")
+	}
+	host, err := netlink.LinkByName(hp.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sw, err := netlink.LinkByName(hp.SwitchEnd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a := host.Attrs(); !bytes.Equal(a.HardwareAddr, hp.MAC) || a.MTU != 9000 || a.Index != first.HostIndex {
+		t.Errorf("host end: mac %s mtu %d index %d; want %s, 9000, %d", a.HardwareAddr, a.MTU, a.Index, hp.MAC, first.HostIndex)
+	}
+	if a := sw.Attrs(); a.MTU != 9000 || a.Index != first.SwitchIndex {
+		t.Errorf("switch end: mtu %d index %d; want 9000, %d", a.MTU, a.Index, first.SwitchIndex)
+	}
+	for _, l := range []netlink.Link{host, sw} {
+		if l.Attrs().OperState != netlink.OperUp && l.Attrs().RawFlags&1 == 0 {
+			t.Errorf("%s is not up: %v", l.Attrs().Name, l.Attrs().Flags)
+		}
+	}
+
+	if err := netlink.LinkSetDown(host); err != nil {
+		t.Fatal(err)
+	}
+	changed := hp
+	changed.MTU = 1500
+	again, err := Ensure(changed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again.Created || again.HostIndex != first.HostIndex || again.SwitchIndex != first.SwitchIndex {
+		t.Errorf("second Ensure = %+v, want the pair of %+v adopted", again, first)
+	}
+	if len(again.Differs) != 1 || !strings.Contains(again.Differs[0], "mtu 1500") {
+		t.Errorf("Differs = %q, want the MTU named", again.Differs)
+	}
+	if host, _ = netlink.LinkByName(hp.Name); host.Attrs().RawFlags&1 == 0 || host.Attrs().MTU != 9000 {
+		t.Errorf("adopted host end: up %t, mtu %d; want up, its MTU kept", host.Attrs().RawFlags&1 != 0, host.Attrs().MTU)
+	}
+}
+
+func TestEnsureRefusesOthers(t *testing.T) {
+	testenv.RequireRoot(t, "creates interfaces in a namespace")
+	testenv.EnterNetns(t, testenv.UniqueName("ulxp"))
+	add := func(l netlink.Link) {
+		t.Helper()
+		if err := netlink.LinkAdd(l); err != nil {
+			t.Fatal(err)
+		}
+	}
+	add(&netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: "ulxpbridge"}})
+	add(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "ulxpother"}, PeerName: "ulxpother-x"})
+	add(&netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: "ulxpfree-sw"}})
+	for _, tc := range []struct {
+		name string
+		want string
+	}{
+		{"ulxpbridge", "exists and is a bridge, not a veth pair"},
+		{"ulxpother", "its peer is not ulxpother-sw"},
+		{"ulxpfree", "its switch end's name ulxpfree-sw is taken by another interface (bridge)"},
+	} {
+		_, err := Ensure(hostPort(tc.name, 0))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("Ensure(%s) = %v, want an error with %q", tc.name, err, tc.want)
+		}
+	}
+	if _, err := netlink.LinkByName("ulxpfree"); err == nil {
+		t.Error("Ensure created a pair whose switch end's name was taken")
+	}
+}
