@@ -11,6 +11,8 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/vishvananda/netlink"
+
 	"github.com/uplinkd/uplinkd/pkg/config"
 	"github.com/uplinkd/uplinkd/pkg/daemon"
 	"github.com/uplinkd/uplinkd/pkg/datapath"
@@ -50,7 +52,11 @@ func main() {
 	if err != nil {
 		fatal("configuration", err)
 	}
+	warnings := config.UplinkAddressWarnings(cfg, uplinkAddresses(cfg))
 	if *check {
+		for _, w := range warnings {
+			fmt.Fprintln(os.Stderr, "uplinkd: warning:", w)
+		}
 		fmt.Println("uplinkd: configuration is valid")
 		return
 	}
@@ -58,6 +64,9 @@ func main() {
 	level.Set(cfg.LogLevel)
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	slog.SetDefault(log)
+	for _, w := range warnings {
+		log.Warn(w)
+	}
 
 	d, err := daemon.New(cfg, log)
 	if err != nil {
@@ -94,6 +103,30 @@ func main() {
 	if err != nil {
 		fatal("run", err)
 	}
+}
+
+// uplinkAddresses lists the IP addresses on each uplink that exists here,
+// IPv6 link-local ones left out (every interface has one).
+func uplinkAddresses(cfg *config.Config) map[string][]string {
+	out := map[string][]string{}
+	for _, g := range cfg.Groups {
+		for _, u := range g.Uplinks {
+			link, err := netlink.LinkByName(u.Name)
+			if err != nil {
+				continue // not there (yet): nothing to warn about
+			}
+			addrs, err := netlink.AddrList(link, netlink.FAMILY_ALL)
+			if err != nil {
+				continue
+			}
+			for _, a := range addrs {
+				if !a.IP.IsLinkLocalUnicast() {
+					out[u.Name] = append(out[u.Name], a.IPNet.String())
+				}
+			}
+		}
+	}
+	return out
 }
 
 func fatal(what string, err error) {
