@@ -1,10 +1,8 @@
 package harness
 
 import (
-	"context"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
@@ -16,7 +14,9 @@ import (
 	"github.com/uplinkd/uplinkd/test/bench/topo"
 )
 
-// dropper is the CPU baseline, no switch: a tc ingress program on the
+const tcActShot = 2 // TC_ACT_SHOT
+
+// startDropper is the CPU baseline, no switch: a tc ingress program on the
 // host end of the sending guest's link and of the uplink drops every
 // frame. Up to that hook a frame costs every system the same (the
 // engine's send, the veth, NAPI and GRO, the skb's arrival in the stack);
@@ -24,39 +24,10 @@ import (
 // an XDP program on the host end would change the veth's receive path
 // (the skb becomes an xdp_buff, GRO is skipped) and measure a path the
 // bridge and uplinkd's tc hooks never take.
-type dropper struct{ stop []func() error }
-
-const tcActShot = 2 // TC_ACT_SHOT
-
 func startDropper(tp *topo.Topo) (system, error) {
-	d := &dropper{}
-	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{
-		Name: "bench_drop", Type: ebpf.SchedCLS, License: "Dual BSD/GPL",
-		Instructions: asm.Instructions{asm.LoadImm(asm.R0, tcActShot, asm.DWord), asm.Return()},
+	return attachBare(tp, report.SystemBaseline, func(int) asm.Instructions {
+		return asm.Instructions{asm.LoadImm(asm.R0, tcActShot, asm.DWord), asm.Return()}
 	})
-	if err != nil {
-		return nil, fmt.Errorf("baseline: load the drop program: %w", err)
-	}
-	d.stop = append(d.stop, prog.Close)
-	err = tp.In(topo.Host, func() error {
-		for _, name := range []string{tp.Guests[0], tp.Uplinks[0]} {
-			idx, err := ifindexHere(name)
-			if err != nil {
-				return err
-			}
-			detach, err := attachTCIngress(idx, prog)
-			if err != nil {
-				return fmt.Errorf("baseline: drop on %s: %w", name, err)
-			}
-			d.stop = append(d.stop, func() error { return tp.In(topo.Host, detach) })
-		}
-		return nil
-	})
-	if err != nil {
-		_ = d.Stop()
-		return nil, err
-	}
-	return d, nil
 }
 
 // attachTCIngress attaches prog at tcx ingress of ifindex (in the
@@ -85,28 +56,20 @@ func attachTCIngress(ifindex int, prog *ebpf.Program) (detach func() error, err 
 	return func() error { return netlink.QdiscDel(qdisc) }, nil
 }
 
-func (d *dropper) Name() string                                     { return report.SystemBaseline }
-func (d *dropper) Active(context.Context) (string, error)           { return "", nil }
-func (d *dropper) SwitchTimes(context.Context) ([]time.Time, error) { return nil, nil }
-func (d *dropper) Versions() map[string]string                      { return nil }
-
-// Stop detaches in reverse order, the program last.
-func (d *dropper) Stop() error {
-	var errs []error
-	for i := len(d.stop) - 1; i >= 0; i-- {
-		errs = append(errs, d.stop[i]())
-	}
-	d.stop = nil
-	return errors.Join(errs...)
-}
-
-// tcForwarder is the floor of any switch on skbs: a bare tc redirect
+// startTCForwarder is the floor of any switch on skbs: a bare tc redirect
 // between the sending guest's port and the first uplink, each way, at
 // the same hook uplinkd's programs use, nothing else.
-type tcForwarder struct{ dropper }
-
 func startTCForwarder(tp *topo.Topo) (system, error) {
-	f := &tcForwarder{}
+	return attachBare(tp, report.SystemTCRedirect, func(to int) asm.Instructions {
+		return asm.Instructions{asm.Mov.Imm(asm.R1, int32(to)), asm.Mov.Imm(asm.R2, 0), asm.FnRedirect.Call(), asm.Return()}
+	})
+}
+
+// attachBare puts a tc program of its own at ingress of the sending
+// guest's host end and of the first uplink; prog(to) is the program for
+// a port, to the other one's ifindex.
+func attachBare(tp *topo.Topo, name string, prog func(to int) asm.Instructions) (system, error) {
+	b := &bare{name: name}
 	err := tp.In(topo.Host, func() error {
 		guest, err := ifindexHere(tp.Guests[0])
 		if err != nil {
@@ -117,32 +80,24 @@ func startTCForwarder(tp *topo.Topo) (system, error) {
 			return err
 		}
 		for _, pair := range [][2]int{{guest, up}, {up, guest}} {
-			prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{
-				Name: "bench_tc_fwd", Type: ebpf.SchedCLS, License: "Dual BSD/GPL",
-				Instructions: asm.Instructions{
-					asm.Mov.Imm(asm.R1, int32(pair[1])),
-					asm.Mov.Imm(asm.R2, 0),
-					asm.FnRedirect.Call(),
-					asm.Return(),
-				},
+			p, err := ebpf.NewProgram(&ebpf.ProgramSpec{
+				Name: "bench_" + name, Type: ebpf.SchedCLS, License: "Dual BSD/GPL", Instructions: prog(pair[1]),
 			})
 			if err != nil {
-				return fmt.Errorf("tcfwd: load: %w", err)
+				return fmt.Errorf("%s: load: %w", name, err)
 			}
-			f.stop = append(f.stop, prog.Close)
-			detach, err := attachTCIngress(pair[0], prog)
+			b.stop = append(b.stop, p.Close)
+			detach, err := attachTCIngress(pair[0], p)
 			if err != nil {
-				return fmt.Errorf("tcfwd: attach: %w", err)
+				return fmt.Errorf("%s: attach: %w", name, err)
 			}
-			f.stop = append(f.stop, func() error { return tp.In(topo.Host, detach) })
+			b.stop = append(b.stop, func() error { return tp.In(topo.Host, detach) })
 		}
 		return nil
 	})
 	if err != nil {
-		_ = f.Stop()
+		_ = b.Stop()
 		return nil, err
 	}
-	return f, nil
+	return b, nil
 }
-
-func (f *tcForwarder) Name() string { return report.SystemTCRedirect }

@@ -353,12 +353,10 @@ func (h *harness) startSystem(ctx context.Context, name string, tp *topo.Topo, w
 	}
 }
 
-// xdpForwarder is the upper bound: a bare devmap redirect between the
-// sending guest's port and the first uplink, nothing else.
-type xdpForwarder struct{ stop []func() error }
-
+// startXDPForwarder is the upper bound: a bare devmap redirect between
+// the sending guest's port and the first uplink, nothing else.
 func startXDPForwarder(tp *topo.Topo) (system, error) {
-	x := &xdpForwarder{}
+	x := &bare{name: report.SystemXDPRedirect}
 	err := tp.In(topo.Host, func() error {
 		guest, err := ifindexHere(tp.Guests[0])
 		if err != nil {
@@ -378,7 +376,7 @@ func startXDPForwarder(tp *topo.Topo) (system, error) {
 				f.Close()
 				return err
 			}
-			x.stop = append(x.stop, detach, f.Close)
+			x.stop = append(x.stop, f.Close, detach) // undone in reverse: detach first
 		}
 		return nil
 	})
@@ -389,16 +387,24 @@ func startXDPForwarder(tp *topo.Topo) (system, error) {
 	return x, nil
 }
 
-func (x *xdpForwarder) Name() string                                     { return "xdpfwd" }
-func (x *xdpForwarder) Active(context.Context) (string, error)           { return "", nil }
-func (x *xdpForwarder) SwitchTimes(context.Context) ([]time.Time, error) { return nil, nil }
-func (x *xdpForwarder) Versions() map[string]string                      { return nil }
-func (x *xdpForwarder) Stop() error {
+// bare is a system the harness makes of programs it attaches itself: the
+// upper bounds and the no-switch baseline. Nothing fails over; Stop
+// undoes each step in reverse.
+type bare struct {
+	name string
+	stop []func() error
+}
+
+func (b *bare) Name() string                                     { return b.name }
+func (b *bare) Active(context.Context) (string, error)           { return "", nil }
+func (b *bare) SwitchTimes(context.Context) ([]time.Time, error) { return nil, nil }
+func (b *bare) Versions() map[string]string                      { return nil }
+func (b *bare) Stop() error {
 	var errs []error
-	for _, f := range x.stop {
-		errs = append(errs, f())
+	for i := len(b.stop) - 1; i >= 0; i-- {
+		errs = append(errs, b.stop[i]())
 	}
-	x.stop = nil
+	b.stop = nil
 	return errors.Join(errs...)
 }
 

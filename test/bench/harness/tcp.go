@@ -9,7 +9,6 @@ import (
 	"os/exec"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/safchain/ethtool"
 	"github.com/vishvananda/netlink"
@@ -173,11 +172,9 @@ func (h *harness) tcpFailovers(ctx context.Context, name string) error {
 	return nil
 }
 
-// direct is no switch: the guest's host-side end moves into the upstream
+// startDirect is no switch: the guest's host-side end moves into the upstream
 // namespace and joins its bridge, so the guest sits on the upstream
 // switch itself, one hop fewer than through any switch on the host.
-type direct struct{}
-
 func startDirect(tp *topo.Topo) (system, error) {
 	name := tp.Guests[0]
 	up, err := netns.GetFromName(tp.NSName(topo.Upstream))
@@ -212,14 +209,8 @@ func startDirect(tp *topo.Topo) (system, error) {
 	if err != nil {
 		return nil, fmt.Errorf("direct: %s into the upstream bridge: %w", name, err)
 	}
-	return direct{}, nil
+	return &bare{name: report.SystemDirect}, nil
 }
-
-func (direct) Name() string                                     { return report.SystemDirect }
-func (direct) Active(context.Context) (string, error)           { return "", nil }
-func (direct) SwitchTimes(context.Context) ([]time.Time, error) { return nil, nil }
-func (direct) Versions() map[string]string                      { return nil }
-func (direct) Stop() error                                      { return nil }
 
 // newSocketBed builds a veth testbed (prefix names its namespaces), starts
 // the system and addresses the guest and the upstream host. With bond, the
