@@ -159,13 +159,7 @@ func TestHostPortAcrossFailoverAndRestart(t *testing.T) {
 	})
 	host := endpoint{"H", hostPortIP}
 	flows := []*tcpFlow{l.startTCP(t, host, upstreamHost, 1), l.startTCP(t, upstreamHost, host, 1)}
-	received := func() []int64 {
-		var out []int64
-		for _, f := range flows {
-			out = append(out, f.received.Load())
-		}
-		return out
-	}
+	received := func() []int64 { return receivedBy(flows) }
 	const phase = time.Second
 	pings := l.ping("H", net.IP{10, 77, 0, 1}, 500) // 5 s at 10 ms: the failover and the failback
 	time.Sleep(phase)

@@ -363,6 +363,15 @@ func (f *tcpFlow) longestStall(from, to time.Time) time.Duration {
 }
 
 // halt stops the writers once; they end their streams.
+// receivedBy is how many bytes each flow has received so far.
+func receivedBy(flows []*tcpFlow) []int64 {
+	out := make([]int64, len(flows))
+	for i, f := range flows {
+		out[i] = f.received.Load()
+	}
+	return out
+}
+
 func (f *tcpFlow) halt() { f.stopOnce.Do(func() { close(f.stop) }) }
 
 func (f *tcpFlow) fail(err error) {

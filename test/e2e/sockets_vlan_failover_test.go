@@ -134,13 +134,7 @@ func TestSocketTCPAcrossFailover(t *testing.T) {
 	csum := l.sockSNMPAll()
 	g0 := guestHost(0)
 	flows := []*tcpFlow{l.startTCP(t, g0, upstreamHost, 1), l.startTCP(t, upstreamHost, g0, 1)}
-	received := func() []int64 {
-		var out []int64
-		for _, f := range flows {
-			out = append(out, f.received.Load())
-		}
-		return out
-	}
+	received := func() []int64 { return receivedBy(flows) }
 	const phase = time.Second
 	time.Sleep(phase)
 	atCut, cutAt := received(), l.cut("p0")
