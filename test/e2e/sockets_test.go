@@ -362,6 +362,15 @@ func (f *tcpFlow) longestStall(from, to time.Time) time.Duration {
 	return longest
 }
 
+// stallText is a longest stall for the figures: stalls shorter than
+// stallFloor are not recorded, so none reads "under 10ms", not "0s".
+func stallText(d time.Duration) string {
+	if d == 0 {
+		return "under " + stallFloor.String()
+	}
+	return d.Round(100 * time.Microsecond).String()
+}
+
 // halt stops the writers once; they end their streams.
 // receivedBy is how many bytes each flow has received so far.
 func receivedBy(flows []*tcpFlow) []int64 {

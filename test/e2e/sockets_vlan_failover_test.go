@@ -150,7 +150,7 @@ func TestSocketTCPAcrossFailover(t *testing.T) {
 		failback := f.longestStall(restoreAt, endAt)
 		t.Logf("FIGURES tcp across failover %s: %.1f MB in %v (%.2f Gbit/s); after the cut %.1f MB, after the failback %.1f MB; longest stall around the failover %v, around the failback %v",
 			f.name, float64(n)/1e6, d.Round(time.Millisecond), gbps(n, d), float64(atRestore[i]-atCut[i])/1e6, float64(atEnd[i]-atRestore[i])/1e6,
-			failover.Round(100*time.Microsecond), failback.Round(100*time.Microsecond))
+			stallText(failover), stallText(failback))
 		if atRestore[i] == atCut[i] {
 			t.Errorf("%s: no byte arrived between the cut and the failback", f.name)
 		}
