@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"slices"
 	"strings"
 	"sync"
@@ -146,6 +147,7 @@ type fakeLink struct {
 	index   int
 	up      bool // admin up and carrier
 	changes uint32
+	addrs   []netip.Addr
 }
 
 // fakeHost is a host whose interfaces are a map.
@@ -199,6 +201,13 @@ func (h *fakeHost) EnsureHostPort(hp config.HostPort) (hostport.Result, error) {
 	h.links[hp.Name] = &fakeLink{index: 100 + len(h.links), up: true, changes: 1}
 	h.links[hp.SwitchEnd] = &fakeLink{index: 100 + len(h.links), up: true, changes: 1}
 	return hostport.Result{Created: true, HostIndex: h.links[hp.Name].index, SwitchIndex: h.links[hp.SwitchEnd].index}, nil
+}
+
+func (h *fakeHost) Addrs(name string) ([]netip.Addr, error) {
+	if l, ok := h.links[name]; ok {
+		return l.addrs, nil
+	}
+	return nil, fmt.Errorf("link %s not found", name)
 }
 
 // state is name's state as a watcher reports it.

@@ -10,9 +10,14 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
+	"net/netip"
+	"os"
+	"slices"
 
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 
 	"github.com/uplinkd/uplinkd/pkg/config"
 )
@@ -70,6 +75,9 @@ func create(hp config.HostPort) (Result, error) {
 			return Result{}, fmt.Errorf("host port %s: set MTU %d on %s: %w", hp.Name, hp.MTU, hp.SwitchEnd, err)
 		}
 	}
+	if err := disableIPv6(hp.SwitchEnd); err != nil {
+		return Result{}, fmt.Errorf("host port %s: %w", hp.Name, err)
+	}
 	if err := setUp(sw, host); err != nil {
 		return Result{}, fmt.Errorf("host port %s: %w", hp.Name, err)
 	}
@@ -97,10 +105,28 @@ func adopt(hp config.HostPort, host netlink.Link) (Result, error) {
 	if a := host.Attrs(); hp.MTU > 0 && a.MTU != hp.MTU {
 		res.Differs = append(res.Differs, fmt.Sprintf("mtu %d (it has %d)", hp.MTU, a.MTU))
 	}
+	if err := disableIPv6(hp.SwitchEnd); err != nil {
+		return Result{}, fmt.Errorf("host port %s: %w", hp.Name, err)
+	}
 	if err := setUp(sw, host); err != nil {
 		return Result{}, fmt.Errorf("host port %s: %w", hp.Name, err)
 	}
 	return res, nil
+}
+
+// disableIPv6 turns IPv6 off on a switch end: it is a switch port, not an
+// interface of the host, so it must get no link-local address and send
+// no router solicitation, DAD or MLD report into the host's end. A host
+// without IPv6 has nothing to turn off.
+func disableIPv6(name string) error {
+	path := "/proc/sys/net/ipv6/conf/" + name + "/disable_ipv6"
+	if _, err := os.Stat("/proc/sys/net/ipv6"); errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err := os.WriteFile(path, []byte("1"), 0); err != nil {
+		return fmt.Errorf("turn IPv6 off on switch end %s: %w", name, err)
+	}
+	return nil
 }
 
 // setUp sets the switch's end up first, so the host's end has its
@@ -115,4 +141,29 @@ func setUp(sw, host netlink.Link) error {
 		}
 	}
 	return nil
+}
+
+// Addrs are the IPv4 and IPv6 addresses on the interface name that the
+// host answers for: tentative and duplicate ones (still in, or failed,
+// duplicate address detection) are left out. Sorted.
+func Addrs(name string) ([]netip.Addr, error) {
+	link, err := netlink.LinkByName(name)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	list, err := netlink.AddrList(link, netlink.FAMILY_ALL)
+	if err != nil {
+		return nil, fmt.Errorf("%s: list addresses: %w", name, err)
+	}
+	var out []netip.Addr
+	for _, a := range list {
+		if a.Flags&(unix.IFA_F_TENTATIVE|unix.IFA_F_DADFAILED) != 0 {
+			continue
+		}
+		if ip, ok := netip.AddrFromSlice(a.IP); ok {
+			out = append(out, ip.Unmap())
+		}
+	}
+	slices.SortFunc(out, netip.Addr.Compare)
+	return out, nil
 }

@@ -2,10 +2,14 @@ package hostport
 
 import (
 	"bytes"
+	"net/netip"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 
 	"github.com/uplinkd/uplinkd/pkg/config"
 	"github.com/uplinkd/uplinkd/test/testenv"
@@ -99,4 +103,89 @@ func TestEnsureRefusesOthers(t *testing.T) {
 	if _, err := netlink.LinkByName("ulxpfree"); err == nil {
 		t.Error("Ensure created a pair whose switch end's name was taken")
 	}
+}
+
+// TestSwitchEndHasNoIPv6: the switch end gets no IPv6 link-local
+// address (it is a port, not the host's interface) while the host's end
+// does.
+func TestSwitchEndHasNoIPv6(t *testing.T) {
+	testenv.RequireRoot(t, "creates veth pairs in a namespace")
+	testenv.EnterNetns(t, testenv.UniqueName("ulxp"))
+	hp := hostPort("ulxpv6", 0)
+	if _, err := Ensure(hp); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(3 * time.Second)
+	var host []netip.Addr
+	for len(host) == 0 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+		list, err := netlink.AddrList(mustLink(t, hp.Name), netlink.FAMILY_V6)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, a := range list {
+			host = append(host, netip.MustParseAddr(a.IP.String()))
+		}
+	}
+	if len(host) == 0 {
+		t.Fatalf("host end %s has no IPv6 address after 3s: is IPv6 on in this kernel?", hp.Name)
+	}
+	sw, err := netlink.AddrList(mustLink(t, hp.SwitchEnd), netlink.FAMILY_V6)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(sw) > 0 {
+		t.Errorf("switch end %s has IPv6 addresses %v, want none", hp.SwitchEnd, sw)
+	}
+}
+
+// TestAddrsLeavesOutTentative: Addrs lists what the host answers for,
+// both families, sorted, and not an address still in DAD.
+func TestAddrsLeavesOutTentative(t *testing.T) {
+	testenv.RequireRoot(t, "creates veth pairs in a namespace")
+	testenv.EnterNetns(t, testenv.UniqueName("ulxp"))
+	hp := hostPort("ulxpaddr", 0)
+	if _, err := Ensure(hp); err != nil {
+		t.Fatal(err)
+	}
+	link := mustLink(t, hp.Name)
+	for _, a := range []struct {
+		cidr  string
+		flags int
+	}{{"192.0.2.7/24", 0}, {"2001:db8::7/64", unix.IFA_F_NODAD}, {"2001:db8::8/64", 0}} {
+		addr, err := netlink.ParseAddr(a.cidr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr.Flags = a.flags
+		if err := netlink.AddrAdd(link, addr); err != nil {
+			t.Fatalf("add %s: %v", a.cidr, err)
+		}
+	}
+	got, err := Addrs(hp.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var global []netip.Addr
+	for _, a := range got {
+		if !a.IsLinkLocalUnicast() {
+			global = append(global, a)
+		}
+	}
+	want := []netip.Addr{netip.MustParseAddr("192.0.2.7"), netip.MustParseAddr("2001:db8::7")}
+	if !slices.Equal(global, want) {
+		t.Errorf("Addrs(%s) = %v (link-local left out here), want %v: 2001:db8::8 is still tentative", hp.Name, got, want)
+	}
+	if _, err := Addrs("ulxpnone"); err == nil || !strings.Contains(err.Error(), "ulxpnone") {
+		t.Errorf("Addrs of a missing interface = %v, want an error naming it", err)
+	}
+}
+
+func mustLink(t *testing.T, name string) netlink.Link {
+	t.Helper()
+	l, err := netlink.LinkByName(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
 }
