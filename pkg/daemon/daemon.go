@@ -176,25 +176,34 @@ func (d *Daemon) setup() error {
 func (d *Daemon) ensureHostPorts() error {
 	for i, g := range d.groups {
 		for j, hp := range g.cfg.HostPorts {
-			res, err := d.host.EnsureHostPort(hp)
-			if err != nil {
+			if _, err := d.addHostPort(g, hp); err != nil {
 				return fmt.Errorf("groups[%d].host_ports[%d]: %w", i, j, err)
 			}
-			how := "adopted"
-			if res.Created {
-				how = "created"
-			}
-			d.log.Info("host port "+how, "group", g.cfg.Name, "host_port", hp.Name, "switch_end", hp.SwitchEnd,
-				"ifindex", res.HostIndex, "vlan", hp.VLAN)
-			for _, diff := range res.Differs {
-				d.log.Warn("host port adopted as it is, unlike its configuration (recreate it to apply)",
-					"group", g.cfg.Name, "host_port", hp.Name, "configured", diff)
-			}
-			p := d.addGuest(g, config.GuestPort{Name: hp.SwitchEnd, VLAN: hp.VLAN, MaxMACs: config.DefaultMaxMACs})
-			p.hostEnd = hp.Name
 		}
 	}
 	return nil
+}
+
+// addHostPort creates or adopts hp's veth pair and makes its switch end a
+// guest port of g (not attached yet).
+func (d *Daemon) addHostPort(g *group, hp config.HostPort) (*port, error) {
+	res, err := d.host.EnsureHostPort(hp)
+	if err != nil {
+		return nil, err
+	}
+	how := "adopted"
+	if res.Created {
+		how = "created"
+	}
+	d.log.Info("host port "+how, "group", g.cfg.Name, "host_port", hp.Name, "switch_end", hp.SwitchEnd,
+		"ifindex", res.HostIndex, "vlan", hp.VLAN)
+	for _, diff := range res.Differs {
+		d.log.Warn("host port adopted as it is, unlike its configuration (recreate it to apply)",
+			"group", g.cfg.Name, "host_port", hp.Name, "configured", diff)
+	}
+	p := d.addGuest(g, config.GuestPort{Name: hp.SwitchEnd, VLAN: hp.VLAN, MaxMACs: config.DefaultMaxMACs})
+	p.hostEnd = hp.Name
+	return p, nil
 }
 
 // addGuest makes gp a guest port of g (not attached yet).

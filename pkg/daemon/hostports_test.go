@@ -90,3 +90,82 @@ func TestHostPortInTheWay(t *testing.T) {
 		t.Errorf("setup = %v, want an error naming groups[0].host_ports[1]", err)
 	}
 }
+
+// Reload adds a host port (pair made, switch end attached), re-attaches
+// one whose VLAN changed, re-creates one deleted while uplinkd ran, and
+// removes one: its switch end detached, its pair left in place.
+func TestReloadHostPorts(t *testing.T) {
+	// A pattern that takes no end: "*" would take a dropped host port's
+	// ends as guest ports, as the operator's pattern says.
+	d, dp, h := testDaemon(t, strings.Replace(hostPortYAML, `"*"`, `"vnet*"`, 1), "eth1", "eth2", "vnet0")
+	apply := func(yaml string) []string {
+		t.Helper()
+		cfg, err := config.Parse([]byte(yaml))
+		if err != nil {
+			t.Fatal(err)
+		}
+		changes, err := d.applyConfig(cfg)
+		if err != nil {
+			t.Fatalf("reload: %v (changes %q)", err, changes)
+		}
+		return changes
+	}
+	const next = `groups:
+  - name: a
+    uplinks: [{name: eth1}, {name: eth2}]
+    guest_ports: [vnet0, {match: "vnet*"}]
+    host_ports: [{name: mgmt0, vlan: 20}, {name: mig0}]
+`
+	stor := h.links["stor0"].index
+	changes := strings.Join(apply(next), "\n")
+	for _, want := range []string{
+		"host port stor0 removed; its veth pair stor0/stor0-sw is left in place",
+		"host port mgmt0 re-attached with its new settings",
+		"host port mig0 added (switch end mig0-sw, vlan 0)",
+	} {
+		if !strings.Contains(changes, want) {
+			t.Errorf("reload changes %q, want %q", changes, want)
+		}
+	}
+	if _, ok := dp.attached["stor0-sw"]; ok {
+		t.Error("removed host port stor0: its switch end is still attached")
+	}
+	if l, ok := h.links["stor0"]; !ok || l.index != stor {
+		t.Error("removed host port stor0: its pair was deleted")
+	}
+	if p := dp.attached["mgmt0-sw"]; p.VLAN != 20 {
+		t.Errorf("mgmt0-sw attached with VLAN %d, want the new 20", p.VLAN)
+	}
+	if p, ok := dp.attached["mig0-sw"]; !ok || p.Ifindex != h.links["mig0-sw"].index || d.ports["mig0-sw"].hostEnd != "mig0" {
+		t.Errorf("added host port mig0: attached %v (%+v)", ok, p)
+	}
+
+	// Deleted while uplinkd ran: the same file re-creates it.
+	delete(h.links, "mig0")
+	delete(h.links, "mig0-sw")
+	if changes := strings.Join(apply(next), "\n"); !strings.Contains(changes, "host port mig0 was deleted; re-creating it") {
+		t.Errorf("reload changes %q, want mig0 re-created", changes)
+	}
+	if p, ok := dp.attached["mig0-sw"]; !ok || p.Ifindex != h.links["mig0-sw"].index {
+		t.Errorf("re-created mig0-sw: attached %v at %d, want %d", ok, p.Ifindex, h.links["mig0-sw"].index)
+	}
+	if changes := apply(next); len(changes) != 0 {
+		t.Errorf("reload of the same file changed %q", changes)
+	}
+}
+
+// A reload whose new host port is named like an interface that is a
+// guest port now (here, by the pattern "*") is refused with the name.
+func TestReloadHostPortOverAGuestPort(t *testing.T) {
+	d, dp, _ := testDaemon(t, hostPortYAML, "eth1", "eth2", "vnet0", "vnet9")
+	if _, ok := dp.attached["vnet9"]; !ok {
+		t.Fatal("vnet9 not taken by the pattern")
+	}
+	cfg, err := config.Parse([]byte(strings.Replace(hostPortYAML, "{name: stor0}", "{name: stor0}, {name: vnet9}", 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.applyConfig(cfg); !errors.Is(err, control.ErrRefused) || !strings.Contains(err.Error(), "host port vnet9: vnet9 is already a guest") {
+		t.Errorf("reload = %v, want refused naming vnet9", err)
+	}
+}

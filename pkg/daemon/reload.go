@@ -150,9 +150,6 @@ func restartOnly(a, b *config.Config) []string {
 			if ga.Rebalance != gb.Rebalance {
 				out = append(out, fmt.Sprintf("group %s: rebalance", ga.Name))
 			}
-			if !reflect.DeepEqual(ga.HostPorts, gb.HostPorts) {
-				out = append(out, fmt.Sprintf("group %s: host_ports", ga.Name))
-			}
 		}
 	}
 	return out
@@ -183,6 +180,7 @@ func (d *Daemon) reloadRemove(g *group, cur config.Group, note func(string, ...a
 			note("group %s: guest port %s removed", g.cfg.Name, name)
 		}
 	}
+	d.reloadRemoveHostPorts(g, cur, note)
 	if reflect.DeepEqual(profiles(g.cfg), profiles(cur)) {
 		return nil
 	}
@@ -230,7 +228,75 @@ func (d *Daemon) reloadAdd(g *group, old, cur config.Group, note func(string, ..
 			note("group %s: guest port %s added", g.cfg.Name, name)
 		}
 	}
+	return d.reloadAddHostPorts(g, old, cur, note)
+}
+
+// reloadRemoveHostPorts detaches the switch ends of the host ports cur
+// drops or changes (a changed one comes back in reloadAddHostPorts). The
+// veth pair of a dropped one stays, with the host's addresses on it, as
+// uplinkd -cleanup leaves it: deleting the interface that may carry the
+// operator's own SSH session is the operator's step (ip link del).
+func (d *Daemon) reloadRemoveHostPorts(g *group, cur config.Group, note func(string, ...any)) {
+	now := hostPortsByName(cur.HostPorts)
+	for name, hp := range hostPortsByName(g.cfg.HostPorts) {
+		if q, ok := now[name]; ok && reflect.DeepEqual(hp, q) {
+			continue
+		}
+		if p, err := g.port(hp.SwitchEnd, datapath.RoleGuest); err == nil {
+			d.removeGuest(p)
+		}
+		if _, ok := now[name]; !ok {
+			note("group %s: host port %s removed; its veth pair %s/%s is left in place (ip link del %s deletes it)",
+				g.cfg.Name, name, name, hp.SwitchEnd, name)
+		}
+	}
+}
+
+// reloadAddHostPorts creates or adopts and attaches the host ports cur
+// brings or changed, and re-creates the pair of an unchanged one that was
+// deleted while uplinkd ran.
+func (d *Daemon) reloadAddHostPorts(g *group, old, cur config.Group, note func(string, ...any)) error {
+	was := hostPortsByName(old.HostPorts)
+	for _, hp := range cur.HostPorts {
+		prev, had := was[hp.Name]
+		if had && reflect.DeepEqual(prev, hp) {
+			if _, err := d.host.LinkByName(hp.Name); err == nil {
+				continue
+			}
+			if p, err := g.port(hp.SwitchEnd, datapath.RoleGuest); err == nil {
+				d.removeGuest(p)
+			}
+			note("group %s: host port %s was deleted; re-creating it", g.cfg.Name, hp.Name)
+		} else if !had {
+			for _, name := range []string{hp.Name, hp.SwitchEnd} {
+				if p, used := d.ports[name]; used {
+					return fmt.Errorf("%w: group %s: host port %s: %s is already a %s of group %s (uplinkctl remove-port it first)",
+						control.ErrRefused, g.cfg.Name, hp.Name, name, p.role, p.group.cfg.Name)
+				}
+			}
+		}
+		p, err := d.addHostPort(g, hp)
+		if err != nil {
+			return fmt.Errorf("group %s: %w", g.cfg.Name, err)
+		}
+		g.attach(p, 0)
+		switch {
+		case !had:
+			note("group %s: host port %s added (switch end %s, vlan %d)", g.cfg.Name, hp.Name, hp.SwitchEnd, hp.VLAN)
+		case !reflect.DeepEqual(prev, hp):
+			note("group %s: host port %s re-attached with its new settings", g.cfg.Name, hp.Name)
+		}
+	}
 	return nil
+}
+
+// hostPortsByName are list's host ports by name.
+func hostPortsByName(list []config.HostPort) map[string]config.HostPort {
+	m := make(map[string]config.HostPort, len(list))
+	for _, hp := range list {
+		m[hp.Name] = hp
+	}
+	return m
 }
 
 // namedPorts are the guest ports of list given by name.
