@@ -1,9 +1,10 @@
 // Package hostport creates and adopts the veth pairs of host ports: the
 // host's own interfaces on the switch. One end, with the configured name,
 // belongs to the host's network stack (its addresses are the operator's);
-// the other is the switch's port. A pair outlives uplinkd: nothing here
-// deletes one, so a restart or kill -9 never takes the host's addresses
-// away.
+// the other is the switch's port. A pair outlives uplinkd: the daemon
+// never deletes one, so a restart or kill -9 never takes the host's
+// addresses away. Only Remove does, for `uplinkd -cleanup
+// -remove-host-ports`.
 package hostport
 
 import (
@@ -85,18 +86,9 @@ func create(hp config.HostPort) (Result, error) {
 }
 
 func adopt(hp config.HostPort, host netlink.Link) (Result, error) {
-	if _, ok := host.(*netlink.Veth); !ok {
-		return Result{}, fmt.Errorf("host port %s: interface %s exists and is a %s, not a veth pair uplinkd made; remove it or choose another name",
-			hp.Name, hp.Name, host.Type())
-	}
-	peerIndex, err := netlink.VethPeerIndex(host.(*netlink.Veth))
+	sw, err := switchEnd(hp, host)
 	if err != nil {
-		return Result{}, fmt.Errorf("host port %s: read its veth peer: %w", hp.Name, err)
-	}
-	sw, err := netlink.LinkByName(hp.SwitchEnd)
-	if err != nil || sw.Attrs().Index != peerIndex || host.Attrs().NetNsID >= 0 {
-		return Result{}, fmt.Errorf("host port %s: veth %s exists but its peer is not %s in this namespace; remove it or choose another name",
-			hp.Name, hp.Name, hp.SwitchEnd)
+		return Result{}, fmt.Errorf("host port %s: %w; remove it or choose another name", hp.Name, err)
 	}
 	res := Result{HostIndex: host.Attrs().Index, SwitchIndex: sw.Attrs().Index}
 	if a := host.Attrs(); !bytes.Equal(a.HardwareAddr, hp.MAC) {
@@ -112,6 +104,48 @@ func adopt(hp config.HostPort, host netlink.Link) (Result, error) {
 		return Result{}, fmt.Errorf("host port %s: %w", hp.Name, err)
 	}
 	return res, nil
+}
+
+// switchEnd is the switch's end of host, if host is hp's veth pair: a
+// veth whose peer is hp.SwitchEnd in this namespace. Anything else under
+// hp.Name is not uplinkd's to adopt or remove.
+func switchEnd(hp config.HostPort, host netlink.Link) (netlink.Link, error) {
+	veth, ok := host.(*netlink.Veth)
+	if !ok {
+		return nil, fmt.Errorf("interface %s exists and is a %s, not a veth pair uplinkd made", hp.Name, host.Type())
+	}
+	peerIndex, err := netlink.VethPeerIndex(veth)
+	if err != nil {
+		return nil, fmt.Errorf("read the veth peer of %s: %w", hp.Name, err)
+	}
+	sw, err := netlink.LinkByName(hp.SwitchEnd)
+	if err != nil || sw.Attrs().Index != peerIndex || host.Attrs().NetNsID >= 0 {
+		return nil, fmt.Errorf("veth %s exists but its peer is not %s in this namespace", hp.Name, hp.SwitchEnd)
+	}
+	return sw, nil
+}
+
+// Remove deletes hp's veth pair in the calling thread's network namespace
+// (deleting the host's end takes the switch's with it), and with it the
+// host's addresses on it. A pair that is not there is no error (removed
+// false). Anything else under hp.Name is left in place and an error:
+// uplinkd removes only what it would have adopted.
+func Remove(hp config.HostPort) (removed bool, err error) {
+	host, err := netlink.LinkByName(hp.Name)
+	var notFound netlink.LinkNotFoundError
+	switch {
+	case errors.As(err, &notFound):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("host port %s: %w", hp.Name, err)
+	}
+	if _, err := switchEnd(hp, host); err != nil {
+		return false, fmt.Errorf("host port %s: %w; left in place", hp.Name, err)
+	}
+	if err := netlink.LinkDel(host); err != nil {
+		return false, fmt.Errorf("host port %s: delete veth pair %s/%s: %w", hp.Name, hp.Name, hp.SwitchEnd, err)
+	}
+	return true, nil
 }
 
 // disableIPv6 turns IPv6 off on a switch end: it is a switch port, not an

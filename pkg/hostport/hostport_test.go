@@ -189,3 +189,56 @@ func mustLink(t *testing.T, name string) netlink.Link {
 	}
 	return l
 }
+
+// TestRemove: Remove deletes our pair (both ends) and is fine with one
+// that is not there; a foreign veth, a veth whose peer named like the
+// switch end is in another namespace, and a bridge under a host port's
+// name are refused and left in place.
+func TestRemove(t *testing.T) {
+	testenv.RequireRoot(t, "creates veth pairs in a namespace")
+	ns := testenv.EnterNetns(t, testenv.UniqueName("ulhs"))
+	other := testenv.NewNetns(t, testenv.UniqueName("ulhs"))
+	hp := hostPort("ulhsmgmt0", 0)
+	if _, err := Ensure(hp); err != nil {
+		t.Fatal(err)
+	}
+	removed, err := Remove(hp)
+	if err != nil || !removed {
+		t.Fatalf("Remove(%s) = %t, %v; want removed", hp.Name, removed, err)
+	}
+	for _, name := range []string{hp.Name, hp.SwitchEnd} {
+		if _, err := netlink.LinkByName(name); err == nil {
+			t.Errorf("%s still exists after Remove", name)
+		}
+	}
+	if removed, err := Remove(hp); err != nil || removed {
+		t.Errorf("Remove of a missing pair = %t, %v; want false, no error", removed, err)
+	}
+
+	if err := netlink.LinkAdd(&netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: "ulhsbridge"}}); err != nil {
+		t.Fatal(err)
+	}
+	testenv.AddVeth(t, ns, testenv.Veth{Name: "ulhsother", Peer: "ulhsother-x"})
+	// The peer is named like the switch end but lives elsewhere; a bridge
+	// here has the switch end's name.
+	testenv.AddVeth(t, ns, testenv.Veth{Name: "ulhsaway", Peer: "ulhsaway-sw", PeerNS: other})
+	if err := netlink.LinkAdd(&netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: "ulhsaway-sw"}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ name, want string }{
+		{"ulhsbridge", "exists and is a bridge, not a veth pair"},
+		{"ulhsother", "its peer is not ulhsother-sw"},
+		{"ulhsaway", "its peer is not ulhsaway-sw in this namespace"},
+	} {
+		removed, err := Remove(hostPort(tc.name, 0))
+		if removed || err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "left in place") {
+			t.Errorf("Remove(%s) = %t, %v; want an error with %q", tc.name, removed, err, tc.want)
+		}
+		if _, err := netlink.LinkByName(tc.name); err != nil {
+			t.Errorf("%s was removed: %v", tc.name, err)
+		}
+	}
+	if _, err := other.Netlink.LinkByName("ulhsaway-sw"); err != nil {
+		t.Errorf("the peer in the other namespace was removed: %v", err)
+	}
+}
