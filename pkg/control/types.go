@@ -39,11 +39,14 @@ type GroupStatus struct {
 	LastReason   string         `json:"last_reason,omitempty"`
 	LastFailover *FailoverEvent `json:"last_failover,omitempty"`
 	// Recent are the group's latest switches, oldest first (bounded).
-	Recent        []FailoverEvent `json:"recent_failovers,omitempty"`
-	Uplinks       []UplinkStatus  `json:"uplinks"`
-	GuestPorts    []PortStatus    `json:"guest_ports"`
-	Announce      AnnounceSetting `json:"announce"`
-	LearnedGuests int             `json:"learned_guests"`
+	Recent     []FailoverEvent `json:"recent_failovers,omitempty"`
+	Uplinks    []UplinkStatus  `json:"uplinks"`
+	GuestPorts []PortStatus    `json:"guest_ports"`
+	// HostPorts are the host's own interfaces on the switch (their switch
+	// ends are among GuestPorts).
+	HostPorts     []HostPortStatus `json:"host_ports,omitempty"`
+	Announce      AnnounceSetting  `json:"announce"`
+	LearnedGuests int              `json:"learned_guests"`
 	// GuestPatterns make matching interfaces guest ports as they appear.
 	GuestPatterns []string `json:"guest_patterns,omitempty"`
 	// Arrivals counts guests that arrived (a MAC new to its group and VLAN,
@@ -106,6 +109,27 @@ type PortStatus struct {
 	// Match is the pattern that made it a port ("" for a named one).
 	Match string `json:"match,omitempty"`
 	Hook  string `json:"hook"` // tcx, or tc (a clsact filter)
+	Error string `json:"error,omitempty"`
+}
+
+// HostPortStatus is one host port: a veth pair whose end Name belongs to
+// the host's network stack and whose end SwitchEnd is a guest port.
+type HostPortStatus struct {
+	Name      string `json:"name"`           // the host's end
+	SwitchEnd string `json:"switch_end"`     // the switch's end
+	VLAN      uint16 `json:"vlan,omitempty"` // access VLAN (0: untagged, tagged frames pass)
+	// MAC and MTU are the host end's (the configured ones while it is
+	// missing; MTU 0: the kernel's default).
+	MAC   string `json:"mac"`
+	MTU   int    `json:"mtu,omitempty"`
+	State string `json:"state"` // the host end: up, down or missing
+	// Addrs are the host's IPv4 and IPv6 addresses on the host end
+	// (IPv6 link-local ones too). With none but link-local, the host's own
+	// traffic does not use the port: its addresses are the operator's to
+	// give.
+	Addrs []string `json:"addrs,omitempty"`
+	// Error: the switch end is not attached, or the host end could not be
+	// read.
 	Error string `json:"error,omitempty"`
 }
 

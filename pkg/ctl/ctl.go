@@ -10,6 +10,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/netip"
 	"slices"
 	"sort"
 	"strconv"
@@ -381,6 +382,48 @@ func writeStatus(w io.Writer, st control.Status, now time.Time) {
 		fmt.Fprintf(w, "  guest ports: %s\n", orNone(strings.Join(ports, ", ")))
 		if len(g.GuestPatterns) > 0 {
 			fmt.Fprintf(w, "  guest port patterns: %s (guests arrived: %d)\n", strings.Join(g.GuestPatterns, ", "), g.Arrivals)
+		}
+		writeHostPorts(w, g.HostPorts)
+	}
+}
+
+// writeHostPorts lists the host's own interfaces on the switch, one line
+// each, with their addresses: IPv6 link-local ones left out (every
+// interface has one), so a port the operator gave no address says so.
+func writeHostPorts(w io.Writer, hps []control.HostPortStatus) {
+	if len(hps) == 0 {
+		return
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "  HOST PORT\tSWITCH END\tVLAN\tMAC\tMTU\tSTATE\tADDRESSES")
+	for _, hp := range hps {
+		vlan := "untagged"
+		if hp.VLAN != 0 {
+			vlan = strconv.Itoa(int(hp.VLAN))
+		}
+		mtu := "-"
+		if hp.MTU > 0 {
+			mtu = strconv.Itoa(hp.MTU)
+		}
+		var addrs []string
+		for _, a := range hp.Addrs {
+			if ip, err := netip.ParseAddr(a); err != nil || !ip.Is6() || !ip.IsLinkLocalUnicast() {
+				addrs = append(addrs, a)
+			}
+		}
+		shown := strings.Join(addrs, ", ")
+		switch {
+		case hp.State == "missing":
+			shown = "-"
+		case len(addrs) == 0:
+			shown = "no address: the host's traffic does not use it"
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\t%s\n", hp.Name, hp.SwitchEnd, vlan, orDash(hp.MAC, ""), mtu, hp.State, shown)
+	}
+	tw.Flush()
+	for _, hp := range hps {
+		if hp.Error != "" {
+			fmt.Fprintf(w, "  host port %s: error: %s\n", hp.Name, hp.Error)
 		}
 	}
 }

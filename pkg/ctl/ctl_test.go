@@ -66,6 +66,44 @@ func TestWriteStatus(t *testing.T) {
 	}
 }
 
+// TestWriteHostPorts: a host port's line has its ends, VLAN, MAC, MTU,
+// state and addresses (IPv6 link-local left out); one with no other
+// address says plainly that the host does not use it; errors follow.
+func TestWriteHostPorts(t *testing.T) {
+	st := control.Status{Version: "v1", Groups: []control.GroupStatus{{
+		Name: "a", Active: "eth1",
+		HostPorts: []control.HostPortStatus{
+			{Name: "mgmt0", SwitchEnd: "mgmt0-sw", VLAN: 10, MAC: "02:00:00:00:00:01", MTU: 1500, State: "up",
+				Addrs: []string{"192.0.2.7", "2001:db8::7", "fe80::1"}},
+			{Name: "stor0", SwitchEnd: "stor0-sw", MAC: "02:00:00:00:00:02", MTU: 9000, State: "down", Addrs: []string{"fe80::2"}},
+			{Name: "bk0", SwitchEnd: "bk0-sw", MAC: "02:00:00:00:00:03", State: "missing", Error: "its switch end bk0-sw is no port of the switch"},
+		},
+	}}}
+	var buf bytes.Buffer
+	writeStatus(&buf, st, time.Now())
+	out := buf.String()
+	for _, want := range []string{
+		"  HOST PORT  SWITCH END  VLAN      MAC                MTU   STATE    ADDRESSES\n",
+		"  mgmt0      mgmt0-sw    10        02:00:00:00:00:01  1500  up       192.0.2.7, 2001:db8::7\n",
+		"  stor0      stor0-sw    untagged  02:00:00:00:00:02  9000  down     no address: the host's traffic does not use it\n",
+		"  bk0        bk0-sw      untagged  02:00:00:00:00:03  -     missing  -\n",
+		"  host port bk0: error: its switch end bk0-sw is no port of the switch\n",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("status lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "fe80::") {
+		t.Errorf("status shows IPv6 link-local addresses:\n%s", out)
+	}
+	st.Groups[0].HostPorts = nil
+	buf.Reset()
+	writeStatus(&buf, st, time.Now())
+	if strings.Contains(buf.String(), "HOST PORT") {
+		t.Errorf("a group without host ports has a host port table:\n%s", buf.String())
+	}
+}
+
 func TestUsageErrors(t *testing.T) {
 	for _, tc := range []struct {
 		args []string

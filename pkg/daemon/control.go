@@ -12,8 +12,9 @@ import (
 // Every request runs on the event loop (call), with the request's
 // context: a request the loop has not taken when its client goes away, or
 // when uplinkd stops, does not run. Long reads of the data plane (the
-// learned guests) are done before, on the request's goroutine, so they do
-// not hold up the loop.
+// learned guests) are done before, and reads of the host's interfaces
+// (the host ports' addresses) after, on the request's goroutine, so they
+// do not hold up the loop.
 type controlAPI struct{ d *Daemon }
 
 var _ control.Backend = controlAPI{}
@@ -39,8 +40,11 @@ func (a controlAPI) Status(ctx context.Context) (control.Status, error) {
 	}
 	announcing := a.d.ann.send.InFlight()
 	var st control.Status
-	err = a.d.calls.call(ctx, func() { st = a.d.status(fdb, announcing) })
-	return st, err
+	if err := a.d.calls.call(ctx, func() { st = a.d.status(fdb, announcing) }); err != nil {
+		return st, err
+	}
+	a.d.readHostPorts(&st)
+	return st, nil
 }
 
 func (a controlAPI) Guests(ctx context.Context) ([]control.Guest, error) {

@@ -2,7 +2,9 @@ package daemon
 
 import (
 	"errors"
+	"fmt"
 	"maps"
+	"slices"
 	"time"
 
 	"github.com/uplinkd/uplinkd/pkg/control"
@@ -90,9 +92,78 @@ func (d *Daemon) status(fdb []datapath.FDBEntry, announcing []string) control.St
 				Name: p.name, Ifindex: p.ifindex, VLAN: p.vlan, Trunk: p.trunk, AnnouncePriority: p.announcePriority, Match: p.pattern, Hook: string(p.mode), Error: errString(p.err),
 			})
 		}
+		gs.HostPorts = g.hostPortStatus()
 		st.Groups = append(st.Groups, gs)
 	}
 	return st
+}
+
+// hostPortStatus is g's host ports as configured, with their switch
+// ends' attach errors; readHostPorts adds what the host says of them.
+func (g *group) hostPortStatus() []control.HostPortStatus {
+	var out []control.HostPortStatus
+	for _, hp := range g.cfg.HostPorts {
+		hs := control.HostPortStatus{Name: hp.Name, SwitchEnd: hp.SwitchEnd, VLAN: hp.VLAN, MAC: hp.MAC.String(), MTU: hp.MTU}
+		if i := slices.IndexFunc(g.guests, func(p *port) bool { return p.name == hp.SwitchEnd }); i >= 0 {
+			hs.Error = errString(g.guests[i].err)
+		} else {
+			hs.Error = "its switch end " + hp.SwitchEnd + " is no port of the switch"
+		}
+		out = append(out, hs)
+	}
+	return out
+}
+
+// readHostPorts fills in the host ports of st from the host's
+// interfaces: each host end's state, MAC, MTU and addresses. These are
+// netlink reads, so the control API makes them off the event loop, after
+// status.
+func (d *Daemon) readHostPorts(st *control.Status) {
+	for gi := range st.Groups {
+		for hi := range st.Groups[gi].HostPorts {
+			d.readHostPort(&st.Groups[gi].HostPorts[hi])
+		}
+	}
+}
+
+func (d *Daemon) readHostPort(hs *control.HostPortStatus) {
+	fail := func(err error) {
+		if hs.Error != "" {
+			hs.Error += "; "
+		}
+		hs.Error += err.Error()
+	}
+	state, err := d.host.LinkState(hs.Name)
+	switch {
+	case err != nil:
+		hs.State = "unknown"
+		fail(err)
+		return
+	case !state.Exists:
+		hs.State = "missing"
+		return
+	case state.AdminUp && state.Carrier:
+		hs.State = "up"
+	default:
+		hs.State = "down"
+	}
+	if link, err := d.host.LinkByName(hs.Name); err == nil {
+		a := link.Attrs()
+		if len(a.HardwareAddr) > 0 {
+			hs.MAC = a.HardwareAddr.String()
+		}
+		if a.MTU > 0 {
+			hs.MTU = a.MTU
+		}
+	}
+	addrs, err := d.host.Addrs(hs.Name)
+	if err != nil {
+		fail(fmt.Errorf("read its addresses: %w", err))
+		return
+	}
+	for _, a := range addrs {
+		hs.Addrs = append(hs.Addrs, a.String())
+	}
 }
 
 // guestList is `uplinkctl fdb`: the learned guests (read off the loop)
