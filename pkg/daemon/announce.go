@@ -1,9 +1,11 @@
 package daemon
 
 import (
+	"bytes"
 	"context"
 	"log/slog"
 	"maps"
+	"net/netip"
 	"slices"
 	"time"
 
@@ -75,19 +77,63 @@ type announceCounts struct {
 // touched only on the event loop.
 type announcer struct {
 	send   announceSender
-	guests func() ([]datapath.Guest, error) // every learned guest (a walk of the FDB)
+	guests func() ([]datapath.Guest, error)          // every learned guest (a walk of the FDB)
+	addrs  func(ifname string) ([]netip.Addr, error) // a host port's addresses (nil: none read)
 	met    *metrics.Metrics
 	log    *slog.Logger
 	post   func(func()) // runs a function on the event loop
 }
 
-// learned are g's learned guests, with their ports' announce priorities.
+// learned are g's learned guests, with their ports' announce priorities,
+// and its host ports.
 func (a *announcer) learned(g *group) ([]announce.Guest, error) {
 	all, err := a.guests()
 	if err != nil {
 		return nil, err
 	}
-	return learnedOf(g, all), nil
+	return withHostPorts(learnedOf(g, all), a.hostPorts(g)), nil
+}
+
+// hostPorts are g's host ports as guests: the host's end's MAC with the
+// addresses on it now. The host answers ARP and ND for those whether or
+// not the switch has seen it use them, so they are announced from the
+// start, and a host port that has sent nothing yet is announced too.
+func (a *announcer) hostPorts(g *group) []announce.Guest {
+	var out []announce.Guest
+	for _, p := range g.guests {
+		if p.hostEnd == "" || len(p.hostMAC) != 6 {
+			continue
+		}
+		var addrs []netip.Addr
+		if a.addrs != nil {
+			var err error
+			if addrs, err = a.addrs(p.hostEnd); err != nil {
+				a.log.Warn("cannot read a host port's addresses; announcing what the switch learned", "group", g.cfg.Name,
+					"host_port", p.hostEnd, "err", err)
+			}
+		}
+		out = append(out, announce.Guest{MAC: p.hostMAC, VLAN: p.vlan, Addrs: addrs, Priority: p.announcePriority})
+	}
+	return out
+}
+
+// withHostPorts merges hosts into guests: a host port the switch learned
+// gets the host's addresses added to the learned ones; one it did not
+// learn is added.
+func withHostPorts(guests, hosts []announce.Guest) []announce.Guest {
+	for _, h := range hosts {
+		i := slices.IndexFunc(guests, func(gu announce.Guest) bool {
+			return gu.VLAN == h.VLAN && bytes.Equal(gu.MAC, h.MAC)
+		})
+		if i < 0 {
+			guests = append(guests, h)
+			continue
+		}
+		addrs := append(slices.Clone(guests[i].Addrs), h.Addrs...)
+		slices.SortFunc(addrs, netip.Addr.Compare)
+		guests[i].Addrs = slices.Compact(addrs)
+	}
+	return guests
 }
 
 // learnedOf are the guests of g among all, with their ports' announce
@@ -218,7 +264,7 @@ func (a *announcer) arrivals(groups []*group, batch []datapath.Arrival) {
 			a.log.Error("cannot read learned guests; arrivals not announced", "group", g.cfg.Name, "err", guestsErr)
 			continue
 		}
-		recent := g.arrived.among(learnedOf(g, all))
+		recent := g.arrived.among(withHostPorts(learnedOf(g, all), a.hostPorts(g)))
 		if len(recent) == 0 {
 			continue // forgotten again already (port removed)
 		}

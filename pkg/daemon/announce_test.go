@@ -1,7 +1,9 @@
 package daemon
 
 import (
+	"bytes"
 	"net"
+	"net/netip"
 	"slices"
 	"testing"
 	"time"
@@ -229,4 +231,88 @@ func TestAnnounceOff(t *testing.T) {
 		{name: "failover", link: "up1", up: false},
 		{name: "bounce", link: "up2", bounced: true},
 	})
+}
+
+// withHostPorts: a learned host port gets the host's addresses added to
+// the learned ones (once each, sorted); one not learned is added; a
+// guest with the same MAC on another VLAN is another guest.
+func TestWithHostPorts(t *testing.T) {
+	ip := netip.MustParseAddr
+	mac := net.HardwareAddr{2, 0xbb, 0, 0, 0, 1}
+	learned := []announce.Guest{
+		{MAC: mac, VLAN: 10, Addrs: []netip.Addr{ip("10.0.0.9"), ip("fe80::1")}},
+		guest(1),
+	}
+	hosts := []announce.Guest{
+		{MAC: mac, VLAN: 10, Addrs: []netip.Addr{ip("2001:db8::9"), ip("10.0.0.9")}, Priority: 3},
+		{MAC: mac, VLAN: 20, Addrs: []netip.Addr{ip("192.0.2.1")}},
+	}
+	got := withHostPorts(learned, hosts)
+	want := []announce.Guest{
+		{MAC: mac, VLAN: 10, Addrs: []netip.Addr{ip("10.0.0.9"), ip("2001:db8::9"), ip("fe80::1")}},
+		guest(1),
+		{MAC: mac, VLAN: 20, Addrs: []netip.Addr{ip("192.0.2.1")}},
+	}
+	if len(got) != len(want) {
+		t.Fatalf("got %d guests %v, want %v", len(got), got, want)
+	}
+	for i := range want {
+		if got[i].MAC.String() != want[i].MAC.String() || got[i].VLAN != want[i].VLAN || !slices.Equal(got[i].Addrs, want[i].Addrs) {
+			t.Errorf("guest %d: %+v, want %+v", i, got[i], want[i])
+		}
+	}
+	if len(withHostPorts(nil, nil)) != 0 {
+		t.Error("no guests and no host ports: want none")
+	}
+}
+
+// A failover announces the host port with the addresses on the host's
+// end, though the switch never learned it; and with the learned entry
+// merged once it did.
+func TestAnnounceHostPort(t *testing.T) {
+	d, dp, h, s := announceDaemon(t, `groups:
+  - name: g
+    announce: {count: 1, interval: 10ms}
+    uplinks: [{name: up1, priority: 10}, {name: up2, priority: 20}]
+    guest_ports: [vm1, vm2]
+    host_ports: [{name: mgmt0, vlan: 7}]
+`, guest(1))
+	h.links["mgmt0"].addrs = []netip.Addr{netip.MustParseAddr("10.0.0.5"), netip.MustParseAddr("2001:db8::5")}
+	hostMAC := h.link("mgmt0", h.links["mgmt0"]).Attrs().HardwareAddr
+	hostRun := func(step string) announce.Guest {
+		t.Helper()
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		defer func() { s.runs = nil }()
+		if len(s.runs) != 1 {
+			t.Fatalf("%s: %d runs, want 1", step, len(s.runs))
+		}
+		for _, gu := range s.runs[0].Guests {
+			if bytes.Equal(gu.MAC, hostMAC) {
+				return gu
+			}
+		}
+		t.Fatalf("%s: host port %s not announced: %+v", step, hostMAC, s.runs[0].Guests)
+		return announce.Guest{}
+	}
+	flip := func(name string, up bool) {
+		onLoop(t, d, func() {
+			h.links[name].up = up
+			h.links[name].changes++
+			d.onLink(h.state(name, linkwatch.SourceNetlink, time.Now()))
+		})
+	}
+	flip("up1", false)
+	if gu := hostRun("failover, not learned"); gu.VLAN != 7 || !slices.Equal(gu.Addrs, h.links["mgmt0"].addrs) {
+		t.Errorf("host port announced as %+v, want VLAN 7 with %v", gu, h.links["mgmt0"].addrs)
+	}
+	onLoop(t, d, func() {
+		dp.guests = append(dp.guests, datapath.Guest{FDBEntry: datapath.FDBEntry{VLAN: 7, MAC: hostMAC, Ifindex: h.links["mgmt0-sw"].index},
+			Addrs: []netip.Addr{netip.MustParseAddr("fe80::5")}})
+	})
+	flip("up1", true)
+	want := []netip.Addr{netip.MustParseAddr("10.0.0.5"), netip.MustParseAddr("2001:db8::5"), netip.MustParseAddr("fe80::5")}
+	if gu := hostRun("failback, learned"); !slices.Equal(gu.Addrs, want) {
+		t.Errorf("learned host port announced with %v, want %v", gu.Addrs, want)
+	}
 }

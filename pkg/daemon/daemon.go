@@ -114,7 +114,7 @@ func newDaemon(cfg *config.Config, log *slog.Logger, dp dataPlane, h host) *Daem
 	d.hold.Stop() // armed by armHold when a hold timer runs
 	d.met = metrics.New(d.metricsSnapshot)
 	d.ann = &announcer{send: announce.New(cfg.AnnounceRateLimit, cfg.AnnounceBurst, log),
-		guests: dp.Guests, met: d.met, log: log, post: d.calls.post}
+		guests: dp.Guests, addrs: h.Addrs, met: d.met, log: log, post: d.calls.post}
 	return d
 }
 
@@ -202,7 +202,7 @@ func (d *Daemon) addHostPort(g *group, hp config.HostPort) (*port, error) {
 			"group", g.cfg.Name, "host_port", hp.Name, "configured", diff)
 	}
 	p := d.addGuest(g, config.GuestPort{Name: hp.SwitchEnd, VLAN: hp.VLAN, MaxMACs: config.DefaultMaxMACs})
-	p.hostEnd = hp.Name
+	p.hostEnd, p.hostMAC = hp.Name, res.HostMAC
 	return p, nil
 }
 

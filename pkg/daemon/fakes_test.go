@@ -194,13 +194,14 @@ func (h *fakeHost) EnsureHostPort(hp config.HostPort) (hostport.Result, error) {
 	sw, hasSwitch := h.links[hp.SwitchEnd]
 	switch {
 	case hasHost && hasSwitch:
-		return hostport.Result{HostIndex: host.index, SwitchIndex: sw.index}, nil
+		return hostport.Result{HostIndex: host.index, SwitchIndex: sw.index, HostMAC: h.link(hp.Name, host).Attrs().HardwareAddr}, nil
 	case hasHost, hasSwitch:
 		return hostport.Result{}, fmt.Errorf("host port %s: not a veth pair of %s and %s", hp.Name, hp.Name, hp.SwitchEnd)
 	}
 	h.links[hp.Name] = &fakeLink{index: 100 + len(h.links), up: true, changes: 1}
 	h.links[hp.SwitchEnd] = &fakeLink{index: 100 + len(h.links), up: true, changes: 1}
-	return hostport.Result{Created: true, HostIndex: h.links[hp.Name].index, SwitchIndex: h.links[hp.SwitchEnd].index}, nil
+	return hostport.Result{Created: true, HostIndex: h.links[hp.Name].index, SwitchIndex: h.links[hp.SwitchEnd].index,
+		HostMAC: h.link(hp.Name, h.links[hp.Name]).Attrs().HardwareAddr}, nil
 }
 
 func (h *fakeHost) Addrs(name string) ([]netip.Addr, error) {

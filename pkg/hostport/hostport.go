@@ -28,6 +28,9 @@ type Result struct {
 	Created bool // the pair was made now; false: adopted
 	// HostIndex and SwitchIndex are the two ends' interface indexes.
 	HostIndex, SwitchIndex int
+	// HostMAC is the host's end's MAC: the configured one on a pair made
+	// now, the one it has on an adopted pair.
+	HostMAC net.HardwareAddr
 	// Differs lists configured settings an adopted pair does not have
 	// ("mac 02:..", "mtu 9000"): adopted as it is, never changed under
 	// the host's traffic.
@@ -82,7 +85,8 @@ func create(hp config.HostPort) (Result, error) {
 	if err := setUp(sw, host); err != nil {
 		return Result{}, fmt.Errorf("host port %s: %w", hp.Name, err)
 	}
-	return Result{Created: true, HostIndex: host.Attrs().Index, SwitchIndex: sw.Attrs().Index}, nil
+	return Result{Created: true, HostIndex: host.Attrs().Index, SwitchIndex: sw.Attrs().Index,
+		HostMAC: host.Attrs().HardwareAddr}, nil
 }
 
 func adopt(hp config.HostPort, host netlink.Link) (Result, error) {
@@ -90,7 +94,7 @@ func adopt(hp config.HostPort, host netlink.Link) (Result, error) {
 	if err != nil {
 		return Result{}, fmt.Errorf("host port %s: %w; remove it or choose another name", hp.Name, err)
 	}
-	res := Result{HostIndex: host.Attrs().Index, SwitchIndex: sw.Attrs().Index}
+	res := Result{HostIndex: host.Attrs().Index, SwitchIndex: sw.Attrs().Index, HostMAC: host.Attrs().HardwareAddr}
 	if a := host.Attrs(); !bytes.Equal(a.HardwareAddr, hp.MAC) {
 		res.Differs = append(res.Differs, fmt.Sprintf("mac %s (it has %s)", hp.MAC, a.HardwareAddr))
 	}

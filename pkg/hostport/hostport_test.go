@@ -43,7 +43,7 @@ func TestEnsureCreatesThenAdopts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if a := host.Attrs(); !bytes.Equal(a.HardwareAddr, hp.MAC) || a.MTU != 9000 || a.Index != first.HostIndex {
+	if a := host.Attrs(); !bytes.Equal(a.HardwareAddr, hp.MAC) || !bytes.Equal(first.HostMAC, hp.MAC) || a.MTU != 9000 || a.Index != first.HostIndex {
 		t.Errorf("host end: mac %s mtu %d index %d; want %s, 9000, %d", a.HardwareAddr, a.MTU, a.Index, hp.MAC, first.HostIndex)
 	}
 	if a := sw.Attrs(); a.MTU != 9000 || a.Index != first.SwitchIndex {
@@ -64,7 +64,7 @@ func TestEnsureCreatesThenAdopts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if again.Created || again.HostIndex != first.HostIndex || again.SwitchIndex != first.SwitchIndex {
+	if again.Created || again.HostIndex != first.HostIndex || again.SwitchIndex != first.SwitchIndex || !bytes.Equal(again.HostMAC, hp.MAC) {
 		t.Errorf("second Ensure = %+v, want the pair of %+v adopted", again, first)
 	}
 	if len(again.Differs) != 1 || !strings.Contains(again.Differs[0], "mtu 1500") {
