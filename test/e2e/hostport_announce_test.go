@@ -1,0 +1,232 @@
+package e2e
+
+import (
+	"bytes"
+	"errors"
+	"net"
+	"net/netip"
+	"os"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/gopacket"
+	"github.com/google/gopacket/layers"
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+)
+
+// announcement is a gratuitous ARP or an unsolicited neighbour
+// advertisement seen on an upstream port: who it says is where.
+type announcement struct {
+	mac  string
+	addr netip.Addr
+}
+
+// announcements records the gratuitous ARPs and unsolicited neighbour
+// advertisements arriving on one interface, until close.
+type announcements struct {
+	mu   sync.Mutex
+	seen map[announcement]int
+	err  error
+	stop chan struct{}
+	done chan struct{}
+}
+
+func (l *lab) watchAnnouncements(role, ifname string) *announcements {
+	a := &announcements{seen: map[announcement]int{}, stop: make(chan struct{}), done: make(chan struct{})}
+	ready := make(chan struct{})
+	go func() {
+		defer close(a.done)
+		runtime.LockOSThread() // the thread is left in the lab's namespace and dies with the goroutine
+		if err := netns.Set(l.ns[role]); err != nil {
+			a.err = err
+			close(ready)
+			return
+		}
+		fd, err := packetSocket(ifname, unix.ETH_P_ALL)
+		if err != nil {
+			a.err = err
+			close(ready)
+			return
+		}
+		defer unix.Close(fd)
+		_ = unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &unix.Timeval{Usec: 20000})
+		close(ready)
+		buf := make([]byte, 2048)
+		for range 1_000_000 { // bounded; stop ends it long before
+			select {
+			case <-a.stop:
+				return
+			default:
+			}
+			n, _, err := unix.Recvfrom(fd, buf, 0)
+			if errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EINTR) {
+				continue
+			}
+			if err != nil {
+				a.err = err
+				return
+			}
+			if an, ok := parseAnnouncement(buf[:n]); ok {
+				a.mu.Lock()
+				a.seen[an]++
+				a.mu.Unlock()
+			}
+		}
+	}()
+	<-ready
+	return a
+}
+
+// parseAnnouncement reads a gratuitous ARP (sender and target address
+// the same) or an unsolicited neighbour advertisement (to all nodes),
+// tagged or not.
+func parseAnnouncement(frame []byte) (announcement, bool) {
+	p := gopacket.NewPacket(frame, layers.LayerTypeEthernet, gopacket.NoCopy)
+	if arp, ok := p.Layer(layers.LayerTypeARP).(*layers.ARP); ok {
+		if bytes.Equal(arp.SourceProtAddress, arp.DstProtAddress) {
+			addr, _ := netip.AddrFromSlice(arp.SourceProtAddress)
+			return announcement{net.HardwareAddr(arp.SourceHwAddress).String(), addr}, true
+		}
+		return announcement{}, false
+	}
+	na, ok := p.Layer(layers.LayerTypeICMPv6NeighborAdvertisement).(*layers.ICMPv6NeighborAdvertisement)
+	ip6, ok6 := p.Layer(layers.LayerTypeIPv6).(*layers.IPv6)
+	eth, okEth := p.Layer(layers.LayerTypeEthernet).(*layers.Ethernet)
+	if !ok || !ok6 || !okEth || !ip6.DstIP.Equal(net.IPv6linklocalallnodes) {
+		return announcement{}, false
+	}
+	addr, _ := netip.AddrFromSlice(na.TargetAddress)
+	return announcement{eth.SrcMAC.String(), addr}, true
+}
+
+func (a *announcements) close() map[announcement]int {
+	close(a.stop)
+	<-a.done
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.seen
+}
+
+// TestHostPortAnnouncedAndReloaded: after a failover the host port's MAC
+// is announced on the new uplink with every address on the host's end,
+// IPv4 (gratuitous ARP) and IPv6 (unsolicited NA), though the host sent
+// nothing the switch could learn them from; the upstream bridge has the
+// host's MAC behind the new uplink. Then reload adds a host port (made
+// and attached, carrying the host's ping) and removes one (detached, its
+// pair left in place), and a reload of the same file re-creates a host
+// port deleted while uplinkd ran.
+func TestHostPortAnnouncedAndReloaded(t *testing.T) {
+	l := newLab(t, labOptions{failback: true, extra: "    host_ports: [{name: mgmt0}]\n"})
+	l.startDaemon()
+	l.waitActive("up0")
+	v4, v6 := netip.MustParseAddr(hostPortIP.String()), netip.MustParseAddr("2001:db8:77::50")
+	var mac string
+	l.in("H", func() {
+		host, err := netlink.LinkByName("mgmt0")
+		l.check(err)
+		mac = host.Attrs().HardwareAddr.String()
+		l.addr("mgmt0", v4.String()+"/24")
+		addr, err := netlink.ParseAddr(v6.String() + "/64")
+		l.check(err)
+		addr.Flags = unix.IFA_F_NODAD // no DAD: the host says nothing of it before the cut
+		l.check(netlink.AddrAdd(host, addr))
+	})
+
+	watch := l.watchAnnouncements("U", "p1")
+	cutAt := l.cut("p0")
+	l.waitActive("up1")
+	var seen map[announcement]int
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		watch.mu.Lock()
+		got := watch.seen[announcement{mac, v4}] > 0 && watch.seen[announcement{mac, v6}] > 0
+		watch.mu.Unlock()
+		if got || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	seen = watch.close()
+	if watch.err != nil {
+		t.Fatal(watch.err)
+	}
+	for _, addr := range []netip.Addr{v4, v6} {
+		if seen[announcement{mac, addr}] == 0 {
+			t.Errorf("host port %s not announced with %s on the new uplink within 3s of the cut; seen: %v", mac, addr, seen)
+		}
+	}
+	if !waitFor(2*time.Second, func() bool { return l.bridgeFDB()[mac] == "p1" }) {
+		t.Errorf("upstream bridge has the host port %s on %q, want p1", mac, l.bridgeFDB()[mac])
+	}
+	t.Logf("FIGURES host port announced within %v of the cut: %d gratuitous ARPs, %d NAs", time.Since(cutAt).Round(time.Millisecond),
+		seen[announcement{mac, v4}], seen[announcement{mac, v6}])
+
+	// Reload: stor0 in, mgmt0 out.
+	orig, err := os.ReadFile(l.d.config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reload := func(cfg string, want ...string) {
+		t.Helper()
+		if err := os.WriteFile(l.d.config, []byte(cfg), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		out, err := execCtl(l, "reload")
+		if err != nil {
+			t.Fatalf("reload: %v\n%s", err, out)
+		}
+		for _, w := range want {
+			if !strings.Contains(out, w) {
+				t.Errorf("reload output lacks %q:\n%s", w, out)
+			}
+		}
+	}
+	swapped := strings.Replace(string(orig), "host_ports: [{name: mgmt0}]", "host_ports: [{name: stor0}]", 1)
+	reload(swapped, "host port stor0 added", "host port mgmt0 removed; its veth pair mgmt0/mgmt0-sw is left in place")
+	g := l.status()
+	if _, ok := guestPortOf(g, "stor0-sw"); !ok {
+		t.Errorf("after the reload stor0-sw is no port: %+v", g.GuestPorts)
+	}
+	if _, ok := guestPortOf(g, "mgmt0-sw"); ok {
+		t.Errorf("after the reload mgmt0-sw is still a port")
+	}
+	l.in("H", func() {
+		host, err := netlink.LinkByName("mgmt0")
+		if err != nil {
+			t.Errorf("mgmt0 deleted by the reload that dropped it: %v", err)
+			return
+		}
+		// The host's address moves to the new host port, as an operator
+		// would move it.
+		l.check(netlink.AddrDel(host, &netlink.Addr{IPNet: &net.IPNet{IP: hostPortIP, Mask: net.CIDRMask(24, 32)}}))
+		l.addr("stor0", hostPortIP.String()+"/24")
+	})
+	pings := l.ping("H", upstreamHost.ip)
+	time.Sleep(time.Second)
+	pings.finish()
+	if f := pings.lossIn(time.Time{}, time.Now()); !f.answers {
+		t.Errorf("no answer to the host's ping through the added host port stor0: %v", f)
+	}
+
+	// Deleted while uplinkd runs: a reload of the same file re-creates it.
+	l.in("H", func() {
+		host, err := netlink.LinkByName("stor0")
+		l.check(err)
+		l.check(netlink.LinkDel(host))
+	})
+	reload(swapped, "host port stor0 was deleted; re-creating it")
+	l.in("H", func() {
+		if _, err := netlink.LinkByName("stor0"); err != nil {
+			t.Errorf("stor0 not re-created: %v", err)
+		}
+	})
+	if !waitFor(2*time.Second, func() bool { p, ok := guestPortOf(l.status(), "stor0-sw"); return ok && p.Ifindex > 0 && p.Error == "" }) {
+		p, _ := guestPortOf(l.status(), "stor0-sw")
+		t.Errorf("re-created stor0-sw not attached: %+v", p)
+	}
+}
