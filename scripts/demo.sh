@@ -2,11 +2,12 @@
 # make demo: uplinkd on a real topology in network namespaces.
 #
 #   guest g0 (10.77.0.10) ─ vnet0 ┐            ┌ up0 ══ p0 ┐
-#                                  host: uplinkd             br0 upstream, gateway 10.77.0.1
+#   host's own mgmt0 (10.77.0.2) ─┤host: uplinkd             br0 upstream, gateway 10.77.0.1
 #   guest g1 (10.77.0.11) ─ vnet1 ┘            └ up1 ══ p1 ┘
 #
-# The gateway pings both guests while the active uplink is cut and
-# restored; the upstream bridge's FDB shows where it believes the guests
+# The gateway pings both guests, and the host pings the gateway from its
+# host port mgmt0, while the active uplink is cut and restored; the
+# upstream bridge's FDB shows where it believes the guests and the host
 # are. Everything is removed at the end, also on Ctrl-C.
 set -euo pipefail
 
@@ -24,7 +25,7 @@ ctl() { "$BIN/uplinkctl" -socket "$WORK/uplinkd.sock" "$@"; }
 # show_fdb TITLE: where the upstream bridge believes the guests are.
 show_fdb() {
 	echo "$1"
-	inns "$NS_UP" bridge fdb show br br0 | grep -iE "$G0_MAC|$G1_MAC" || true
+	inns "$NS_UP" bridge fdb show br br0 | grep -iE "$G0_MAC|$G1_MAC|$HOST_MAC" || true
 }
 
 cleanup() {
@@ -83,6 +84,7 @@ groups:
     failback: true
     announce: {count: 3, interval: 100ms}
     guest_ports: [vnet0, vnet1]
+    host_ports: [{name: mgmt0}]
     uplinks:
       - {name: up0, priority: 10}
       - {name: up1, priority: 20}
@@ -94,23 +96,28 @@ say "starting uplinkd in $NS_HOST (log: uplinkd.log, shown at the end)"
 ip netns exec "$NS_HOST" "$BIN/uplinkd" -config "$WORK/uplinkd.yaml" >"$WORK/uplinkd.log" 2>&1 &
 DAEMON_PID=$!
 for _ in $(seq 100); do ctl status >/dev/null 2>&1 && break; sleep 0.05; done
+# uplinkd made the host port; its address is the operator's.
+ip -n "$NS_HOST" addr add 10.77.0.2/24 dev mgmt0
+HOST_MAC=$(ip -n "$NS_HOST" -br link show mgmt0 | awk '{print $3}')
 ctl status
 
-say "the gateway pings both guests, 100 per second each, for 8 seconds"
+say "the gateway pings both guests and the host pings the gateway from mgmt0, 100 per second each, for 8 seconds"
 for ip in 10.77.0.10 10.77.0.11; do
 	ip netns exec "$NS_UP" ping -q -i 0.01 -w 8 -c 800 "$ip" >"$WORK/ping-$ip.txt" 2>&1 &
 	PING_PIDS+=($!)
 done
+ip netns exec "$NS_HOST" ping -q -i 0.01 -w 8 -c 800 10.77.0.1 >"$WORK/ping-host.txt" 2>&1 &
+PING_PIDS+=($!)
 sleep 2
 ctl fdb
-show_fdb "upstream bridge FDB (guest MACs):"
+show_fdb "upstream bridge FDB (guest MACs, then the host port's $HOST_MAC):"
 
 say "cutting the active uplink: p0 goes down on the upstream side"
 inns "$NS_UP" ip link set p0 down
 sleep 1
 ctl status
 echo
-show_fdb "upstream bridge FDB now (the guests moved behind p1; uplinkd announced them at once, and they also answer pings here: test/e2e proves the relearning with a silent guest):"
+show_fdb "upstream bridge FDB now (the guests and the host port moved behind p1; uplinkd announced them at once, and they also answer pings here: test/e2e proves the relearning with a silent guest):"
 FAILOVER_LINE=$(ctl status | grep 'last failover' || true)
 
 say "restoring p0: failback to the better-priority uplink"
@@ -131,6 +138,8 @@ for ip in 10.77.0.10 10.77.0.11; do
 	stats=$(grep -E 'packets transmitted' "$WORK/ping-$ip.txt" || echo "no ping statistics")
 	echo "  pings to guest $ip: $stats"
 done
+stats=$(grep -E 'packets transmitted' "$WORK/ping-host.txt" || echo "no ping statistics")
+echo "  the host's own pings from mgmt0 to the gateway: $stats"
 echo "  failover: ${FAILOVER_LINE#  }"
 echo "  failback: ${FAILBACK_LINE#  }"
 echo
