@@ -24,7 +24,10 @@ import (
 func main() {
 	configPath := flag.String("config", config.DefaultPath, "configuration file")
 	check := flag.Bool("check", false, "validate the configuration and exit")
-	cleanup := flag.Bool("cleanup", false, "detach every program and remove every map uplinkd pinned, then exit (guests lose their network)")
+	cleanup := flag.Bool("cleanup", false, "detach every program and remove every map uplinkd pinned, then exit (guests and host ports lose their network; "+
+		"host ports stay, with their addresses: see -remove-host-ports)")
+	removeHostPorts := flag.Bool("remove-host-ports", false, "with -cleanup: also delete the configured host ports' veth pairs, "+
+		"which takes the host's addresses on them away (do not run it over SSH through them)")
 	showVersion := flag.Bool("version", false, "print the version and exit")
 	printExample := flag.Bool("example-config", false, "print an example configuration and exit")
 	flag.Parse()
@@ -37,8 +40,18 @@ func main() {
 		os.Stdout.Write(config.Example)
 		return
 	}
+	if *removeHostPorts && !*cleanup {
+		fmt.Fprintln(os.Stderr, "uplinkd: -remove-host-ports is only valid with -cleanup")
+		os.Exit(2)
+	}
 	cfg, err := config.Load(*configPath)
 	if *cleanup {
+		// Host ports are left in place unless asked: the host's own
+		// addresses are on them. Removing them needs the configuration
+		// that names them.
+		if *removeHostPorts && err != nil {
+			fatal("configuration (-remove-host-ports needs it)", err)
+		}
 		pin := limits.DefaultPinPath
 		if err == nil {
 			pin = cfg.PinPath
@@ -47,6 +60,11 @@ func main() {
 			fatal("cleanup", err)
 		}
 		fmt.Println("uplinkd: removed everything pinned under", pin)
+		if *removeHostPorts {
+			if err := removeConfiguredHostPorts(cfg, os.Stdout); err != nil {
+				fatal("remove host ports", err)
+			}
+		}
 		return
 	}
 	if err != nil {
