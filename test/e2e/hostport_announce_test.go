@@ -116,7 +116,8 @@ func (a *announcements) close() map[announcement]int {
 // is announced on the new uplink with every address on the host's end,
 // IPv4 (gratuitous ARP) and IPv6 (unsolicited NA), though the host sent
 // nothing the switch could learn them from; the upstream bridge has the
-// host's MAC behind the new uplink. Then reload adds a host port (made
+// host's MAC behind the new uplink; a broadcast from upstream reaches the
+// host once. Then reload adds a host port (made
 // and attached, carrying the host's ping) and removes one (detached, its
 // pair left in place), and a reload of the same file re-creates a host
 // port deleted while uplinkd ran.
@@ -165,6 +166,19 @@ func TestHostPortAnnouncedAndReloaded(t *testing.T) {
 	}
 	t.Logf("FIGURES host port announced within %v of the cut: %d gratuitous ARPs, %d NAs", time.Since(cutAt).Round(time.Millisecond),
 		seen[announcement{mac, v4}], seen[announcement{mac, v6}])
+
+	// A broadcast from upstream, which the upstream bridge floods out of
+	// both uplinks' peers, reaches the host once: through the active
+	// uplink and the host port, not also through the standby.
+	const streamBroadcast, count = 9, 100
+	rx := l.receive("H", "mgmt0")
+	l.sendFrames("U", "br0", count, testFrame(net.HardwareAddr{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, l.macs["br0"], streamBroadcast))
+	waitFor(time.Second, func() bool { return len(rx.stream(streamBroadcast)) >= count })
+	time.Sleep(100 * time.Millisecond) // for copies that must not come
+	rx.close()
+	if got := len(rx.stream(streamBroadcast)); got != count {
+		t.Errorf("%d broadcasts from upstream reached the host port %d times, want once each", count, got)
+	}
 
 	// Reload: stor0 in, mgmt0 out.
 	orig, err := os.ReadFile(l.d.config)
