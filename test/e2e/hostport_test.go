@@ -9,7 +9,6 @@ package e2e
 import (
 	"bytes"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -478,9 +477,6 @@ func TestHostPortOnAccessVLAN(t *testing.T) {
 	const vlan = 42
 	l := newLab(t, labOptions{failback: true, extra: fmt.Sprintf("    host_ports: [{name: mgmt0, vlan: %d}]\n", vlan)})
 	if err := l.tagVLAN("U", "br0", vlan); err != nil {
-		if errors.Is(err, errNoTCX) {
-			t.Skipf("no 802.1Q devices on this kernel and no tcx to tag frames with: %v", err)
-		}
 		t.Fatal(err)
 	}
 	l.startDaemon()

@@ -1,9 +1,7 @@
 package e2e
 
 import (
-	"errors"
 	"fmt"
-	"os"
 	"slices"
 	"testing"
 	"time"
@@ -15,12 +13,10 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// errNoTCX says the kernel cannot attach the tagger (tcx needs 6.6).
-var errNoTCX = errors.New("tcx unavailable")
-
 // tagVLAN makes ifname in role's namespace a host on VLAN vid without an
 // 802.1Q device (this kernel has none): a tcx program pushes the tag on
-// every frame it sends, another pops it from every frame it receives.
+// every frame it sends, another pops it from every frame it receives
+// (clsact filters where the kernel has no tcx).
 // The tag travels as skb metadata, as a VLAN device's would, so offloads
 // stay on.
 func (l *lab) tagVLAN(role, ifname string, vid uint16) error {
@@ -53,25 +49,61 @@ func (l *lab) tagVLAN(role, ifname string, vid uint16) error {
 	}
 	l.t.Cleanup(func() { push.Close(); pop.Close() })
 	var attachErr error
-	l.in(role, func() { // tcx resolves the ifindex in this thread's namespace
+	l.in(role, func() { // tcx and netlink resolve the ifindex in this thread's namespace
 		nl, err := netlink.LinkByName(ifname)
 		l.check(err)
+		index := nl.Attrs().Index
+		var links []link.Link
 		for _, a := range []struct {
 			prog *ebpf.Program
 			at   ebpf.AttachType
 		}{{push, ebpf.AttachTCXEgress}, {pop, ebpf.AttachTCXIngress}} {
-			lk, err := link.AttachTCX(link.TCXOptions{Interface: nl.Attrs().Index, Program: a.prog, Attach: a.at})
+			lk, err := link.AttachTCX(link.TCXOptions{Interface: index, Program: a.prog, Attach: a.at})
 			if err != nil {
-				if errors.Is(err, ebpf.ErrNotSupported) || errors.Is(err, os.ErrInvalid) || errors.Is(err, unix.EINVAL) {
-					err = fmt.Errorf("%w: %v", errNoTCX, err)
-				}
-				attachErr = fmt.Errorf("attach VLAN tagger to %s in %s: %w", ifname, role, err)
-				return
+				break
 			}
-			l.t.Cleanup(func() { lk.Close() })
+			links = append(links, lk)
+		}
+		if len(links) == 2 {
+			l.t.Cleanup(func() { links[0].Close(); links[1].Close() })
+			return
+		}
+		for _, lk := range links {
+			lk.Close()
+		}
+		// No tcx (before 6.6): the same programs as clsact filters. Both
+		// return 0, which is TCX_PASS and TC_ACT_OK alike.
+		if err := attachClsact(index, push, pop); err != nil {
+			attachErr = fmt.Errorf("attach VLAN tagger to %s in %s (no tcx, and clsact: %w)", ifname, role, err)
 		}
 	})
 	return attachErr
+}
+
+// attachClsact adds a clsact qdisc to the interface with egress as its
+// egress filter and ingress as its ingress filter (direct action). The
+// namespace's removal takes them away.
+func attachClsact(ifindex int, egress, ingress *ebpf.Program) error {
+	qdisc := &netlink.GenericQdisc{
+		QdiscAttrs: netlink.QdiscAttrs{LinkIndex: ifindex, Handle: netlink.MakeHandle(0xffff, 0), Parent: netlink.HANDLE_CLSACT},
+		QdiscType:  "clsact",
+	}
+	if err := netlink.QdiscReplace(qdisc); err != nil {
+		return fmt.Errorf("add clsact qdisc: %w", err)
+	}
+	for _, f := range []struct {
+		prog   *ebpf.Program
+		parent uint32
+	}{{egress, netlink.HANDLE_MIN_EGRESS}, {ingress, netlink.HANDLE_MIN_INGRESS}} {
+		filter := &netlink.BpfFilter{
+			FilterAttrs: netlink.FilterAttrs{LinkIndex: ifindex, Parent: f.parent, Handle: 1, Priority: 1, Protocol: unix.ETH_P_ALL},
+			Fd:          f.prog.FD(), Name: "ulke-vlan-tagger", DirectAction: true,
+		}
+		if err := netlink.FilterReplace(filter); err != nil {
+			return fmt.Errorf("add BPF filter: %w", err)
+		}
+	}
+	return nil
 }
 
 // TestSocketTrafficVLAN: TCP and UDP on VLAN 100 with default offloads, G1
@@ -84,9 +116,6 @@ func TestSocketTrafficVLAN(t *testing.T) {
 	l := newLab(t, labOptions{failback: true, guestPorts: fmt.Sprintf("[{name: vnet0, trunk: [%d]}, {name: vnet1, vlan: %d}]", vlan, vlan)})
 	before := l.requireDefaultOffloads()
 	if err := l.tagVLAN("U", "br0", vlan); err != nil {
-		if errors.Is(err, errNoTCX) {
-			t.Skipf("no 802.1Q devices on this kernel and no tcx to tag frames with: %v", err)
-		}
 		t.Fatal(err)
 	}
 	if err := l.tagVLAN("G0", "eth0", vlan); err != nil {
