@@ -322,13 +322,7 @@ func (h *harness) newBedWith(ctx context.Context, name string, kind topo.Kind, u
 func (h *harness) startSystem(ctx context.Context, name string, tp *topo.Topo, work, mode string) (system, error) {
 	switch name {
 	case "uplinkd":
-		u := newUplinkd(h.opts.BinDir, h.opts.UplinkdPoll)
-		u.mode = mode
-		if err := u.Start(ctx, tp.NSName(topo.Host), tp.Guests, tp.Uplinks, work); err != nil {
-			_ = u.Stop()
-			return nil, err
-		}
-		return u, nil
+		return h.startUplinkd(ctx, tp, work, mode, nil)
 	case "xdpfwd":
 		return startXDPForwarder(tp)
 	case report.SystemBaseline:
@@ -351,6 +345,18 @@ func (h *harness) startSystem(ctx context.Context, name string, tp *topo.Topo, w
 		}
 		return s, nil
 	}
+}
+
+// startUplinkd starts uplinkd on the testbed; hostPorts name the host
+// ports its group gets (none elsewhere than the tcp scenario).
+func (h *harness) startUplinkd(ctx context.Context, tp *topo.Topo, work, mode string, hostPorts []string) (*uplinkdSystem, error) {
+	u := newUplinkd(h.opts.BinDir, h.opts.UplinkdPoll)
+	u.mode, u.hostPorts = mode, hostPorts
+	if err := u.Start(ctx, tp.NSName(topo.Host), tp.Guests, tp.Uplinks, work); err != nil {
+		_ = u.Stop()
+		return nil, err
+	}
+	return u, nil
 }
 
 // startXDPForwarder is the upper bound: a bare devmap redirect between

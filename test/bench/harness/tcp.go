@@ -14,6 +14,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 
+	"github.com/uplinkd/uplinkd/pkg/config"
 	"github.com/uplinkd/uplinkd/test/bench/peer"
 	"github.com/uplinkd/uplinkd/test/bench/report"
 	"github.com/uplinkd/uplinkd/test/bench/topo"
@@ -25,11 +26,15 @@ import (
 // stacks send through each system with the veths' default offloads, so
 // frames leave as CHECKSUM_PARTIAL and GSO skbs, as a VM's or a
 // container's do. Nothing is filtered out: a system that breaks such
-// frames shows zero throughput and checksum errors.
+// frames shows zero throughput and checksum errors. uplinkd's testbed
+// also has a host port, the host's end with an address of the same
+// subnet, so the host's own stack (H) talks to the same upstream host.
 const (
 	tcpGuestAddr    = "198.18.0.1"
 	tcpUpstreamAddr = "198.18.0.2"
+	tcpHostAddr     = "198.18.0.3"
 	tcpPrefixLen    = 24
+	tcpHostPort     = "mgmt0" // the host's end of uplinkd's host port
 	iperfPort       = 5201
 	udpPort         = 5301
 	streamPort      = 5401
@@ -48,6 +53,9 @@ type socketBed struct {
 	sys     system
 	setup   string // what fails over, for the failover row
 	cleanup []func()
+	// hostPort is the host's end of the system's host port, in the host
+	// namespace; "": the system has none.
+	hostPort string
 }
 
 func (b *socketBed) close() {
@@ -59,7 +67,9 @@ func (b *socketBed) close() {
 // tcpScenario measures TCP bulk, UDP at fixed rates and one TCP connection
 // across a failover, for uplinkd, Open vSwitch and the Linux bridge. The
 // bulk runs come in rounds, the systems taking turns, with a testbed with
-// no switch at all (report.SystemDirect) as the ceiling.
+// no switch at all (report.SystemDirect) as the ceiling. uplinkd's host
+// port carries the host's own TCP beside the guest's: bulk in the same
+// rounds, and a connection across the same cuts.
 func (h *harness) tcpScenario(ctx context.Context) {
 	if _, err := exec.LookPath("iperf3"); err != nil {
 		h.notRun("", "tcp", fmt.Errorf("iperf3 is not installed (scripts/deps.sh installs it): %w", err))
@@ -117,11 +127,15 @@ func (h *harness) tcpRound(ctx context.Context, name string, round int) error {
 	}
 	for _, dir := range []string{report.GuestToUplink, report.UplinkToGuest} {
 		for _, streams := range []int{1, 4} {
-			r := b.iperf(ctx, dir, streams, h.opts.SocketTime)
-			r.Round = round
-			res.Bulk = append(res.Bulk, r)
-			h.opts.Log.Info("tcp bulk", "system", name, "round", round, "direction", dir, "streams", streams, "gbps", r.Gbps,
-				"retransmits", r.Retransmits, "tcp_csum_errors", r.TCPInCsumErrors, "error", r.Error)
+			// The host port's run right after the guest's of the same
+			// cell: the pair the report divides shares the machine's state.
+			for _, endpoint := range b.endpoints() {
+				r := b.iperf(ctx, endpoint, dir, streams, h.opts.SocketTime)
+				r.Round = round
+				res.Bulk = append(res.Bulk, r)
+				h.opts.Log.Info("tcp bulk", "system", name, "endpoint", endpointName(endpoint), "round", round, "direction", dir,
+					"streams", streams, "gbps", r.Gbps, "retransmits", r.Retransmits, "tcp_csum_errors", r.TCPInCsumErrors, "error", r.Error)
+			}
 		}
 	}
 	if round != 1 || name == report.SystemDirect {
@@ -245,6 +259,11 @@ func (h *harness) newSocketBed(ctx context.Context, name, prefix string, bond bo
 			return b, err
 		}
 		b.setup = fmt.Sprintf("over %s: active-backup, miimon %d ms, primary %s, 2 uplinks", tcpBondName, tcpBondMiimon, tp.Uplinks[0])
+	} else if name == "uplinkd" {
+		if b.sys, err = h.startUplinkd(ctx, tp, work, "", []string{tcpHostPort}); err != nil {
+			return b, err
+		}
+		b.hostPort = tcpHostPort
 	} else if b.sys, err = h.startSystem(ctx, name, tp, work, ""); err != nil {
 		return b, err
 	}
@@ -258,9 +277,11 @@ func (h *harness) newSocketBed(ctx context.Context, name, prefix string, bond bo
 	if out, err := exec.Command("iperf3", "--version").Output(); err == nil {
 		h.res.Env.Versions["iperf3"] = strings.SplitN(strings.TrimSpace(string(out)), "\n", 2)[0]
 	}
-	for _, a := range []struct{ role, ifname, addr string }{
-		{topo.Guest, "eth0", tcpGuestAddr}, {topo.Sender, "sA", tcpUpstreamAddr},
-	} {
+	addrs := []struct{ role, ifname, addr string }{{topo.Guest, "eth0", tcpGuestAddr}, {topo.Sender, "sA", tcpUpstreamAddr}}
+	if b.hostPort != "" {
+		addrs = append(addrs, struct{ role, ifname, addr string }{topo.Host, b.hostPort, tcpHostAddr})
+	}
+	for _, a := range addrs {
 		if err := tp.In(a.role, func() error { return addAddr(a.ifname, a.addr) }); err != nil {
 			return b, fmt.Errorf("address %s on %s: %w", a.addr, a.ifname, err)
 		}
@@ -353,6 +374,9 @@ func (b *socketBed) offloads() ([]report.OffloadState, error) {
 		{topo.Sender, []string{"sA"}},
 		{topo.RecvOnly, []string{"eth0"}},
 	}
+	if b.hostPort != "" {
+		sides[1].names = append(sides[1].names, b.hostPort, config.SwitchEnd(b.hostPort))
+	}
 	var out []report.OffloadState
 	for _, e := range sides {
 		err := tp.In(e.role, func() error {
@@ -379,13 +403,41 @@ func (b *socketBed) offloads() ([]report.OffloadState, error) {
 	return out, nil
 }
 
-// ends says who sends in a direction: the sending and the receiving
-// namespace and the receiver's address.
-func ends(dir string) (sender, receiver, addr string) {
-	if dir == report.UplinkToGuest {
-		return topo.Sender, topo.Guest, tcpGuestAddr
+// endpoints are who sends on the switch's side of the testbed, in turn:
+// the guest, and the host through its host port where there is one.
+func (b *socketBed) endpoints() []string {
+	if b.hostPort == "" {
+		return []string{""}
 	}
-	return topo.Guest, topo.Sender, tcpUpstreamAddr
+	return []string{"", report.EndpointHostPort}
+}
+
+// endpointName is an endpoint for the log.
+func endpointName(endpoint string) string {
+	if endpoint == "" {
+		return "guest"
+	}
+	return endpoint
+}
+
+// near is the namespace and address of an endpoint: the guest's, or the
+// host's own on its host port.
+func near(endpoint string) (role, addr string) {
+	if endpoint == report.EndpointHostPort {
+		return topo.Host, tcpHostAddr
+	}
+	return topo.Guest, tcpGuestAddr
+}
+
+// ends says who sends in a direction between an endpoint and the
+// upstream host: the sending and the receiving namespace and the
+// receiver's address.
+func ends(endpoint, dir string) (sender, receiver, addr string) {
+	role, roleAddr := near(endpoint)
+	if dir == report.UplinkToGuest {
+		return topo.Sender, role, roleAddr
+	}
+	return role, topo.Sender, tcpUpstreamAddr
 }
 
 // activeIndex is the position of the system's active uplink in the

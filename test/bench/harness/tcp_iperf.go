@@ -51,13 +51,14 @@ func parseIperf(out []byte, run *report.TCPBulkRun) error {
 	return nil
 }
 
-// iperf runs one iperf3 TCP test: the server in the receiving namespace,
-// the client (which sends) in the other. A broken path ends in an error
-// within seconds: the connect times out, or the whole run is killed at
-// its deadline.
-func (b *socketBed) iperf(ctx context.Context, dir string, streams int, length time.Duration) report.TCPBulkRun {
-	run := report.TCPBulkRun{System: b.sys.Name(), Direction: dir, Streams: streams}
-	sender, receiver, addr := ends(dir)
+// iperf runs one iperf3 TCP test between an endpoint (the guest, or the
+// host on its host port) and the upstream host: the server in the
+// receiving namespace, the client (which sends) in the other. A broken
+// path ends in an error within seconds: the connect times out, or the
+// whole run is killed at its deadline.
+func (b *socketBed) iperf(ctx context.Context, endpoint, dir string, streams int, length time.Duration) report.TCPBulkRun {
+	run := report.TCPBulkRun{System: b.sys.Name(), Endpoint: endpoint, Direction: dir, Streams: streams}
+	sender, receiver, addr := ends(endpoint, dir)
 	before, err := b.snmp(receiver)
 	if err != nil {
 		run.Error = err.Error()

@@ -79,50 +79,146 @@ func streamGaps(arr []arrival, start, cut, restore, end time.Time) (longest, atC
 }
 
 // failovers runs up to n trials, each a fresh TCP connection across a
-// cut of the active uplink and its restoration, on the same testbed.
-// Before each the system is back on its first uplink. A system that
-// cannot connect at all stops after that trial: the next would only
-// wait for the same connect timeout.
+// cut of the active uplink and its restoration, on the same testbed: one
+// from the guest, and where the system has a host port one from the host
+// at the same time, across the same cut. Before each the system is back
+// on its first uplink. An endpoint that cannot connect at all stops after
+// that trial: the next would only wait for the same connect timeout.
 func (b *socketBed) failovers(ctx context.Context, n int, log *slog.Logger) []report.TCPFailover {
 	var out []report.TCPFailover
-	for i := 1; i <= n && ctx.Err() == nil; i++ {
-		f, why := b.newFailover(i, n), "no connection"
+	endpoints := b.endpoints()
+	for i := 1; i <= n && len(endpoints) > 0 && ctx.Err() == nil; i++ {
+		var trials []report.TCPFailover
+		why := "no connection"
 		if err := b.settle(ctx); err != nil {
-			f.Error, why = err.Error(), "the system did not settle"
+			why = "the system did not settle"
+			for _, e := range endpoints {
+				f := b.newFailover(e, i, n, len(endpoints))
+				f.Error = err.Error()
+				trials = append(trials, f)
+			}
 		} else {
-			f = b.failover(ctx, i, n)
+			trials = b.failover(ctx, i, n, endpoints)
 		}
-		stop := !f.Connected
-		if stop && i < n {
-			f.Note = strings.TrimPrefix(f.Note+fmt.Sprintf("; stopped after trial %d of %d: %s", i, n, why), "; ")
-		}
-		out = append(out, f)
-		log.Info("tcp failover", "system", f.System, "trial", i, "of", n, "connected", f.Connected,
-			"longest_gap", time.Duration(f.LongestGapNs), "retransmits", f.Retransmits, "survived", f.Survived, "error", f.Error)
-		if stop {
-			break
+		endpoints = endpoints[:0]
+		for _, f := range trials {
+			if f.Connected {
+				endpoints = append(endpoints, f.Endpoint)
+			} else if i < n {
+				f.Note = strings.TrimPrefix(f.Note+fmt.Sprintf("; stopped after trial %d of %d: %s", i, n, why), "; ")
+			}
+			out = append(out, f)
+			log.Info("tcp failover", "system", f.System, "endpoint", endpointName(f.Endpoint), "trial", i, "of", n,
+				"connected", f.Connected, "longest_gap", time.Duration(f.LongestGapNs), "retransmits", f.Retransmits,
+				"survived", f.Survived, "error", f.Error)
 		}
 	}
 	return out
 }
 
-func (b *socketBed) newFailover(trial, planned int) report.TCPFailover {
-	res := report.TCPFailover{System: b.sys.Name(), Trial: trial, Planned: planned, Setup: b.setup, RateMbps: streamMbps,
-		LongestGapNs: -1, GapAtCutNs: -1, GapAtRestoreNs: -1}
+// newFailover is an endpoint's trial with nothing measured yet;
+// alongside is how many endpoints cross the cut together.
+func (b *socketBed) newFailover(endpoint string, trial, planned, alongside int) report.TCPFailover {
+	res := report.TCPFailover{System: b.sys.Name(), Endpoint: endpoint, Trial: trial, Planned: planned, Setup: b.setup,
+		RateMbps: streamMbps, LongestGapNs: -1, GapAtCutNs: -1, GapAtRestoreNs: -1}
 	if b.sys.Name() == "bridge" && len(b.tp.Uplinks) == 1 {
 		res.Note = "a Linux bridge alone has no failover: its one uplink is cut and restored"
+	}
+	if alongside > 1 {
+		other := "the host port's"
+		if endpoint == report.EndpointHostPort {
+			other = "the guest's"
+		}
+		res.Note = strings.TrimPrefix(res.Note+"; beside "+other+" connection, across the same cut", "; ")
 	}
 	return res
 }
 
-// failover carries one TCP connection across a cut of the active uplink
-// and its restoration.
-func (b *socketBed) failover(ctx context.Context, trial, planned int) report.TCPFailover {
-	res := b.newFailover(trial, planned)
-	if err := b.streamOnce(ctx, &res); err != nil {
-		res.Error = err.Error()
+// flow is one endpoint's connection of a trial: the sender's socket,
+// the upstream host's, and what the receiver read.
+type flow struct {
+	res      *report.TCPFailover
+	ln       *net.TCPListener
+	conn     net.Conn // the endpoint's: it sends
+	peer     *net.TCPConn
+	mu       sync.Mutex
+	arrivals []arrival
+	recvErr  error
+	recvDone chan struct{}
+	sendDone chan error
+}
+
+func (f *flow) close() {
+	if f.peer != nil {
+		_ = f.peer.Close()
 	}
-	return res
+	if f.conn != nil {
+		_ = f.conn.Close()
+	}
+	if f.ln != nil {
+		_ = f.ln.Close()
+	}
+}
+
+// failover carries one TCP connection per endpoint across the same cut
+// of the active uplink and its restoration, all at the same time.
+func (b *socketBed) failover(ctx context.Context, trial, planned int, endpoints []string) []report.TCPFailover {
+	out := make([]report.TCPFailover, len(endpoints))
+	for i, e := range endpoints {
+		out[i] = b.newFailover(e, trial, planned, len(endpoints))
+	}
+	active, err := b.activeIndex(ctx)
+	if err != nil {
+		for i := range out {
+			out[i].Error = err.Error()
+		}
+		return out
+	}
+	var flows []*flow
+	defer func() {
+		for _, f := range flows {
+			f.close()
+		}
+	}()
+	for i, e := range endpoints {
+		f, err := b.connect(ctx, e, streamPort+i)
+		if err != nil {
+			out[i].Error = err.Error()
+			continue
+		}
+		f.res = &out[i]
+		f.res.Connected = true
+		flows = append(flows, f)
+	}
+	if len(flows) == 0 {
+		return out
+	}
+	for _, f := range flows {
+		go f.receive()
+	}
+	start := time.Now()
+	cutAt, restoreAt := start.Add(streamBeforeCut), start.Add(streamBeforeCut+streamCutFor)
+	end := restoreAt.Add(streamAfterRestore)
+	for _, f := range flows {
+		f.sendDone = make(chan error, 1)
+		go func() { f.sendDone <- paceTCP(f.conn, end) }()
+	}
+
+	var events error
+	sleepUntil(ctx, cutAt)
+	if err := b.tp.Cut(active); err != nil {
+		events = fmt.Errorf("cut %s: %w", b.tp.Uplinks[active], err)
+	}
+	sleepUntil(ctx, restoreAt)
+	if err := b.tp.Restore(active); err != nil {
+		events = errors.Join(events, fmt.Errorf("restore %s: %w", b.tp.Uplinks[active], err))
+	}
+	for _, f := range flows {
+		if err := f.finish(start, cutAt, restoreAt, end, events); err != nil {
+			f.res.Error = err.Error()
+		}
+	}
+	return out
 }
 
 // settle restores every uplink and waits until the system uses the first
@@ -146,102 +242,88 @@ func (b *socketBed) settle(ctx context.Context) error {
 	return fmt.Errorf("%s did not return to %s within %s", b.sys.Name(), b.tp.Uplinks[0], streamSettleMax)
 }
 
-func (b *socketBed) streamOnce(ctx context.Context, res *report.TCPFailover) error {
-	active, err := b.activeIndex(ctx)
-	if err != nil {
-		return err
-	}
-	var ln *net.TCPListener
-	if err := b.tp.In(topo.Sender, func() error {
-		var err error
-		ln, err = net.ListenTCP("tcp4", &net.TCPAddr{IP: net.ParseIP(tcpUpstreamAddr), Port: streamPort})
-		return err
-	}); err != nil {
-		return fmt.Errorf("listen: %w", err)
-	}
-	defer ln.Close()
-	var conn net.Conn
-	if err := b.tp.In(topo.Guest, func() error {
-		d := net.Dialer{Timeout: streamDialTimeout}
-		var err error
-		conn, err = d.DialContext(ctx, "tcp4", fmt.Sprintf("%s:%d", tcpUpstreamAddr, streamPort))
-		return err
-	}); err != nil {
-		return fmt.Errorf("connect: %w", err)
-	}
-	defer conn.Close()
-	_ = ln.SetDeadline(time.Now().Add(streamDialTimeout))
-	peer, err := ln.AcceptTCP()
-	if err != nil {
-		return fmt.Errorf("accept: %w", err)
-	}
-	defer peer.Close()
-	res.Connected = true
-
-	var (
-		mu       sync.Mutex
-		arrivals []arrival
-		recvErr  error
-		recvDone = make(chan struct{})
-	)
-	go func() {
-		defer close(recvDone)
-		buf := make([]byte, 256<<10)
-		for {
-			n, err := peer.Read(buf)
-			if n > 0 {
-				mu.Lock()
-				arrivals = append(arrivals, arrival{time.Now(), n})
-				mu.Unlock()
-			}
-			if err != nil {
-				if !errors.Is(err, io.EOF) {
-					recvErr = err
-				}
-				return
-			}
+// connect opens a connection from an endpoint to the upstream host's
+// port; the caller closes the flow.
+func (b *socketBed) connect(ctx context.Context, endpoint string, port int) (f *flow, err error) {
+	f = &flow{recvDone: make(chan struct{})}
+	defer func() {
+		if err != nil {
+			f.close()
 		}
 	}()
-
-	start := time.Now()
-	cutAt, restoreAt := start.Add(streamBeforeCut), start.Add(streamBeforeCut+streamCutFor)
-	end := restoreAt.Add(streamAfterRestore)
-	sendDone := make(chan error, 1)
-	go func() { sendDone <- paceTCP(conn, end) }()
-
-	var events error
-	sleepUntil(ctx, cutAt)
-	if err := b.tp.Cut(active); err != nil {
-		events = fmt.Errorf("cut %s: %w", b.tp.Uplinks[active], err)
+	if err := b.tp.In(topo.Sender, func() error {
+		var err error
+		f.ln, err = net.ListenTCP("tcp4", &net.TCPAddr{IP: net.ParseIP(tcpUpstreamAddr), Port: port})
+		return err
+	}); err != nil {
+		return nil, fmt.Errorf("listen: %w", err)
 	}
-	sleepUntil(ctx, restoreAt)
-	if err := b.tp.Restore(active); err != nil {
-		events = errors.Join(events, fmt.Errorf("restore %s: %w", b.tp.Uplinks[active], err))
+	role, _ := near(endpoint)
+	if err := b.tp.In(role, func() error {
+		d := net.Dialer{Timeout: streamDialTimeout}
+		var err error
+		f.conn, err = d.DialContext(ctx, "tcp4", fmt.Sprintf("%s:%d", tcpUpstreamAddr, port))
+		return err
+	}); err != nil {
+		return nil, fmt.Errorf("connect: %w", err)
 	}
-	sendErr := <-sendDone
-	if info, err := tcpInfo(conn); err == nil {
+	_ = f.ln.SetDeadline(time.Now().Add(streamDialTimeout))
+	if f.peer, err = f.ln.AcceptTCP(); err != nil {
+		return nil, fmt.Errorf("accept: %w", err)
+	}
+	return f, nil
+}
+
+// receive timestamps every read at the upstream host until the sender's
+// FIN, an error or the deadline finish sets.
+func (f *flow) receive() {
+	defer close(f.recvDone)
+	buf := make([]byte, 256<<10)
+	for {
+		n, err := f.peer.Read(buf)
+		if n > 0 {
+			f.mu.Lock()
+			f.arrivals = append(f.arrivals, arrival{time.Now(), n})
+			f.mu.Unlock()
+		}
+		if err != nil {
+			if !errors.Is(err, io.EOF) {
+				f.recvErr = err
+			}
+			return
+		}
+	}
+}
+
+// finish waits for the flow's sender, ends its receiver and fills in its
+// trial; events are the errors of the cut and the restore.
+func (f *flow) finish(start, cutAt, restoreAt, end time.Time, events error) error {
+	res := f.res
+	sendErr := <-f.sendDone
+	if info, err := tcpInfo(f.conn); err == nil {
 		res.Retransmits = int64(info.Total_retrans)
 	}
 	// The sender is done: a FIN ends the receiver once the rest arrived,
 	// or the linger does.
-	_ = conn.(*net.TCPConn).CloseWrite()
-	_ = peer.SetReadDeadline(time.Now().Add(streamLinger))
-	<-recvDone
+	_ = f.conn.(*net.TCPConn).CloseWrite()
+	_ = f.peer.SetReadDeadline(time.Now().Add(streamLinger))
+	<-f.recvDone
+	recvErr := f.recvErr
 	if errors.Is(recvErr, os.ErrDeadlineExceeded) {
 		recvErr = nil // the stream had stopped; the gaps say so
 	}
 
-	mu.Lock()
-	defer mu.Unlock()
-	longest, atCut, atRestore := streamGaps(arrivals, start, cutAt, restoreAt, end)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	longest, atCut, atRestore := streamGaps(f.arrivals, start, cutAt, restoreAt, end)
 	res.LongestGapNs, res.GapAtCutNs, res.GapAtRestoreNs = int64(longest), int64(atCut), int64(atRestore)
-	for _, a := range arrivals {
+	for _, a := range f.arrivals {
 		res.Bytes += uint64(a.n)
 		if !a.at.Before(end.Add(-streamAtEnd)) && !a.at.After(end) {
 			res.BytesAtEnd += uint64(a.n)
 		}
 	}
-	err = errors.Join(events, sendErr, recvErr)
+	err := errors.Join(events, sendErr, recvErr)
 	res.Survived = err == nil && res.BytesAtEnd > 0
 	if err == nil && res.BytesAtEnd == 0 {
 		return errors.New("no bytes arrived in the last 500 ms")

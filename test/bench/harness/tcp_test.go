@@ -8,7 +8,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/uplinkd/uplinkd/pkg/config"
 	"github.com/uplinkd/uplinkd/test/bench/report"
+	"github.com/uplinkd/uplinkd/test/bench/topo"
 	"github.com/uplinkd/uplinkd/test/testenv"
 )
 
@@ -64,6 +66,55 @@ func TestParseIperf(t *testing.T) {
 	}
 	if err := parseIperf(nil, &run); err == nil {
 		t.Error("no output parsed")
+	}
+}
+
+// TestUplinkdHostPortConfig: the tcp scenario's uplinkd gets its host
+// port in the group, as uplinkd reads it; the other scenarios' none.
+func TestUplinkdHostPortConfig(t *testing.T) {
+	u := newUplinkd("bin", 0)
+	guests, uplinks := []string{"vnet0", "vnet1"}, []string{"up0", "up1", "up2"}
+	c, err := config.Parse([]byte(u.configYAML("/tmp/x/bpffs", "/tmp/x/uplinkd.sock", guests, uplinks)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(c.Groups[0].HostPorts); n != 0 {
+		t.Errorf("%d host ports without any asked for", n)
+	}
+	u.hostPorts, u.mode = []string{tcpHostPort}, "balance"
+	yaml := u.configYAML("/tmp/x/bpffs", "/tmp/x/uplinkd.sock", guests, uplinks)
+	c, err = config.Parse([]byte(yaml))
+	if err != nil {
+		t.Fatalf("%v in\n%s", err, yaml)
+	}
+	g := c.Groups[0]
+	if len(g.HostPorts) != 1 || g.HostPorts[0].Name != tcpHostPort || len(g.Uplinks) != 3 || g.Mode != "balance" {
+		t.Errorf("group %+v from\n%s", g, yaml)
+	}
+}
+
+// TestEnds: who sends and who listens where, for the guest and for the
+// host on its host port.
+func TestEnds(t *testing.T) {
+	for _, c := range []struct {
+		endpoint, dir              string
+		sender, receiver, listenAt string
+	}{
+		{"", report.GuestToUplink, topo.Guest, topo.Sender, tcpUpstreamAddr},
+		{"", report.UplinkToGuest, topo.Sender, topo.Guest, tcpGuestAddr},
+		{report.EndpointHostPort, report.GuestToUplink, topo.Host, topo.Sender, tcpUpstreamAddr},
+		{report.EndpointHostPort, report.UplinkToGuest, topo.Sender, topo.Host, tcpHostAddr},
+	} {
+		s, r, a := ends(c.endpoint, c.dir)
+		if s != c.sender || r != c.receiver || a != c.listenAt {
+			t.Errorf("ends(%q, %s) = %s, %s, %s; want %s, %s, %s", c.endpoint, c.dir, s, r, a, c.sender, c.receiver, c.listenAt)
+		}
+	}
+	if got := (&socketBed{}).endpoints(); len(got) != 1 || got[0] != "" {
+		t.Errorf("a system without a host port sends from %q", got)
+	}
+	if got := (&socketBed{hostPort: tcpHostPort}).endpoints(); len(got) != 2 || got[1] != report.EndpointHostPort {
+		t.Errorf("uplinkd with a host port sends from %q", got)
 	}
 }
 
@@ -150,7 +201,7 @@ func TestSocketTrafficOnBridge(t *testing.T) {
 		}
 	}
 	for _, dir := range []string{report.GuestToUplink, report.UplinkToGuest} {
-		r := b.iperf(ctx, dir, 1, time.Second)
+		r := b.iperf(ctx, "", dir, 1, time.Second)
 		if r.Error != "" || r.Gbps <= 0 || r.TCPInCsumErrors != 0 {
 			t.Errorf("TCP %s: %+v", dir, r)
 		}

@@ -43,7 +43,7 @@ func (b *socketBed) udp(ctx context.Context, dir string, mbps int, length time.D
 }
 
 func (b *socketBed) udpOnce(ctx context.Context, run *report.UDPRun, length time.Duration) error {
-	sender, receiver, addr := ends(run.Direction)
+	sender, receiver, addr := ends("", run.Direction)
 	var rx *net.UDPConn
 	err := b.tp.In(receiver, func() error {
 		var err error

@@ -28,6 +28,10 @@ type uplinkdSystem struct {
 	done   chan struct{}
 	out    bytes.Buffer
 	client *control.Client
+
+	// hostPorts name the group's host ports: uplinkd makes each a veth
+	// pair in the host namespace, the host's end under the name.
+	hostPorts []string
 }
 
 func newUplinkd(binDir string, poll time.Duration) *uplinkdSystem {
@@ -45,11 +49,23 @@ func (u *uplinkdSystem) Start(ctx context.Context, hostNS string, guests, uplink
 	if err := unix.Mount("bpf", pin, "bpf", 0, "mode=0700"); err != nil {
 		return fmt.Errorf("mount bpffs: %w", err)
 	}
+	socket := filepath.Join(workDir, "uplinkd.sock")
+	cfg := u.configYAML(pin, socket, guests, uplinks)
+	u.config = filepath.Join(workDir, "uplinkd.yaml")
+	if err := os.WriteFile(u.config, []byte(cfg), 0o600); err != nil {
+		return err
+	}
+	u.hostNS, u.client = hostNS, control.NewClient(socket)
+	return u.launch(ctx)
+}
+
+// configYAML is the configuration Start writes: one group over the
+// testbed's guests and uplinks, pinned under pin.
+func (u *uplinkdSystem) configYAML(pin, socket string, guests, uplinks []string) string {
 	var ups strings.Builder
 	for i, name := range uplinks {
 		fmt.Fprintf(&ups, "      - {name: %s, priority: %d}\n", name, 10*(i+1))
 	}
-	socket := filepath.Join(workDir, "uplinkd.sock")
 	poll := ""
 	if u.poll > 0 {
 		poll = fmt.Sprintf("carrier_poll_interval: %s\n", u.poll)
@@ -58,21 +74,23 @@ func (u *uplinkdSystem) Start(ctx context.Context, hostNS string, guests, uplink
 	if u.mode != "" {
 		mode = "    mode: " + u.mode + "\n"
 	}
-	cfg := fmt.Sprintf(`pin_path: %s/uplinkd
+	hostPorts := ""
+	if len(u.hostPorts) > 0 {
+		names := make([]string, len(u.hostPorts))
+		for i, n := range u.hostPorts {
+			names[i] = "{name: " + n + "}"
+		}
+		hostPorts = "    host_ports: [" + strings.Join(names, ", ") + "]\n"
+	}
+	return fmt.Sprintf(`pin_path: %s/uplinkd
 control_socket: %s
 %sgroups:
   - name: bench
 %s    failback: true
     announce: {count: 3, interval: 100ms}
     guest_ports: [%s]
-    uplinks:
-%s`, pin, socket, poll, mode, strings.Join(guests, ", "), ups.String())
-	u.config = filepath.Join(workDir, "uplinkd.yaml")
-	if err := os.WriteFile(u.config, []byte(cfg), 0o600); err != nil {
-		return err
-	}
-	u.hostNS, u.client = hostNS, control.NewClient(socket)
-	return u.launch(ctx)
+%s    uplinks:
+%s`, pin, socket, poll, mode, strings.Join(guests, ", "), hostPorts, ups.String())
 }
 
 // launch starts uplinkd on the written configuration and waits until it

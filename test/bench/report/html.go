@@ -481,12 +481,12 @@ dl.env dd { margin: 0; }
 {{with .TCP}}<h2>Socket traffic: TCP and UDP</h2>
 <p class="caption">Traffic from the stacks of the sending guest and the upstream host, through each system. The harness leaves every veth's offloads at their defaults (GRO on, as the testbed needs it); ethtool's view while the system ran, where an offload shown off was turned off by the kernel (a veth whose peer has an XDP program loses TSO):</p>
 {{template "table" .Offloads}}
-<p class="caption">TCP bulk with iperf3; Gbit/s as received (0 when no connection could be made); checksum errors counted in the receiving namespace's /proc/net/snmp over the run.</p>
+<p class="caption">TCP bulk with iperf3; Gbit/s as received (0 when no connection could be made); checksum errors counted in the receiving namespace's /proc/net/snmp over the run.{{.HostPortBulk}}</p>
 {{template "table" .BulkSummary}}
 {{template "table" .Bulk}}
 <p class="caption">UDP at a fixed rate of payload, sent and counted by the harness's own sockets (iperf3's control channel is TCP). UdpInCsumErrors: datagrams the receiver dropped for a bad checksum; RcvbufErrors: dropped because the receiving socket fell behind.</p>
 {{template "table" .UDP}}
-<p class="caption">Trials of one paced TCP connection each, a fresh one per trial, from the guest to the upstream host while the active uplink is cut and later restored: p50 / p99 / max over a system's trials (nearest rank) of the time without delivered bytes, the sender's retransmits (TCP_INFO), and how many connections still carried bytes at the end with no reset. A system that cannot connect at all stops after its first trial.</p>
+<p class="caption">Trials of one paced TCP connection each, a fresh one per trial, from the guest to the upstream host while the active uplink is cut and later restored: p50 / p99 / max over a system's trials (nearest rank) of the time without delivered bytes, the sender's retransmits (TCP_INFO), and how many connections still carried bytes at the end with no reset. A system that cannot connect at all stops after its first trial.{{.HostPortFailover}}</p>
 {{template "table" .Failover}}
 {{end}}<details><summary>Every failover trial ({{len .TrialTable.Rows}})</summary>{{template "table" .TrialTable}}</details>
 <details><summary>Every forwarding round ({{len .RoundTable.Rows}})</summary>{{template "table" .RoundTable}}</details>

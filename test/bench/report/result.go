@@ -45,6 +45,13 @@ const (
 	GuestToUplink = "guest-to-uplink"
 	UplinkToGuest = "uplink-to-guest"
 
+	// EndpointHostPort marks socket traffic of the host's own stack
+	// through a host port of uplinkd's (in the namespace where uplinkd
+	// runs) in place of the sending guest's; "" is the guest. A direction
+	// then reads with the host port for the guest: GuestToUplink is the
+	// host sending.
+	EndpointHostPort = "host-port"
+
 	ProfileQuick = "quick"
 	ProfileFull  = "full"
 )
@@ -346,12 +353,15 @@ type OffloadState struct {
 // TCPBulkRun is one iperf3 TCP run between the guest and the upstream
 // host (Direction says who sends).
 type TCPBulkRun struct {
-	System    string  `json:"system"`
-	Direction string  `json:"direction"` // GuestToUplink: the guest sends
-	Streams   int     `json:"streams"`
-	Round     int     `json:"round,omitempty"` // systems take turns: runs of one round are paired
-	Seconds   float64 `json:"seconds"`
-	Gbps      float64 `json:"gbps"` // as received; 0 when nothing arrived
+	System    string `json:"system"`
+	Direction string `json:"direction"` // GuestToUplink: the guest sends
+	Streams   int    `json:"streams"`
+	// Endpoint is who sends or receives on the switch's side: "" the
+	// sending guest, EndpointHostPort the host's own stack.
+	Endpoint string  `json:"endpoint,omitempty"`
+	Round    int     `json:"round,omitempty"` // systems take turns: runs of one round are paired
+	Seconds  float64 `json:"seconds"`
+	Gbps     float64 `json:"gbps"` // as received; 0 when nothing arrived
 	// Retransmits: iperf3's count from the sender's TCP_INFO.
 	Retransmits int64 `json:"retransmits"`
 	// TCPInCsumErrors: the receiving namespace's TcpInCsumErrors (from
@@ -392,7 +402,11 @@ type TCPFailover struct {
 	Planned int `json:"planned"`
 	// Setup says what failed over: e.g. "3 uplinks", or the bond under
 	// a Linux bridge.
-	Setup     string `json:"setup"`
+	Setup string `json:"setup"`
+	// Endpoint is who sends: "" the guest, EndpointHostPort the host's
+	// own stack; the trials of both with the same Trial crossed the same
+	// cut at the same time.
+	Endpoint  string `json:"endpoint,omitempty"`
 	RateMbps  int    `json:"rate_mbps"` // the sender's paced rate
 	Connected bool   `json:"connected"`
 	// LongestGapNs: the longest time without delivered bytes over the

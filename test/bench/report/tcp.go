@@ -22,6 +22,18 @@ func bySystem(a, b string) int {
 	return cmp.Compare(a, b)
 }
 
+// socketSystem labels a row of socket traffic: the system, and for the
+// host's own traffic through uplinkd's host port, that port.
+func socketSystem(system, endpoint string) string {
+	if endpoint == EndpointHostPort {
+		return systemName(system) + " host port"
+	}
+	return systemName(system)
+}
+
+// byEndpoint orders a system's rows: the guest's, then the host port's.
+func byEndpoint(a, b string) int { return byKnownOrder(a, b, "", EndpointHostPort) }
+
 // offloadTable: per system, which offloads every testbed interface had,
 // naming the interfaces where one was off.
 func offloadTable(x *TCPResult) textTable {
@@ -73,20 +85,22 @@ func tcpBulkTable(x *TCPResult) textTable {
 	}
 	runs := slices.Clone(x.Bulk)
 	slices.SortStableFunc(runs, func(a, b TCPBulkRun) int {
-		return cmp.Or(bySystem(a.System, b.System), byKnownOrder(a.Direction, b.Direction, GuestToUplink, UplinkToGuest),
+		return cmp.Or(bySystem(a.System, b.System), byEndpoint(a.Endpoint, b.Endpoint),
+			byKnownOrder(a.Direction, b.Direction, GuestToUplink, UplinkToGuest),
 			cmp.Compare(a.Streams, b.Streams), cmp.Compare(a.Round, b.Round))
 	})
 	for _, r := range runs {
-		t.Rows = append(t.Rows, []string{systemName(r.System), socketDirection(r.Direction), fmt.Sprint(r.Streams), roundCell(r.Round),
+		t.Rows = append(t.Rows, []string{socketSystem(r.System, r.Endpoint), socketDirection(r.Direction, r.Endpoint), fmt.Sprint(r.Streams), roundCell(r.Round),
 			fmtMpps(r.Gbps), fmtCount(float64(r.Retransmits)), fmtCount(float64(r.TCPInCsumErrors)), orDash(r.Error)})
 	}
 	return t
 }
 
-// tcpBulkKey names one iperf3 cell of one system.
+// tcpBulkKey names one iperf3 cell of one system: its guest's, or the
+// host's own through its host port.
 type tcpBulkKey struct {
-	System, Direction string
-	Streams           int
+	System, Endpoint, Direction string
+	Streams                     int
 }
 
 // pairedRatio is the median over rounds of a's Gbit/s divided by ref's in
@@ -109,12 +123,13 @@ func pairedRatio(a, ref []TCPBulkRun) float64 {
 }
 
 // tcpBulkSummaryTable: per system and cell, the median over rounds and
-// the paired ratios to the Linux bridge and to no switch at all.
+// the paired ratios to the Linux bridge's and no switch's guest; a host
+// port's row also to the guest of its own system.
 func tcpBulkSummaryTable(x *TCPResult) textTable {
 	t := textTable{
 		Head: []string{"System", "Direction", "Streams", "Rounds", "Gbit/s (median)", "min – max", "Retransmits (median)",
-			"TcpInCsumErrors", "÷ Linux bridge", "÷ no switch"},
-		Num: []bool{false, false, true, true, true, true, true, true, true, true},
+			"TcpInCsumErrors", "÷ Linux bridge", "÷ no switch", "Host port ÷ its guest"},
+		Num: []bool{false, false, true, true, true, true, true, true, true, true, true},
 	}
 	if x == nil {
 		return t
@@ -122,21 +137,22 @@ func tcpBulkSummaryTable(x *TCPResult) textTable {
 	by := map[tcpBulkKey][]TCPBulkRun{}
 	var keys []tcpBulkKey
 	for _, r := range x.Bulk {
-		k := tcpBulkKey{r.System, r.Direction, r.Streams}
+		k := tcpBulkKey{r.System, r.Endpoint, r.Direction, r.Streams}
 		if _, ok := by[k]; !ok {
 			keys = append(keys, k)
 		}
 		by[k] = append(by[k], r)
 	}
 	slices.SortStableFunc(keys, func(a, b tcpBulkKey) int {
-		return cmp.Or(bySystem(a.System, b.System), byKnownOrder(a.Direction, b.Direction, GuestToUplink, UplinkToGuest),
-			cmp.Compare(a.Streams, b.Streams))
+		return cmp.Or(bySystem(a.System, b.System), byEndpoint(a.Endpoint, b.Endpoint),
+			byKnownOrder(a.Direction, b.Direction, GuestToUplink, UplinkToGuest), cmp.Compare(a.Streams, b.Streams))
 	})
+	// ratio is k's to the guest of the system ref.
 	ratio := func(k tcpBulkKey, ref string) string {
-		if k.System == ref {
+		if k.System == ref && k.Endpoint == "" {
 			return "–"
 		}
-		v := pairedRatio(by[k], by[tcpBulkKey{ref, k.Direction, k.Streams}])
+		v := pairedRatio(by[k], by[tcpBulkKey{ref, "", k.Direction, k.Streams}])
 		if math.IsNaN(v) {
 			return "–"
 		}
@@ -152,10 +168,14 @@ func tcpBulkSummaryTable(x *TCPResult) textTable {
 			csum += r.TCPInCsumErrors
 		}
 		g := stats.Summarize(gbps)
-		t.Rows = append(t.Rows, []string{systemName(k.System), socketDirection(k.Direction), fmt.Sprint(k.Streams),
+		ofGuest := dash
+		if k.Endpoint == EndpointHostPort {
+			ofGuest = ratio(k, k.System)
+		}
+		t.Rows = append(t.Rows, []string{socketSystem(k.System, k.Endpoint), socketDirection(k.Direction, k.Endpoint), fmt.Sprint(k.Streams),
 			fmt.Sprint(len(runs)), fmtMpps(g.P50), fmtMpps(g.Min) + " – " + fmtMpps(g.Max),
 			fmtCount(stats.Summarize(retrans).P50), fmtCount(float64(csum)),
-			ratio(k, SystemLinuxBridge), ratio(k, SystemDirect)})
+			ratio(k, SystemLinuxBridge), ratio(k, SystemDirect), ofGuest})
 	}
 	return t
 }
@@ -183,7 +203,7 @@ func udpTable(x *TCPResult) textTable {
 			cmp.Compare(a.RateMbps, b.RateMbps))
 	})
 	for _, r := range runs {
-		t.Rows = append(t.Rows, []string{systemName(r.System), socketDirection(r.Direction), fmtMbps(r.RateMbps),
+		t.Rows = append(t.Rows, []string{systemName(r.System), socketDirection(r.Direction, ""), fmtMbps(r.RateMbps),
 			fmtCount(float64(r.Sent)), fmtCount(float64(r.Received)), fmtCount(float64(r.Lost)),
 			fmtCount(float64(r.UDPInCsumErrors)), fmtCount(float64(r.UDPRcvbufErrors)), orDash(r.Error)})
 	}
@@ -194,8 +214,8 @@ func udpTable(x *TCPResult) textTable {
 // nanoseconds over the trials where they are known (a connection that
 // never was has none); retransmits over the connected trials.
 type tcpFailoverRow struct {
-	System, Setup string
-	RateMbps      int
+	System, Endpoint, Setup string
+	RateMbps                int
 	// Trials ran out of Planned; Survived of them carried the connection
 	// through.
 	Trials, Planned, Survived          int
@@ -204,22 +224,27 @@ type tcpFailoverRow struct {
 	Note                               string // the trials' notes, then their errors naming the trials
 }
 
-// tcpFailoverRows groups the trials by system, uplinkd first.
+// tcpFailoverRows groups the trials by system, uplinkd first, and within
+// a system by who sent: its guest, then the host port.
 func tcpFailoverRows(trials []TCPFailover) []tcpFailoverRow {
-	by := map[string][]TCPFailover{}
-	var systems []string
+	type key struct{ system, endpoint string }
+	by := map[key][]TCPFailover{}
+	var keys []key
 	for _, t := range trials {
-		if _, ok := by[t.System]; !ok {
-			systems = append(systems, t.System)
+		k := key{t.System, t.Endpoint}
+		if _, ok := by[k]; !ok {
+			keys = append(keys, k)
 		}
-		by[t.System] = append(by[t.System], t)
+		by[k] = append(by[k], t)
 	}
-	slices.SortFunc(systems, bySystem)
-	rows := make([]tcpFailoverRow, 0, len(systems))
-	for _, sys := range systems {
-		ts := by[sys]
+	slices.SortFunc(keys, func(a, b key) int {
+		return cmp.Or(bySystem(a.system, b.system), byEndpoint(a.endpoint, b.endpoint))
+	})
+	rows := make([]tcpFailoverRow, 0, len(keys))
+	for _, k := range keys {
+		ts := by[k]
 		slices.SortStableFunc(ts, func(a, b TCPFailover) int { return cmp.Compare(a.Trial, b.Trial) })
-		row := tcpFailoverRow{System: sys, Setup: ts[0].Setup, RateMbps: ts[0].RateMbps, Trials: len(ts)}
+		row := tcpFailoverRow{System: k.system, Endpoint: k.endpoint, Setup: ts[0].Setup, RateMbps: ts[0].RateMbps, Trials: len(ts)}
 		var longest, atCut, atRestore []int64
 		var retrans []float64
 		var notes []string
@@ -281,19 +306,25 @@ func tcpFailoverTable(x *TCPResult) textTable {
 		if r.Retransmits.N > 0 {
 			retrans = fmtCount(r.Retransmits.P50) + " / " + fmtCount(r.Retransmits.Max) + knownOf(r.Retransmits.N, r.Trials)
 		}
-		t.Rows = append(t.Rows, []string{systemName(r.System), r.Setup, fmtMbps(r.RateMbps), trials,
+		t.Rows = append(t.Rows, []string{socketSystem(r.System, r.Endpoint), r.Setup, fmtMbps(r.RateMbps), trials,
 			fmt.Sprintf("%d of %d", r.Survived, r.Trials), triple(r.LongestGap, r.Trials, fmtNs), pair(r.GapAtCut, r.Trials, fmtNs),
 			pair(r.GapAtRestore, r.Trials, fmtNs), retrans, orDash(r.Note)})
 	}
 	return t
 }
 
-func socketDirection(d string) string {
+// socketDirection says who sends: the guest, or the host through its
+// host port, and the upstream host.
+func socketDirection(d, endpoint string) string {
+	near := "guest"
+	if endpoint == EndpointHostPort {
+		near = "host"
+	}
 	switch d {
 	case GuestToUplink:
-		return "guest → upstream host"
+		return near + " → upstream host"
 	case UplinkToGuest:
-		return "upstream host → guest"
+		return "upstream host → " + near
 	}
 	return d
 }
@@ -305,15 +336,45 @@ func fmtMbps(mbps int) string {
 	return fmt.Sprintf("%d Mbit/s", mbps)
 }
 
-// tcpTables are the tcp scenario's tables for the HTML report.
-type tcpTables struct{ Offloads, BulkSummary, Bulk, UDP, Failover textTable }
+// The host port's rows, in the markdown and the HTML report alike.
+const (
+	hostPortBulkNote = "\"uplinkd host port\" is the host's own stack (the namespace uplinkd runs in) through a host " +
+		"port of uplinkd's, to and from the same upstream host, in the same rounds, right after the guest's run of the " +
+		"same cell; \"host port ÷ its guest\" pairs it with that run. The other systems have no host port."
+	hostPortFailoverNote = "\"uplinkd host port\": in every trial of uplinkd's, a second connection, from the host's own " +
+		"stack through its host port to the upstream host, crossed the same cut at the same time as the guest's."
+)
+
+func bulkHasHostPort(x *TCPResult) bool {
+	return slices.ContainsFunc(x.Bulk, func(r TCPBulkRun) bool { return r.Endpoint == EndpointHostPort })
+}
+
+func failoverHasHostPort(x *TCPResult) bool {
+	return slices.ContainsFunc(x.Failover, func(r TCPFailover) bool { return r.Endpoint == EndpointHostPort })
+}
+
+// hostPortNote is " "+note where the result has host port rows, else "".
+func hostPortNote(x *TCPResult, has func(*TCPResult) bool, note string) string {
+	if x == nil || !has(x) {
+		return ""
+	}
+	return " " + note
+}
+
+// tcpTables are the tcp scenario's tables for the HTML report, and the
+// captions' sentences on the host port where it has rows.
+type tcpTables struct {
+	Offloads, BulkSummary, Bulk, UDP, Failover textTable
+	HostPortBulk, HostPortFailover             string
+}
 
 // newTCPTables is nil when the scenario did not run.
 func newTCPTables(x *TCPResult) *tcpTables {
 	if x == nil {
 		return nil
 	}
-	return &tcpTables{offloadTable(x), tcpBulkSummaryTable(x), tcpBulkTable(x), udpTable(x), tcpFailoverTable(x)}
+	return &tcpTables{offloadTable(x), tcpBulkSummaryTable(x), tcpBulkTable(x), udpTable(x), tcpFailoverTable(x),
+		hostPortNote(x, bulkHasHostPort, hostPortBulkNote), hostPortNote(x, failoverHasHostPort, hostPortFailoverNote)}
 }
 
 // writeTCPMarkdown is the tcp scenario's section of the markdown report.
@@ -331,7 +392,7 @@ func writeTCPMarkdown(b *strings.Builder, r *Result) {
 		"counted in the receiving namespace's /proc/net/snmp over the run. The systems take turns, round by round, each " +
 		"on a fresh testbed; a ratio is the median over rounds of a system's rate divided by the other's in the same " +
 		"round. \"No switch\" plugs the guest's link straight into the upstream bridge, one hop fewer than through " +
-		"any switch on the host: the ceiling for any of them.\n\n")
+		"any switch on the host: the ceiling for any of them." + hostPortNote(r.TCP, bulkHasHostPort, hostPortBulkNote) + "\n\n")
 	writeMarkdownTable(b, tcpBulkSummaryTable(r.TCP))
 	b.WriteString("\nEvery run:\n\n")
 	writeMarkdownTable(b, tcpBulkTable(r.TCP))
@@ -343,6 +404,7 @@ func writeTCPMarkdown(b *strings.Builder, r *Result) {
 		"while the active uplink is cut and later restored (the system back on its first uplink before each trial); " +
 		"p50 / p99 / max over a system's trials (nearest rank). Gaps are between reads that returned data at the receiver; " +
 		"retransmits are the sender's TCP_INFO total_retrans; a connection survived when bytes still arrived at the end " +
-		"and neither end saw a reset. A system that cannot connect at all stops after its first trial.\n\n")
+		"and neither end saw a reset. A system that cannot connect at all stops after its first trial." +
+		hostPortNote(r.TCP, failoverHasHostPort, hostPortFailoverNote) + "\n\n")
 	writeMarkdownTable(b, tcpFailoverTable(r.TCP))
 }

@@ -216,3 +216,110 @@ func TestTCPBulkSummaryPairsRounds(t *testing.T) {
 		t.Errorf("first row %q, want uplinkd first", tab.Rows[0])
 	}
 }
+
+// TestTCPHostPortRows: the host's own traffic through uplinkd's host port
+// gets rows of its own right after uplinkd's guest's, labelled as the
+// host's, with its ratio to that guest paired by round; the captions
+// explain them only where they are.
+func TestTCPHostPortRows(t *testing.T) {
+	run := func(sys, endpoint, dir string, round int, gbps float64) TCPBulkRun {
+		return TCPBulkRun{System: sys, Endpoint: endpoint, Direction: dir, Streams: 1, Round: round, Gbps: gbps}
+	}
+	trial := func(sys, endpoint string, i int, gapMs int64, retrans int64, survived bool) TCPFailover {
+		f := TCPFailover{System: sys, Endpoint: endpoint, Trial: i, Planned: 3, Setup: "3 uplinks", RateMbps: 100, Connected: true,
+			LongestGapNs: gapMs * 1e6, GapAtCutNs: gapMs * 1e6, GapAtRestoreNs: 1e6, Retransmits: retrans, Survived: survived}
+		if !survived {
+			f.Error = "no bytes arrived in the last 500 ms"
+		}
+		return f
+	}
+	r := &Result{TCP: &TCPResult{
+		Bulk: []TCPBulkRun{
+			// The host port listed first: rows sort. Round 2 is slower
+			// for all; paired, the host port is 0.92× its guest each time.
+			run(SystemUplinkd, EndpointHostPort, GuestToUplink, 1, 9.2), run(SystemUplinkd, EndpointHostPort, GuestToUplink, 2, 4.6),
+			run(SystemUplinkd, EndpointHostPort, UplinkToGuest, 1, 12),
+			run(SystemUplinkd, "", GuestToUplink, 1, 10), run(SystemUplinkd, "", GuestToUplink, 2, 5),
+			run(SystemUplinkd, "", UplinkToGuest, 1, 10),
+			run(SystemLinuxBridge, "", GuestToUplink, 1, 8), run(SystemLinuxBridge, "", GuestToUplink, 2, 4),
+		},
+		Failover: []TCPFailover{
+			trial(SystemUplinkd, EndpointHostPort, 1, 6, 1, true), trial(SystemUplinkd, EndpointHostPort, 2, 4, 0, true),
+			trial(SystemUplinkd, EndpointHostPort, 3, 2000, 9, false),
+			trial(SystemUplinkd, "", 1, 5, 0, true), trial(SystemUplinkd, "", 2, 3, 0, true), trial(SystemUplinkd, "", 3, 4, 2, true),
+			trial(SystemLinuxBridge, "", 1, 1500, 57, true),
+		},
+	}}
+
+	sum := tcpBulkSummaryTable(r.TCP)
+	if n := len(sum.Head); n != 11 || sum.Head[10] != "Host port ÷ its guest" {
+		t.Fatalf("summary head %q", sum.Head)
+	}
+	wantSum := [][]string{
+		{"uplinkd", "guest → upstream host", "1", "2", "5.00", "5.00 – 10.0", "0", "0", "1.25×", dash, dash},
+		{"uplinkd", "upstream host → guest", "1", "1", "10.0", "10.0 – 10.0", "0", "0", dash, dash, dash},
+		{"uplinkd host port", "host → upstream host", "1", "2", "4.60", "4.60 – 9.20", "0", "0", "1.15×", dash, "0.92×"},
+		{"uplinkd host port", "upstream host → host", "1", "1", "12.0", "12.0 – 12.0", "0", "0", dash, dash, "1.20×"},
+		{"Linux bridge", "guest → upstream host", "1", "2", "4.00", "4.00 – 8.00", "0", "0", dash, dash, dash},
+	}
+	if len(sum.Rows) != len(wantSum) {
+		t.Fatalf("summary rows %q", sum.Rows)
+	}
+	for i, w := range wantSum {
+		if !slices.Equal(sum.Rows[i], w) {
+			t.Errorf("summary row %d\n%q\nwant\n%q", i, sum.Rows[i], w)
+		}
+	}
+	every := tcpBulkTable(r.TCP)
+	if got := every.Rows[3][:4]; !slices.Equal(got, []string{"uplinkd host port", "host → upstream host", "1", "1"}) {
+		t.Errorf("every run, row 3: %q", every.Rows[3])
+	}
+
+	fo := tcpFailoverTable(r.TCP)
+	if len(fo.Rows) != 3 {
+		t.Fatalf("failover rows %q, want uplinkd's guest, its host port, the bridge", fo.Rows)
+	}
+	wantGuest := []string{"uplinkd", "3 uplinks", "100 Mbit/s", "3", "3 of 3", "4 ms / 5 ms / 5 ms", "4 ms / 5 ms", "1 ms / 1 ms", "0 / 2", dash}
+	wantHost := []string{"uplinkd host port", "3 uplinks", "100 Mbit/s", "3", "2 of 3", "6 ms / 2 s / 2 s", "6 ms / 2 s", "1 ms / 1 ms", "1 / 9",
+		"trial 3: no bytes arrived in the last 500 ms"}
+	if !slices.Equal(fo.Rows[0], wantGuest) || !slices.Equal(fo.Rows[1], wantHost) || fo.Rows[2][0] != "Linux bridge" {
+		t.Errorf("failover rows\n%q\nwant\n%q\n%q\nthen the bridge", fo.Rows, wantGuest, wantHost)
+	}
+
+	var b strings.Builder
+	if err := WriteMarkdown(&b, r); err != nil {
+		t.Fatal(err)
+	}
+	md := b.String()
+	for _, want := range []string{
+		"| uplinkd host port | host → upstream host | 1 | 2 | 4.60 | 4.60 – 9.20 | 0 | 0 | 1.15× | – | 0.92× |",
+		"| uplinkd host port | 3 uplinks | 100 Mbit/s | 3 | 2 of 3 | 6 ms / 2 s / 2 s |",
+		hostPortBulkNote, hostPortFailoverNote,
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("markdown lacks %q", want)
+		}
+	}
+	var page bytes.Buffer
+	if err := WriteHTML(&page, r); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(page.String(), `<td class="">uplinkd host port</td>`) || !strings.Contains(page.String(), "pairs it with that run") ||
+		!strings.Contains(page.String(), "crossed the same cut at the same time") {
+		t.Error("the HTML report lacks the host port's rows or their caption")
+	}
+
+	// A result without a host port has no word of one.
+	b.Reset()
+	page.Reset()
+	if err := WriteMarkdown(&b, tcpHand()); err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteHTML(&page, tcpHand()); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(b.String(), "host port") || strings.Contains(page.String(), "pairs it with that run") ||
+		strings.Contains(page.String(), "crossed the same cut at the same time") {
+		t.Error("a result without host port rows explains them")
+	}
+}
