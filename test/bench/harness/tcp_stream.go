@@ -244,10 +244,11 @@ func (b *socketBed) settle(ctx context.Context) error {
 
 // connect opens a connection from an endpoint to the upstream host's
 // port; the caller closes the flow.
-func (b *socketBed) connect(ctx context.Context, endpoint string, port int) (f *flow, err error) {
-	f = &flow{recvDone: make(chan struct{})}
+func (b *socketBed) connect(ctx context.Context, endpoint string, port int) (*flow, error) {
+	f := &flow{recvDone: make(chan struct{})}
+	connected := false
 	defer func() {
-		if err != nil {
+		if !connected {
 			f.close()
 		}
 	}()
@@ -268,9 +269,11 @@ func (b *socketBed) connect(ctx context.Context, endpoint string, port int) (f *
 		return nil, fmt.Errorf("connect: %w", err)
 	}
 	_ = f.ln.SetDeadline(time.Now().Add(streamDialTimeout))
+	var err error
 	if f.peer, err = f.ln.AcceptTCP(); err != nil {
 		return nil, fmt.Errorf("accept: %w", err)
 	}
+	connected = true
 	return f, nil
 }
 
