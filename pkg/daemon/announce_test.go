@@ -316,3 +316,25 @@ func TestAnnounceHostPort(t *testing.T) {
 		t.Errorf("learned host port announced with %v, want %v", gu.Addrs, want)
 	}
 }
+
+// Balance: a host port is announced like a guest, on the uplink its
+// bucket moves to, though the switch never learned it.
+func TestAnnounceHostPortBalance(t *testing.T) {
+	d, _, h, s := announceDaemon(t, `groups:
+  - name: g
+    mode: balance
+    announce: {count: 1, interval: 10ms}
+    uplinks: [{name: up1}, {name: up2}]
+    guest_ports: [{name: vm1}, {name: vm2}]
+    host_ports: [{name: mgmt0}]
+`)
+	hostMAC := h.link("mgmt0", h.links["mgmt0"]).Attrs().HardwareAddr
+	home, other := "up1", "up2" // even bucket: home slot 0
+	if balance.Bucket(hostMAC, 0)%2 == 1 {
+		home, other = other, home
+	}
+	playAnnounce(t, d, h, s, []announceStep{
+		{name: "the host port's uplink fails", link: home, up: false,
+			runs: []string{"moved/" + other + "@" + other + ": " + hostMAC.String()}},
+	})
+}
