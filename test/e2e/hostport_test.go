@@ -332,6 +332,30 @@ func (l *lab) hostPortUp(name string, ip net.IP) (int, net.HardwareAddr) {
 	return index, mac
 }
 
+// failoverMarks are what flows had received, and when, at each step of
+// failoverAndBack.
+type failoverMarks struct {
+	cutAt, restoreAt, endAt time.Time
+	atCut, atRestore, atEnd []int64
+}
+
+// failoverAndBack waits a phase, cuts p0 and waits a phase after up1
+// took over, restores p0 and waits a phase after up0 is back (failback),
+// noting received() at each step.
+func (l *lab) failoverAndBack(phase time.Duration, received func() []int64) failoverMarks {
+	l.t.Helper()
+	var m failoverMarks
+	time.Sleep(phase)
+	m.atCut, m.cutAt = received(), l.cut("p0")
+	l.waitActive("up1")
+	time.Sleep(phase)
+	m.atRestore, m.restoreAt = received(), l.restore("p0")
+	l.waitActive("up0")
+	time.Sleep(phase)
+	m.atEnd, m.endAt = received(), time.Now()
+	return m
+}
+
 // span is a stretch of a test between two events.
 type span struct {
 	name     string
@@ -378,15 +402,9 @@ func TestHostPortAcrossFailoverAndRestart(t *testing.T) {
 	hostPing, guestPing := l.ping(host.role, upstreamHost.ip), l.ping(guest.role, upstreamHost.ip)
 	hostUDP, guestUDP := l.udpProbes(host, upstreamHost), l.udpProbes(guest, upstreamHost)
 	const phase = time.Second
-	time.Sleep(phase)
-	atCut, cutAt := received(), l.cut("p0")
-	l.waitActive("up1")
-	time.Sleep(phase)
-	atRestore, restoreAt := received(), l.restore("p0")
-	l.waitActive("up0")
-	time.Sleep(phase)
+	m := l.failoverAndBack(phase, received)
 
-	atKill, killAt := received(), time.Now()
+	killAt := m.endAt
 	l.stopDaemon(syscall.SIGKILL)
 	l.in("H", func() {
 		host, err := netlink.LinkByName("mgmt0")
@@ -408,7 +426,7 @@ func TestHostPortAcrossFailoverAndRestart(t *testing.T) {
 		p.finish()
 	}
 
-	spans := []span{{"failover", cutAt, restoreAt}, {"failback", restoreAt, killAt}, {"restart", killAt, endAt}}
+	spans := []span{{"failover", m.cutAt, m.restoreAt}, {"failback", m.restoreAt, killAt}, {"restart", killAt, endAt}}
 	for _, s := range spans {
 		for _, c := range []struct {
 			what        string
@@ -429,7 +447,7 @@ func TestHostPortAcrossFailoverAndRestart(t *testing.T) {
 			t.Errorf("%s: %d answers not matching their probe", p.name, p.bad)
 		}
 	}
-	checkTCPAcross(t, "host port", flows, spans, [][]int64{atCut, atRestore, atKill, atEnd}, phase)
+	checkTCPAcross(t, "host port", flows, spans, [][]int64{m.atCut, m.atRestore, m.atEnd, atEnd}, phase)
 	if errs := l.csumErrorsSince(csum); len(errs) > 0 {
 		t.Errorf("checksum errors: %v", errs)
 	}
@@ -492,17 +510,10 @@ func TestHostPortOnAccessVLAN(t *testing.T) {
 	received := func() []int64 { return receivedBy(flows) }
 	pings := l.ping(host.role, upstreamHost.ip)
 	const phase = time.Second
-	time.Sleep(phase)
-	atCut, cutAt := received(), l.cut("p0")
-	l.waitActive("up1")
-	time.Sleep(phase)
-	atRestore, restoreAt := received(), l.restore("p0")
-	l.waitActive("up0")
-	time.Sleep(phase)
-	atEnd, endAt := received(), time.Now()
+	m := l.failoverAndBack(phase, received)
 	pings.finish()
 
-	spans := []span{{"failover", cutAt, restoreAt}, {"failback", restoreAt, endAt}}
+	spans := []span{{"failover", m.cutAt, m.restoreAt}, {"failback", m.restoreAt, m.endAt}}
 	for _, s := range spans {
 		f := pings.lossIn(s.from, s.to)
 		t.Logf("FIGURES host port on VLAN %d, ping around the %s: %v", vlan, s.name, f)
@@ -510,7 +521,7 @@ func TestHostPortOnAccessVLAN(t *testing.T) {
 			t.Errorf("host port ping around the %s: %v, an answer in it %t", s.name, f, f.answers)
 		}
 	}
-	checkTCPAcross(t, fmt.Sprintf("host port on VLAN %d", vlan), flows, spans, [][]int64{atCut, atRestore, atEnd}, phase)
+	checkTCPAcross(t, fmt.Sprintf("host port on VLAN %d", vlan), flows, spans, [][]int64{m.atCut, m.atRestore, m.atEnd}, phase)
 	if errs := l.csumErrorsSince(csum); len(errs) > 0 {
 		t.Errorf("checksum errors: %v", errs)
 	}

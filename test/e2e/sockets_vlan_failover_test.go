@@ -165,25 +165,18 @@ func TestSocketTCPAcrossFailover(t *testing.T) {
 	flows := []*tcpFlow{l.startTCP(t, g0, upstreamHost, 1), l.startTCP(t, upstreamHost, g0, 1)}
 	received := func() []int64 { return receivedBy(flows) }
 	const phase = time.Second
-	time.Sleep(phase)
-	atCut, cutAt := received(), l.cut("p0")
-	l.waitActive("up1")
-	time.Sleep(phase)
-	atRestore, restoreAt := received(), l.restore("p0")
-	l.waitActive("up0")
-	time.Sleep(phase)
-	atEnd, endAt := received(), time.Now()
+	m := l.failoverAndBack(phase, received)
 	for i, f := range flows {
 		n, d := f.finish(t)
-		failover := f.longestStall(cutAt, restoreAt)
-		failback := f.longestStall(restoreAt, endAt)
+		failover := f.longestStall(m.cutAt, m.restoreAt)
+		failback := f.longestStall(m.restoreAt, m.endAt)
 		t.Logf("FIGURES tcp across failover %s: %.1f MB in %v (%.2f Gbit/s); after the cut %.1f MB, after the failback %.1f MB; longest stall around the failover %v, around the failback %v",
-			f.name, float64(n)/1e6, d.Round(time.Millisecond), gbps(n, d), float64(atRestore[i]-atCut[i])/1e6, float64(atEnd[i]-atRestore[i])/1e6,
+			f.name, float64(n)/1e6, d.Round(time.Millisecond), gbps(n, d), float64(m.atRestore[i]-m.atCut[i])/1e6, float64(m.atEnd[i]-m.atRestore[i])/1e6,
 			stallText(failover), stallText(failback))
-		if atRestore[i] == atCut[i] {
+		if m.atRestore[i] == m.atCut[i] {
 			t.Errorf("%s: no byte arrived between the cut and the failback", f.name)
 		}
-		if atEnd[i] == atRestore[i] {
+		if m.atEnd[i] == m.atRestore[i] {
 			t.Errorf("%s: no byte arrived after the failback", f.name)
 		}
 		if failover >= phase || failback >= phase {
