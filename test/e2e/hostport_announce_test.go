@@ -2,11 +2,9 @@ package e2e
 
 import (
 	"bytes"
-	"errors"
 	"net"
 	"net/netip"
 	"os"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -15,7 +13,6 @@ import (
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
 	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
 
@@ -29,56 +26,20 @@ type announcement struct {
 // announcements records the gratuitous ARPs and unsolicited neighbour
 // advertisements arriving on one interface, until close.
 type announcements struct {
+	r    *receiver
 	mu   sync.Mutex
 	seen map[announcement]int
-	err  error
-	stop chan struct{}
-	done chan struct{}
 }
 
 func (l *lab) watchAnnouncements(role, ifname string) *announcements {
-	a := &announcements{seen: map[announcement]int{}, stop: make(chan struct{}), done: make(chan struct{})}
-	ready := make(chan struct{})
-	go func() {
-		defer close(a.done)
-		runtime.LockOSThread() // the thread is left in the lab's namespace and dies with the goroutine
-		if err := netns.Set(l.ns[role]); err != nil {
-			a.err = err
-			close(ready)
-			return
+	a := &announcements{seen: map[announcement]int{}}
+	a.r = l.receiveEach(role, ifname, func(frame []byte, _ time.Time) {
+		if an, ok := parseAnnouncement(frame); ok {
+			a.mu.Lock()
+			a.seen[an]++
+			a.mu.Unlock()
 		}
-		fd, err := packetSocket(ifname, unix.ETH_P_ALL)
-		if err != nil {
-			a.err = err
-			close(ready)
-			return
-		}
-		defer unix.Close(fd)
-		_ = unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &unix.Timeval{Usec: 20000})
-		close(ready)
-		buf := make([]byte, 2048)
-		for range 1_000_000 { // bounded; stop ends it long before
-			select {
-			case <-a.stop:
-				return
-			default:
-			}
-			n, _, err := unix.Recvfrom(fd, buf, 0)
-			if errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EINTR) {
-				continue
-			}
-			if err != nil {
-				a.err = err
-				return
-			}
-			if an, ok := parseAnnouncement(buf[:n]); ok {
-				a.mu.Lock()
-				a.seen[an]++
-				a.mu.Unlock()
-			}
-		}
-	}()
-	<-ready
+	})
 	return a
 }
 
@@ -105,8 +66,7 @@ func parseAnnouncement(frame []byte) (announcement, bool) {
 }
 
 func (a *announcements) close() map[announcement]int {
-	close(a.stop)
-	<-a.done
+	a.r.close()
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return a.seen
@@ -153,8 +113,8 @@ func TestHostPortAnnouncedAndReloaded(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	seen = watch.close()
-	if watch.err != nil {
-		t.Fatal(watch.err)
+	if watch.r.err != nil {
+		t.Fatal(watch.r.err)
 	}
 	for _, addr := range []netip.Addr{v4, v6} {
 		if seen[announcement{mac, addr}] == 0 {

@@ -124,6 +124,9 @@ type arrival struct {
 // receiver records every test frame and RARP that arrives at an interface.
 type receiver struct {
 	name string
+	// each, if set, is given every frame that arrives, with its time, on
+	// the receiver's goroutine.
+	each func(frame []byte, at time.Time)
 	mu   sync.Mutex
 	got  []arrival
 	rarp []time.Time
@@ -135,8 +138,11 @@ type receiver struct {
 	done  chan struct{}
 }
 
-func (l *lab) receive(role, ifname string) *receiver {
-	r := &receiver{name: role + ":" + ifname, stop: make(chan struct{}), done: make(chan struct{})}
+func (l *lab) receive(role, ifname string) *receiver { return l.receiveEach(role, ifname, nil) }
+
+// receiveEach is receive, giving every frame that arrives to each too.
+func (l *lab) receiveEach(role, ifname string, each func(frame []byte, at time.Time)) *receiver {
+	r := &receiver{name: role + ":" + ifname, each: each, stop: make(chan struct{}), done: make(chan struct{})}
 	ready := make(chan struct{})
 	go func() {
 		defer close(r.done)
@@ -198,6 +204,9 @@ func (l *lab) receive(role, ifname string) *receiver {
 				continue
 			}
 			at := kernelTime(oob[:oobn])
+			if r.each != nil {
+				r.each(buf[:n], at)
+			}
 			switch kind, stream, seq := benchbpf.Parse(buf[:n]); kind {
 			case benchbpf.Stream:
 				r.mu.Lock()
