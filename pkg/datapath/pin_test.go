@@ -328,3 +328,52 @@ func TestDrainAfterSwitch(t *testing.T) {
 		t.Errorf("switch back: the previous active (up1) does not drain (action %d)", got)
 	}
 }
+
+// TestClsactFiltersFoundAndRemoved: uplinkd's clsact filters are found
+// (PinnedLinks) and removed (Remove) on whichever interface carries them,
+// on every kernel: one carrying none, with or without a qdisc, is not
+// listed, and another program's filter stays.
+func TestClsactFiltersFoundAndRemoved(t *testing.T) {
+	e := newTestEnv(t)
+	ours := e.veth("vnet0", "g0")
+	e.veth("vnet1", "g1") // no qdisc at all
+	foreign := e.veth("vnet2", "g2")
+	other, err := ebpf.NewProgram(&ebpf.ProgramSpec{
+		Name: "not_uplinkd", Type: ebpf.SchedCLS, License: "GPL",
+		Instructions: asm.Instructions{asm.LoadImm(asm.R0, 0, asm.DWord), asm.Return()},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	if err := attachClsact(ours, e.dp.objs.TcGuest, ingress); err != nil {
+		t.Fatal(err)
+	}
+	if err := attachClsact(ours, e.dp.objs.TcUplinkOut, egress); err != nil {
+		t.Fatal(err)
+	}
+	if err := attachClsact(foreign, other, ingress); err != nil {
+		t.Fatal(err)
+	}
+	if links, err := e.dp.PinnedLinks(); err != nil || !slices.Equal(links, []string{"vnet0"}) {
+		t.Errorf("pinned links %v, %v; want vnet0 (its clsact filter)", links, err)
+	}
+	otherInfo, err := other.Info()
+	if err != nil {
+		t.Fatal(err)
+	}
+	otherID, _ := otherInfo.ID()
+	e.dp.Close()
+	e.dp = nil
+	if err := Remove(e.pinDir + "/uplinkd"); err != nil {
+		t.Fatal(err)
+	}
+	for _, dir := range []direction{ingress, egress} {
+		if progs := tcProgs(ours, dir); len(progs) != 0 {
+			t.Errorf("vnet0 still runs %v at %s after Remove", progs, dir.name)
+		}
+	}
+	if progs := tcProgs(foreign, ingress); !slices.Equal(progs, []ebpf.ProgramID{otherID}) {
+		t.Errorf("vnet2 runs %v at ingress after Remove, want only the other program's filter (%d)", progs, otherID)
+	}
+}

@@ -134,11 +134,9 @@ func attachClsact(ifindex int, prog *ebpf.Program, dir direction) error {
 // ourFilters lists the clsact filters of uplinkd's programs at dir of the
 // interface.
 func ourFilters(ifindex int, dir direction) []netlink.Filter {
-	l, err := netlink.LinkByIndex(ifindex)
-	if err != nil {
-		return nil
-	}
-	filters, err := netlink.FilterList(l, dir.parent)
+	// The dump needs only the index: no look-up of the link first (one
+	// netlink request less per interface).
+	filters, err := netlink.FilterList(&netlink.Device{LinkAttrs: netlink.LinkAttrs{Index: ifindex}}, dir.parent)
 	if err != nil {
 		return nil
 	}
@@ -188,12 +186,38 @@ func clsactPorts() []string {
 		return nil
 	}
 	var names []string
-	for _, l := range links {
+	for _, l := range mayHaveFilters(links) {
 		if len(ourFilters(l.Attrs().Index, ingress)) > 0 {
 			names = append(names, l.Attrs().Name)
 		}
 	}
 	return names
+}
+
+// mayHaveFilters narrows links to those with a qdisc that tc ingress and
+// egress filters hang off (clsact, or ingress): one dump of every qdisc
+// instead of a filter dump per interface, which on a large host (and on
+// every tcx kernel, where uplinkd adds no qdisc) is most of the work of
+// listing the switch's ports. If the qdiscs cannot be listed in full,
+// every link is a candidate.
+func mayHaveFilters(links []netlink.Link) []netlink.Link {
+	qdiscs, err := netlink.QdiscList(nil)
+	if err != nil { // an interrupted dump too: it may have missed one
+		return links
+	}
+	withQdisc := map[int]bool{}
+	for _, q := range qdiscs {
+		if q.Type() == "clsact" || q.Type() == "ingress" {
+			withQdisc[q.Attrs().LinkIndex] = true
+		}
+	}
+	var out []netlink.Link
+	for _, l := range links {
+		if withQdisc[l.Attrs().Index] {
+			out = append(out, l)
+		}
+	}
+	return out
 }
 
 // removeClsact deletes uplinkd's clsact filters from every interface of
@@ -204,7 +228,7 @@ func removeClsact() error {
 		return fmt.Errorf("list links: %w", err)
 	}
 	var errs []error
-	for _, l := range links {
+	for _, l := range mayHaveFilters(links) {
 		for _, dir := range []direction{ingress, egress} {
 			for _, f := range ourFilters(l.Attrs().Index, dir) {
 				if err := netlink.FilterDel(f); err != nil && !errors.Is(err, unix.ENOENT) {
