@@ -124,6 +124,12 @@ func (h *harness) tcpRound(ctx context.Context, name string, round int) error {
 			return err
 		}
 		res.Offloads = append(res.Offloads, offloads...)
+		if n, ok := b.sys.(offloadNoter); ok && n.OffloadNote() != "" {
+			if res.OffloadNotes == nil {
+				res.OffloadNotes = map[string]string{}
+			}
+			res.OffloadNotes[b.sys.Name()] = n.OffloadNote()
+		}
 	}
 	for _, dir := range []string{report.GuestToUplink, report.UplinkToGuest} {
 		for _, streams := range []int{1, 4} {
@@ -402,6 +408,11 @@ func (b *socketBed) offloads() ([]report.OffloadState, error) {
 	}
 	return out, nil
 }
+
+// offloadNoter is a system with a setting of its own for frames sent
+// with offloads (Open vSwitch's userspace TSO), which the report shows
+// beside the offloads.
+type offloadNoter interface{ OffloadNote() string }
 
 // endpoints are who sends on the switch's side of the testbed, in turn:
 // the guest, and the host through its host port where there is one.

@@ -9,10 +9,14 @@ import (
 	"time"
 
 	"github.com/uplinkd/uplinkd/pkg/config"
+	"github.com/uplinkd/uplinkd/test/bench/peer"
 	"github.com/uplinkd/uplinkd/test/bench/report"
 	"github.com/uplinkd/uplinkd/test/bench/topo"
 	"github.com/uplinkd/uplinkd/test/testenv"
 )
+
+// Open vSwitch's userspace TSO setting reaches the report's offload table.
+var _ offloadNoter = (*peer.OVS)(nil)
 
 func TestParseSNMP(t *testing.T) {
 	// From a 6.18 kernel, shortened.

@@ -479,7 +479,7 @@ dl.env dd { margin: 0; }
 {{template "table" .IdleTable}}
 {{end}}
 {{with .TCP}}<h2>Socket traffic: TCP and UDP</h2>
-<p class="caption">Traffic from the stacks of the sending guest and the upstream host, through each system. The harness leaves every veth's offloads at their defaults (GRO on, as the testbed needs it); ethtool's view while the system ran, where an offload shown off was turned off by the kernel (a veth whose peer has an XDP program loses TSO):</p>
+<p class="caption">Traffic from the stacks of the sending guest and the upstream host, through each system. The harness leaves every veth's offloads at their defaults (GRO on, as the testbed needs it); ethtool's view while the system ran, where an offload shown off was turned off by the kernel (a veth whose peer has an XDP program loses TSO){{.OffloadNote}}:</p>
 {{template "table" .Offloads}}
 <p class="caption">TCP bulk with iperf3; Gbit/s as received (0 when no connection could be made); checksum errors counted in the receiving namespace's /proc/net/snmp over the run.{{.HostPortBulk}}</p>
 {{template "table" .BulkSummary}}

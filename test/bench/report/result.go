@@ -333,9 +333,13 @@ type IdleWindow struct {
 // throughput, errors and checksum failures; nothing is filtered out.
 type TCPResult struct {
 	Offloads []OffloadState `json:"offloads"`
-	Bulk     []TCPBulkRun   `json:"bulk"`
-	UDP      []UDPRun       `json:"udp"`
-	Failover []TCPFailover  `json:"failover"`
+	// OffloadNotes, by system, say what a system was itself set to do
+	// with frames sent with offloads, where it needed a setting for them
+	// (Open vSwitch's userspace TSO); older results have none.
+	OffloadNotes map[string]string `json:"offload_notes,omitempty"`
+	Bulk         []TCPBulkRun      `json:"bulk"`
+	UDP          []UDPRun          `json:"udp"`
+	Failover     []TCPFailover     `json:"failover"`
 }
 
 // OffloadState is one testbed interface's offload features as ethtool

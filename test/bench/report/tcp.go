@@ -35,7 +35,8 @@ func socketSystem(system, endpoint string) string {
 func byEndpoint(a, b string) int { return byKnownOrder(a, b, "", EndpointHostPort) }
 
 // offloadTable: per system, which offloads every testbed interface had,
-// naming the interfaces where one was off.
+// naming the interfaces where one was off, and, when some system has
+// one, its offload note.
 func offloadTable(x *TCPResult) textTable {
 	t := textTable{
 		Head: []string{"System", "Interfaces", "tx checksum", "TSO", "GSO", "GRO"},
@@ -43,6 +44,10 @@ func offloadTable(x *TCPResult) textTable {
 	}
 	if x == nil {
 		return t
+	}
+	notes := len(x.OffloadNotes) > 0
+	if notes {
+		t.Head, t.Num = append(t.Head, "Note"), append(t.Num, false)
 	}
 	by := map[string][]OffloadState{}
 	for _, o := range x.Offloads {
@@ -67,11 +72,24 @@ func offloadTable(x *TCPResult) textTable {
 			}
 			return "off on " + strings.Join(off, ", ")
 		}
-		t.Rows = append(t.Rows, []string{systemName(s), fmt.Sprint(len(states)),
+		row := []string{systemName(s), fmt.Sprint(len(states)),
 			cell(func(o OffloadState) bool { return o.TxCsum }), cell(func(o OffloadState) bool { return o.TSO }),
-			cell(func(o OffloadState) bool { return o.GSO }), cell(func(o OffloadState) bool { return o.GRO })})
+			cell(func(o OffloadState) bool { return o.GSO }), cell(func(o OffloadState) bool { return o.GRO })}
+		if notes {
+			row = append(row, orDash(x.OffloadNotes[s]))
+		}
+		t.Rows = append(t.Rows, row)
 	}
 	return t
+}
+
+// offloadNoteCaption ends the offload table's caption: what its Note
+// column is, when it has one.
+func offloadNoteCaption(x *TCPResult) string {
+	if x == nil || len(x.OffloadNotes) == 0 {
+		return ""
+	}
+	return "; the Note column is a system's own setting for frames sent with offloads"
 }
 
 // tcpBulkTable: every iperf3 run, by system, direction, streams and round.
@@ -366,6 +384,7 @@ func hostPortNote(x *TCPResult, has func(*TCPResult) bool, note string) string {
 type tcpTables struct {
 	Offloads, BulkSummary, Bulk, UDP, Failover textTable
 	HostPortBulk, HostPortFailover             string
+	OffloadNote                                string // offloadNoteCaption
 }
 
 // newTCPTables is nil when the scenario did not run.
@@ -374,7 +393,8 @@ func newTCPTables(x *TCPResult) *tcpTables {
 		return nil
 	}
 	return &tcpTables{offloadTable(x), tcpBulkSummaryTable(x), tcpBulkTable(x), udpTable(x), tcpFailoverTable(x),
-		hostPortNote(x, bulkHasHostPort, hostPortBulkNote), hostPortNote(x, failoverHasHostPort, hostPortFailoverNote)}
+		hostPortNote(x, bulkHasHostPort, hostPortBulkNote), hostPortNote(x, failoverHasHostPort, hostPortFailoverNote),
+		offloadNoteCaption(x)}
 }
 
 // writeTCPMarkdown is the tcp scenario's section of the markdown report.
@@ -386,7 +406,7 @@ func writeTCPMarkdown(b *strings.Builder, r *Result) {
 	b.WriteString("Traffic from the stacks of the sending guest and the upstream host (their own sockets, not the frame " +
 		"generator), through each system. The harness leaves every veth's offloads at their defaults (checksum offload, " +
 		"TSO/GSO; GRO is on, as the testbed needs it); ethtool's view while the system ran, where an offload shown off was " +
-		"turned off by the kernel (a veth whose peer has an XDP program loses TSO):\n\n")
+		"turned off by the kernel (a veth whose peer has an XDP program loses TSO)" + offloadNoteCaption(r.TCP) + ":\n\n")
 	writeMarkdownTable(b, offloadTable(r.TCP))
 	b.WriteString("\nTCP bulk with iperf3; Gbit/s as received (0 when no connection could be made); checksum errors " +
 		"counted in the receiving namespace's /proc/net/snmp over the run. The systems take turns, round by round, each " +

@@ -2,6 +2,7 @@ package report
 
 import (
 	"bytes"
+	"encoding/json"
 	"slices"
 	"strings"
 	"testing"
@@ -321,5 +322,69 @@ func TestTCPHostPortRows(t *testing.T) {
 	if strings.Contains(b.String(), "host port") || strings.Contains(page.String(), "pairs it with that run") ||
 		strings.Contains(page.String(), "crossed the same cut at the same time") {
 		t.Error("a result without host port rows explains them")
+	}
+}
+
+// TestOffloadNotes checks the offload table's Note column: there with a
+// note, a dash for a system without one, and absent, as in older results,
+// when no system has a note.
+func TestOffloadNotes(t *testing.T) {
+	r := tcpHand()
+	r.TCP.OffloadNotes = map[string]string{SystemLinuxBridge: "tx checksum offload off on G/eth0"}
+	var b strings.Builder
+	if err := WriteMarkdown(&b, r); err != nil {
+		t.Fatal(err)
+	}
+	md := b.String()
+	for _, want := range []string{
+		"| System | Interfaces | tx checksum | TSO | GSO | GRO | Note |",
+		"| uplinkd | 2 | on | on | on | on | – |\n| Linux bridge | 2 | on | on | on | off on U/p0 | tx checksum offload off on G/eth0 |",
+		"the Note column is a system's own setting",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("markdown lacks %q", want)
+		}
+	}
+	var page bytes.Buffer
+	if err := WriteHTML(&page, r); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(page.String(), "<td class=\"\">tx checksum offload off on G/eth0</td>") {
+		t.Error("HTML lacks the note")
+	}
+	if !strings.Contains(page.String(), "the Note column is a system&#39;s own setting") {
+		t.Error("HTML caption does not explain the Note column")
+	}
+
+	b.Reset()
+	if err := WriteMarkdown(&b, tcpHand()); err != nil {
+		t.Fatal(err)
+	}
+	if md := b.String(); strings.Contains(md, "| GRO | Note |") || strings.Contains(md, "Note column") {
+		t.Error("a result without offload notes has a Note column")
+	}
+}
+
+// TestOffloadNotesJSON: the notes round-trip, and a result without them
+// (older ones) has no key.
+func TestOffloadNotesJSON(t *testing.T) {
+	r := tcpHand()
+	raw, err := json.Marshal(r.TCP)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(raw, []byte("offload_notes")) {
+		t.Errorf("no notes, yet the key is written: %s", raw)
+	}
+	r.TCP.OffloadNotes = map[string]string{SystemOVS: "userspace-tso-enable=true"}
+	if raw, err = json.Marshal(r.TCP); err != nil {
+		t.Fatal(err)
+	}
+	var back TCPResult
+	if err := json.Unmarshal(raw, &back); err != nil {
+		t.Fatal(err)
+	}
+	if back.OffloadNotes[SystemOVS] != "userspace-tso-enable=true" {
+		t.Errorf("notes after a round trip: %v", back.OffloadNotes)
 	}
 }
