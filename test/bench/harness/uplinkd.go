@@ -183,6 +183,25 @@ func (u *uplinkdSystem) Restart(ctx context.Context, bin string) (time.Duration,
 	return time.Since(start), err
 }
 
+// stopProcess ends the uplinkd process as a service stop does (SIGTERM;
+// SIGKILL after 5 s) and leaves its data plane attached.
+func (u *uplinkdSystem) stopProcess() error {
+	if u.cmd == nil || u.cmd.Process == nil {
+		return nil
+	}
+	_ = u.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-u.done:
+		u.cmd = nil
+		return nil
+	case <-time.After(5 * time.Second):
+		_ = u.cmd.Process.Kill()
+		<-u.done
+		u.cmd = nil
+		return fmt.Errorf("uplinkd took over 5 s to stop on SIGTERM; killed")
+	}
+}
+
 func (u *uplinkdSystem) Stop() error {
 	if u.cmd != nil && u.cmd.Process != nil {
 		_ = u.cmd.Process.Signal(syscall.SIGTERM)

@@ -14,8 +14,8 @@ import (
 func idleTable(runs []IdleRun) textTable {
 	t := textTable{
 		Head: []string{"Groups", "Uplinks", "Guest ports", "Carrier poll", "Windows",
-			"CPU, % of one CPU p50 / max", "Busiest thread p50", "Wake-ups/s p50", "Threads", "RSS p50", "Peak RSS (VmHWM)", "Start-up to ready"},
-		Num: []bool{true, true, true, true, true, true, true, true, true, true, true, true},
+			"CPU, % of one CPU p50 / max", "Busiest thread p50", "Wake-ups/s p50", "Threads", "RSS p50", "Peak RSS (VmHWM)", "Start-up to ready", "Restart to ready"},
+		Num: []bool{true, true, true, true, true, true, true, true, true, true, true, true, true},
 	}
 	runs = slices.Clone(runs)
 	slices.SortStableFunc(runs, func(a, b IdleRun) int {
@@ -47,12 +47,15 @@ func idleTable(runs []IdleRun) textTable {
 		if r.PollIntervalNs <= 0 {
 			poll = "off"
 		}
-		startup := dash
+		startup, restart := dash, dash
 		if r.StartupNs > 0 {
 			startup = fmtNs(float64(r.StartupNs))
 		}
+		if r.RestartNs > 0 {
+			restart = fmtNs(float64(r.RestartNs))
+		}
 		t.Rows = append(t.Rows, []string{fmt.Sprint(r.Groups), fmt.Sprint(r.Uplinks), fmt.Sprint(r.GuestPorts), poll,
-			fmt.Sprint(len(r.Windows)), cpuCell, threadCell, wakeCell, threadsCell(threads), rssCell, fmtMiB(float64(hwm)), startup})
+			fmt.Sprint(len(r.Windows)), cpuCell, threadCell, wakeCell, threadsCell(threads), rssCell, fmtMiB(float64(hwm)), startup, restart})
 		t.Noisy = append(t.Noisy, noisy)
 	}
 	return t
@@ -85,7 +88,9 @@ func writeIdleMarkdown(b *strings.Builder, r *Result) {
 	b.WriteString("\n## At rest (uplinkd)\n\n")
 	b.WriteString("uplinkd's own cost with every uplink up and no traffic, after it settled: user+system time of the process " +
 		"over each window in percent of one CPU (and of its busiest thread), context switches of all its threads per second, " +
-		"and its resident memory; medians over the windows. Start-up to ready is from starting the process to its control " +
-		"socket answering with an active uplink in every group.\n\n")
+		"and its resident memory; medians over the windows. Start-up to ready is from starting the process, on a host with " +
+		"nothing of uplinkd's attached, to its control socket answering with an active uplink in every group: each new tcx " +
+		"link waits for a kernel RCU grace period, a few ms each. Restart to ready is the same for a second process started " +
+		"over the data plane the first left attached, as after an upgrade or a crash: it adopts the links in place.\n\n")
 	writeMarkdownTable(b, idleTable(r.Idle))
 }

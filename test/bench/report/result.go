@@ -302,9 +302,13 @@ type IdleRun struct {
 	GuestPorts int `json:"guest_ports"` // over all groups
 	// PollIntervalNs is the carrier_poll_interval uplinkd ran with.
 	PollIntervalNs int64 `json:"poll_interval_ns"`
-	// StartupNs: from starting the process to its control socket
-	// answering with an active uplink in every group.
-	StartupNs int64        `json:"startup_ns"`
+	// StartupNs: from starting the process, on a host with nothing of
+	// uplinkd's attached, to its control socket answering with an active
+	// uplink in every group.
+	StartupNs int64 `json:"startup_ns"`
+	// RestartNs: the same for a second process started over the data
+	// plane the first left attached (0: not measured).
+	RestartNs int64        `json:"restart_ns,omitempty"`
 	Windows   []IdleWindow `json:"windows"`
 }
 
