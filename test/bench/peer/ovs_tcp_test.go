@@ -1,7 +1,6 @@
 package peer
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -21,18 +20,8 @@ import (
 // both directions: without userspace TSO the netdev datapath forwards
 // such frames with their checksums unfinished and no connection is made.
 func TestOVSTCPWithDefaultOffloads(t *testing.T) {
-	requireRoot(t)
-	if ok, reason := Available(OVSName); !ok {
-		t.Fatalf("ovs not available: %s", reason)
-	}
-	tb := newTestbed(t, false)
 	o := &OVS{NoPin: true}
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	if err := o.Start(ctx, tb.topology(t)); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = o.Stop() })
+	tb, _, _ := startOVS(t, o, false)
 	if !o.UserspaceTSO() {
 		t.Errorf("ovs-vswitchd did not log %q", ovsTSOEnabledLog)
 	}

@@ -255,21 +255,29 @@ func TestBridge(t *testing.T) {
 	}
 }
 
-func TestOVSFailover(t *testing.T) {
+// startOVS starts o on a fresh testbed (with taps for the uplinks if
+// taps) and stops it when t ends; the context bounds the test's calls.
+func startOVS(t *testing.T, o *OVS, taps bool) (*testbed, Topology, context.Context) {
+	t.Helper()
 	requireRoot(t)
 	if ok, reason := Available(OVSName); !ok {
 		t.Fatalf("ovs not available: %s", reason)
 	}
-	tb := newTestbed(t, false)
-	o := &OVS{}
+	tb := newTestbed(t, taps)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
+	t.Cleanup(cancel)
 	topo := tb.topology(t)
-	t0 := time.Now()
 	if err := o.Start(ctx, topo); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = o.Stop() })
+	return tb, topo, ctx
+}
+
+func TestOVSFailover(t *testing.T) {
+	o := &OVS{}
+	t0 := time.Now()
+	tb, topo, ctx := startOVS(t, o, false)
 	t.Logf("Start took %v; versions %v; settings %v", time.Since(t0).Round(time.Millisecond), o.Versions(), o.Settings())
 	pids := o.PIDs()
 	checkOVSProcesses(t, o, pids)
@@ -324,19 +332,8 @@ func TestOVSFailover(t *testing.T) {
 // TestOVSTapCarrier checks what the harness's tap trials rely on: OVS sees
 // a tap losing carrier (TUNSETCARRIER) and fails over.
 func TestOVSTapCarrier(t *testing.T) {
-	requireRoot(t)
-	if ok, reason := Available(OVSName); !ok {
-		t.Fatalf("ovs not available: %s", reason)
-	}
-	tb := newTestbed(t, true)
 	o := &OVS{NoPin: true}
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	topo := tb.topology(t)
-	if err := o.Start(ctx, topo); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = o.Stop() })
+	tb, topo, ctx := startOVS(t, o, true)
 	pids := o.PIDs()
 	if got := o.PinnedCPUs(); got != nil {
 		t.Errorf("NoPin: pinned to %v", got)
@@ -383,19 +380,8 @@ func TestOVSTapCarrier(t *testing.T) {
 // (its control socket is gone), Stop kills it by PID and still removes
 // what it left: the datapath's persistent taps, promiscuity, files.
 func TestOVSStopWithoutControl(t *testing.T) {
-	requireRoot(t)
-	if ok, reason := Available(OVSName); !ok {
-		t.Fatalf("ovs not available: %s", reason)
-	}
-	tb := newTestbed(t, false)
 	o := &OVS{NoPin: true}
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	topo := tb.topology(t)
-	if err := o.Start(ctx, topo); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = o.Stop() })
+	tb, topo, _ := startOVS(t, o, false)
 	pids := o.PIDs()
 	tb.pingEventually(t)
 	if err := os.Remove(o.path("ovs-vswitchd.ctl")); err != nil {
