@@ -203,11 +203,7 @@ func TestTimeline(t *testing.T) {
 // restartOnly names what a reload cannot change.
 func TestRestartOnly(t *testing.T) {
 	base := func() *config.Config {
-		c, err := config.Parse([]byte("groups:\n  - {name: a, uplinks: [{name: e}]}\n  - {name: b, mode: balance, uplinks: [{name: f}]}\n"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return c
+		return mustParse(t, "groups:\n  - {name: a, uplinks: [{name: e}]}\n  - {name: b, mode: balance, uplinks: [{name: f}]}\n")
 	}
 	for _, tc := range []struct {
 		name   string

@@ -225,25 +225,44 @@ func (h *fakeHost) state(name, source string, seen time.Time) linkwatch.State {
 // time.Now().
 var t0 = time.Now().Add(-time.Hour)
 
-// testDaemon is a daemon over fakes, set up from yaml and started as Run
-// starts it, with links as the host's interfaces (all up).
-func testDaemon(t *testing.T, yaml string, links ...string) (*Daemon, *fakeDataPlane, *fakeHost) {
+// mustParse is yaml as a configuration; t fails if it is not one.
+func mustParse(t *testing.T, yaml string) *config.Config {
 	t.Helper()
 	cfg, err := config.Parse([]byte(yaml))
 	if err != nil {
 		t.Fatal(err)
 	}
+	return cfg
+}
+
+// hostWith is a host whose interfaces are links, all up, indexes from 10.
+func hostWith(links ...string) *fakeHost {
 	h := &fakeHost{links: map[string]*fakeLink{}}
 	for i, name := range links {
 		h.links[name] = &fakeLink{index: 10 + i, up: true, changes: 1}
 	}
-	dp := newFakeDataPlane()
-	d := newDaemon(cfg, slog.New(slog.DiscardHandler), dp, h)
+	return h
+}
+
+// fakeDaemon is a daemon from yaml over dp and h that sends no
+// announcements, closed when t ends; not set up yet.
+func fakeDaemon(t *testing.T, yaml string, dp dataPlane, h *fakeHost) *Daemon {
+	t.Helper()
+	d := newDaemon(mustParse(t, yaml), slog.New(slog.DiscardHandler), dp, h)
 	d.ann.send = &fakeSender{}
+	t.Cleanup(func() { d.Close() })
+	return d
+}
+
+// testDaemon is a daemon over fakes, set up from yaml and started as Run
+// starts it, with links as the host's interfaces (all up).
+func testDaemon(t *testing.T, yaml string, links ...string) (*Daemon, *fakeDataPlane, *fakeHost) {
+	t.Helper()
+	h, dp := hostWith(links...), newFakeDataPlane()
+	d := fakeDaemon(t, yaml, dp, h)
 	if err := d.setup(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { d.Close() })
 	snap := map[string]linkwatch.State{}
 	for name := range d.ports {
 		snap[name] = h.state(name, linkwatch.SourceList, t0)

@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/uplinkd/uplinkd/pkg/config"
 	"github.com/uplinkd/uplinkd/pkg/control"
 	"github.com/uplinkd/uplinkd/pkg/datapath"
 	"github.com/uplinkd/uplinkd/pkg/failover"
@@ -31,15 +30,8 @@ func (failingActive) SetActive(uint32, limits.Slot) error { return errors.New("m
 // policy started; what it did at start is forgotten.
 func testGroup(t *testing.T, yaml string, links ...string) (*group, *fakeDataPlane, *fakeHost) {
 	t.Helper()
-	cfg, err := config.Parse([]byte(yaml))
-	if err != nil {
-		t.Fatal(err)
-	}
-	h := &fakeHost{links: map[string]*fakeLink{}}
-	for i, name := range links {
-		h.links[name] = &fakeLink{index: 10 + i, up: true, changes: 1}
-	}
-	dp := newFakeDataPlane()
+	cfg := mustParse(t, yaml)
+	h, dp := hostWith(links...), newFakeDataPlane()
 	log := slog.New(slog.DiscardHandler)
 	met := metrics.New(func() metrics.Snapshot { return metrics.Snapshot{} })
 	now := func(fn func()) { fn() } // the test is the event loop

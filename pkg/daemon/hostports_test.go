@@ -2,7 +2,6 @@ package daemon
 
 import (
 	"errors"
-	"log/slog"
 	"strings"
 	"testing"
 
@@ -59,15 +58,8 @@ func TestHostPortAttachedAsGuest(t *testing.T) {
 func TestHostPortAdoptedAtRestart(t *testing.T) {
 	_, _, h := testDaemon(t, hostPortYAML, "eth1", "eth2", "vnet0")
 	index := h.links["mgmt0-sw"].index
-	cfg, err := config.Parse([]byte(hostPortYAML))
-	if err != nil {
-		t.Fatal(err)
-	}
 	dp := newFakeDataPlane()
-	d := newDaemon(cfg, slog.New(slog.DiscardHandler), dp, h)
-	d.ann.send = &fakeSender{}
-	t.Cleanup(func() { d.Close() })
-	if err := d.setup(); err != nil {
+	if err := fakeDaemon(t, hostPortYAML, dp, h).setup(); err != nil {
 		t.Fatal(err)
 	}
 	if p := dp.attached["mgmt0-sw"]; p.Ifindex != index {
@@ -77,15 +69,7 @@ func TestHostPortAdoptedAtRestart(t *testing.T) {
 
 // An interface in a host port's way stops the start with the field named.
 func TestHostPortInTheWay(t *testing.T) {
-	cfg, err := config.Parse([]byte(hostPortYAML))
-	if err != nil {
-		t.Fatal(err)
-	}
-	h := &fakeHost{links: map[string]*fakeLink{"eth1": {index: 1}, "stor0": {index: 2}}}
-	d := newDaemon(cfg, slog.New(slog.DiscardHandler), newFakeDataPlane(), h)
-	d.ann.send = &fakeSender{}
-	t.Cleanup(func() { d.Close() })
-	err = d.setup()
+	err := fakeDaemon(t, hostPortYAML, newFakeDataPlane(), hostWith("eth1", "stor0")).setup()
 	if err == nil || !strings.Contains(err.Error(), "groups[0].host_ports[1]: host port stor0") {
 		t.Errorf("setup = %v, want an error naming groups[0].host_ports[1]", err)
 	}
@@ -100,11 +84,7 @@ func TestReloadHostPorts(t *testing.T) {
 	d, dp, h := testDaemon(t, strings.Replace(hostPortYAML, `"*"`, `"vnet*"`, 1), "eth1", "eth2", "vnet0")
 	apply := func(yaml string) []string {
 		t.Helper()
-		cfg, err := config.Parse([]byte(yaml))
-		if err != nil {
-			t.Fatal(err)
-		}
-		changes, err := d.applyConfig(cfg)
+		changes, err := d.applyConfig(mustParse(t, yaml))
 		if err != nil {
 			t.Fatalf("reload: %v (changes %q)", err, changes)
 		}
@@ -161,10 +141,7 @@ func TestReloadHostPortOverAGuestPort(t *testing.T) {
 	if _, ok := dp.attached["vnet9"]; !ok {
 		t.Fatal("vnet9 not taken by the pattern")
 	}
-	cfg, err := config.Parse([]byte(strings.Replace(hostPortYAML, "{name: stor0}", "{name: stor0}, {name: vnet9}", 1)))
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg := mustParse(t, strings.Replace(hostPortYAML, "{name: stor0}", "{name: stor0}, {name: vnet9}", 1))
 	if _, err := d.applyConfig(cfg); !errors.Is(err, control.ErrRefused) || !strings.Contains(err.Error(), "host port vnet9: vnet9 is already a guest") {
 		t.Errorf("reload = %v, want refused naming vnet9", err)
 	}
