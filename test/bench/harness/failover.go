@@ -21,7 +21,7 @@ type bed struct {
 	gen      benchbpf.Engine // the sending guest's stream
 	down     benchbpf.Engine // upstream -> receive-only guest (veth only)
 	recvSlot int             // receiver slot of the receive-only guest; -1 none
-	cleanup  []func()
+	cleanup  teardown
 }
 
 // tally counts what the guest's stream up lost and duplicated over every
@@ -153,11 +153,7 @@ func downTemplate(tp *topo.Topo) benchbpf.Template {
 	return benchbpf.Template{Dst: tp.MAC[topo.RecvOnly], Src: tp.MAC[topo.Sender], Sources: 1, Size: benchbpf.MinFrameSize, Stream: 2}
 }
 
-func (b *bed) close() {
-	for i := len(b.cleanup) - 1; i >= 0; i-- {
-		b.cleanup[i]()
-	}
-}
+func (b *bed) close() { b.cleanup.close() }
 
 // failoverTrial cuts the active uplink (and with second, the next one
 // within SecondCutMax) while the guest sends at rate, and computes every

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"os"
 	"os/exec"
@@ -236,6 +237,24 @@ func (h *harness) newBed(ctx context.Context, name string, kind topo.Kind) (b *b
 	return h.newBedWith(ctx, name, kind, uplinks, "")
 }
 
+// noteVersions records the versions a system reports in the
+// results' environment.
+func (h *harness) noteVersions(versions map[string]string) {
+	if h.res.Env.Versions == nil { // a harness a test made without environment()
+		h.res.Env.Versions = map[string]string{}
+	}
+	maps.Copy(h.res.Env.Versions, versions)
+}
+
+// teardown is what a testbed undoes when it closes, last step first.
+type teardown []func()
+
+func (td teardown) close() {
+	for i := len(td) - 1; i >= 0; i-- {
+		td[i]()
+	}
+}
+
 // newBedWith is newBed with the number of uplinks and, for uplinkd, the
 // group mode ("": its default).
 func (h *harness) newBedWith(ctx context.Context, name string, kind topo.Kind, uplinks int, mode string) (b *bed, err error) {
@@ -259,12 +278,7 @@ func (h *harness) newBedWith(ctx context.Context, name string, kind topo.Kind, u
 		return b, err
 	}
 	b.cleanup = append(b.cleanup, func() { _ = b.sys.Stop() })
-	for k, v := range b.sys.Versions() {
-		if h.res.Env.Versions == nil {
-			h.res.Env.Versions = map[string]string{}
-		}
-		h.res.Env.Versions[k] = v
-	}
+	h.noteVersions(b.sys.Versions())
 
 	if b.gen, err = benchbpf.NewEngine(h.engine); err != nil {
 		return b, err

@@ -121,9 +121,7 @@ func (h *harness) idleRun(ctx context.Context, shape idleShape) (report.IdleRun,
 		return run, fmt.Errorf("restart: %w", err)
 	}
 	run.RestartNs = int64(restart)
-	for k, v := range u.Versions() {
-		h.res.Env.Versions[k] = v
-	}
+	h.noteVersions(u.Versions())
 	pid := u.cmd.Process.Pid
 	// `ip netns exec` execs the command in its own process: the PID is
 	// uplinkd's. Make sure before measuring it.

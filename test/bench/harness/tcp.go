@@ -52,17 +52,13 @@ type socketBed struct {
 	tp      *topo.Topo
 	sys     system
 	setup   string // what fails over, for the failover row
-	cleanup []func()
+	cleanup teardown
 	// hostPort is the host's end of the system's host port, in the host
 	// namespace; "": the system has none.
 	hostPort string
 }
 
-func (b *socketBed) close() {
-	for i := len(b.cleanup) - 1; i >= 0; i-- {
-		b.cleanup[i]()
-	}
-}
+func (b *socketBed) close() { b.cleanup.close() }
 
 // tcpScenario measures TCP bulk, UDP at fixed rates and one TCP connection
 // across a failover, for uplinkd, Open vSwitch and the Linux bridge. The
@@ -274,12 +270,7 @@ func (h *harness) newSocketBed(ctx context.Context, name, prefix string, bond bo
 		return b, err
 	}
 	b.cleanup = append(b.cleanup, func() { _ = b.sys.Stop() })
-	if h.res.Env.Versions == nil {
-		h.res.Env.Versions = map[string]string{}
-	}
-	for k, v := range b.sys.Versions() {
-		h.res.Env.Versions[k] = v
-	}
+	h.noteVersions(b.sys.Versions())
 	if out, err := exec.Command("iperf3", "--version").Output(); err == nil {
 		h.res.Env.Versions["iperf3"] = strings.SplitN(strings.TrimSpace(string(out)), "\n", 2)[0]
 	}
