@@ -91,17 +91,24 @@ func (a *announcer) learned(g *group) ([]announce.Guest, error) {
 	if err != nil {
 		return nil, err
 	}
-	return withHostPorts(learnedOf(g, all), a.hostPorts(g)), nil
+	return withHostPorts(learnedOf(g, all), a.hostPorts(g, nil)), nil
 }
 
 // hostPorts are g's host ports as guests: the host's end's MAC with the
 // addresses on it now. The host answers ARP and ND for those whether or
 // not the switch has seen it use them, so they are announced from the
 // start, and a host port that has sent nothing yet is announced too.
-func (a *announcer) hostPorts(g *group) []announce.Guest {
+// Only the host ports in (nil: all) are taken: reading one's addresses
+// is a netlink request on the event loop.
+func (a *announcer) hostPorts(g *group, in []announce.Guest) []announce.Guest {
 	var out []announce.Guest
 	for _, p := range g.guests {
 		if p.hostEnd == "" || len(p.hostMAC) != 6 {
+			continue
+		}
+		if in != nil && !slices.ContainsFunc(in, func(gu announce.Guest) bool {
+			return gu.VLAN == p.vlan && bytes.Equal(gu.MAC, p.hostMAC)
+		}) {
 			continue
 		}
 		var addrs []netip.Addr
@@ -264,10 +271,13 @@ func (a *announcer) arrivals(groups []*group, batch []datapath.Arrival) {
 			a.log.Error("cannot read learned guests; arrivals not announced", "group", g.cfg.Name, "err", guestsErr)
 			continue
 		}
-		recent := g.arrived.among(withHostPorts(learnedOf(g, all), a.hostPorts(g)))
+		recent := g.arrived.among(learnedOf(g, all))
 		if len(recent) == 0 {
 			continue // forgotten again already (port removed)
 		}
+		// A host port among them goes out with the host's addresses too;
+		// the other host ports' are not read.
+		recent = withHostPorts(recent, a.hostPorts(g, recent))
 		if g.balanced() {
 			a.log.Info("guests arrived; announcing them on their uplinks", "group", g.cfg.Name,
 				"new", len(macs), "macs", firstFew(macs), "announced", len(recent))

@@ -338,3 +338,33 @@ func TestAnnounceHostPortBalance(t *testing.T) {
 			runs: []string{"moved/" + other + "@" + other + ": " + hostMAC.String()}},
 	})
 }
+
+// Arrivals read a host port's addresses only when the host port is among
+// them: a guest's arrival costs no netlink request.
+func TestArrivalsReadHostAddrsOnlyForHostPorts(t *testing.T) {
+	d, dp, h, s := announceDaemon(t, `groups:
+  - name: g
+    announce: {count: 1, interval: 10ms}
+    uplinks: [{name: up1, priority: 10}, {name: up2, priority: 20}]
+    guest_ports: [vm1, vm2]
+    host_ports: [{name: mgmt0}]
+`, guest(1))
+	h.links["mgmt0"].addrs = []netip.Addr{netip.MustParseAddr("10.0.0.5")}
+	hostMAC := h.link("mgmt0", h.links["mgmt0"]).Attrs().HardwareAddr
+	playAnnounce(t, d, h, s, []announceStep{
+		{name: "a guest arrives", arrive: []announce.Guest{guest(1)}, runs: []string{"arrivals@up1: " + guest(1).MAC.String()}},
+	})
+	if h.addrReads != 0 {
+		t.Errorf("a guest's arrival read host port addresses %d times, want 0", h.addrReads)
+	}
+	onLoop(t, d, func() {
+		dp.guests = append(dp.guests, datapath.Guest{FDBEntry: datapath.FDBEntry{MAC: hostMAC, Ifindex: h.links["mgmt0-sw"].index}})
+	})
+	playAnnounce(t, d, h, s, []announceStep{
+		{name: "the host port arrives", arrive: []announce.Guest{{MAC: hostMAC}},
+			runs: []string{"arrivals@up1: " + guest(1).MAC.String() + " " + hostMAC.String()}},
+	})
+	if h.addrReads != 1 {
+		t.Errorf("the host port's arrival read addresses %d times, want 1", h.addrReads)
+	}
+}

@@ -151,7 +151,10 @@ type fakeLink struct {
 }
 
 // fakeHost is a host whose interfaces are a map.
-type fakeHost struct{ links map[string]*fakeLink }
+type fakeHost struct {
+	links     map[string]*fakeLink
+	addrReads int // calls of Addrs
+}
 
 func (h *fakeHost) link(name string, l *fakeLink) netlink.Link {
 	return &netlink.Dummy{LinkAttrs: netlink.LinkAttrs{Name: name, Index: l.index,
@@ -205,6 +208,7 @@ func (h *fakeHost) EnsureHostPort(hp config.HostPort) (hostport.Result, error) {
 }
 
 func (h *fakeHost) Addrs(name string) ([]netip.Addr, error) {
+	h.addrReads++
 	if l, ok := h.links[name]; ok {
 		return l.addrs, nil
 	}
