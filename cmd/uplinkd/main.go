@@ -138,7 +138,7 @@ func uplinkAddresses(cfg *config.Config) map[string][]string {
 				continue
 			}
 			for _, a := range addrs {
-				if !a.IP.IsLinkLocalUnicast() {
+				if a.IP.To4() != nil || !a.IP.IsLinkLocalUnicast() {
 					out[u.Name] = append(out[u.Name], a.IPNet.String())
 				}
 			}
