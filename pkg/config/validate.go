@@ -428,7 +428,7 @@ func (raw *fileConfig) validate() (*Config, error) {
 			}
 			g.HostPorts = append(g.HostPorts, port)
 		}
-		if n := len(rg.GuestPorts) + len(rg.HostPorts); len(rg.HostPorts) > 0 && n > limits.MaxGuestPorts && len(rg.GuestPorts) <= limits.MaxGuestPorts {
+		if n := len(rg.GuestPorts) + len(rg.HostPorts); n > limits.MaxGuestPorts && len(rg.GuestPorts) <= limits.MaxGuestPorts {
 			v.errorf(gp+".host_ports", "guest ports and host ports: at most %d are allowed per group, got %d", limits.MaxGuestPorts, n)
 		}
 
