@@ -64,7 +64,7 @@ test-summary: ## every package of the last test-unit and test-e2e, and every ski
 		echo; echo "Summary of" $$files; \
 		$(GOTESTSUM) --format pkgname --format-icons text --format-hide-empty-pkg --raw-command -- cat $$files
 
-test-kernels: TEST_KERNEL_PKGS ?= ./pkg/datapath/... ./pkg/linkwatch ./pkg/announce ./pkg/control ./pkg/failover ./pkg/config ./test/bench/benchbpf ./test/e2e
+test-kernels: TEST_KERNEL_PKGS ?= ./pkg/datapath/... ./pkg/hostport ./pkg/linkwatch ./pkg/announce ./pkg/control ./pkg/failover ./pkg/config ./test/bench/benchbpf ./test/e2e
 test-kernels: ## the kernel tests as root on Debian 12's 6.1 kernel under qemu (~4 min; TEST_KERNEL_PKGS=...)
 	GO=$(GO) TEST_KERNEL_PKGS='$(TEST_KERNEL_PKGS)' scripts/test-kernels.sh
 

@@ -44,7 +44,7 @@ SELF="$ROOT/scripts/test-kernels.sh"
 GO=${GO:-$(command -v go 2>/dev/null || echo /usr/local/go/bin/go)}
 export CGO_ENABLED=0 GOFLAGS=${GOFLAGS:--mod=mod}
 
-PKGS=${TEST_KERNEL_PKGS:-./pkg/datapath/... ./pkg/linkwatch ./pkg/announce ./pkg/control ./pkg/failover ./pkg/config ./test/bench/benchbpf ./test/e2e}
+PKGS=${TEST_KERNEL_PKGS:-./pkg/datapath/... ./pkg/hostport ./pkg/linkwatch ./pkg/announce ./pkg/control ./pkg/failover ./pkg/config ./test/bench/benchbpf ./test/e2e}
 MODE=${TEST_KERNEL_MODE:-all}
 TIMEOUT=${TEST_KERNEL_TIMEOUT:-10m}
 VM_TIMEOUT=${TEST_KERNEL_VM_TIMEOUT:-25m}
