@@ -457,6 +457,21 @@ static __always_inline void count_tx_len(const struct port_info *dst, __u32 len)
 /* Enough linear bytes for Ethernet, a tag and an IPv6 header. */
 #define PULL_LEN (ETH_HLEN + VLAN_HLEN + sizeof(struct ipv6hdr))
 
+/* Tag states of an skb: untagged, or tagged with a VID (0..4095). */
+#define UNTAGGED -1
+
+/* skb_tag is the skb's 802.1Q tag state: the VID of a tag in metadata, or
+ * UNTAGGED. Read from the skb itself, never carried in a loop's context:
+ * the verifier of older kernels (6.1) checks a bpf_loop callback once, as
+ * if every iteration began with the first one's context, and drops the
+ * code it then thinks unreachable. */
+static __always_inline int skb_tag(const struct __sk_buff *skb)
+{
+	if (skb->vlan_present && skb->vlan_proto == bpf_htons(ETH_P_8021Q))
+		return skb->vlan_tci & VLAN_VID_MASK;
+	return UNTAGGED;
+}
+
 /* skb_frame pulls the headers into the linear area and parses them; the
  * outer tag, if any, is in metadata. Packet pointers are valid until the
  * next helper that changes the skb. */
@@ -470,12 +485,12 @@ static __always_inline int skb_frame(struct __sk_buff *skb, struct frame *f)
 		return -1;
 	/* An outer tag the kernel took into metadata: an 802.1Q one is the
 	 * switch's VLAN; an 802.1ad (S-) tag is part of the payload. */
-	int q = skb->vlan_present && skb->vlan_proto == bpf_htons(ETH_P_8021Q);
+	int tag = skb_tag(skb);
 	if (parse_frame((void *)(long)skb->data, (void *)(long)skb->data_end, f,
 			skb->vlan_present) < 0)
 		return -1;
-	if (q) {
-		f->vlan = skb->vlan_tci & VLAN_VID_MASK;
+	if (tag != UNTAGGED) {
+		f->vlan = tag;
 		f->tagged = 1;
 	}
 	f->len = len;
@@ -494,8 +509,6 @@ static __always_inline int tc_to_host(const struct port_info *port)
 	return TC_ACT_OK;
 }
 
-/* Tag states of an skb: untagged, or tagged with a VID (0..4095). */
-#define UNTAGGED -1
 
 /* frame_tag is the tag state f came with (an access port's frame, whose
  * vlan is the port's, came untagged). */
@@ -560,19 +573,20 @@ static __always_inline int too_big(struct __sk_buff *skb, __u32 ifindex)
 	return bpf_check_mtu(skb, ifindex, &mtu_len, -VLAN_HLEN, 0) > 0;
 }
 
-/* tc_to_port sends the skb to one port of the ingress port's group. */
+/* tc_to_port sends f's skb to one port of the ingress port's group. */
 static __always_inline int tc_to_port(struct __sk_buff *skb, const struct port_info *src,
-				      __u32 ifindex, __u16 vlan, int *cur)
+				      __u32 ifindex, const struct frame *f)
 {
 	struct port_info *dst = bpf_map_lookup_elem(&ports, &ifindex);
-	int tagged;
+	__u16 vlan = f->vlan;
+	int cur = frame_tag(f), tagged;
 
 	if (!dst || dst->group != src->group)
 		return tc_drop(src, DROP_NO_UPLINK);
 	tagged = egress_tagged(dst, vlan);
 	if (tagged < 0)
 		return tc_drop(src, DROP_VLAN);
-	if (retag(skb, cur, tagged, vlan) < 0)
+	if (retag(skb, &cur, tagged, vlan) < 0)
 		return tc_drop(src, DROP_MALFORMED);
 	if (too_big(skb, ifindex))
 		return tc_drop(src, DROP_MTU);
@@ -580,18 +594,6 @@ static __always_inline int tc_to_port(struct __sk_buff *skb, const struct port_i
 	if (dst->flags & PORT_F_PEER)
 		return bpf_redirect_peer(ifindex, 0);
 	return bpf_redirect(ifindex, 0);
-}
-
-/* skb_tag is the skb's 802.1Q tag state: the VID of a tag in metadata, or
- * UNTAGGED. Read from the skb itself, never carried in a loop's context:
- * the verifier of older kernels (6.1) checks a bpf_loop callback once, as
- * if every iteration began with the first one's context, and drops the
- * code it then thinks unreachable. */
-static __always_inline int skb_tag(const struct __sk_buff *skb)
-{
-	if (skb->vlan_present && skb->vlan_proto == bpf_htons(ETH_P_8021Q))
-		return skb->vlan_tci & VLAN_VID_MASK;
-	return UNTAGGED;
 }
 
 struct flood_ctx {
@@ -608,8 +610,10 @@ struct flood_ctx {
 };
 
 /* flood_target says whether port i of the group gets a copy (1, with the
- * port and how it wants the tag), not (0), or the list has ended (-1). */
-static __always_inline int flood_target(struct flood_ctx *c, __u64 i, __u32 *out, int *tagged)
+ * port, its info and how it wants the tag), not (0), or the list has
+ * ended (-1). */
+static __always_inline int flood_target(struct flood_ctx *c, __u64 i, __u32 *out,
+					struct port_info **dstp, int *tagged)
 {
 	__u32 group = c->group;
 	struct port_list *list = bpf_map_lookup_elem(&group_ports, &group);
@@ -625,6 +629,7 @@ static __always_inline int flood_target(struct flood_ctx *c, __u64 i, __u32 *out
 	if (dst->role == ROLE_UPLINK &&
 	    (c->src_role == ROLE_UPLINK || dst->slot != c->up_slot))
 		return 0;
+	*dstp = dst;
 	*tagged = egress_tagged(dst, c->vlan);
 	return *tagged >= 0;
 }
@@ -632,8 +637,9 @@ static __always_inline int flood_target(struct flood_ctx *c, __u64 i, __u32 *out
 /* flood_find_last: the first pass, bpf_loop callbacks that only write. */
 static long flood_find_last(__u64 i, struct flood_ctx *c)
 {
+	struct port_info *dst = NULL;
 	__u32 out = 0;
-	int tagged = 0, r = flood_target(c, i, &out, &tagged);
+	int tagged = 0, r = flood_target(c, i, &out, &dst, &tagged);
 
 	if (r < 0)
 		return 1;
@@ -646,12 +652,13 @@ static long flood_find_last(__u64 i, struct flood_ctx *c)
  * (one too long for its port is counted, not sent). */
 static long flood_clone(__u64 i, struct flood_ctx *c)
 {
+	struct port_info *dst = NULL;
 	__u32 out = 0;
-	int tagged = 0, r = flood_target(c, i, &out, &tagged);
+	int tagged = 0, r = flood_target(c, i, &out, &dst, &tagged);
 
 	if (r < 0)
 		return 1;
-	if (r == 0 || out == c->last)
+	if (r == 0 || out == c->last || !dst)
 		return 0;
 	int cur = skb_tag(c->skb);
 	if (retag(c->skb, &cur, tagged, c->vlan) < 0) {
@@ -662,9 +669,7 @@ static long flood_clone(__u64 i, struct flood_ctx *c)
 		count_drop_id(c->src_id, DROP_MTU);
 		return 0;
 	}
-	struct port_info *dst = bpf_map_lookup_elem(&ports, &out);
-	if (dst)
-		count_tx_len(dst, c->skb->len);
+	count_tx_len(dst, c->skb->len);
 	bpf_clone_redirect(c->skb, out, 0);
 	return 0;
 }
@@ -769,8 +774,7 @@ static __always_inline int to_local_guest(struct __sk_buff *skb, const struct po
 		return TC_NEXT;
 	if (to->ifindex == ifindex)
 		return tc_drop(port, DROP_HAIRPIN);
-	int cur = frame_tag(f);
-	return tc_to_port(skb, port, to->ifindex, f->vlan, &cur);
+	return tc_to_port(skb, port, to->ifindex, f);
 }
 
 /* The uplink a guest's frames leave through. */
@@ -811,8 +815,7 @@ static __always_inline int to_uplink(struct __sk_buff *skb, const struct port_in
 	__u32 ifindex = uplink_ifindex(port->group * MAX_UPLINKS + up->slot);
 	if (!ifindex)
 		return tc_drop(port, DROP_NO_UPLINK);
-	int cur = frame_tag(f);
-	return tc_to_port(skb, port, ifindex, f->vlan, &cur);
+	return tc_to_port(skb, port, ifindex, f);
 }
 
 SEC("tc")
@@ -866,17 +869,19 @@ static __always_inline int for_the_host(const struct port_info *port, const __u8
  * no duplicates), and for a while after it stopped being active: make
  * before break. */
 static __always_inline int standby_deliver(struct __sk_buff *skb, const struct port_info *port,
-					   const __u8 *dst, const struct frame *f)
+					   __u32 ifindex, const __u8 *dst, const struct frame *f)
 {
 	__u32 group = port->group;
+
+	if (is_multicast(dst)) /* most of what a standby uplink hears */
+		return tc_drop(port, DROP_STANDBY);
 	struct drain *dr = bpf_map_lookup_elem(&draining, &group);
 	int draining_here = dr && dr->slot == port->slot && bpf_ktime_get_ns() < dr->until_ns;
-	struct fdb_entry *to;
 
-	if ((draining_here || balance_of(group)) && !is_multicast(dst) &&
-	    (to = fdb_lookup(group, f->vlan, dst))) {
-		int cur = frame_tag(f);
-		return tc_to_port(skb, port, to->ifindex, f->vlan, &cur);
+	if (draining_here || balance_of(group)) {
+		int verdict = to_local_guest(skb, port, ifindex, dst, f);
+		if (verdict != TC_NEXT)
+			return verdict;
 	}
 	return tc_drop(port, DROP_STANDBY);
 }
@@ -900,14 +905,10 @@ int tc_uplink(struct __sk_buff *skb)
 	__builtin_memcpy(dst, f.eth->h_dest, ETH_ALEN);
 
 	if (active_slot(port->group) != port->slot)
-		return standby_deliver(skb, port, dst, &f);
-	if (!is_multicast(dst)) {
-		struct fdb_entry *to = fdb_lookup(port->group, f.vlan, dst);
-		if (to) {
-			int cur = frame_tag(&f);
-			return tc_to_port(skb, port, to->ifindex, f.vlan, &cur);
-		}
-	}
+		return standby_deliver(skb, port, ifindex, dst, &f);
+	verdict = to_local_guest(skb, port, ifindex, dst, &f);
+	if (verdict != TC_NEXT)
+		return verdict;
 	/* Broadcast, multicast, unknown unicast: every guest of the VLAN. */
 	return tc_flood(skb, port, ifindex, f.vlan, frame_tag(&f), NO_SLOT);
 }
