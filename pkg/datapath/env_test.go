@@ -320,5 +320,3 @@ func containsMarker(frame, marker []byte) bool {
 	}
 	return false
 }
-
-func htons(v uint16) uint16 { return testenv.Htons(v) }
