@@ -142,7 +142,7 @@ func TestReloadHostPortOverAGuestPort(t *testing.T) {
 		t.Fatal("vnet9 not taken by the pattern")
 	}
 	cfg := mustParse(t, strings.Replace(hostPortYAML, "{name: stor0}", "{name: stor0}, {name: vnet9}", 1))
-	if _, err := d.applyConfig(cfg); !errors.Is(err, control.ErrRefused) || !strings.Contains(err.Error(), "host port vnet9: vnet9 is already a guest") {
+	if _, err := d.applyConfig(cfg); !errors.Is(err, control.ErrRefused) || !strings.Contains(err.Error(), "host port vnet9: refused: vnet9 is already a guest") {
 		t.Errorf("reload = %v, want refused naming vnet9", err)
 	}
 }

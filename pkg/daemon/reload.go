@@ -269,9 +269,8 @@ func (d *Daemon) reloadAddHostPorts(g *group, old, cur config.Group, note func(s
 			note("group %s: host port %s was deleted; re-creating it", g.cfg.Name, hp.Name)
 		} else if !had {
 			for _, name := range []string{hp.Name, hp.SwitchEnd} {
-				if p, used := d.ports[name]; used {
-					return fmt.Errorf("%w: group %s: host port %s: %s is already a %s of group %s (uplinkctl remove-port it first)",
-						control.ErrRefused, g.cfg.Name, hp.Name, name, p.role, p.group.cfg.Name)
+				if err := d.checkNewPort(name); err != nil {
+					return fmt.Errorf("group %s: host port %s: %w", g.cfg.Name, hp.Name, err)
 				}
 			}
 		}
