@@ -277,8 +277,8 @@ func longestGap(at []time.Time, from, to time.Time) (time.Duration, bool) {
 	return max(longest, to.Sub(last)), any
 }
 
-// How many probes a host port may lose beyond a guest across the same
-// cut, in all and in its longest outage. Both flows run at the same
+// How many probes a host port may lose beyond a guest after the same
+// switch, in all and in its longest outage. Both flows run at the same
 // interval with unrelated phases, so one outage costs each the floor or
 // the ceiling of its length in intervals: one probe apart with no fault
 // at all. On top, the testbed itself drops now and then on the 2-CPU
@@ -333,10 +333,11 @@ func (l *lab) hostPortUp(name string, ip net.IP) (int, net.HardwareAddr) {
 }
 
 // failoverMarks are what flows had received, and when, at each step of
-// failoverAndBack.
+// failoverAndBack; switchedAt is when the data plane moved to up1, as the
+// daemon recorded it (the kernel's time where the kernel switched).
 type failoverMarks struct {
-	cutAt, restoreAt, endAt time.Time
-	atCut, atRestore, atEnd []int64
+	cutAt, switchedAt, restoreAt, endAt time.Time
+	atCut, atRestore, atEnd             []int64
 }
 
 // failoverAndBack waits a phase, cuts p0 and waits a phase after up1
@@ -347,7 +348,10 @@ func (l *lab) failoverAndBack(phase time.Duration, received func() []int64) fail
 	var m failoverMarks
 	time.Sleep(phase)
 	m.atCut, m.cutAt = received(), l.cut("p0")
-	l.waitActive("up1")
+	m.switchedAt = m.cutAt
+	if ev := l.waitActive("up1").LastFailover; ev != nil && ev.Switched.After(m.cutAt) {
+		m.switchedAt = ev.Switched
+	}
 	time.Sleep(phase)
 	m.atRestore, m.restoreAt = received(), l.restore("p0")
 	l.waitActive("up0")
@@ -388,8 +392,8 @@ func checkTCPAcross(t *testing.T, label string, flows []*tcpFlow, spans []span, 
 // an address; the host's ping, UDP and TCP streams each way to the
 // upstream host go on, without reconnecting, across a failover, a
 // failback and a kill -9 and restart of uplinkd, which adopts the pair it
-// left. A guest's ping and UDP run across the same cuts: the host port
-// loses no more than the guest does.
+// left. A guest's ping and UDP run across the same cuts: once the group
+// has switched, the host port loses no more than the guest does.
 func TestHostPortAcrossFailoverAndRestart(t *testing.T) {
 	l := newLab(t, labOptions{failback: true, extra: "    host_ports: [{name: mgmt0}]\n"})
 	l.startDaemon()
@@ -427,17 +431,30 @@ func TestHostPortAcrossFailoverAndRestart(t *testing.T) {
 	}
 
 	spans := []span{{"failover", m.cutAt, m.restoreAt}, {"failback", m.restoreAt, killAt}, {"restart", killAt, endAt}}
-	for _, s := range spans {
+	// Probes sent between the cut and the switch went into an uplink
+	// without carrier or sat in a queue in front of it: lost in flight, as
+	// on a real cable, by whichever flow had some there. Under emulation
+	// (make test-kernels) a CPU's backlog holds tens of milliseconds, so
+	// one flow loses 40 ms in flight and the other none, by chance. They
+	// are logged; the comparison starts at the switch.
+	inFlight := span{"cut (in flight until the switch)", m.cutAt, m.switchedAt}
+	compared := []span{{"failover, from the switch", m.switchedAt, m.restoreAt}, spans[1], spans[2]}
+	for i, s := range spans {
 		for _, c := range []struct {
 			what        string
 			host, guest *probes
 			extraLost   int
 		}{{"ping", hostPing, guestPing, extraLostPings}, {"udp", hostUDP, guestUDP, extraLostDatagrams}} {
-			h := c.host.lossIn(s.from, s.to)
-			if !h.answers || h.gap >= phase {
+			if h := c.host.lossIn(s.from, s.to); !h.answers || h.gap >= phase {
 				t.Errorf("host port %s around the %s: %v, an answer in it %t", c.what, s.name, h, h.answers)
 			}
-			noWorseThan(t, c.what, s.name, h, c.guest.lossIn(s.from, s.to), c.host.interval, c.extraLost)
+			if i == 0 {
+				h, g := c.host.lossIn(inFlight.from, inFlight.to), c.guest.lossIn(inFlight.from, inFlight.to)
+				t.Logf("FIGURES %s around the %s, %v: host port %d of %d lost; guest %d of %d lost", c.what, inFlight.name,
+					m.switchedAt.Sub(m.cutAt).Round(time.Microsecond), h.lost, h.sent, g.lost, g.sent)
+			}
+			cs := compared[i]
+			noWorseThan(t, c.what, cs.name, c.host.lossIn(cs.from, cs.to), c.guest.lossIn(cs.from, cs.to), c.host.interval, c.extraLost)
 		}
 	}
 	for _, p := range []*probes{hostPing, guestPing, hostUDP, guestUDP} {
