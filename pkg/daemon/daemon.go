@@ -187,6 +187,12 @@ func (d *Daemon) ensureHostPorts() error {
 // addHostPort creates or adopts hp's veth pair and makes its switch end a
 // guest port of g (not attached yet).
 func (d *Daemon) addHostPort(g *group, hp config.HostPort) (*port, error) {
+	// The configuration leaves room at start (host ports come before
+	// patterns); at a reload, ports patterns took since may have filled it.
+	if len(g.guests) >= limits.MaxGuestPorts {
+		return nil, fmt.Errorf("%w: host port %s: group %s has %d guest ports already, the most a group switches",
+			control.ErrRefused, hp.Name, g.cfg.Name, len(g.guests))
+	}
 	res, err := d.host.EnsureHostPort(hp)
 	if err != nil {
 		return nil, err

@@ -2,12 +2,14 @@ package daemon
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
 	"github.com/uplinkd/uplinkd/pkg/config"
 	"github.com/uplinkd/uplinkd/pkg/control"
 	"github.com/uplinkd/uplinkd/pkg/datapath"
+	"github.com/uplinkd/uplinkd/pkg/limits"
 )
 
 const hostPortYAML = `groups:
@@ -144,5 +146,29 @@ func TestReloadHostPortOverAGuestPort(t *testing.T) {
 	cfg := mustParse(t, strings.Replace(hostPortYAML, "{name: stor0}", "{name: stor0}, {name: vnet9}", 1))
 	if _, err := d.applyConfig(cfg); !errors.Is(err, control.ErrRefused) || !strings.Contains(err.Error(), "host port vnet9: refused: vnet9 is already a guest") {
 		t.Errorf("reload = %v, want refused naming vnet9", err)
+	}
+}
+
+// A reload's new host port is refused, with the group named and no pair
+// made, when ports a pattern took since the start fill the group.
+func TestReloadHostPortIntoAFullGroup(t *testing.T) {
+	links := []string{"eth1", "eth2"}
+	for i := range limits.MaxGuestPorts - 2 { // and the switch ends of mgmt0 and stor0
+		links = append(links, fmt.Sprintf("vnet%d", i))
+	}
+	d, dp, h := testDaemon(t, hostPortYAML, links...)
+	if n := len(d.groups[0].guests); n != limits.MaxGuestPorts {
+		t.Fatalf("group has %d guest ports, want it full (%d)", n, limits.MaxGuestPorts)
+	}
+	cfg := mustParse(t, strings.Replace(hostPortYAML, "{name: stor0}", "{name: stor0}, {name: mig0}", 1))
+	_, err := d.applyConfig(cfg)
+	if want := fmt.Sprintf("host port mig0: group a has %d guest ports already", limits.MaxGuestPorts); !errors.Is(err, control.ErrRefused) || !strings.Contains(err.Error(), want) {
+		t.Errorf("reload = %v, want refused: %q", err, want)
+	}
+	if _, ok := h.links["mig0"]; ok {
+		t.Error("the refused host port's pair was made")
+	}
+	if _, ok := dp.attached["mgmt0-sw"]; !ok {
+		t.Error("a refused reload detached the host port mgmt0")
 	}
 }
