@@ -308,6 +308,13 @@ add_testdata() { # add_testdata RUNDIR SRCDIR GUESTDIR
 	return 0
 }
 
+# add_deploy copies deploy/ for the end-to-end tests, which read the
+# service files they check (../../deploy from /src/test/e2e).
+add_deploy() { # add_deploy RUNDIR REL
+	[[ $2 == test/e2e && ! -d $1/src/deploy ]] || return 0
+	mkdir -p "$1/src" && cp -a "$ROOT/deploy" "$1/src/"
+}
+
 # build_uplinkd puts static uplinkd and uplinkctl into RUNDIR/opt/uplinkd/bin.
 build_uplinkd() {
 	(cd "$ROOT" && "$GO" build -trimpath -o "$1/opt/uplinkd/bin/" ./cmd/uplinkd ./cmd/uplinkctl)
@@ -344,6 +351,7 @@ exec_main() {
 	mkdir -p "$work/run/etc/uplinkd-test" "$work/run/tests"
 	install -m 0755 "$bin" "$work/run/tests/test"
 	add_testdata "$work/run" "$PWD" "/src/$rel"
+	add_deploy "$work/run" "$rel"
 	if [[ -n ${UPLINKD_BIN:-} ]]; then
 		install -D -m 0755 -t "$work/run/opt/uplinkd/bin" "$UPLINKD_BIN"/uplinkd "$UPLINKD_BIN"/uplinkctl
 		GUEST_UPLINKD_BIN=/opt/uplinkd/bin
@@ -448,8 +456,7 @@ main_all() {
 			test_entry "$name" "/tests/${file##*/}" "/src/$rel" "${args[@]}" >>"$work/run/etc/uplinkd-test/tests"
 		fi
 		names+=("$name")
-		# The end-to-end tests read the service files they check.
-		[[ $rel == test/e2e && ! -d $work/run/src/deploy ]] && mkdir -p "$work/run/src" && cp -a "$ROOT/deploy" "$work/run/src/"
+		add_deploy "$work/run" "$rel"
 		[[ $rel == test/e2e && -z ${GUEST_UPLINKD_BIN:-} ]] && build_uplinkd "$work/run"
 	done
 	[[ $MODE == all ]] && log "built ${#names[@]} test binaries in $((SECONDS - build))s"
