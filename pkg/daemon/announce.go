@@ -13,6 +13,7 @@ import (
 	"github.com/uplinkd/uplinkd/pkg/balance"
 	"github.com/uplinkd/uplinkd/pkg/config"
 	"github.com/uplinkd/uplinkd/pkg/datapath"
+	"github.com/uplinkd/uplinkd/pkg/hostport"
 	"github.com/uplinkd/uplinkd/pkg/limits"
 	"github.com/uplinkd/uplinkd/pkg/metrics"
 )
@@ -76,12 +77,12 @@ type announceCounts struct {
 // recent arrivals and counters live on the group (g.arrived, g.announced),
 // touched only on the event loop.
 type announcer struct {
-	send   announceSender
-	guests func() ([]datapath.Guest, error)          // every learned guest (a walk of the FDB)
-	addrs  func(ifname string) ([]netip.Addr, error) // a host port's addresses (nil: none read)
-	met    *metrics.Metrics
-	log    *slog.Logger
-	post   func(func()) // runs a function on the event loop
+	send    announceSender
+	guests  func() ([]datapath.Guest, error)          // every learned guest (a walk of the FDB)
+	hostEnd func(ifname string) (hostport.End, error) // a host port's host end now (nil: none read)
+	met     *metrics.Metrics
+	log     *slog.Logger
+	post    func(func()) // runs a function on the event loop
 }
 
 // learned are g's learned guests, with their ports' announce priorities,
@@ -94,41 +95,55 @@ func (a *announcer) learned(g *group) ([]announce.Guest, error) {
 	return withHostPorts(learnedOf(g, all), a.hostPorts(g, nil)), nil
 }
 
-// hostPorts are g's host ports as guests: the host's end's MAC with the
-// addresses on it now. The host answers ARP and ND for those whether or
-// not the switch has seen it use them, so they are announced from the
-// start, and a host port that has sent nothing yet is announced too.
-// Only the host ports in (nil: all) are taken: reading one's addresses
-// is a netlink request on the event loop.
-func (a *announcer) hostPorts(g *group, in []announce.Guest) []announce.Guest {
+// hostPorts are g's host ports that read selects (nil: all) as guests:
+// the MAC the host end has now, with the addresses on it now. The host
+// answers ARP and ND for those whether or not the switch has seen it use
+// them, so they are announced from the start, and a host port that has
+// sent nothing yet is announced too. The MAC is read too because the
+// operator may set another one (systemd-networkd's MACAddress=): the old
+// one must not take the host's addresses with it. Reading a host end is
+// a netlink request on the event loop, hence read.
+func (a *announcer) hostPorts(g *group, read func(*port) bool) []announce.Guest {
 	var out []announce.Guest
 	for _, p := range g.guests {
-		if p.hostEnd == "" || len(p.hostMAC) != 6 {
-			continue
-		}
-		if in != nil && !slices.ContainsFunc(in, func(gu announce.Guest) bool {
-			return gu.VLAN == p.vlan && bytes.Equal(gu.MAC, p.hostMAC)
-		}) {
+		if p.hostEnd == "" || (read != nil && !read(p)) {
 			continue
 		}
 		var addrs []netip.Addr
-		if a.addrs != nil {
-			var err error
-			if addrs, err = a.addrs(p.hostEnd); err != nil {
-				a.log.Warn("cannot read a host port's addresses; announcing what the switch learned", "group", g.cfg.Name,
+		if a.hostEnd != nil {
+			end, err := a.hostEnd(p.hostEnd)
+			if err != nil {
+				a.log.Warn("cannot read a host port; announcing what the switch learned", "group", g.cfg.Name,
 					"host_port", p.hostEnd, "err", err)
+			} else if !end.Exists {
+				continue // deleted: no one answers for its MAC
 			}
+			if len(end.MAC) == 6 && !bytes.Equal(end.MAC, p.hostMAC) {
+				a.log.Info("a host port's MAC changed; announcing the one it has now", "group", g.cfg.Name,
+					"host_port", p.hostEnd, "was", p.hostMAC, "now", end.MAC)
+				p.hostMAC = end.MAC
+			}
+			addrs = end.Addrs
 		}
-		out = append(out, announce.Guest{MAC: p.hostMAC, VLAN: p.vlan, Addrs: addrs, Priority: p.announcePriority})
+		if len(p.hostMAC) == 6 {
+			out = append(out, announce.Guest{MAC: p.hostMAC, VLAN: p.vlan, Addrs: addrs, Priority: p.announcePriority})
+		}
 	}
 	return out
 }
 
 // withHostPorts merges hosts into guests: a host port the switch learned
 // gets the host's addresses added to the learned ones; one it did not
-// learn is added.
+// learn is added. The host's addresses go only with its MAC: another
+// entry on the same VLAN loses them (the MAC the host end had before an
+// operator changed it, learned with them).
 func withHostPorts(guests, hosts []announce.Guest) []announce.Guest {
 	for _, h := range hosts {
+		for i, gu := range guests {
+			if gu.VLAN == h.VLAN && !bytes.Equal(gu.MAC, h.MAC) {
+				guests[i].Addrs = slices.DeleteFunc(slices.Clone(gu.Addrs), func(a netip.Addr) bool { return slices.Contains(h.Addrs, a) })
+			}
+		}
 		i := slices.IndexFunc(guests, func(gu announce.Guest) bool {
 			return gu.VLAN == h.VLAN && bytes.Equal(gu.MAC, h.MAC)
 		})
@@ -271,13 +286,19 @@ func (a *announcer) arrivals(groups []*group, batch []datapath.Arrival) {
 			a.log.Error("cannot read learned guests; arrivals not announced", "group", g.cfg.Name, "err", guestsErr)
 			continue
 		}
+		// A host port a recent arrival was learned on goes out with the
+		// host's addresses too, and with the MAC its host end has now; the
+		// other host ports are not read.
+		hosts := a.hostPorts(g, func(p *port) bool {
+			return slices.ContainsFunc(all, func(e datapath.Guest) bool {
+				return e.Group == g.id && e.Ifindex == p.ifindex && g.arrived.has(e.MAC, e.VLAN)
+			})
+		})
 		recent := g.arrived.among(learnedOf(g, all))
 		if len(recent) == 0 {
 			continue // forgotten again already (port removed)
 		}
-		// A host port among them goes out with the host's addresses too;
-		// the other host ports' are not read.
-		recent = withHostPorts(recent, a.hostPorts(g, recent))
+		recent = withHostPorts(recent, hosts)
 		if g.balanced() {
 			a.log.Info("guests arrived; announcing them on their uplinks", "group", g.cfg.Name,
 				"new", len(macs), "macs", firstFew(macs), "announced", len(recent))

@@ -235,12 +235,16 @@ func TestAnnounceOff(t *testing.T) {
 
 // withHostPorts: a learned host port gets the host's addresses added to
 // the learned ones (once each, sorted); one not learned is added; a
-// guest with the same MAC on another VLAN is another guest.
+// guest with the same MAC on another VLAN is another guest. Another MAC
+// on the host port's VLAN (the one the host had before) loses the host's
+// addresses and keeps its others; on another VLAN it keeps them all.
 func TestWithHostPorts(t *testing.T) {
 	ip := netip.MustParseAddr
-	mac := net.HardwareAddr{2, 0xbb, 0, 0, 0, 1}
+	mac, old := net.HardwareAddr{2, 0xbb, 0, 0, 0, 1}, net.HardwareAddr{2, 0xbb, 0, 0, 0, 2}
 	learned := []announce.Guest{
 		{MAC: mac, VLAN: 10, Addrs: []netip.Addr{ip("10.0.0.9"), ip("fe80::1")}},
+		{MAC: old, VLAN: 10, Addrs: []netip.Addr{ip("10.0.0.9"), ip("10.0.0.77"), ip("2001:db8::9")}},
+		{MAC: old, VLAN: 30, Addrs: []netip.Addr{ip("10.0.0.9")}},
 		guest(1),
 	}
 	hosts := []announce.Guest{
@@ -250,6 +254,8 @@ func TestWithHostPorts(t *testing.T) {
 	got := withHostPorts(learned, hosts)
 	want := []announce.Guest{
 		{MAC: mac, VLAN: 10, Addrs: []netip.Addr{ip("10.0.0.9"), ip("2001:db8::9"), ip("fe80::1")}},
+		{MAC: old, VLAN: 10, Addrs: []netip.Addr{ip("10.0.0.77")}},
+		{MAC: old, VLAN: 30, Addrs: []netip.Addr{ip("10.0.0.9")}},
 		guest(1),
 		{MAC: mac, VLAN: 20, Addrs: []netip.Addr{ip("192.0.2.1")}},
 	}
@@ -354,8 +360,8 @@ func TestArrivalsReadHostAddrsOnlyForHostPorts(t *testing.T) {
 	playAnnounce(t, d, h, s, []announceStep{
 		{name: "a guest arrives", arrive: []announce.Guest{guest(1)}, runs: []string{"arrivals@up1: " + guest(1).MAC.String()}},
 	})
-	if h.addrReads != 0 {
-		t.Errorf("a guest's arrival read host port addresses %d times, want 0", h.addrReads)
+	if h.hostEndReads != 0 {
+		t.Errorf("a guest's arrival read host port addresses %d times, want 0", h.hostEndReads)
 	}
 	onLoop(t, d, func() {
 		dp.guests = append(dp.guests, datapath.Guest{FDBEntry: datapath.FDBEntry{MAC: hostMAC, Ifindex: h.links["mgmt0-sw"].index}})
@@ -364,7 +370,59 @@ func TestArrivalsReadHostAddrsOnlyForHostPorts(t *testing.T) {
 		{name: "the host port arrives", arrive: []announce.Guest{{MAC: hostMAC}},
 			runs: []string{"arrivals@up1: " + guest(1).MAC.String() + " " + hostMAC.String()}},
 	})
-	if h.addrReads != 1 {
-		t.Errorf("the host port's arrival read addresses %d times, want 1", h.addrReads)
+	if h.hostEndReads != 1 {
+		t.Errorf("the host port's arrival read addresses %d times, want 1", h.hostEndReads)
+	}
+}
+
+// The operator gives a host end another MAC (systemd-networkd's
+// MACAddress=, say): the new MAC's arrival and the next failover announce
+// it with the host's address, and the old MAC, still learned with that
+// address, without it: the address must not go back to a MAC no one
+// answers for.
+func TestAnnounceHostPortNewMAC(t *testing.T) {
+	d, dp, h, s := announceDaemon(t, `groups:
+  - name: g
+    announce: {count: 1, interval: 10ms}
+    uplinks: [{name: up1, priority: 10}, {name: up2, priority: 20}]
+    guest_ports: [vm1, vm2]
+    host_ports: [{name: mgmt0}]
+`)
+	hostIP := []netip.Addr{netip.MustParseAddr("10.0.0.5")}
+	oldMAC, newMAC := h.link("mgmt0", h.links["mgmt0"]).Attrs().HardwareAddr, net.HardwareAddr{2, 0x42, 0, 0, 0, 5}
+	sw := h.links["mgmt0-sw"].index
+	onLoop(t, d, func() {
+		h.links["mgmt0"].addrs, h.links["mgmt0"].mac = hostIP, newMAC
+		dp.guests = append(dp.guests,
+			datapath.Guest{FDBEntry: datapath.FDBEntry{MAC: oldMAC, Ifindex: sw}, Addrs: hostIP},
+			datapath.Guest{FDBEntry: datapath.FDBEntry{MAC: newMAC, Ifindex: sw}})
+	})
+	announced := func(step string) map[string][]netip.Addr {
+		t.Helper()
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		defer func() { s.runs = nil }()
+		if len(s.runs) != 1 {
+			t.Fatalf("%s: %d runs, want 1", step, len(s.runs))
+		}
+		out := map[string][]netip.Addr{}
+		for _, gu := range s.runs[0].Guests {
+			out[gu.MAC.String()] = gu.Addrs
+		}
+		return out
+	}
+
+	onLoop(t, d, func() { d.ann.arrivals(d.groups, []datapath.Arrival{{MAC: newMAC, Ifindex: sw}}) })
+	if got := announced("the new MAC arrives"); !slices.Equal(got[newMAC.String()], hostIP) {
+		t.Errorf("arrival of the new MAC announced %v, want %s with %v", got, newMAC, hostIP)
+	}
+	onLoop(t, d, func() {
+		h.links["up1"].up = false
+		h.links["up1"].changes++
+		d.onLink(h.state("up1", linkwatch.SourceNetlink, time.Now()))
+	})
+	got := announced("failover")
+	if old, ok := got[oldMAC.String()]; !slices.Equal(got[newMAC.String()], hostIP) || !ok || len(old) != 0 {
+		t.Errorf("failover announced %v; want %s with %v, and %s with no address", got, newMAC, hostIP, oldMAC)
 	}
 }

@@ -88,14 +88,21 @@ func (l *arrivalLog) add(mac net.HardwareAddr, vlan uint16, now time.Time) {
 // guest and ends the arrivals' run.
 func (l *arrivalLog) reset() { clear(l.at) }
 
+// has says whether the guest mac on vlan arrived lately.
+func (l *arrivalLog) has(mac net.HardwareAddr, vlan uint16) bool {
+	if len(mac) != 6 {
+		return false
+	}
+	_, ok := l.at[arrivalKey{vlan, [6]byte(mac)}]
+	return ok
+}
+
 // among are the guests of all that arrived lately.
 func (l *arrivalLog) among(all []announce.Guest) []announce.Guest {
 	var out []announce.Guest
 	for _, gu := range all {
-		if len(gu.MAC) == 6 {
-			if _, ok := l.at[arrivalKey{gu.VLAN, [6]byte(gu.MAC)}]; ok {
-				out = append(out, gu)
-			}
+		if l.has(gu.MAC, gu.VLAN) {
+			out = append(out, gu)
 		}
 	}
 	return out

@@ -114,7 +114,7 @@ func newDaemon(cfg *config.Config, log *slog.Logger, dp dataPlane, h host) *Daem
 	d.hold.Stop() // armed by armHold when a hold timer runs
 	d.met = metrics.New(d.metricsSnapshot)
 	d.ann = &announcer{send: announce.New(cfg.AnnounceRateLimit, cfg.AnnounceBurst, log),
-		guests: dp.Guests, addrs: h.Addrs, met: d.met, log: log, post: d.calls.post}
+		guests: dp.Guests, hostEnd: h.HostEnd, met: d.met, log: log, post: d.calls.post}
 	return d
 }
 

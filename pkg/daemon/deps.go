@@ -2,7 +2,6 @@ package daemon
 
 import (
 	"context"
-	"net/netip"
 
 	"github.com/vishvananda/netlink"
 
@@ -70,8 +69,8 @@ type host interface {
 	// EnsureHostPort creates or adopts a host port's veth pair
 	// (hostport.Ensure).
 	EnsureHostPort(hp config.HostPort) (hostport.Result, error)
-	// Addrs are the IP addresses on an interface (hostport.Addrs).
-	Addrs(name string) ([]netip.Addr, error)
+	// HostEnd is a host port's host end now (hostport.ReadEnd).
+	HostEnd(name string) (hostport.End, error)
 }
 
 // netlinkHost is the host through netlink, in the daemon's network
@@ -87,4 +86,4 @@ func (netlinkHost) LinkState(name string) (linkwatch.State, error) {
 func (netlinkHost) EnsureHostPort(hp config.HostPort) (hostport.Result, error) {
 	return hostport.Ensure(hp)
 }
-func (netlinkHost) Addrs(name string) ([]netip.Addr, error) { return hostport.Addrs(name) }
+func (netlinkHost) HostEnd(name string) (hostport.End, error) { return hostport.ReadEnd(name) }

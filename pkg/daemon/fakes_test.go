@@ -148,17 +148,21 @@ type fakeLink struct {
 	up      bool // admin up and carrier
 	changes uint32
 	addrs   []netip.Addr
+	mac     net.HardwareAddr // nil: 02:00:00:00:00:<index>
 }
 
 // fakeHost is a host whose interfaces are a map.
 type fakeHost struct {
-	links     map[string]*fakeLink
-	addrReads int // calls of Addrs
+	links        map[string]*fakeLink
+	hostEndReads int // calls of HostEnd
 }
 
 func (h *fakeHost) link(name string, l *fakeLink) netlink.Link {
-	return &netlink.Dummy{LinkAttrs: netlink.LinkAttrs{Name: name, Index: l.index,
-		HardwareAddr: net.HardwareAddr{2, 0, 0, 0, 0, byte(l.index)}}}
+	mac := l.mac
+	if mac == nil {
+		mac = net.HardwareAddr{2, 0, 0, 0, 0, byte(l.index)}
+	}
+	return &netlink.Dummy{LinkAttrs: netlink.LinkAttrs{Name: name, Index: l.index, HardwareAddr: mac, MTU: 1500}}
 }
 
 func (h *fakeHost) LinkByName(name string) (netlink.Link, error) {
@@ -207,12 +211,14 @@ func (h *fakeHost) EnsureHostPort(hp config.HostPort) (hostport.Result, error) {
 		HostMAC: h.link(hp.Name, h.links[hp.Name]).Attrs().HardwareAddr}, nil
 }
 
-func (h *fakeHost) Addrs(name string) ([]netip.Addr, error) {
-	h.addrReads++
-	if l, ok := h.links[name]; ok {
-		return l.addrs, nil
+func (h *fakeHost) HostEnd(name string) (hostport.End, error) {
+	h.hostEndReads++
+	l, ok := h.links[name]
+	if !ok {
+		return hostport.End{}, nil
 	}
-	return nil, fmt.Errorf("link %s not found", name)
+	a := h.link(name, l).Attrs()
+	return hostport.End{Exists: true, Up: l.up, MAC: a.HardwareAddr, MTU: a.MTU, Addrs: l.addrs}, nil
 }
 
 // state is name's state as a watcher reports it.

@@ -7,6 +7,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/uplinkd/uplinkd/pkg/hostport"
 )
 
 // offLoopHost is a fakeHost that notes the host ports whose addresses
@@ -18,7 +20,7 @@ type offLoopHost struct {
 	onLoop []string
 }
 
-func (h *offLoopHost) Addrs(name string) ([]netip.Addr, error) {
+func (h *offLoopHost) HostEnd(name string) (hostport.End, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
 	if err := h.calls.call(ctx, func() {}); err != nil {
@@ -26,7 +28,7 @@ func (h *offLoopHost) Addrs(name string) ([]netip.Addr, error) {
 		h.onLoop = append(h.onLoop, name)
 		h.mu.Unlock()
 	}
-	return h.fakeHost.Addrs(name)
+	return h.fakeHost.HostEnd(name)
 }
 
 // Status lists each group's host ports with the host end's state and

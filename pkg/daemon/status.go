@@ -2,7 +2,6 @@ package daemon
 
 import (
 	"errors"
-	"fmt"
 	"maps"
 	"slices"
 	"time"
@@ -133,35 +132,31 @@ func (d *Daemon) readHostPort(hs *control.HostPortStatus) {
 		}
 		hs.Error += err.Error()
 	}
-	state, err := d.host.LinkState(hs.Name)
+	end, err := d.host.HostEnd(hs.Name)
 	switch {
-	case err != nil:
+	case err != nil && !end.Exists:
 		hs.State = "unknown"
 		fail(err)
 		return
-	case !state.Exists:
+	case !end.Exists:
 		hs.State = "missing"
 		return
-	case state.AdminUp && state.Carrier:
+	case end.Up:
 		hs.State = "up"
 	default:
 		hs.State = "down"
 	}
-	if link, err := d.host.LinkByName(hs.Name); err == nil {
-		a := link.Attrs()
-		if len(a.HardwareAddr) > 0 {
-			hs.MAC = a.HardwareAddr.String()
-		}
-		if a.MTU > 0 {
-			hs.MTU = a.MTU
-		}
+	if len(end.MAC) > 0 {
+		hs.MAC = end.MAC.String()
 	}
-	addrs, err := d.host.Addrs(hs.Name)
+	if end.MTU > 0 {
+		hs.MTU = end.MTU
+	}
 	if err != nil {
-		fail(fmt.Errorf("read its addresses: %w", err))
+		fail(err)
 		return
 	}
-	for _, a := range addrs {
+	for _, a := range end.Addrs {
 		hs.Addrs = append(hs.Addrs, a.String())
 	}
 }

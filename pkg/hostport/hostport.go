@@ -181,27 +181,44 @@ func setUp(sw, host netlink.Link) error {
 	return nil
 }
 
-// Addrs are the IPv4 and IPv6 addresses on the interface name that the
-// host answers for: tentative and duplicate ones (still in, or failed,
-// duplicate address detection) are left out. Sorted.
-func Addrs(name string) ([]netip.Addr, error) {
+// End is the host's end of a host port as it is now.
+type End struct {
+	Exists bool
+	Up     bool // administratively up, with carrier
+	MAC    net.HardwareAddr
+	MTU    int
+	// Addrs are the IPv4 and IPv6 addresses the host answers for on it:
+	// tentative and duplicate ones (still in, or failed, duplicate
+	// address detection) are left out. Sorted.
+	Addrs []netip.Addr
+}
+
+// ReadEnd reads the interface name: one link request and one address
+// dump. A missing interface is an End that does not exist, not an error.
+func ReadEnd(name string) (End, error) {
 	link, err := netlink.LinkByName(name)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", name, err)
+	var notFound netlink.LinkNotFoundError
+	if errors.As(err, &notFound) {
+		return End{}, nil
 	}
+	if err != nil {
+		return End{}, fmt.Errorf("%s: %w", name, err)
+	}
+	a := link.Attrs()
+	end := End{Exists: true, Up: a.RawFlags&unix.IFF_UP != 0 && a.RawFlags&unix.IFF_LOWER_UP != 0,
+		MAC: a.HardwareAddr, MTU: a.MTU}
 	list, err := netlink.AddrList(link, netlink.FAMILY_ALL)
 	if err != nil {
-		return nil, fmt.Errorf("%s: list addresses: %w", name, err)
+		return end, fmt.Errorf("%s: list addresses: %w", name, err)
 	}
-	var out []netip.Addr
 	for _, a := range list {
 		if a.Flags&(unix.IFA_F_TENTATIVE|unix.IFA_F_DADFAILED) != 0 {
 			continue
 		}
 		if ip, ok := netip.AddrFromSlice(a.IP); ok {
-			out = append(out, ip.Unmap())
+			end.Addrs = append(end.Addrs, ip.Unmap())
 		}
 	}
-	slices.SortFunc(out, netip.Addr.Compare)
-	return out, nil
+	slices.SortFunc(end.Addrs, netip.Addr.Compare)
+	return end, nil
 }

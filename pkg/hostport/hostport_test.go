@@ -2,6 +2,7 @@ package hostport
 
 import (
 	"bytes"
+	"net"
 	"net/netip"
 	"slices"
 	"strings"
@@ -139,9 +140,10 @@ func TestSwitchEndHasNoIPv6(t *testing.T) {
 	}
 }
 
-// TestAddrsLeavesOutTentative: Addrs lists what the host answers for,
-// both families, sorted, and not an address still in DAD.
-func TestAddrsLeavesOutTentative(t *testing.T) {
+// TestReadEnd: ReadEnd gives the host end's state, MAC and MTU, and
+// lists the addresses the host answers for, both families, sorted, and
+// not one still in DAD; a missing interface is no error.
+func TestReadEnd(t *testing.T) {
 	testenv.RequireRoot(t, "creates veth pairs in a namespace")
 	testenv.EnterNetns(t, testenv.UniqueName("ulxp"))
 	hp := hostPort("ulxpaddr", 0)
@@ -162,10 +164,14 @@ func TestAddrsLeavesOutTentative(t *testing.T) {
 			t.Fatalf("add %s: %v", a.cidr, err)
 		}
 	}
-	got, err := Addrs(hp.Name)
+	end, err := ReadEnd(hp.Name)
 	if err != nil {
 		t.Fatal(err)
 	}
+	if !end.Exists || !end.Up || !bytes.Equal(end.MAC, hp.MAC) || end.MTU != link.Attrs().MTU {
+		t.Errorf("ReadEnd(%s) = %+v, want it up, with MAC %s and MTU %d", hp.Name, end, hp.MAC, link.Attrs().MTU)
+	}
+	got := end.Addrs
 	var global []netip.Addr
 	for _, a := range got {
 		if !a.IsLinkLocalUnicast() {
@@ -174,10 +180,23 @@ func TestAddrsLeavesOutTentative(t *testing.T) {
 	}
 	want := []netip.Addr{netip.MustParseAddr("192.0.2.7"), netip.MustParseAddr("2001:db8::7")}
 	if !slices.Equal(global, want) {
-		t.Errorf("Addrs(%s) = %v (link-local left out here), want %v: 2001:db8::8 is still tentative", hp.Name, got, want)
+		t.Errorf("ReadEnd(%s).Addrs = %v (link-local left out here), want %v: 2001:db8::8 is still tentative", hp.Name, got, want)
 	}
-	if _, err := Addrs("ulxpnone"); err == nil || !strings.Contains(err.Error(), "ulxpnone") {
-		t.Errorf("Addrs of a missing interface = %v, want an error naming it", err)
+
+	// The operator sets another MAC (systemd-networkd's MACAddress=, say)
+	// and takes the interface down: ReadEnd sees both.
+	mac := net.HardwareAddr{0x02, 0x42, 0, 0, 0, 0x99}
+	if err := netlink.LinkSetHardwareAddr(link, mac); err != nil {
+		t.Fatal(err)
+	}
+	if err := netlink.LinkSetDown(link); err != nil {
+		t.Fatal(err)
+	}
+	if end, err := ReadEnd(hp.Name); err != nil || end.Up || !bytes.Equal(end.MAC, mac) {
+		t.Errorf("after a MAC change and down: ReadEnd = %+v, %v; want down with %s", end, err, mac)
+	}
+	if end, err := ReadEnd("ulxpnone"); err != nil || end.Exists {
+		t.Errorf("ReadEnd of a missing interface = %+v, %v; want it missing, no error", end, err)
 	}
 }
 

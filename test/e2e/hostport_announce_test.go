@@ -23,6 +23,8 @@ type announcement struct {
 	addr netip.Addr
 }
 
+func (a announcement) String() string { return a.mac + " " + a.addr.String() }
+
 // announcements records the gratuitous ARPs and unsolicited neighbour
 // advertisements arriving on one interface, until close.
 type announcements struct {
@@ -77,7 +79,8 @@ func (a *announcements) close() map[announcement]int {
 // IPv4 (gratuitous ARP) and IPv6 (unsolicited NA), though the host sent
 // nothing the switch could learn them from; the upstream bridge has the
 // host's MAC behind the new uplink; a broadcast from upstream reaches the
-// host once. Then reload adds a host port (made
+// host once. Once the operator gives the host end another MAC, the
+// failback announces the addresses with that one only. Then reload adds a host port (made
 // and attached, carrying the host's ping) and removes one (detached, its
 // pair left in place), and a reload of the same file re-creates a host
 // port deleted while uplinkd ran.
@@ -138,6 +141,34 @@ func TestHostPortAnnouncedAndReloaded(t *testing.T) {
 	rx.close()
 	if got := len(rx.stream(streamBroadcast)); got != count {
 		t.Errorf("%d broadcasts from upstream reached the host port %d times, want once each", count, got)
+	}
+
+	// The operator gives mgmt0 another MAC (systemd-networkd's
+	// MACAddress=, say): the failback announces the host's addresses with
+	// it, and not with the old one, which the switch learned with them.
+	newMAC := "02:42:00:00:77:50"
+	l.in("H", func() {
+		host, err := netlink.LinkByName("mgmt0")
+		l.check(err)
+		hw, err := net.ParseMAC(newMAC)
+		l.check(err)
+		l.check(netlink.LinkSetHardwareAddr(host, hw))
+	})
+	watch = l.watchAnnouncements("U", "p0")
+	l.restore("p0")
+	l.waitActive("up0")
+	waitFor(3*time.Second, func() bool {
+		watch.mu.Lock()
+		defer watch.mu.Unlock()
+		return watch.seen[announcement{newMAC, v4}] > 0 && watch.seen[announcement{newMAC, v6}] > 0
+	})
+	time.Sleep(100 * time.Millisecond) // the rest of the run's round
+	seen = watch.close()
+	for _, addr := range []netip.Addr{v4, v6} {
+		if seen[announcement{newMAC, addr}] == 0 || seen[announcement{mac, addr}] > 0 {
+			t.Errorf("after mgmt0's MAC changed from %s to %s, the failback announced %s with the old MAC %d times and the new %d: want only the new; seen %v",
+				mac, newMAC, addr, seen[announcement{mac, addr}], seen[announcement{newMAC, addr}], seen)
+		}
 	}
 
 	// Reload: stor0 in, mgmt0 out.
