@@ -287,18 +287,13 @@ func TestAnnounceHostPort(t *testing.T) {
 	hostMAC := h.link("mgmt0", h.links["mgmt0"]).Attrs().HardwareAddr
 	hostRun := func(step string) announce.Guest {
 		t.Helper()
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		defer func() { s.runs = nil }()
-		if len(s.runs) != 1 {
-			t.Fatalf("%s: %d runs, want 1", step, len(s.runs))
-		}
-		for _, gu := range s.runs[0].Guests {
+		run := s.onlyRun(t, step)
+		for _, gu := range run.Guests {
 			if bytes.Equal(gu.MAC, hostMAC) {
 				return gu
 			}
 		}
-		t.Fatalf("%s: host port %s not announced: %+v", step, hostMAC, s.runs[0].Guests)
+		t.Fatalf("%s: host port %s not announced: %+v", step, hostMAC, run.Guests)
 		return announce.Guest{}
 	}
 	flip := func(name string, up bool) {
@@ -345,16 +340,20 @@ func TestAnnounceHostPortBalance(t *testing.T) {
 	})
 }
 
-// Arrivals read a host port's addresses only when the host port is among
-// them: a guest's arrival costs no netlink request.
-func TestArrivalsReadHostAddrsOnlyForHostPorts(t *testing.T) {
-	d, dp, h, s := announceDaemon(t, `groups:
+// hostPortGroupYAML is an active-backup group with two guest ports and
+// the host port mgmt0, announcing once.
+const hostPortGroupYAML = `groups:
   - name: g
     announce: {count: 1, interval: 10ms}
     uplinks: [{name: up1, priority: 10}, {name: up2, priority: 20}]
     guest_ports: [vm1, vm2]
     host_ports: [{name: mgmt0}]
-`, guest(1))
+`
+
+// Arrivals read a host port's host end only when a guest arrived on its
+// port: a guest's arrival costs no netlink request.
+func TestArrivalsReadHostAddrsOnlyForHostPorts(t *testing.T) {
+	d, dp, h, s := announceDaemon(t, hostPortGroupYAML, guest(1))
 	h.links["mgmt0"].addrs = []netip.Addr{netip.MustParseAddr("10.0.0.5")}
 	hostMAC := h.link("mgmt0", h.links["mgmt0"]).Attrs().HardwareAddr
 	playAnnounce(t, d, h, s, []announceStep{
@@ -381,13 +380,7 @@ func TestArrivalsReadHostAddrsOnlyForHostPorts(t *testing.T) {
 // address, without it: the address must not go back to a MAC no one
 // answers for.
 func TestAnnounceHostPortNewMAC(t *testing.T) {
-	d, dp, h, s := announceDaemon(t, `groups:
-  - name: g
-    announce: {count: 1, interval: 10ms}
-    uplinks: [{name: up1, priority: 10}, {name: up2, priority: 20}]
-    guest_ports: [vm1, vm2]
-    host_ports: [{name: mgmt0}]
-`)
+	d, dp, h, s := announceDaemon(t, hostPortGroupYAML)
 	hostIP := []netip.Addr{netip.MustParseAddr("10.0.0.5")}
 	oldMAC, newMAC := h.link("mgmt0", h.links["mgmt0"]).Attrs().HardwareAddr, net.HardwareAddr{2, 0x42, 0, 0, 0, 5}
 	sw := h.links["mgmt0-sw"].index
@@ -399,14 +392,8 @@ func TestAnnounceHostPortNewMAC(t *testing.T) {
 	})
 	announced := func(step string) map[string][]netip.Addr {
 		t.Helper()
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		defer func() { s.runs = nil }()
-		if len(s.runs) != 1 {
-			t.Fatalf("%s: %d runs, want 1", step, len(s.runs))
-		}
 		out := map[string][]netip.Addr{}
-		for _, gu := range s.runs[0].Guests {
+		for _, gu := range s.onlyRun(t, step).Guests {
 			out[gu.MAC.String()] = gu.Addrs
 		}
 		return out

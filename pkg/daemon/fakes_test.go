@@ -317,6 +317,19 @@ func (f *fakeSender) InFlight() []string { return nil }
 func (f *fakeSender) SetRate(int, int)   {}
 func (f *fakeSender) Close()             {}
 
+// onlyRun returns the one run asked for since the last look (the test
+// stops if there were more or none) and forgets it.
+func (f *fakeSender) onlyRun(t *testing.T, step string) announce.Request {
+	t.Helper()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	defer func() { f.runs = nil }()
+	if len(f.runs) != 1 {
+		t.Fatalf("%s: %d runs, want 1", step, len(f.runs))
+	}
+	return f.runs[0]
+}
+
 // take returns the runs asked for since the last take, as
 // "key@uplink: mac mac ..." (key "" is a failover's run; "mac!p": announce
 // priority p).
