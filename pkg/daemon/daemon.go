@@ -190,8 +190,8 @@ func (d *Daemon) addHostPort(g *group, hp config.HostPort) (*port, error) {
 	// The configuration leaves room at start (host ports come before
 	// patterns); at a reload, ports patterns took since may have filled it.
 	if len(g.guests) >= limits.MaxGuestPorts {
-		return nil, fmt.Errorf("%w: host port %s: group %s has %d guest ports already, the most a group switches",
-			control.ErrRefused, hp.Name, g.cfg.Name, len(g.guests))
+		return nil, fmt.Errorf("%w: host port %s: the group has %d guest ports already, the most it switches",
+			control.ErrRefused, hp.Name, len(g.guests))
 	}
 	res, err := d.host.EnsureHostPort(hp)
 	if err != nil {

@@ -149,9 +149,10 @@ func TestReloadHostPortOverAGuestPort(t *testing.T) {
 	}
 }
 
-// A reload's new host port is refused, with the group named and no pair
-// made, when ports a pattern took since the start fill the group.
-func TestReloadHostPortIntoAFullGroup(t *testing.T) {
+// fullGroupDaemon is a daemon of hostPortYAML whose group patterns filled
+// with guest ports.
+func fullGroupDaemon(t *testing.T) (*Daemon, *fakeDataPlane, *fakeHost) {
+	t.Helper()
 	links := []string{"eth1", "eth2"}
 	for i := range limits.MaxGuestPorts - 2 { // and the switch ends of mgmt0 and stor0
 		links = append(links, fmt.Sprintf("vnet%d", i))
@@ -160,9 +161,16 @@ func TestReloadHostPortIntoAFullGroup(t *testing.T) {
 	if n := len(d.groups[0].guests); n != limits.MaxGuestPorts {
 		t.Fatalf("group has %d guest ports, want it full (%d)", n, limits.MaxGuestPorts)
 	}
+	return d, dp, h
+}
+
+// A reload's new host port is refused, with the group named and no pair
+// made, when ports a pattern took since the start fill the group.
+func TestReloadHostPortIntoAFullGroup(t *testing.T) {
+	d, dp, h := fullGroupDaemon(t)
 	cfg := mustParse(t, strings.Replace(hostPortYAML, "{name: stor0}", "{name: stor0}, {name: mig0}", 1))
 	_, err := d.applyConfig(cfg)
-	if want := fmt.Sprintf("host port mig0: group a has %d guest ports already", limits.MaxGuestPorts); !errors.Is(err, control.ErrRefused) || !strings.Contains(err.Error(), want) {
+	if want := fmt.Sprintf("group a: refused: host port mig0: the group has %d guest ports already", limits.MaxGuestPorts); !errors.Is(err, control.ErrRefused) || !strings.Contains(err.Error(), want) {
 		t.Errorf("reload = %v, want refused: %q", err, want)
 	}
 	if _, ok := h.links["mig0"]; ok {
@@ -170,5 +178,21 @@ func TestReloadHostPortIntoAFullGroup(t *testing.T) {
 	}
 	if _, ok := dp.attached["mgmt0-sw"]; !ok {
 		t.Error("a refused reload detached the host port mgmt0")
+	}
+}
+
+// In a full group, a reload that changes a host port (its switch end is
+// re-attached) and adds a named guest port re-attaches the host port and
+// refuses the guest port: the host's own traffic is not the one left out.
+func TestReloadFullGroupKeepsHostPort(t *testing.T) {
+	d, dp, _ := fullGroupDaemon(t)
+	yaml := strings.Replace(hostPortYAML, "{name: mgmt0, vlan: 10}", "{name: mgmt0, vlan: 11}", 1)
+	yaml = strings.Replace(yaml, "guest_ports: [vnet0,", "guest_ports: [vnet0, vmx,", 1)
+	_, err := d.applyConfig(mustParse(t, yaml))
+	if !errors.Is(err, control.ErrRefused) || !strings.Contains(err.Error(), fmt.Sprintf("group a has %d guest ports already", limits.MaxGuestPorts)) {
+		t.Errorf("reload = %v, want the guest port vmx refused", err)
+	}
+	if p, ok := dp.attached["mgmt0-sw"]; !ok || p.VLAN != 11 {
+		t.Errorf("host port mgmt0: attached %t with VLAN %d, want attached with the new VLAN 11", ok, p.VLAN)
 	}
 }

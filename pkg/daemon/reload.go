@@ -193,9 +193,11 @@ func (d *Daemon) reloadRemove(g *group, cur config.Group, note func(string, ...a
 	return nil
 }
 
-// reloadAdd adds the uplinks and named guest ports the new configuration
-// cur brings (or changed: reloadRemove took them out), and re-prioritises
-// uplinks. Called after reloadRemove.
+// reloadAdd adds the uplinks, host ports and named guest ports the new
+// configuration cur brings (or changed: reloadRemove took them out), and
+// re-prioritises uplinks. Called after reloadRemove. Host ports come
+// before guest ports: in a group patterns filled, the host's own port
+// keeps the room its re-attach needs, and a guest port is refused.
 func (d *Daemon) reloadAdd(g *group, old, cur config.Group, note func(string, ...any)) error {
 	for _, u := range cur.Uplinks {
 		i := slices.IndexFunc(old.Uplinks, func(x config.Uplink) bool { return x.Name == u.Name })
@@ -213,6 +215,9 @@ func (d *Daemon) reloadAdd(g *group, old, cur config.Group, note func(string, ..
 			note("group %s: uplink %s priority %d, %s", g.cfg.Name, u.Name, u.Priority, u.State)
 		}
 	}
+	if err := d.reloadAddHostPorts(g, old, cur, note); err != nil {
+		return err
+	}
 	was := namedPorts(old.GuestPorts)
 	for name, q := range namedPorts(cur.GuestPorts) {
 		p, ok := was[name]
@@ -228,7 +233,7 @@ func (d *Daemon) reloadAdd(g *group, old, cur config.Group, note func(string, ..
 			note("group %s: guest port %s added", g.cfg.Name, name)
 		}
 	}
-	return d.reloadAddHostPorts(g, old, cur, note)
+	return nil
 }
 
 // reloadRemoveHostPorts detaches the switch ends of the host ports cur
