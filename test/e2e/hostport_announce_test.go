@@ -80,10 +80,10 @@ func (a *announcements) close() map[announcement]int {
 // nothing the switch could learn them from; the upstream bridge has the
 // host's MAC behind the new uplink; a broadcast from upstream reaches the
 // host once. Once the operator gives the host end another MAC, the
-// failback announces the addresses with that one only. Then reload adds a host port (made
-// and attached, carrying the host's ping) and removes one (detached, its
-// pair left in place), and a reload of the same file re-creates a host
-// port deleted while uplinkd ran.
+// failback announces the addresses with that one only. Then reload adds
+// a host port (made and attached, carrying the host's ping) and removes
+// one (detached, its pair left in place), and a reload of the same file
+// re-creates a host port deleted while uplinkd ran.
 func TestHostPortAnnouncedAndReloaded(t *testing.T) {
 	l := newLab(t, labOptions{failback: true, extra: "    host_ports: [{name: mgmt0}]\n"})
 	l.startDaemon()
