@@ -116,7 +116,7 @@ func (a *announcer) hostPorts(g *group, read func(*port) bool) []announce.Guest 
 				a.log.Warn("cannot read a host port; announcing what the switch learned", "group", g.cfg.Name,
 					"host_port", p.hostEnd, "err", err)
 			} else if !end.Exists {
-				continue // deleted: no one answers for its MAC
+				continue // deleted by hand: the host has no interface with that MAC
 			}
 			if len(end.MAC) == 6 && !bytes.Equal(end.MAC, p.hostMAC) {
 				a.log.Info("a host port's MAC changed; announcing the one it has now", "group", g.cfg.Name,

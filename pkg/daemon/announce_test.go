@@ -351,7 +351,8 @@ const hostPortGroupYAML = `groups:
 `
 
 // Arrivals read a host port's host end only when a guest arrived on its
-// port: a guest's arrival costs no netlink request.
+// port lately: a guest's arrival, with no host port's among the recent
+// ones, costs no netlink request.
 func TestArrivalsReadHostAddrsOnlyForHostPorts(t *testing.T) {
 	d, dp, h, s := announceDaemon(t, hostPortGroupYAML, guest(1))
 	h.links["mgmt0"].addrs = []netip.Addr{netip.MustParseAddr("10.0.0.5")}
