@@ -122,7 +122,7 @@ type HostPortStatus struct {
 	// missing; MTU 0: the kernel's default).
 	MAC   string `json:"mac"`
 	MTU   int    `json:"mtu,omitempty"`
-	State string `json:"state"` // the host end: up, down or missing
+	State string `json:"state"` // the host end: up, down, missing, or unknown (not read: Error says why)
 	// Addrs are the host's IPv4 and IPv6 addresses on the host end
 	// (IPv6 link-local ones too). With none but link-local, the host's own
 	// traffic does not use the port: its addresses are the operator's to

@@ -413,8 +413,8 @@ func writeHostPorts(w io.Writer, hps []control.HostPortStatus) {
 		}
 		shown := strings.Join(addrs, ", ")
 		switch {
-		case hp.State == "missing":
-			shown = "-"
+		case hp.State != "up" && hp.State != "down", len(addrs) == 0 && hp.Error != "":
+			shown = "-" // not read, or maybe not: the error line says why
 		case len(addrs) == 0:
 			shown = "no address: the host's traffic does not use it"
 		}

@@ -68,7 +68,8 @@ func TestWriteStatus(t *testing.T) {
 
 // TestWriteHostPorts: a host port's line has its ends, VLAN, MAC, MTU,
 // state and addresses (IPv6 link-local left out); one with no other
-// address says plainly that the host does not use it; errors follow.
+// address says plainly that the host does not use it, unless its state
+// or addresses could not be read; errors follow.
 func TestWriteHostPorts(t *testing.T) {
 	st := control.Status{Version: "v1", Groups: []control.GroupStatus{{
 		Name: "a", Active: "eth1",
@@ -77,6 +78,8 @@ func TestWriteHostPorts(t *testing.T) {
 				Addrs: []string{"192.0.2.7", "2001:db8::7", "fe80::1"}},
 			{Name: "stor0", SwitchEnd: "stor0-sw", MAC: "02:00:00:00:00:02", MTU: 9000, State: "down", Addrs: []string{"fe80::2"}},
 			{Name: "bk0", SwitchEnd: "bk0-sw", MAC: "02:00:00:00:00:03", State: "missing", Error: "its switch end bk0-sw is no port of the switch"},
+			{Name: "mig0", SwitchEnd: "mig0-sw", MAC: "02:00:00:00:00:04", State: "unknown", Error: "mig0: permission denied"},
+			{Name: "san0", SwitchEnd: "san0-sw", MAC: "02:00:00:00:00:05", State: "up", Error: "san0: list addresses: no buffer space"},
 		},
 	}}}
 	var buf bytes.Buffer
@@ -87,6 +90,8 @@ func TestWriteHostPorts(t *testing.T) {
 		"  mgmt0      mgmt0-sw    10        02:00:00:00:00:01  1500  up       192.0.2.7, 2001:db8::7\n",
 		"  stor0      stor0-sw    untagged  02:00:00:00:00:02  9000  down     no address: the host's traffic does not use it\n",
 		"  bk0        bk0-sw      untagged  02:00:00:00:00:03  -     missing  -\n",
+		"  mig0       mig0-sw     untagged  02:00:00:00:00:04  -     unknown  -\n",
+		"  san0       san0-sw     untagged  02:00:00:00:00:05  -     up       -\n",
 		"  host port bk0: error: its switch end bk0-sw is no port of the switch\n",
 	} {
 		if !strings.Contains(out, want) {
