@@ -79,7 +79,7 @@ type announceCounts struct {
 type announcer struct {
 	send    announceSender
 	guests  func() ([]datapath.Guest, error)          // every learned guest (a walk of the FDB)
-	hostEnd func(ifname string) (hostport.End, error) // a host port's host end now (nil: none read)
+	hostEnd func(ifname string) (hostport.End, error) // a host port's host end now
 	met     *metrics.Metrics
 	log     *slog.Logger
 	post    func(func()) // runs a function on the event loop
@@ -109,24 +109,20 @@ func (a *announcer) hostPorts(g *group, read func(*port) bool) []announce.Guest 
 		if p.hostEnd == "" || (read != nil && !read(p)) {
 			continue
 		}
-		var addrs []netip.Addr
-		if a.hostEnd != nil {
-			end, err := a.hostEnd(p.hostEnd)
-			if err != nil {
-				a.log.Warn("cannot read a host port; announcing what the switch learned", "group", g.cfg.Name,
-					"host_port", p.hostEnd, "err", err)
-			} else if !end.Exists {
-				continue // deleted by hand: the host has no interface with that MAC
-			}
-			if len(end.MAC) == 6 && !bytes.Equal(end.MAC, p.hostMAC) {
-				a.log.Info("a host port's MAC changed; announcing the one it has now", "group", g.cfg.Name,
-					"host_port", p.hostEnd, "was", p.hostMAC, "now", end.MAC)
-				p.hostMAC = end.MAC
-			}
-			addrs = end.Addrs
+		end, err := a.hostEnd(p.hostEnd)
+		if err != nil {
+			a.log.Warn("cannot read a host port; announcing what the switch learned", "group", g.cfg.Name,
+				"host_port", p.hostEnd, "err", err)
+		} else if !end.Exists {
+			continue // deleted by hand: the host has no interface with that MAC
+		}
+		if len(end.MAC) == 6 && !bytes.Equal(end.MAC, p.hostMAC) {
+			a.log.Info("a host port's MAC changed; announcing the one it has now", "group", g.cfg.Name,
+				"host_port", p.hostEnd, "was", p.hostMAC, "now", end.MAC)
+			p.hostMAC = end.MAC
 		}
 		if len(p.hostMAC) == 6 {
-			out = append(out, announce.Guest{MAC: p.hostMAC, VLAN: p.vlan, Addrs: addrs, Priority: p.announcePriority})
+			out = append(out, announce.Guest{MAC: p.hostMAC, VLAN: p.vlan, Addrs: end.Addrs, Priority: p.announcePriority})
 		}
 	}
 	return out

@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/netip"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -248,7 +249,7 @@ func TestWithHostPorts(t *testing.T) {
 		guest(1),
 	}
 	hosts := []announce.Guest{
-		{MAC: mac, VLAN: 10, Addrs: []netip.Addr{ip("2001:db8::9"), ip("10.0.0.9")}, Priority: 3},
+		{MAC: mac, VLAN: 10, Addrs: []netip.Addr{ip("2001:db8::9"), ip("10.0.0.9")}},
 		{MAC: mac, VLAN: 20, Addrs: []netip.Addr{ip("192.0.2.1")}},
 	}
 	got := withHostPorts(learned, hosts)
@@ -276,13 +277,7 @@ func TestWithHostPorts(t *testing.T) {
 // end, though the switch never learned it; and with the learned entry
 // merged once it did.
 func TestAnnounceHostPort(t *testing.T) {
-	d, dp, h, s := announceDaemon(t, `groups:
-  - name: g
-    announce: {count: 1, interval: 10ms}
-    uplinks: [{name: up1, priority: 10}, {name: up2, priority: 20}]
-    guest_ports: [vm1, vm2]
-    host_ports: [{name: mgmt0, vlan: 7}]
-`, guest(1))
+	d, dp, h, s := announceDaemon(t, strings.Replace(hostPortGroupYAML, "{name: mgmt0}", "{name: mgmt0, vlan: 7}", 1), guest(1))
 	h.links["mgmt0"].addrs = []netip.Addr{netip.MustParseAddr("10.0.0.5"), netip.MustParseAddr("2001:db8::5")}
 	hostMAC := h.link("mgmt0", h.links["mgmt0"]).Attrs().HardwareAddr
 	hostRun := func(step string) announce.Guest {
@@ -355,7 +350,6 @@ const hostPortGroupYAML = `groups:
 // ones, costs no netlink request.
 func TestArrivalsReadHostAddrsOnlyForHostPorts(t *testing.T) {
 	d, dp, h, s := announceDaemon(t, hostPortGroupYAML, guest(1))
-	h.links["mgmt0"].addrs = []netip.Addr{netip.MustParseAddr("10.0.0.5")}
 	hostMAC := h.link("mgmt0", h.links["mgmt0"]).Attrs().HardwareAddr
 	playAnnounce(t, d, h, s, []announceStep{
 		{name: "a guest arrives", arrive: []announce.Guest{guest(1)}, runs: []string{"arrivals@up1: " + guest(1).MAC.String()}},

@@ -226,6 +226,13 @@ func (d *Daemon) removeGuest(p *port) {
 	delete(d.ports, p.name)
 }
 
+// dropGuest removes g's guest port name, if it has one.
+func (d *Daemon) dropGuest(g *group, name string) {
+	if p, err := g.port(name, datapath.RoleGuest); err == nil {
+		d.removeGuest(p)
+	}
+}
+
 // matchGuest makes name a guest port if a profile's pattern matches it and
 // it is no port yet; nil if not.
 func (d *Daemon) matchGuest(name string) *port {

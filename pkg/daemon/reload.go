@@ -10,7 +10,6 @@ import (
 
 	"github.com/uplinkd/uplinkd/pkg/config"
 	"github.com/uplinkd/uplinkd/pkg/control"
-	"github.com/uplinkd/uplinkd/pkg/datapath"
 )
 
 // Reload is SIGHUP and `uplinkctl reload`: the configuration file is read
@@ -173,9 +172,7 @@ func (d *Daemon) reloadRemove(g *group, cur config.Group, note func(string, ...a
 		if q, ok := now[name]; ok && reflect.DeepEqual(p, q) {
 			continue
 		}
-		if port, err := g.port(name, datapath.RoleGuest); err == nil {
-			d.removeGuest(port)
-		}
+		d.dropGuest(g, name)
 		if _, ok := now[name]; !ok {
 			note("group %s: guest port %s removed", g.cfg.Name, name)
 		}
@@ -247,9 +244,7 @@ func (d *Daemon) reloadRemoveHostPorts(g *group, cur config.Group, note func(str
 		if q, ok := now[name]; ok && reflect.DeepEqual(hp, q) {
 			continue
 		}
-		if p, err := g.port(hp.SwitchEnd, datapath.RoleGuest); err == nil {
-			d.removeGuest(p)
-		}
+		d.dropGuest(g, hp.SwitchEnd)
 		if _, ok := now[name]; !ok {
 			note("group %s: host port %s removed; its veth pair %s/%s is left in place (ip link del %s deletes it)",
 				g.cfg.Name, name, name, hp.SwitchEnd, name)
@@ -268,9 +263,7 @@ func (d *Daemon) reloadAddHostPorts(g *group, old, cur config.Group, note func(s
 			if _, err := d.host.LinkByName(hp.Name); err == nil {
 				continue
 			}
-			if p, err := g.port(hp.SwitchEnd, datapath.RoleGuest); err == nil {
-				d.removeGuest(p)
-			}
+			d.dropGuest(g, hp.SwitchEnd)
 			note("group %s: host port %s was deleted; re-creating it", g.cfg.Name, hp.Name)
 		} else if !had {
 			for _, name := range []string{hp.Name, hp.SwitchEnd} {

@@ -3,7 +3,6 @@ package daemon
 import (
 	"errors"
 	"maps"
-	"slices"
 	"time"
 
 	"github.com/uplinkd/uplinkd/pkg/control"
@@ -103,8 +102,8 @@ func (g *group) hostPortStatus() []control.HostPortStatus {
 	var out []control.HostPortStatus
 	for _, hp := range g.cfg.HostPorts {
 		hs := control.HostPortStatus{Name: hp.Name, SwitchEnd: hp.SwitchEnd, VLAN: hp.VLAN, MAC: hp.MAC.String(), MTU: hp.MTU}
-		if i := slices.IndexFunc(g.guests, func(p *port) bool { return p.name == hp.SwitchEnd }); i >= 0 {
-			hs.Error = errString(g.guests[i].err)
+		if p, err := g.port(hp.SwitchEnd, datapath.RoleGuest); err == nil {
+			hs.Error = errString(p.err)
 		} else {
 			hs.Error = "its switch end " + hp.SwitchEnd + " is no port of the switch"
 		}
