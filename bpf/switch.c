@@ -509,7 +509,6 @@ static __always_inline int tc_to_host(const struct port_info *port)
 	return TC_ACT_OK;
 }
 
-
 /* frame_tag is the tag state f came with (an access port's frame, whose
  * vlan is the port's, came untagged). */
 static __always_inline int frame_tag(const struct frame *f)
@@ -598,6 +597,7 @@ static __always_inline int tc_to_port(struct __sk_buff *skb, const struct port_i
 
 struct flood_ctx {
 	struct __sk_buff *skb;
+	const struct port_list *list; /* the group's ports, looked up once */
 	__u32 src_id; /* the ingress port's counters */
 	__u32 group;
 	__u32 src_role;
@@ -615,16 +615,15 @@ struct flood_ctx {
 static __always_inline int flood_target(struct flood_ctx *c, __u64 i, __u32 *out,
 					struct port_info **dstp, int *tagged)
 {
-	__u32 group = c->group;
-	struct port_list *list = bpf_map_lookup_elem(&group_ports, &group);
+	const struct port_list *list = c->list;
 
-	if (!list || i >= MAX_GROUP_PORTS || i >= list->n)
+	if (i >= MAX_GROUP_PORTS || i >= list->n)
 		return -1;
 	*out = list->ifindex[i];
 	if (*out == c->in)
 		return 0;
 	struct port_info *dst = bpf_map_lookup_elem(&ports, out);
-	if (!dst || dst->group != group)
+	if (!dst || dst->group != c->group)
 		return 0;
 	if (dst->role == ROLE_UPLINK &&
 	    (c->src_role == ROLE_UPLINK || dst->slot != c->up_slot))
@@ -658,7 +657,7 @@ static long flood_clone(__u64 i, struct flood_ctx *c)
 
 	if (r < 0)
 		return 1;
-	if (r == 0 || out == c->last || !dst)
+	if (r == 0 || out == c->last)
 		return 0;
 	int cur = skb_tag(c->skb);
 	if (retag(c->skb, &cur, tagged, c->vlan) < 0) {
@@ -689,8 +688,12 @@ static __always_inline int tc_flood(struct __sk_buff *skb, const struct port_inf
 		if (bpf_skb_vlan_pop(skb) || bpf_skb_vlan_push(skb, bpf_htons(ETH_P_8021Q), cur))
 			return tc_drop(src, DROP_MALFORMED);
 	}
+	__u32 group = src->group;
+	struct port_list *list = bpf_map_lookup_elem(&group_ports, &group);
+	if (!list)
+		return tc_drop(src, DROP_NO_DEST);
 	struct flood_ctx c = {
-		.skb = skb, .src_id = src->id, .group = src->group, .src_role = src->role,
+		.skb = skb, .list = list, .src_id = src->id, .group = group, .src_role = src->role,
 		.in = in, .up_slot = up_slot, .vlan = vlan,
 	};
 	bpf_loop(MAX_GROUP_PORTS, flood_find_last, &c, 0);
@@ -761,9 +764,9 @@ static __always_inline struct fdb_entry *fdb_lookup(__u32 group, __u16 vlan, con
 	return bpf_map_lookup_elem(&fdb, &key);
 }
 
-/* to_local_guest sends a guest's unicast frame to the guest port its
- * destination was learned behind; a destination behind the ingress port
- * itself is dropped. TC_NEXT when the destination is not a local guest. */
+/* to_local_guest sends a unicast frame (from a guest or an uplink) to the
+ * guest port its destination was learned behind; a destination behind the
+ * ingress port itself is dropped. TC_NEXT when the destination is not a local guest. */
 static __always_inline int to_local_guest(struct __sk_buff *skb, const struct port_info *port,
 					  __u32 ifindex, const __u8 *dst, const struct frame *f)
 {
