@@ -15,7 +15,8 @@ import (
 // TestCheckWarnsOfAddressesOnUplinks: a host moving from bonding often has
 // its own addresses on what becomes an uplink, where they stop answering
 // ARP from upstream. `uplinkd -check` still calls the file valid, but
-// names the uplink, its address and the host port to move it to.
+// names the uplink, its addresses (IPv4 link-local too, not IPv6 link-
+// local) and the host port to move them to.
 func TestCheckWarnsOfAddressesOnUplinks(t *testing.T) {
 	testenv.RequireRoot(t, "creates a namespace and veths")
 	bin := binaries(t)
@@ -27,12 +28,16 @@ func TestCheckWarnsOfAddressesOnUplinks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr, err := netlink.ParseAddr("192.0.2.10/24")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := ns.Netlink.AddrAdd(up0, addr); err != nil {
-		t.Fatal(err)
+	// An IPv4 link-local address (169.254/16) is the host's too: only
+	// IPv6 link-local ones, which every interface has, are left out.
+	for _, cidr := range []string{"192.0.2.10/24", "169.254.7.7/16"} {
+		addr, err := netlink.ParseAddr(cidr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := ns.Netlink.AddrAdd(up0, addr); err != nil {
+			t.Fatal(err)
+		}
 	}
 	cfg := filepath.Join(t.TempDir(), "uplinkd.yaml")
 	err = os.WriteFile(cfg, []byte(`groups:
@@ -55,7 +60,7 @@ func TestCheckWarnsOfAddressesOnUplinks(t *testing.T) {
 	}
 	warn := stderr.String()
 	t.Logf("FIGURES -check on an uplink with an address: %s", strings.TrimSpace(warn))
-	for _, want := range []string{"groups[0].uplinks[0] (up0) carries 192.0.2.10/24", "host port mgmt0"} {
+	for _, want := range []string{"groups[0].uplinks[0] (up0) carries", "192.0.2.10/24", "169.254.7.7/16", "host port mgmt0"} {
 		if !strings.Contains(warn, want) {
 			t.Errorf("stderr %q lacks %q", warn, want)
 		}

@@ -4,8 +4,6 @@ package e2e
 // on them; -cleanup -remove-host-ports deletes their veth pairs.
 
 import (
-	"errors"
-	"os/exec"
 	"slices"
 	"strings"
 	"syscall"
@@ -34,25 +32,12 @@ func TestCleanupKeepsHostPorts(t *testing.T) {
 	if hp := hps[1]; hp.Name != "spare0" || hp.State != "up" || slices.ContainsFunc(hp.Addrs, func(a string) bool { return strings.Contains(a, ".") }) {
 		t.Errorf("status of spare0: %+v; want up, no IPv4 address", hp)
 	}
-	ctl, err := exec.Command(l.d.bin+"/uplinkctl", "-socket", l.d.socket, "status").CombinedOutput()
-	if err != nil || !strings.Contains(string(ctl), hostPortIP.String()) || !strings.Contains(string(ctl), "no address: the host's traffic does not use it") {
+	ctl, err := execCtl(l, "status")
+	if err != nil || !strings.Contains(ctl, hostPortIP.String()) || !strings.Contains(ctl, "no address: the host's traffic does not use it") {
 		t.Errorf("uplinkctl status: %v; want mgmt0's address and spare0 without one:\n%s", err, ctl)
 	}
 	l.stopDaemon(syscall.SIGTERM)
 
-	uplinkd := func(args ...string) (string, int) {
-		t.Helper()
-		args = append([]string{"netns", "exec", l.nsName("H"), l.d.bin + "/uplinkd", "-config", l.d.config}, args...)
-		out, err := exec.Command("ip", args...).CombinedOutput()
-		var exit *exec.ExitError
-		switch {
-		case errors.As(err, &exit):
-			return string(out), exit.ExitCode()
-		case err != nil:
-			t.Fatal(err)
-		}
-		return string(out), 0
-	}
 	present := func() (names []string, hasAddr bool) {
 		l.in("H", func() {
 			for _, name := range []string{"mgmt0", "mgmt0-sw", "spare0", "spare0-sw"} {
@@ -72,24 +57,24 @@ func TestCleanupKeepsHostPorts(t *testing.T) {
 		return names, hasAddr
 	}
 
-	if out, code := uplinkd("-remove-host-ports"); code != 2 || !strings.Contains(out, "-remove-host-ports is only valid with -cleanup") {
+	if out, code := l.runUplinkd("-remove-host-ports"); code != 2 || !strings.Contains(out, "-remove-host-ports is only valid with -cleanup") {
 		t.Errorf("-remove-host-ports without -cleanup: exit %d, want 2 and the flag named:\n%s", code, out)
 	}
-	if out, code := uplinkd("-cleanup"); code != 0 {
+	if out, code := l.runUplinkd("-cleanup"); code != 0 {
 		t.Fatalf("uplinkd -cleanup: exit %d:\n%s", code, out)
 	}
 	if names, hasAddr := present(); len(names) != 4 || !hasAddr {
 		t.Errorf("after -cleanup: %v, mgmt0's address there %t; want both pairs and the address kept", names, hasAddr)
 	}
 
-	out, code := uplinkd("-cleanup", "-remove-host-ports")
+	out, code := l.runUplinkd("-cleanup", "-remove-host-ports")
 	if code != 0 || !strings.Contains(out, "removed host port mgmt0 (veth pair mgmt0/mgmt0-sw)") || !strings.Contains(out, "removed host port spare0") {
 		t.Errorf("uplinkd -cleanup -remove-host-ports: exit %d; want both host ports removed:\n%s", code, out)
 	}
 	if names, _ := present(); len(names) != 0 {
 		t.Errorf("after -cleanup -remove-host-ports: %v remain", names)
 	}
-	out, code = uplinkd("-cleanup", "-remove-host-ports")
+	out, code = l.runUplinkd("-cleanup", "-remove-host-ports")
 	if code != 0 || !strings.Contains(out, "host port mgmt0 of group lab is not there: nothing to remove") {
 		t.Errorf("second -cleanup -remove-host-ports: exit %d; want nothing to remove:\n%s", code, out)
 	}

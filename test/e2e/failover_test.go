@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -312,6 +313,22 @@ func execCtl(l *lab, args ...string) (string, error) {
 	return string(out), err
 }
 
+// runUplinkd runs uplinkd in H with the lab's configuration file and
+// args, and returns its output and exit code.
+func (l *lab) runUplinkd(args ...string) (string, int) {
+	l.t.Helper()
+	args = append([]string{"netns", "exec", l.nsName("H"), l.d.bin + "/uplinkd", "-config", l.d.config}, args...)
+	out, err := exec.Command("ip", args...).CombinedOutput()
+	var exit *exec.ExitError
+	switch {
+	case errors.As(err, &exit):
+		return string(out), exit.ExitCode()
+	case err != nil:
+		l.t.Fatal(err)
+	}
+	return string(out), 0
+}
+
 // TestBadConfigKeepsDataPlane: a stopped daemon leaves the data plane
 // forwarding, and a daemon started with a bad configuration refuses with
 // an error naming the field and touches nothing.
@@ -325,11 +342,11 @@ func TestBadConfigKeepsDataPlane(t *testing.T) {
 	l.check(err)
 	bad := strings.Replace(string(good), "priority: 20", "priority: 70000", 1)
 	l.check(os.WriteFile(l.d.config, []byte(bad), 0o600))
-	out, err := exec.Command("ip", "netns", "exec", l.nsName("H"), l.d.bin+"/uplinkd", "-config", l.d.config).CombinedOutput()
-	if err == nil {
+	out, code := l.runUplinkd()
+	if code == 0 {
 		t.Fatalf("uplinkd accepted a bad configuration:\n%s", out)
 	}
-	if !strings.Contains(string(out), "groups[0].uplinks[1].priority") {
+	if !strings.Contains(out, "groups[0].uplinks[1].priority") {
 		t.Errorf("error does not name the field:\n%s", out)
 	}
 

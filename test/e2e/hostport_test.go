@@ -563,14 +563,13 @@ func TestHostPortOnAccessVLAN(t *testing.T) {
 	// broadcast, on VLAN 42, another VLAN, or none.
 	const streamVLAN, streamUntagged, streamOtherVLAN, streamBroadcast = 5, 6, 7, 8
 	const count = 200
-	broadcast := net.HardwareAddr{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}
 	testbed := l.testbedDrops()
 	rx := l.receive("H", "mgmt0")
 	l.sendFrames("U", "p0", count,
 		withVLAN(testFrame(mac, l.macs["br0"], streamVLAN), vlan),
 		testFrame(mac, l.macs["br0"], streamUntagged),
 		withVLAN(testFrame(mac, l.macs["br0"], streamOtherVLAN), vlan+1),
-		testFrame(broadcast, l.macs["br0"], streamBroadcast))
+		testFrame(broadcastMAC, l.macs["br0"], streamBroadcast))
 	waitFor(time.Second, func() bool { return len(rx.stream(streamVLAN)) >= count })
 	time.Sleep(100 * time.Millisecond) // for the ones that must not come
 	rx.close()
