@@ -356,7 +356,10 @@ exec_main() {
 		install -D -m 0755 -t "$work/run/opt/uplinkd/bin" "$UPLINKD_BIN"/uplinkd "$UPLINKD_BIN"/uplinkctl
 		GUEST_UPLINKD_BIN=/opt/uplinkd/bin
 	fi
-	test_entry "$name" /tests/test "/src/$rel" "$@" >"$work/run/etc/uplinkd-test/tests"
+	local args=("$@")
+	# As in a whole run, unless the caller chose (go test -skip).
+	[[ -n $SKIP && "$*" != *-test.skip* ]] && args+=("-test.skip=$SKIP")
+	test_entry "$name" /tests/test "/src/$rel" "${args[@]}" >"$work/run/etc/uplinkd-test/tests"
 	LIVE=strip_markers
 	local out=${TEST_KERNEL_EXEC_OUT:-$work/out}
 	boot "$work/run" "$out"
