@@ -7,7 +7,6 @@ import (
 	"math/rand/v2"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -116,7 +115,7 @@ func (h *harness) idleRun(ctx context.Context, shape idleShape) (report.IdleRun,
 	if err := u.stopProcess(); err != nil {
 		return run, fmt.Errorf("stop uplinkd for the restart: %w", err)
 	}
-	restart, err := u.launchIdle(ctx, nsName, len(groups))
+	restart, err := u.start(ctx, nsName, len(groups), 60*time.Second)
 	if err != nil {
 		return run, fmt.Errorf("restart: %w", err)
 	}
@@ -259,39 +258,8 @@ func (h *harness) startIdleUplinkd(ctx context.Context, nsName string, groups []
 		return u, 0, err
 	}
 
-	took, err := u.launchIdle(ctx, nsName, len(groups))
+	took, err := u.start(ctx, nsName, len(groups), 60*time.Second)
 	return u, took, err
-}
-
-// launchIdle starts uplinkd on its configuration in namespace nsName and
-// returns once each of its groups has an active uplink, with how long
-// that took from starting the process.
-func (u *uplinkdSystem) launchIdle(ctx context.Context, nsName string, groups int) (time.Duration, error) {
-	u.out.Reset()
-	u.cmd = exec.Command("ip", "netns", "exec", nsName, filepath.Join(u.bin, "uplinkd"), "-config", u.config)
-	u.cmd.Stdout, u.cmd.Stderr = &u.out, &u.out
-	start := time.Now()
-	if err := u.cmd.Start(); err != nil {
-		u.cmd = nil
-		return 0, fmt.Errorf("start uplinkd: %w", err)
-	}
-	u.done = make(chan struct{})
-	go func(c *exec.Cmd, done chan struct{}) { _ = c.Wait(); close(done) }(u.cmd, u.done)
-	const poll, limit = 5 * time.Millisecond, 60 * time.Second
-	for range int(limit / poll) {
-		if st, err := u.client.Status(); err == nil && len(st.Groups) == groups &&
-			!slices.ContainsFunc(st.Groups, func(g control.GroupStatus) bool { return g.Active == "" }) {
-			return time.Since(start), nil
-		}
-		select {
-		case <-u.done:
-			return 0, fmt.Errorf("uplinkd exited: %s", u.out.String())
-		case <-ctx.Done():
-			return 0, ctx.Err()
-		case <-time.After(poll):
-		}
-	}
-	return 0, fmt.Errorf("uplinkd not ready in %s: %s", limit, u.out.String())
 }
 
 // idleSample is what /proc says about a process at one moment.

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -96,27 +97,39 @@ control_socket: %s
 // launch starts uplinkd on the written configuration and waits until it
 // serves with an active uplink.
 func (u *uplinkdSystem) launch(ctx context.Context) error {
+	_, err := u.start(ctx, u.hostNS, 1, 10*time.Second)
+	return err
+}
+
+// start starts uplinkd in the namespace ns and waits, up to limit, until
+// its control socket answers with groups groups, each with an active
+// uplink. It returns how long that took.
+func (u *uplinkdSystem) start(ctx context.Context, ns string, groups int, limit time.Duration) (time.Duration, error) {
 	u.out.Reset()
-	u.cmd = exec.Command("ip", "netns", "exec", u.hostNS, filepath.Join(u.bin, "uplinkd"), "-config", u.config)
+	u.cmd = exec.Command("ip", "netns", "exec", ns, filepath.Join(u.bin, "uplinkd"), "-config", u.config)
 	u.cmd.Stdout, u.cmd.Stderr = &u.out, &u.out
+	start := time.Now()
 	if err := u.cmd.Start(); err != nil {
-		return fmt.Errorf("start uplinkd: %w", err)
+		u.cmd = nil
+		return 0, fmt.Errorf("start uplinkd: %w", err)
 	}
 	u.done = make(chan struct{})
 	go func(c *exec.Cmd, done chan struct{}) { _ = c.Wait(); close(done) }(u.cmd, u.done)
-	for range 400 {
-		if st, err := u.client.Status(); err == nil && st.Groups[0].Active != "" {
-			return nil
+	const poll = 5 * time.Millisecond
+	for range int(limit / poll) {
+		if st, err := u.client.Status(); err == nil && len(st.Groups) == groups &&
+			!slices.ContainsFunc(st.Groups, func(g control.GroupStatus) bool { return g.Active == "" }) {
+			return time.Since(start), nil
 		}
 		select {
 		case <-u.done:
-			return fmt.Errorf("uplinkd exited: %s", u.out.String())
+			return 0, fmt.Errorf("uplinkd exited: %s", u.out.String())
 		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(25 * time.Millisecond):
+			return 0, ctx.Err()
+		case <-time.After(poll):
 		}
 	}
-	return fmt.Errorf("uplinkd not ready in 10 s: %s", u.out.String())
+	return 0, fmt.Errorf("uplinkd not ready in %s: %s", limit, u.out.String())
 }
 
 func (u *uplinkdSystem) Active(ctx context.Context) (string, error) {
@@ -170,11 +183,8 @@ func (u *uplinkdSystem) Restart(ctx context.Context, bin string) (time.Duration,
 		return 0, fmt.Errorf("uplinkd is not running")
 	}
 	start := time.Now()
-	_ = u.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-u.done:
-	case <-time.After(5 * time.Second):
-		return 0, fmt.Errorf("uplinkd did not stop in 5 s")
+	if err := u.stopProcess(); err != nil {
+		return 0, err
 	}
 	if bin != "" {
 		u.bin = bin
@@ -189,31 +199,24 @@ func (u *uplinkdSystem) stopProcess() error {
 	if u.cmd == nil || u.cmd.Process == nil {
 		return nil
 	}
+	defer func() { u.cmd = nil }()
 	_ = u.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-u.done:
-		u.cmd = nil
 		return nil
 	case <-time.After(5 * time.Second):
 		_ = u.cmd.Process.Kill()
 		<-u.done
-		u.cmd = nil
 		return fmt.Errorf("uplinkd took over 5 s to stop on SIGTERM; killed")
 	}
 }
 
+// Stop ends uplinkd and takes down the data plane it leaves attached:
+// also when a restart left no process running.
 func (u *uplinkdSystem) Stop() error {
-	if u.cmd != nil && u.cmd.Process != nil {
-		_ = u.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-u.done:
-		case <-time.After(5 * time.Second):
-			_ = u.cmd.Process.Kill()
-			<-u.done
-		}
-		// uplinkd leaves the data plane attached on exit; take it down.
+	_ = u.stopProcess()
+	if u.config != "" {
 		_ = exec.Command(filepath.Join(u.bin, "uplinkd"), "-config", u.config, "-cleanup").Run()
-		u.cmd = nil
 	}
 	if u.dir != "" {
 		_ = unix.Unmount(filepath.Join(u.dir, "bpffs"), unix.MNT_DETACH)
