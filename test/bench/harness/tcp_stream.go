@@ -93,7 +93,7 @@ func (b *socketBed) failovers(ctx context.Context, n int, log *slog.Logger) []re
 		if err := b.settle(ctx); err != nil {
 			why = "the system did not settle"
 			for _, e := range endpoints {
-				f := b.newFailover(e, i, n, len(endpoints))
+				f := b.newFailover(e, i, n)
 				f.Error = err.Error()
 				trials = append(trials, f)
 			}
@@ -116,20 +116,12 @@ func (b *socketBed) failovers(ctx context.Context, n int, log *slog.Logger) []re
 	return out
 }
 
-// newFailover is an endpoint's trial with nothing measured yet;
-// alongside is how many endpoints cross the cut together.
-func (b *socketBed) newFailover(endpoint string, trial, planned, alongside int) report.TCPFailover {
+// newFailover is an endpoint's trial with nothing measured yet.
+func (b *socketBed) newFailover(endpoint string, trial, planned int) report.TCPFailover {
 	res := report.TCPFailover{System: b.sys.Name(), Endpoint: endpoint, Trial: trial, Planned: planned, Setup: b.setup,
 		RateMbps: streamMbps, LongestGapNs: -1, GapAtCutNs: -1, GapAtRestoreNs: -1}
 	if b.sys.Name() == "bridge" && len(b.tp.Uplinks) == 1 {
 		res.Note = "a Linux bridge alone has no failover: its one uplink is cut and restored"
-	}
-	if alongside > 1 {
-		other := "the host port's"
-		if endpoint == report.EndpointHostPort {
-			other = "the guest's"
-		}
-		res.Note = strings.TrimPrefix(res.Note+"; beside "+other+" connection, across the same cut", "; ")
 	}
 	return res
 }
@@ -165,7 +157,7 @@ func (f *flow) close() {
 func (b *socketBed) failover(ctx context.Context, trial, planned int, endpoints []string) []report.TCPFailover {
 	out := make([]report.TCPFailover, len(endpoints))
 	for i, e := range endpoints {
-		out[i] = b.newFailover(e, trial, planned, len(endpoints))
+		out[i] = b.newFailover(e, trial, planned)
 	}
 	active, err := b.activeIndex(ctx)
 	if err != nil {

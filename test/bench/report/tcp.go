@@ -359,8 +359,9 @@ const (
 	hostPortBulkNote = "\"uplinkd host port\" is the host's own stack (the namespace uplinkd runs in) through a host " +
 		"port of uplinkd's, to and from the same upstream host, in the same rounds, right after the guest's run of the " +
 		"same cell; \"host port ÷ its guest\" pairs it with that run. The other systems have no host port."
-	hostPortFailoverNote = "\"uplinkd host port\": in every trial of uplinkd's, a second connection, from the host's own " +
-		"stack through its host port to the upstream host, crossed the same cut at the same time as the guest's."
+	hostPortFailoverNote = "\"uplinkd host port\": in each trial of uplinkd's where both connected, a second connection, " +
+		"from the host's own stack through its host port to the upstream host, crossed the same cut at the same time as " +
+		"the guest's; the other systems' connections crossed theirs alone."
 )
 
 func bulkHasHostPort(x *TCPResult) bool {
