@@ -193,7 +193,15 @@ func (b *socketBed) failover(ctx context.Context, trial, planned int, endpoints 
 	end := restoreAt.Add(streamAfterRestore)
 	for _, f := range flows {
 		f.sendDone = make(chan error, 1)
-		go func() { f.sendDone <- paceTCP(f.conn, end) }()
+		go func() {
+			err := paceTCP(f.conn, end)
+			// Read at the end of sending, not when finish gets to this
+			// flow: the flows before it may linger a second meanwhile.
+			if info, err := tcpInfo(f.conn); err == nil {
+				f.res.Retransmits = int64(info.Total_retrans)
+			}
+			f.sendDone <- err
+		}()
 	}
 
 	var events error
@@ -295,9 +303,6 @@ func (f *flow) receive() {
 func (f *flow) finish(start, cutAt, restoreAt, end time.Time, events error) error {
 	res := f.res
 	sendErr := <-f.sendDone
-	if info, err := tcpInfo(f.conn); err == nil {
-		res.Retransmits = int64(info.Total_retrans)
-	}
 	// The sender is done: a FIN ends the receiver once the rest arrived,
 	// or the linger does.
 	_ = f.conn.(*net.TCPConn).CloseWrite()
