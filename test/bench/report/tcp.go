@@ -186,14 +186,15 @@ func tcpBulkSummaryTable(x *TCPResult) textTable {
 			csum += r.TCPInCsumErrors
 		}
 		g := stats.Summarize(gbps)
-		ofGuest := dash
+		// A host port's traffic is the host's own: only its guest beside
+		// it, through the same switch, is a like comparison.
+		ofBridge, ofDirect, ofGuest := ratio(k, SystemLinuxBridge), ratio(k, SystemDirect), dash
 		if k.Endpoint == EndpointHostPort {
-			ofGuest = ratio(k, k.System)
+			ofBridge, ofDirect, ofGuest = dash, dash, ratio(k, k.System)
 		}
 		t.Rows = append(t.Rows, []string{socketSystem(k.System, k.Endpoint), socketDirection(k.Direction, k.Endpoint), fmt.Sprint(k.Streams),
 			fmt.Sprint(len(runs)), fmtMpps(g.P50), fmtMpps(g.Min) + " – " + fmtMpps(g.Max),
-			fmtCount(stats.Summarize(retrans).P50), fmtCount(float64(csum)),
-			ratio(k, SystemLinuxBridge), ratio(k, SystemDirect), ofGuest})
+			fmtCount(stats.Summarize(retrans).P50), fmtCount(float64(csum)), ofBridge, ofDirect, ofGuest})
 	}
 	return t
 }
