@@ -366,16 +366,16 @@ const (
 )
 
 func bulkHasHostPort(x *TCPResult) bool {
-	return slices.ContainsFunc(x.Bulk, func(r TCPBulkRun) bool { return r.Endpoint == EndpointHostPort })
+	return x != nil && slices.ContainsFunc(x.Bulk, func(r TCPBulkRun) bool { return r.Endpoint == EndpointHostPort })
 }
 
 func failoverHasHostPort(x *TCPResult) bool {
-	return slices.ContainsFunc(x.Failover, func(r TCPFailover) bool { return r.Endpoint == EndpointHostPort })
+	return x != nil && slices.ContainsFunc(x.Failover, func(r TCPFailover) bool { return r.Endpoint == EndpointHostPort })
 }
 
-// hostPortNote is " "+note where the result has host port rows, else "".
-func hostPortNote(x *TCPResult, has func(*TCPResult) bool, note string) string {
-	if x == nil || !has(x) {
+// hostPortNote is " "+note where the table has host port rows, else "".
+func hostPortNote(has bool, note string) string {
+	if !has {
 		return ""
 	}
 	return " " + note
@@ -395,7 +395,7 @@ func newTCPTables(x *TCPResult) *tcpTables {
 		return nil
 	}
 	return &tcpTables{offloadTable(x), tcpBulkSummaryTable(x), tcpBulkTable(x), udpTable(x), tcpFailoverTable(x),
-		hostPortNote(x, bulkHasHostPort, hostPortBulkNote), hostPortNote(x, failoverHasHostPort, hostPortFailoverNote),
+		hostPortNote(bulkHasHostPort(x), hostPortBulkNote), hostPortNote(failoverHasHostPort(x), hostPortFailoverNote),
 		offloadNoteCaption(x)}
 }
 
@@ -414,7 +414,7 @@ func writeTCPMarkdown(b *strings.Builder, r *Result) {
 		"counted in the receiving namespace's /proc/net/snmp over the run. The systems take turns, round by round, each " +
 		"on a fresh testbed; a ratio is the median over rounds of a system's rate divided by the other's in the same " +
 		"round. \"No switch\" plugs the guest's link straight into the upstream bridge, one hop fewer than through " +
-		"any switch on the host: the ceiling for any of them." + hostPortNote(r.TCP, bulkHasHostPort, hostPortBulkNote) + "\n\n")
+		"any switch on the host: the ceiling for any of them." + hostPortNote(bulkHasHostPort(r.TCP), hostPortBulkNote) + "\n\n")
 	writeMarkdownTable(b, tcpBulkSummaryTable(r.TCP))
 	b.WriteString("\nEvery run:\n\n")
 	writeMarkdownTable(b, tcpBulkTable(r.TCP))
@@ -427,6 +427,6 @@ func writeTCPMarkdown(b *strings.Builder, r *Result) {
 		"p50 / p99 / max over a system's trials (nearest rank). Gaps are between reads that returned data at the receiver; " +
 		"retransmits are the sender's TCP_INFO total_retrans; a connection survived when bytes still arrived at the end " +
 		"and neither end saw a reset. A system that cannot connect at all stops after its first trial." +
-		hostPortNote(r.TCP, failoverHasHostPort, hostPortFailoverNote) + "\n\n")
+		hostPortNote(failoverHasHostPort(r.TCP), hostPortFailoverNote) + "\n\n")
 	writeMarkdownTable(b, tcpFailoverTable(r.TCP))
 }

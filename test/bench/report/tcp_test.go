@@ -2,7 +2,6 @@ package report
 
 import (
 	"bytes"
-	"encoding/json"
 	"slices"
 	"strings"
 	"testing"
@@ -362,29 +361,5 @@ func TestOffloadNotes(t *testing.T) {
 	}
 	if md := b.String(); strings.Contains(md, "| GRO | Note |") || strings.Contains(md, "Note column") {
 		t.Error("a result without offload notes has a Note column")
-	}
-}
-
-// TestOffloadNotesJSON: the notes round-trip, and a result without them
-// (older ones) has no key.
-func TestOffloadNotesJSON(t *testing.T) {
-	r := tcpHand()
-	raw, err := json.Marshal(r.TCP)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if bytes.Contains(raw, []byte("offload_notes")) {
-		t.Errorf("no notes, yet the key is written: %s", raw)
-	}
-	r.TCP.OffloadNotes = map[string]string{SystemOVS: "userspace-tso-enable=true"}
-	if raw, err = json.Marshal(r.TCP); err != nil {
-		t.Fatal(err)
-	}
-	var back TCPResult
-	if err := json.Unmarshal(raw, &back); err != nil {
-		t.Fatal(err)
-	}
-	if back.OffloadNotes[SystemOVS] != "userspace-tso-enable=true" {
-		t.Errorf("notes after a round trip: %v", back.OffloadNotes)
 	}
 }
