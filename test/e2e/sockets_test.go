@@ -371,7 +371,6 @@ func stallText(d time.Duration) string {
 	return d.Round(100 * time.Microsecond).String()
 }
 
-// halt stops the writers once; they end their streams.
 // receivedBy is how many bytes each flow has received so far.
 func receivedBy(flows []*tcpFlow) []int64 {
 	out := make([]int64, len(flows))
@@ -381,6 +380,7 @@ func receivedBy(flows []*tcpFlow) []int64 {
 	return out
 }
 
+// halt stops the writers once; they end their streams.
 func (f *tcpFlow) halt() { f.stopOnce.Do(func() { close(f.stop) }) }
 
 func (f *tcpFlow) fail(err error) {
