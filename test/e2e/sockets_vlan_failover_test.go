@@ -54,12 +54,14 @@ func (l *lab) tagVLAN(role, ifname string, vid uint16) error {
 		l.check(err)
 		index := nl.Attrs().Index
 		var links []link.Link
+		var tcxErr error
 		for _, a := range []struct {
 			prog *ebpf.Program
 			at   ebpf.AttachType
 		}{{push, ebpf.AttachTCXEgress}, {pop, ebpf.AttachTCXIngress}} {
 			lk, err := link.AttachTCX(link.TCXOptions{Interface: index, Program: a.prog, Attach: a.at})
 			if err != nil {
+				tcxErr = err
 				break
 			}
 			links = append(links, lk)
@@ -74,7 +76,7 @@ func (l *lab) tagVLAN(role, ifname string, vid uint16) error {
 		// No tcx (before 6.6): the same programs as clsact filters. Both
 		// return 0, which is TCX_PASS and TC_ACT_OK alike.
 		if err := attachClsact(index, push, pop); err != nil {
-			attachErr = fmt.Errorf("attach VLAN tagger to %s in %s (no tcx, and clsact: %w)", ifname, role, err)
+			attachErr = fmt.Errorf("attach VLAN tagger to %s in %s: tcx: %v; clsact: %w", ifname, role, tcxErr, err)
 		}
 	})
 	return attachErr
