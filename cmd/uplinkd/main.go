@@ -17,6 +17,7 @@ import (
 	"github.com/uplinkd/uplinkd/pkg/daemon"
 	"github.com/uplinkd/uplinkd/pkg/datapath"
 	"github.com/uplinkd/uplinkd/pkg/limits"
+	"github.com/uplinkd/uplinkd/pkg/nldump"
 	"github.com/uplinkd/uplinkd/pkg/sdnotify"
 	"github.com/uplinkd/uplinkd/pkg/version"
 )
@@ -133,9 +134,9 @@ func uplinkAddresses(cfg *config.Config) map[string][]string {
 			if err != nil {
 				continue // not there (yet): nothing to warn about
 			}
-			addrs, err := netlink.AddrList(link, netlink.FAMILY_ALL)
-			if err != nil {
-				continue
+			addrs, err := nldump.Retry(func() ([]netlink.Addr, error) { return netlink.AddrList(link, netlink.FAMILY_ALL) })
+			if err != nil && !nldump.Interrupted(err) {
+				continue // a warning from a recent view beats none
 			}
 			for _, a := range addrs {
 				if a.IP.To4() != nil || !a.IP.IsLinkLocalUnicast() {

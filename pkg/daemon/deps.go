@@ -12,6 +12,7 @@ import (
 	"github.com/uplinkd/uplinkd/pkg/hostport"
 	"github.com/uplinkd/uplinkd/pkg/limits"
 	"github.com/uplinkd/uplinkd/pkg/linkwatch"
+	"github.com/uplinkd/uplinkd/pkg/nldump"
 )
 
 // The daemon's view of what it drives, as small interfaces declared here
@@ -79,7 +80,7 @@ type netlinkHost struct{}
 
 func (netlinkHost) LinkByName(name string) (netlink.Link, error) { return netlink.LinkByName(name) }
 func (netlinkHost) LinkByIndex(index int) (netlink.Link, error)  { return netlink.LinkByIndex(index) }
-func (netlinkHost) LinkList() ([]netlink.Link, error)            { return netlink.LinkList() }
+func (netlinkHost) LinkList() ([]netlink.Link, error)            { return nldump.Retry(netlink.LinkList) }
 func (netlinkHost) LinkState(name string) (linkwatch.State, error) {
 	return linkwatch.Current(name)
 }

@@ -11,6 +11,8 @@ import (
 	"github.com/cilium/ebpf/link"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/uplinkd/uplinkd/pkg/nldump"
 )
 
 // Hooks a port's programs run at.
@@ -136,8 +138,9 @@ func attachClsact(ifindex int, prog *ebpf.Program, dir direction) error {
 func ourFilters(ifindex int, dir direction) []netlink.Filter {
 	// The dump needs only the index: no look-up of the link first (one
 	// netlink request less per interface).
-	filters, err := netlink.FilterList(&netlink.Device{LinkAttrs: netlink.LinkAttrs{Index: ifindex}}, dir.parent)
-	if err != nil {
+	dev := &netlink.Device{LinkAttrs: netlink.LinkAttrs{Index: ifindex}}
+	filters, err := nldump.Retry(func() ([]netlink.Filter, error) { return netlink.FilterList(dev, dir.parent) })
+	if err != nil && !nldump.Interrupted(err) { // interrupted still: a recent list finds more than none
 		return nil
 	}
 	var ours []netlink.Filter
@@ -181,7 +184,7 @@ func (d *Datapath) detachTC(ifname string, ifindex int, dir direction) error {
 // clsactPorts lists the interfaces of this namespace that carry one of
 // uplinkd's clsact filters (ingress), by name.
 func clsactPorts() []string {
-	links, err := netlink.LinkList()
+	links, err := nldump.Retry(netlink.LinkList)
 	if err != nil {
 		return nil
 	}
@@ -201,7 +204,7 @@ func clsactPorts() []string {
 // listing the switch's ports. If the qdiscs cannot be listed in full,
 // every link is a candidate.
 func mayHaveFilters(links []netlink.Link) []netlink.Link {
-	qdiscs, err := netlink.QdiscList(nil)
+	qdiscs, err := nldump.Retry(func() ([]netlink.Qdisc, error) { return netlink.QdiscList(nil) })
 	if err != nil { // an interrupted dump too: it may have missed one
 		return links
 	}
@@ -223,7 +226,7 @@ func mayHaveFilters(links []netlink.Link) []netlink.Link {
 // removeClsact deletes uplinkd's clsact filters from every interface of
 // this namespace (uplinkd -cleanup).
 func removeClsact() error {
-	links, err := netlink.LinkList()
+	links, err := nldump.Retry(netlink.LinkList)
 	if err != nil {
 		return fmt.Errorf("list links: %w", err)
 	}

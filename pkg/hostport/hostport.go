@@ -21,6 +21,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/uplinkd/uplinkd/pkg/config"
+	"github.com/uplinkd/uplinkd/pkg/nldump"
 )
 
 // Result says what Ensure found or made.
@@ -207,7 +208,7 @@ func ReadEnd(name string) (End, error) {
 	a := link.Attrs()
 	end := End{Exists: true, Up: a.RawFlags&unix.IFF_UP != 0 && a.RawFlags&unix.IFF_LOWER_UP != 0,
 		MAC: a.HardwareAddr, MTU: a.MTU}
-	list, err := netlink.AddrList(link, netlink.FAMILY_ALL)
+	list, err := nldump.Retry(func() ([]netlink.Addr, error) { return netlink.AddrList(link, netlink.FAMILY_ALL) })
 	if err != nil {
 		return end, fmt.Errorf("%s: list addresses: %w", name, err)
 	}

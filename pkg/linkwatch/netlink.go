@@ -12,6 +12,8 @@ import (
 	"github.com/vishvananda/netlink/nl"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/uplinkd/uplinkd/pkg/nldump"
 )
 
 // The subscription is built on the netlink library's nl layer rather than
@@ -317,24 +319,21 @@ func snapshotIn(ns netns.NsHandle, names []string) (map[string]State, error) {
 	}
 	handles := map[int]*nl.SocketHandle{unix.NETLINK_ROUTE: {Socket: sock}}
 
-	// A listing interrupted by concurrent changes is retried a few times,
-	// then used as is: it is still a recent view.
-	var links []linkMsg
-	for attempt := 0; attempt < 3; attempt++ {
-		links = links[:0]
+	// A listing still interrupted by concurrent changes after the retries
+	// is used as is: it is a recent view.
+	links, err := nldump.Retry(func() ([]linkMsg, error) {
+		var links []linkMsg
 		req := newDumpRequest()
 		req.Sockets = handles
-		err = req.ExecuteIter(unix.NETLINK_ROUTE, unix.RTM_NEWLINK, func(b []byte) bool {
+		err := req.ExecuteIter(unix.NETLINK_ROUTE, unix.RTM_NEWLINK, func(b []byte) bool {
 			if m, err := parseLink(unix.RTM_NEWLINK, b); err == nil {
 				links = append(links, m)
 			}
 			return true
 		})
-		if !errors.Is(err, nl.ErrDumpInterrupted) {
-			break
-		}
-	}
-	if err != nil && !errors.Is(err, nl.ErrDumpInterrupted) {
+		return links, err
+	})
+	if err != nil && !nldump.Interrupted(err) {
 		return nil, fmt.Errorf("list links: %w", err)
 	}
 
