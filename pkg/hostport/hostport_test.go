@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/uplinkd/uplinkd/pkg/config"
+	"github.com/uplinkd/uplinkd/pkg/nldump"
 	"github.com/uplinkd/uplinkd/test/testenv"
 )
 
@@ -116,11 +117,15 @@ func TestSwitchEndHasNoIPv6(t *testing.T) {
 	if _, err := Ensure(hp); err != nil {
 		t.Fatal(err)
 	}
+	ipv6Addrs := func(name string) ([]netlink.Addr, error) {
+		link := mustLink(t, name)
+		return nldump.Retry(func() ([]netlink.Addr, error) { return netlink.AddrList(link, netlink.FAMILY_V6) })
+	}
 	deadline := time.Now().Add(3 * time.Second)
 	var host []netip.Addr
 	for len(host) == 0 && time.Now().Before(deadline) {
 		time.Sleep(20 * time.Millisecond)
-		list, err := netlink.AddrList(mustLink(t, hp.Name), netlink.FAMILY_V6)
+		list, err := ipv6Addrs(hp.Name)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -131,7 +136,7 @@ func TestSwitchEndHasNoIPv6(t *testing.T) {
 	if len(host) == 0 {
 		t.Fatalf("host end %s has no IPv6 address after 3s: is IPv6 on in this kernel?", hp.Name)
 	}
-	sw, err := netlink.AddrList(mustLink(t, hp.SwitchEnd), netlink.FAMILY_V6)
+	sw, err := ipv6Addrs(hp.SwitchEnd)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,6 +10,8 @@ import (
 	"testing"
 
 	"github.com/vishvananda/netlink"
+
+	"github.com/uplinkd/uplinkd/pkg/nldump"
 )
 
 // TestCleanupKeepsHostPorts: status shows the host port with its address
@@ -49,7 +51,7 @@ func TestCleanupKeepsHostPorts(t *testing.T) {
 				if name != "mgmt0" {
 					continue
 				}
-				addrs, err := netlink.AddrList(link, netlink.FAMILY_V4)
+				addrs, err := nldump.Retry(func() ([]netlink.Addr, error) { return netlink.AddrList(link, netlink.FAMILY_V4) })
 				l.check(err)
 				hasAddr = slices.ContainsFunc(addrs, func(a netlink.Addr) bool { return a.IP.Equal(hostPortIP) })
 			}

@@ -27,6 +27,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/uplinkd/uplinkd/pkg/control"
+	"github.com/uplinkd/uplinkd/pkg/nldump"
 	"github.com/uplinkd/uplinkd/test/testenv"
 )
 
@@ -288,7 +289,7 @@ func (l *lab) bridgeFDB() map[string]string {
 	l.in("U", func() {
 		br, err := netlink.LinkByName("br0")
 		l.check(err)
-		neighs, err := netlink.NeighList(0, unix.AF_BRIDGE)
+		neighs, err := nldump.Retry(func() ([]netlink.Neigh, error) { return netlink.NeighList(0, unix.AF_BRIDGE) })
 		l.check(err)
 		names := map[int]string{}
 		for _, n := range neighs {

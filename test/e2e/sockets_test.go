@@ -30,6 +30,7 @@ import (
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
+	"github.com/uplinkd/uplinkd/pkg/nldump"
 	"github.com/uplinkd/uplinkd/test/testenv"
 )
 
@@ -99,7 +100,7 @@ func (l *lab) offloadPoints() map[string][]string {
 		}
 	}
 	l.in("U", func() {
-		links, err := netlink.LinkList()
+		links, err := nldump.Retry(netlink.LinkList)
 		l.check(err)
 		for _, link := range links {
 			if n := link.Attrs().Name; strings.HasPrefix(n, "p") && link.Type() == "veth" {
@@ -251,7 +252,7 @@ func (l *lab) watchFrameSizes(role string) *frameSizes {
 			ready <- err
 			return
 		}
-		links, err := netlink.LinkList()
+		links, err := nldump.Retry(netlink.LinkList)
 		if err != nil {
 			ready <- err
 			return
@@ -784,7 +785,7 @@ func (l *lab) bridgeInsteadOfUplinkd() {
 	l.in("H", func() {
 		br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: "brh"}}
 		l.check(netlink.LinkAdd(br))
-		links, err := netlink.LinkList()
+		links, err := nldump.Retry(netlink.LinkList)
 		l.check(err)
 		for _, link := range links {
 			if n := link.Attrs().Name; n == "up0" || strings.HasPrefix(n, "vnet") {

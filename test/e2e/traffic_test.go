@@ -13,6 +13,7 @@ import (
 	"unsafe"
 
 	"github.com/safchain/ethtool"
+	"github.com/uplinkd/uplinkd/pkg/nldump"
 	"github.com/uplinkd/uplinkd/test/bench/benchbpf"
 	"github.com/uplinkd/uplinkd/test/testenv"
 	"github.com/vishvananda/netlink"
@@ -334,7 +335,7 @@ func (d *testbedDrops) ringsRefused() (n uint64) {
 		e, err := ethtool.NewEthtool() // in this thread's namespace
 		d.l.check(err)
 		defer e.Close()
-		links, err := netlink.LinkList()
+		links, err := nldump.Retry(netlink.LinkList)
 		d.l.check(err)
 		for _, link := range links {
 			if link.Type() != "veth" {
