@@ -205,6 +205,101 @@ func TestReadEnd(t *testing.T) {
 	}
 }
 
+// TestReadEndWhileAddressesChange: addresses change in the namespace (a
+// neighbour interface's, as when IPv6 DAD settles or a port comes up)
+// while ReadEnd dumps a host end with enough addresses that the dump
+// takes several reads. The kernel flags some of those dumps interrupted;
+// ReadEnd retries them, so it neither fails nor returns a partial list.
+func TestReadEndWhileAddressesChange(t *testing.T) {
+	testenv.RequireRoot(t, "creates veth pairs in a namespace")
+	ns := testenv.EnterNetns(t, testenv.UniqueName("ulxp"))
+	hp := hostPort("ulxpbusy", 0)
+	if _, err := Ensure(hp); err != nil {
+		t.Fatal(err)
+	}
+	link := mustLink(t, hp.Name)
+	const many = 1000 // about 5 reads of the dump
+	for i := range many {
+		addr := &netlink.Addr{IPNet: &net.IPNet{IP: net.IPv4(10, 9, byte(i/250), byte(1+i%250)), Mask: net.CIDRMask(32, 32)}}
+		if err := netlink.AddrAdd(link, addr); err != nil {
+			t.Fatalf("add %s: %v", addr, err)
+		}
+	}
+	// Changes come in bursts with quiet between (an address settles, a
+	// port comes up): one change, then quiet for four dumps' time, which
+	// interrupts a fraction of dumps on a fast machine and under
+	// emulation alike.
+	var took []time.Duration
+	for range 5 {
+		start := time.Now()
+		if _, err := ReadEnd(hp.Name); err != nil {
+			t.Fatal(err)
+		}
+		took = append(took, time.Since(start))
+	}
+	slices.Sort(took)
+	quiet := 4 * took[len(took)/2]
+	churned := mustLink(t, hp.SwitchEnd)
+	stop := make(chan struct{})
+	churnDone := make(chan error, 1)
+	go func() {
+		churnDone <- testenv.Go(ns.Handle, func() error {
+			addr := &netlink.Addr{IPNet: &net.IPNet{IP: net.IPv4(192, 0, 2, 9), Mask: net.CIDRMask(32, 32)}}
+			for i := 0; i < 100_000; i++ { // bounded; stop ends it sooner
+				select {
+				case <-stop:
+					return nil
+				default:
+				}
+				if err := netlink.AddrAdd(churned, addr); err != nil {
+					return err
+				}
+				if err := netlink.AddrDel(churned, addr); err != nil {
+					return err
+				}
+				time.Sleep(quiet)
+			}
+			return nil
+		})
+	}()
+
+	const reads = 200
+	plainInterrupted, failed, partial := 0, 0, 0
+	for range reads {
+		if _, err := netlink.AddrList(link, netlink.FAMILY_ALL); nldump.Interrupted(err) {
+			plainInterrupted++
+		}
+		end, err := ReadEnd(hp.Name)
+		if err != nil {
+			failed++
+			t.Logf("ReadEnd: %v", err)
+			continue
+		}
+		ipv4 := 0
+		for _, a := range end.Addrs {
+			if a.Is4() {
+				ipv4++
+			}
+		}
+		if ipv4 != many {
+			partial++
+		}
+	}
+	close(stop)
+	if err := <-churnDone; err != nil {
+		t.Fatalf("changing addresses: %v", err)
+	}
+	t.Logf("of %d dumps while addresses changed every %v: %d plain dumps interrupted; ReadEnd failed %d, partial %d", reads, quiet, plainInterrupted, failed, partial)
+	if plainInterrupted == 0 {
+		t.Fatal("no plain dump was interrupted: the changes did not reach the dumps, so this test shows nothing")
+	}
+	// All of ReadEnd's tries can be interrupted, rarely: a quarter of the
+	// plain rate leaves room for that and still fails a single try.
+	if failed+partial > plainInterrupted/4 {
+		t.Errorf("ReadEnd failed %d and was partial %d times of %d, with %d plain dumps interrupted; want at most a quarter of those", failed, partial, reads, plainInterrupted)
+	}
+}
+
 func mustLink(t *testing.T, name string) netlink.Link {
 	t.Helper()
 	l, err := netlink.LinkByName(name)
