@@ -77,12 +77,12 @@ type announceCounts struct {
 // recent arrivals and counters live on the group (g.arrived, g.announced),
 // touched only on the event loop.
 type announcer struct {
-	send    announceSender
-	guests  func() ([]datapath.Guest, error)          // every learned guest (a walk of the FDB)
-	hostEnd func(ifname string) (hostport.End, error) // a host port's host end now
-	met     *metrics.Metrics
-	log     *slog.Logger
-	post    func(func()) // runs a function on the event loop
+	send     announceSender
+	guests   func() ([]datapath.Guest, error)                 // every learned guest (a walk of the FDB)
+	hostEnds func(ifnames []string) ([]hostport.End, []error) // host ports' host ends now
+	met      *metrics.Metrics
+	log      *slog.Logger
+	post     func(func()) // runs a function on the event loop
 }
 
 // learned are g's learned guests, with their ports' announce priorities,
@@ -101,28 +101,31 @@ func (a *announcer) learned(g *group) ([]announce.Guest, error) {
 // them, so they are announced from the start, and a host port that has
 // sent nothing yet is announced too. The MAC is read too because the
 // operator may set another one (systemd-networkd's MACAddress=): the old
-// one must not take the host's addresses with it. Reading a host end is
-// a netlink request on the event loop, hence read.
+// one must not take the host's addresses with it. Reading host ends is
+// netlink requests on the event loop (one address dump for them all),
+// hence read.
 func (a *announcer) hostPorts(g *group, read func(*port) bool) []announce.Guest {
-	var out []announce.Guest
+	var ports []*port
+	var names []string
 	for _, p := range g.guests {
-		if p.hostEnd == "" || (read != nil && !read(p)) {
-			continue
+		if p.hostEnd != "" && (read == nil || read(p)) {
+			ports, names = append(ports, p), append(names, p.hostEnd)
 		}
-		end, err := a.hostEnd(p.hostEnd)
-		if err != nil {
-			a.log.Warn("cannot read a host port; announcing what the switch learned", "group", g.cfg.Name,
-				"host_port", p.hostEnd, "err", err)
-		} else if !end.Exists {
-			continue // deleted by hand: the host has no interface with that MAC
+	}
+	if len(names) == 0 {
+		return nil
+	}
+	ends, errs := a.hostEnds(names)
+	var out []announce.Guest
+	for i, p := range ports {
+		if errs[i] != nil {
+			a.log.Warn("cannot read a host port in full; announcing what was read, with what the switch learned", "group", g.cfg.Name,
+				"host_port", p.hostEnd, "err", errs[i])
 		}
-		if len(end.MAC) == 6 && !bytes.Equal(end.MAC, p.hostMAC) {
-			a.log.Info("a host port's MAC changed; announcing the one it has now", "group", g.cfg.Name,
-				"host_port", p.hostEnd, "was", p.hostMAC, "now", end.MAC)
-			p.hostMAC = end.MAC
-		}
-		if len(p.hostMAC) == 6 {
-			out = append(out, announce.Guest{MAC: p.hostMAC, VLAN: p.vlan, Addrs: end.Addrs, Priority: p.announcePriority})
+		// A host end deleted by hand has no MAC the host answers for; one
+		// not read leaves what the switch learned to be announced.
+		if end := ends[i]; end.Exists && len(end.MAC) == 6 {
+			out = append(out, announce.Guest{MAC: end.MAC, VLAN: p.vlan, Addrs: end.Addrs, Priority: p.announcePriority})
 		}
 	}
 	return out

@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"bytes"
+	"errors"
 	"net"
 	"net/netip"
 	"slices"
@@ -275,9 +276,10 @@ func TestWithHostPorts(t *testing.T) {
 
 // A failover announces the host port with the addresses on the host's
 // end, though the switch never learned it; and with the learned entry
-// merged once it did.
+// merged once it did. The group's two host ports are read with one
+// address dump.
 func TestAnnounceHostPort(t *testing.T) {
-	d, dp, h, s := announceDaemon(t, strings.Replace(hostPortGroupYAML, "{name: mgmt0}", "{name: mgmt0, vlan: 7}", 1), guest(1))
+	d, dp, h, s := announceDaemon(t, strings.Replace(hostPortGroupYAML, "{name: mgmt0}", "{name: mgmt0, vlan: 7}, {name: stor0}", 1), guest(1))
 	h.links["mgmt0"].addrs = []netip.Addr{netip.MustParseAddr("10.0.0.5"), netip.MustParseAddr("2001:db8::5")}
 	hostMAC := h.link("mgmt0", h.links["mgmt0"]).Attrs().HardwareAddr
 	hostRun := func(step string) announce.Guest {
@@ -298,9 +300,13 @@ func TestAnnounceHostPort(t *testing.T) {
 			d.onLink(h.state(name, linkwatch.SourceNetlink, time.Now()))
 		})
 	}
+	calls := h.hostEndCalls
 	flip("up1", false)
 	if gu := hostRun("failover, not learned"); gu.VLAN != 7 || !slices.Equal(gu.Addrs, h.links["mgmt0"].addrs) {
 		t.Errorf("host port announced as %+v, want VLAN 7 with %v", gu, h.links["mgmt0"].addrs)
+	}
+	if n := h.hostEndCalls - calls; n != 1 {
+		t.Errorf("the failover read its two host ports with %d address dumps, want 1", n)
 	}
 	onLoop(t, d, func() {
 		dp.guests = append(dp.guests, datapath.Guest{FDBEntry: datapath.FDBEntry{VLAN: 7, MAC: hostMAC, Ifindex: h.links["mgmt0-sw"].index},
@@ -310,6 +316,44 @@ func TestAnnounceHostPort(t *testing.T) {
 	want := []netip.Addr{netip.MustParseAddr("10.0.0.5"), netip.MustParseAddr("2001:db8::5"), netip.MustParseAddr("fe80::5")}
 	if gu := hostRun("failback, learned"); !slices.Equal(gu.Addrs, want) {
 		t.Errorf("learned host port announced with %v, want %v", gu.Addrs, want)
+	}
+}
+
+// A host end that cannot be read is not announced on a guess: what the
+// switch learned of it goes out, its MAC with the addresses it was
+// learned with, or nothing. One whose addresses cannot be listed goes
+// out with its MAC and the learned addresses.
+func TestAnnounceHostPortNotRead(t *testing.T) {
+	d, dp, h, s := announceDaemon(t, hostPortGroupYAML, guest(1))
+	mgmt := h.links["mgmt0"]
+	mgmt.addrs, mgmt.readErr = []netip.Addr{netip.MustParseAddr("10.0.0.5")}, errors.New("no buffer space available")
+	hostMAC := h.link("mgmt0", mgmt).Attrs().HardwareAddr
+	learned := []netip.Addr{netip.MustParseAddr("fe80::5")}
+	flip := func(step string, up bool) map[string][]netip.Addr {
+		t.Helper()
+		onLoop(t, d, func() {
+			h.links["up1"].up = up
+			h.links["up1"].changes++
+			d.onLink(h.state("up1", linkwatch.SourceNetlink, time.Now()))
+		})
+		out := map[string][]netip.Addr{}
+		for _, gu := range s.onlyRun(t, step).Guests {
+			out[gu.MAC.String()] = gu.Addrs
+		}
+		return out
+	}
+	if got := flip("failover, not read, not learned", false); len(got) != 1 {
+		t.Errorf("announced %v; want guest 1 only, not the host port", got)
+	}
+	onLoop(t, d, func() {
+		dp.guests = append(dp.guests, datapath.Guest{FDBEntry: datapath.FDBEntry{MAC: hostMAC, Ifindex: h.links["mgmt0-sw"].index}, Addrs: learned})
+	})
+	if got, ok := flip("failback, not read, learned", true)[hostMAC.String()]; !ok || !slices.Equal(got, learned) {
+		t.Errorf("host port announced: %t with %v; want it with %v, as learned", ok, got, learned)
+	}
+	onLoop(t, d, func() { mgmt.readErr, mgmt.addrsErr = nil, errors.New("no buffer space available") })
+	if got, ok := flip("failover, addresses not listed", false)[hostMAC.String()]; !ok || !slices.Equal(got, learned) {
+		t.Errorf("host port announced: %t with %v; want it with %v, as learned", ok, got, learned)
 	}
 }
 

@@ -114,7 +114,7 @@ func newDaemon(cfg *config.Config, log *slog.Logger, dp dataPlane, h host) *Daem
 	d.hold.Stop() // armed by armHold when a hold timer runs
 	d.met = metrics.New(d.metricsSnapshot)
 	d.ann = &announcer{send: announce.New(cfg.AnnounceRateLimit, cfg.AnnounceBurst, log),
-		guests: dp.Guests, hostEnd: h.HostEnd, met: d.met, log: log, post: d.calls.post}
+		guests: dp.Guests, hostEnds: h.HostEnds, met: d.met, log: log, post: d.calls.post}
 	return d
 }
 
@@ -208,7 +208,7 @@ func (d *Daemon) addHostPort(g *group, hp config.HostPort) (*port, error) {
 			"group", g.cfg.Name, "host_port", hp.Name, "configured", diff)
 	}
 	p := d.addGuest(g, config.GuestPort{Name: hp.SwitchEnd, VLAN: hp.VLAN, MaxMACs: config.DefaultMaxMACs})
-	p.hostEnd, p.hostMAC = hp.Name, res.HostMAC
+	p.hostEnd = hp.Name
 	return p, nil
 }
 

@@ -70,8 +70,8 @@ type host interface {
 	// EnsureHostPort creates or adopts a host port's veth pair
 	// (hostport.Ensure).
 	EnsureHostPort(hp config.HostPort) (hostport.Result, error)
-	// HostEnd is a host port's host end now (hostport.ReadEnd).
-	HostEnd(name string) (hostport.End, error)
+	// HostEnds are host ports' host ends now (hostport.ReadEnds).
+	HostEnds(names []string) ([]hostport.End, []error)
 }
 
 // netlinkHost is the host through netlink, in the daemon's network
@@ -87,4 +87,6 @@ func (netlinkHost) LinkState(name string) (linkwatch.State, error) {
 func (netlinkHost) EnsureHostPort(hp config.HostPort) (hostport.Result, error) {
 	return hostport.Ensure(hp)
 }
-func (netlinkHost) HostEnd(name string) (hostport.End, error) { return hostport.ReadEnd(name) }
+func (netlinkHost) HostEnds(names []string) ([]hostport.End, []error) {
+	return hostport.ReadEnds(names)
+}

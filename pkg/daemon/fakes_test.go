@@ -149,12 +149,15 @@ type fakeLink struct {
 	changes uint32
 	addrs   []netip.Addr
 	mac     net.HardwareAddr // nil: 02:00:00:00:00:<index>
+	// readErr fails HostEnds' read of the link, addrsErr its address dump.
+	readErr, addrsErr error
 }
 
 // fakeHost is a host whose interfaces are a map.
 type fakeHost struct {
 	links        map[string]*fakeLink
-	hostEndReads int // calls of HostEnd
+	hostEndReads int // host ends read by HostEnds
+	hostEndCalls int // calls of HostEnds: address dumps
 }
 
 func (h *fakeHost) link(name string, l *fakeLink) netlink.Link {
@@ -201,24 +204,36 @@ func (h *fakeHost) EnsureHostPort(hp config.HostPort) (hostport.Result, error) {
 	sw, hasSwitch := h.links[hp.SwitchEnd]
 	switch {
 	case hasHost && hasSwitch:
-		return hostport.Result{HostIndex: host.index, SwitchIndex: sw.index, HostMAC: h.link(hp.Name, host).Attrs().HardwareAddr}, nil
+		return hostport.Result{HostIndex: host.index, SwitchIndex: sw.index}, nil
 	case hasHost, hasSwitch:
 		return hostport.Result{}, fmt.Errorf("host port %s: not a veth pair of %s and %s", hp.Name, hp.Name, hp.SwitchEnd)
 	}
 	h.links[hp.Name] = &fakeLink{index: 100 + len(h.links), up: true, changes: 1}
 	h.links[hp.SwitchEnd] = &fakeLink{index: 100 + len(h.links), up: true, changes: 1}
-	return hostport.Result{Created: true, HostIndex: h.links[hp.Name].index, SwitchIndex: h.links[hp.SwitchEnd].index,
-		HostMAC: h.link(hp.Name, h.links[hp.Name]).Attrs().HardwareAddr}, nil
+	return hostport.Result{Created: true, HostIndex: h.links[hp.Name].index, SwitchIndex: h.links[hp.SwitchEnd].index}, nil
 }
 
-func (h *fakeHost) HostEnd(name string) (hostport.End, error) {
-	h.hostEndReads++
-	l, ok := h.links[name]
-	if !ok {
-		return hostport.End{}, nil
+// HostEnds fails as hostport.ReadEnds does: a link not read is no End;
+// a failed address dump leaves an End without addresses.
+func (h *fakeHost) HostEnds(names []string) ([]hostport.End, []error) {
+	h.hostEndCalls++
+	ends, errs := make([]hostport.End, len(names)), make([]error, len(names))
+	for i, name := range names {
+		h.hostEndReads++
+		l, ok := h.links[name]
+		switch {
+		case !ok:
+		case l.readErr != nil:
+			errs[i] = fmt.Errorf("%s: %w", name, l.readErr)
+		default:
+			a := h.link(name, l).Attrs()
+			ends[i] = hostport.End{Exists: true, Up: l.up, MAC: a.HardwareAddr, MTU: a.MTU, Addrs: l.addrs}
+			if l.addrsErr != nil {
+				ends[i].Addrs, errs[i] = nil, fmt.Errorf("%s: list addresses: %w", name, l.addrsErr)
+			}
+		}
 	}
-	a := h.link(name, l).Attrs()
-	return hostport.End{Exists: true, Up: l.up, MAC: a.HardwareAddr, MTU: a.MTU, Addrs: l.addrs}, nil
+	return ends, errs
 }
 
 // state is name's state as a watcher reports it.

@@ -94,7 +94,6 @@ type port struct {
 	// hostEnd is the host's end of a host port's veth pair, this port
 	// being its switch end ("" for any other port).
 	hostEnd string
-	hostMAC net.HardwareAddr // the host's end's MAC, announced with its addresses
 	// changes is the last carrier_changes seen, to spot a flap that
 	// happened between two polls.
 	changes uint32

@@ -36,7 +36,7 @@ func testGroup(t *testing.T, yaml string, links ...string) (*group, *fakeDataPla
 	met := metrics.New(func() metrics.Snapshot { return metrics.Snapshot{} })
 	now := func(fn func()) { fn() } // the test is the event loop
 	deps := &groupDeps{dp: dp, host: h, log: log, met: met, timeline: &timeline{}, post: now,
-		ann: &announcer{send: &fakeSender{}, guests: dp.Guests, hostEnd: h.HostEnd, met: met, log: log, post: now},
+		ann: &announcer{send: &fakeSender{}, guests: dp.Guests, hostEnds: h.HostEnds, met: met, log: log, post: now},
 		policyEvent: func() {
 			dp.writes = append(dp.writes, fmt.Sprintf("policy event, fallback %v", dp.fallback[0]))
 		}}

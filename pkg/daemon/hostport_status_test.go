@@ -2,8 +2,10 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -20,15 +22,15 @@ type offLoopHost struct {
 	onLoop []string
 }
 
-func (h *offLoopHost) HostEnd(name string) (hostport.End, error) {
+func (h *offLoopHost) HostEnds(names []string) ([]hostport.End, []error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
 	if err := h.calls.call(ctx, func() {}); err != nil {
 		h.mu.Lock()
-		h.onLoop = append(h.onLoop, name)
+		h.onLoop = append(h.onLoop, names...)
 		h.mu.Unlock()
 	}
-	return h.fakeHost.HostEnd(name)
+	return h.fakeHost.HostEnds(names)
 }
 
 // Status lists each group's host ports with the host end's state and
@@ -65,6 +67,24 @@ func TestStatusHostPorts(t *testing.T) {
 	if spy.onLoop != nil {
 		t.Errorf("addresses of %v read on the event loop", spy.onLoop)
 	}
+	if h.hostEndCalls != 1 {
+		t.Errorf("status read its two host ports with %d address dumps, want 1", h.hostEndCalls)
+	}
+
+	configured := d.cfg.Groups[0].HostPorts[1].MAC.String()
+	h.links["stor0"].readErr = errors.New("no buffer space available")
+	h.links["mgmt0"].addrsErr = errors.New("no buffer space available")
+	st, err = api.Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mgmt0, stor0 = st.Groups[0].HostPorts[0], st.Groups[0].HostPorts[1]
+	if stor0.State != "unknown" || stor0.MAC != configured || !strings.Contains(stor0.Error, "no buffer space") {
+		t.Errorf("stor0 not read: %+v; want unknown, with the configured mac %s and the error", stor0, configured)
+	}
+	if mgmt0.State != "up" || mgmt0.MAC != wantMAC || len(mgmt0.Addrs) != 0 || !strings.Contains(mgmt0.Error, "list addresses") {
+		t.Errorf("mgmt0's addresses not listed: %+v; want up, mac %s, no address and the error", mgmt0, wantMAC)
+	}
 
 	delete(h.links, "stor0")
 	st, err = api.Status(ctx)
@@ -72,7 +92,6 @@ func TestStatusHostPorts(t *testing.T) {
 		t.Fatal(err)
 	}
 	stor0 = st.Groups[0].HostPorts[1]
-	configured := d.cfg.Groups[0].HostPorts[1].MAC.String()
 	if stor0.State != "missing" || stor0.MAC != configured || len(stor0.Addrs) != 0 {
 		t.Errorf("stor0 gone: %+v; want missing, with the configured mac %s", stor0, configured)
 	}

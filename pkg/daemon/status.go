@@ -3,10 +3,12 @@ package daemon
 import (
 	"errors"
 	"maps"
+	"strings"
 	"time"
 
 	"github.com/uplinkd/uplinkd/pkg/control"
 	"github.com/uplinkd/uplinkd/pkg/datapath"
+	"github.com/uplinkd/uplinkd/pkg/hostport"
 	"github.com/uplinkd/uplinkd/pkg/limits"
 	"github.com/uplinkd/uplinkd/pkg/version"
 )
@@ -117,43 +119,46 @@ func (g *group) hostPortStatus() []control.HostPortStatus {
 // netlink reads, so the control API makes them off the event loop, after
 // status.
 func (d *Daemon) readHostPorts(st *control.Status) {
+	var hps []*control.HostPortStatus
+	var names []string
 	for gi := range st.Groups {
 		for hi := range st.Groups[gi].HostPorts {
-			d.readHostPort(&st.Groups[gi].HostPorts[hi])
+			hs := &st.Groups[gi].HostPorts[hi]
+			hps, names = append(hps, hs), append(names, hs.Name)
 		}
+	}
+	if len(names) == 0 {
+		return
+	}
+	ends, errs := d.host.HostEnds(names)
+	for i, hs := range hps {
+		fillHostPort(hs, ends[i], errs[i])
 	}
 }
 
-func (d *Daemon) readHostPort(hs *control.HostPortStatus) {
-	fail := func(err error) {
-		if hs.Error != "" {
-			hs.Error += "; "
-		}
-		hs.Error += err.Error()
-	}
-	end, err := d.host.HostEnd(hs.Name)
+// fillHostPort adds end, read with err, to hs.
+func fillHostPort(hs *control.HostPortStatus, end hostport.End, err error) {
 	switch {
-	case err != nil && !end.Exists:
+	case !end.Exists && err != nil:
 		hs.State = "unknown"
-		fail(err)
-		return
 	case !end.Exists:
 		hs.State = "missing"
-		return
 	case end.Up:
 		hs.State = "up"
 	default:
 		hs.State = "down"
 	}
-	if len(end.MAC) > 0 {
+	if err != nil {
+		hs.Error = strings.TrimPrefix(hs.Error+"; "+err.Error(), "; ")
+	}
+	if !end.Exists {
+		return // the configured MAC and MTU stay
+	}
+	if len(end.MAC) > 0 { // none on an interface without one (tun, wireguard) under the name
 		hs.MAC = end.MAC.String()
 	}
 	if end.MTU > 0 {
 		hs.MTU = end.MTU
-	}
-	if err != nil {
-		fail(err)
-		return
 	}
 	for _, a := range end.Addrs {
 		hs.Addrs = append(hs.Addrs, a.String())

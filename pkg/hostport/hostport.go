@@ -29,9 +29,6 @@ type Result struct {
 	Created bool // the pair was made now; false: adopted
 	// HostIndex and SwitchIndex are the two ends' interface indexes.
 	HostIndex, SwitchIndex int
-	// HostMAC is the host's end's MAC: the configured one on a pair made
-	// now, the one it has on an adopted pair.
-	HostMAC net.HardwareAddr
 	// Differs lists configured settings an adopted pair does not have
 	// ("mac 02:..", "mtu 9000"): adopted as it is, never changed under
 	// the host's traffic.
@@ -86,8 +83,7 @@ func create(hp config.HostPort) (Result, error) {
 	if err := setUp(sw, host); err != nil {
 		return Result{}, fmt.Errorf("host port %s: %w", hp.Name, err)
 	}
-	return Result{Created: true, HostIndex: host.Attrs().Index, SwitchIndex: sw.Attrs().Index,
-		HostMAC: host.Attrs().HardwareAddr}, nil
+	return Result{Created: true, HostIndex: host.Attrs().Index, SwitchIndex: sw.Attrs().Index}, nil
 }
 
 func adopt(hp config.HostPort, host netlink.Link) (Result, error) {
@@ -95,7 +91,7 @@ func adopt(hp config.HostPort, host netlink.Link) (Result, error) {
 	if err != nil {
 		return Result{}, fmt.Errorf("host port %s: %w; remove it or choose another name", hp.Name, err)
 	}
-	res := Result{HostIndex: host.Attrs().Index, SwitchIndex: sw.Attrs().Index, HostMAC: host.Attrs().HardwareAddr}
+	res := Result{HostIndex: host.Attrs().Index, SwitchIndex: sw.Attrs().Index}
 	if a := host.Attrs(); !bytes.Equal(a.HardwareAddr, hp.MAC) {
 		res.Differs = append(res.Differs, fmt.Sprintf("mac %s (it has %s)", hp.MAC, a.HardwareAddr))
 	}
@@ -194,32 +190,54 @@ type End struct {
 	Addrs []netip.Addr
 }
 
-// ReadEnd reads the interface name: one link request and one address
-// dump. A missing interface is an End that does not exist, not an error.
-func ReadEnd(name string) (End, error) {
-	link, err := netlink.LinkByName(name)
-	var notFound netlink.LinkNotFoundError
-	if errors.As(err, &notFound) {
-		return End{}, nil
+// ReadEnds reads the interfaces names: a link request each, and one
+// address dump for them all (netlink.AddrList dumps every address of the
+// namespace and keeps one link's, so a dump per name would repeat it). ends[i] is names[i]: a missing interface is an End that
+// does not exist, not an error. errs[i] says why names[i] was not read in
+// full: its End does not exist when its link could not be read, and has
+// no addresses when the dump failed (but those of a dump interrupted on
+// every try, a recent view).
+func ReadEnds(names []string) (ends []End, errs []error) {
+	ends, errs = make([]End, len(names)), make([]error, len(names))
+	at := map[int]int{} // an existing end's ifindex: its i
+	for i, name := range names {
+		link, err := netlink.LinkByName(name)
+		var notFound netlink.LinkNotFoundError
+		if errors.As(err, &notFound) {
+			continue
+		}
+		if err != nil {
+			errs[i] = fmt.Errorf("%s: %w", name, err)
+			continue
+		}
+		a := link.Attrs()
+		ends[i] = End{Exists: true, Up: a.RawFlags&unix.IFF_UP != 0 && a.RawFlags&unix.IFF_LOWER_UP != 0,
+			MAC: a.HardwareAddr, MTU: a.MTU}
+		at[a.Index] = i
 	}
-	if err != nil {
-		return End{}, fmt.Errorf("%s: %w", name, err)
+	if len(at) == 0 {
+		return ends, errs
 	}
-	a := link.Attrs()
-	end := End{Exists: true, Up: a.RawFlags&unix.IFF_UP != 0 && a.RawFlags&unix.IFF_LOWER_UP != 0,
-		MAC: a.HardwareAddr, MTU: a.MTU}
-	list, err := nldump.Retry(func() ([]netlink.Addr, error) { return netlink.AddrList(link, netlink.FAMILY_ALL) })
+	list, err := nldump.Retry(func() ([]netlink.Addr, error) { return netlink.AddrList(nil, netlink.FAMILY_ALL) })
 	if err != nil {
-		return end, fmt.Errorf("%s: list addresses: %w", name, err)
+		for _, i := range at {
+			errs[i] = fmt.Errorf("%s: list addresses: %w", names[i], err)
+		}
+		if !nldump.Interrupted(err) {
+			return ends, errs
+		}
 	}
 	for _, a := range list {
-		if a.Flags&(unix.IFA_F_TENTATIVE|unix.IFA_F_DADFAILED) != 0 {
+		i, ok := at[a.LinkIndex]
+		if !ok || a.Flags&(unix.IFA_F_TENTATIVE|unix.IFA_F_DADFAILED) != 0 {
 			continue
 		}
 		if ip, ok := netip.AddrFromSlice(a.IP); ok {
-			end.Addrs = append(end.Addrs, ip.Unmap())
+			ends[i].Addrs = append(ends[i].Addrs, ip.Unmap())
 		}
 	}
-	slices.SortFunc(end.Addrs, netip.Addr.Compare)
-	return end, nil
+	for i := range ends {
+		slices.SortFunc(ends[i].Addrs, netip.Addr.Compare)
+	}
+	return ends, errs
 }
