@@ -134,9 +134,11 @@ func uplinkAddresses(cfg *config.Config) map[string][]string {
 			if err != nil {
 				continue // not there (yet): nothing to warn about
 			}
+			// A dump interrupted on every try is a recent view: a warning
+			// from it beats none.
 			addrs, err := nldump.Retry(func() ([]netlink.Addr, error) { return netlink.AddrList(link, netlink.FAMILY_ALL) })
 			if err != nil && !nldump.Interrupted(err) {
-				continue // a warning from a recent view beats none
+				continue
 			}
 			for _, a := range addrs {
 				if a.IP.To4() != nil || !a.IP.IsLinkLocalUnicast() {

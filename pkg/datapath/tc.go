@@ -185,7 +185,7 @@ func (d *Datapath) detachTC(ifname string, ifindex int, dir direction) error {
 // uplinkd's clsact filters (ingress), by name.
 func clsactPorts() []string {
 	links, err := nldump.Retry(netlink.LinkList)
-	if err != nil {
+	if err != nil && !nldump.Interrupted(err) { // interrupted still: a recent list finds more than none
 		return nil
 	}
 	var names []string
@@ -227,10 +227,13 @@ func mayHaveFilters(links []netlink.Link) []netlink.Link {
 // this namespace (uplinkd -cleanup).
 func removeClsact() error {
 	links, err := nldump.Retry(netlink.LinkList)
-	if err != nil {
+	if err != nil && !nldump.Interrupted(err) {
 		return fmt.Errorf("list links: %w", err)
 	}
 	var errs []error
+	if err != nil { // interrupted still: remove what the recent list shows, and say it may not be all
+		errs = append(errs, fmt.Errorf("list links: %w", err))
+	}
 	for _, l := range mayHaveFilters(links) {
 		for _, dir := range []direction{ingress, egress} {
 			for _, f := range ourFilters(l.Attrs().Index, dir) {
