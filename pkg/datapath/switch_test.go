@@ -281,6 +281,27 @@ func TestGuestDecisions(t *testing.T) {
 	}
 }
 
+// A flood counts each copy as sent on the port it leaves through (the
+// clones and the last one alike), and none on the standby uplink.
+func TestFloodCountsEveryCopy(t *testing.T) {
+	tp := newTopo(t)
+	f := frame(t, broadcast, macA, 0, nil)
+	want := map[int]uint64{tp.vnet1: 1, tp.up0: 1, tp.up1: 0}
+	before := map[int]PortStats{}
+	for p := range want {
+		before[p] = tp.stats(t, p)
+	}
+	if got := run(t, tp.dp.objs.TcGuest, tp.vnet0, f); got != tcRedirect {
+		t.Fatalf("flood: action %d, want redirect", got)
+	}
+	for p, n := range want {
+		s := tp.stats(t, p)
+		if s.TxPackets-before[p].TxPackets != n || s.TxBytes-before[p].TxBytes != n*uint64(len(f)) {
+			t.Errorf("ifindex %d: tx +%d/+%d bytes, want +%d/+%d", p, s.TxPackets-before[p].TxPackets, s.TxBytes-before[p].TxBytes, n, n*uint64(len(f)))
+		}
+	}
+}
+
 func TestUplinkDecisions(t *testing.T) {
 	tp := newTopo(t)
 	run(t, tp.dp.objs.TcGuest, tp.vnet0, frame(t, broadcast, macA, 0, nil))
