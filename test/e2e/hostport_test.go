@@ -332,71 +332,14 @@ func (l *lab) hostPortUp(name string, ip net.IP) (int, net.HardwareAddr) {
 	return index, mac
 }
 
-// failoverMarks are what flows had received, and when, at each step of
-// failoverAndBack. switchedAt is when the data plane moved to up1 as the
-// daemon recorded it, and switchedBy what saw the cut: the kernel's time
-// where its event came first, else when the daemon wrote the slot; never
-// earlier than the switch, possibly later.
-type failoverMarks struct {
-	cutAt, switchedAt, restoreAt, endAt time.Time
-	switchedBy                          string
-	atCut, atRestore, atEnd             []int64
-}
-
-// failoverAndBack waits a phase, cuts p0 and waits a phase after up1
-// took over, restores p0 and waits a phase after up0 is back (failback),
-// noting received() at each step.
-func (l *lab) failoverAndBack(phase time.Duration, received func() []int64) failoverMarks {
-	l.t.Helper()
-	var m failoverMarks
-	time.Sleep(phase)
-	m.atCut, m.cutAt = received(), l.cut("p0")
-	m.switchedAt = m.cutAt
-	if ev := l.waitActive("up1").LastFailover; ev != nil && ev.Switched.After(m.cutAt) {
-		m.switchedAt, m.switchedBy = ev.Switched, ev.Source
-	}
-	time.Sleep(phase)
-	m.atRestore, m.restoreAt = received(), l.restore("p0")
-	l.waitActive("up0")
-	time.Sleep(phase)
-	m.atEnd, m.endAt = received(), time.Now()
-	return m
-}
-
-// span is a stretch of a test between two events.
-type span struct {
-	name     string
-	from, to time.Time
-}
-
-// checkTCPAcross fails the test if a flow stalled a phase or more in any
-// span, or received nothing in one, and logs its figures.
-func checkTCPAcross(t *testing.T, label string, flows []*tcpFlow, spans []span, at [][]int64, phase time.Duration) {
-	t.Helper()
-	for i, f := range flows {
-		n, d := f.finish(t)
-		var stalls []string
-		for j, s := range spans {
-			stall := f.longestStall(s.from, s.to)
-			stalls = append(stalls, fmt.Sprintf("the %s %s", s.name, stallText(stall)))
-			if stall >= phase {
-				t.Errorf("%s: stalled %v around the %s: as long as a phase", f.name, stall, s.name)
-			}
-			if at[j+1][i] == at[j][i] {
-				t.Errorf("%s: no byte arrived after the %s", f.name, s.name)
-			}
-		}
-		t.Logf("FIGURES %s tcp %s: %.1f MB in %v; longest stall around %s", label, f.name, float64(n)/1e6, d.Round(time.Millisecond), strings.Join(stalls, ", "))
-	}
-}
-
 // TestHostPortAcrossFailoverAndRestart: uplinkd creates the host port
 // mgmt0 (with its derived MAC) in its own namespace; the operator gives it
 // an address; the host's ping, UDP and TCP streams each way to the
 // upstream host go on, without reconnecting, across a failover, a
 // failback and a kill -9 and restart of uplinkd, which adopts the pair it
-// left. A guest's ping and UDP run across the same cuts: once the group
-// has switched, the host port loses no more than the guest does.
+// left. UDP from upstream to the host, and a guest's ping and UDP, run
+// across the same cuts: every flow is answered in each span, and once the
+// group has switched, the host port loses no more than the guest does.
 func TestHostPortAcrossFailoverAndRestart(t *testing.T) {
 	l := newLab(t, labOptions{failback: true, extra: "    host_ports: [{name: mgmt0}]\n"})
 	l.startDaemon()
@@ -408,6 +351,8 @@ func TestHostPortAcrossFailoverAndRestart(t *testing.T) {
 	received := func() []int64 { return receivedBy(flows) }
 	hostPing, guestPing := l.ping(host.role, upstreamHost.ip), l.ping(guest.role, upstreamHost.ip)
 	hostUDP, guestUDP := l.udpProbes(host, upstreamHost), l.udpProbes(guest, upstreamHost)
+	toHostUDP := l.udpProbes(upstreamHost, host)
+	all := []*probes{hostPing, guestPing, hostUDP, guestUDP, toHostUDP}
 	const phase = time.Second
 	m := l.failoverAndBack(phase, received)
 
@@ -426,10 +371,10 @@ func TestHostPortAcrossFailoverAndRestart(t *testing.T) {
 	l.waitActive("up0")
 	time.Sleep(phase)
 	atEnd, endAt := received(), time.Now()
-	for _, p := range []*probes{hostPing, guestPing, hostUDP, guestUDP} {
+	for _, p := range all {
 		p.halt()
 	}
-	for _, p := range []*probes{hostPing, guestPing, hostUDP, guestUDP} {
+	for _, p := range all {
 		p.finish()
 	}
 
@@ -448,14 +393,16 @@ func TestHostPortAcrossFailoverAndRestart(t *testing.T) {
 	}
 	compared := []span{{"failover, from the switch", m.switchedAt, m.restoreAt}, spans[1], spans[2]}
 	for i, s := range spans {
+		for _, p := range all {
+			if f := p.lossIn(s.from, s.to); !f.answers || f.gap >= phase {
+				t.Errorf("%s around the %s: %v, an answer in it %t", p.name, s.name, f, f.answers)
+			}
+		}
 		for _, c := range []struct {
 			what        string
 			host, guest *probes
 			extraLost   int
 		}{{"ping", hostPing, guestPing, extraLostPings}, {"udp", hostUDP, guestUDP, extraLostDatagrams}} {
-			if h := c.host.lossIn(s.from, s.to); !h.answers || h.gap >= phase {
-				t.Errorf("host port %s around the %s: %v, an answer in it %t", c.what, s.name, h, h.answers)
-			}
 			if i == 0 {
 				h, g := c.host.lossIn(inFlight.from, inFlight.to), c.guest.lossIn(inFlight.from, inFlight.to)
 				t.Logf("FIGURES %s around the %s, %v (seen by %s): host port %d of %d lost; guest %d of %d lost", c.what, inFlight.name,
@@ -465,9 +412,9 @@ func TestHostPortAcrossFailoverAndRestart(t *testing.T) {
 			noWorseThan(t, c.what, cs.name, c.host.lossIn(cs.from, cs.to), c.guest.lossIn(cs.from, cs.to), c.host.interval, c.extraLost)
 		}
 	}
-	for _, p := range []*probes{hostPing, guestPing, hostUDP, guestUDP} {
-		all := p.lossIn(time.Time{}, endAt.Add(time.Hour))
-		t.Logf("FIGURES %s in all: %d of %d lost", p.name, all.lost, all.sent)
+	for _, p := range all {
+		whole := p.lossIn(time.Time{}, endAt.Add(time.Hour))
+		t.Logf("FIGURES %s in all: %d of %d lost", p.name, whole.lost, whole.sent)
 		if p.bad > 0 {
 			t.Errorf("%s: %d answers not matching their probe", p.name, p.bad)
 		}

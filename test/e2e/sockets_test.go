@@ -381,6 +381,64 @@ func receivedBy(flows []*tcpFlow) []int64 {
 	return out
 }
 
+// failoverMarks are what flows had received, and when, at each step of
+// failoverAndBack. switchedAt is when the data plane moved to up1 as the
+// daemon recorded it, and switchedBy what saw the cut: the kernel's time
+// where its event came first, else when the daemon wrote the slot; never
+// earlier than the switch, possibly later.
+type failoverMarks struct {
+	cutAt, switchedAt, restoreAt, endAt time.Time
+	switchedBy                          string
+	atCut, atRestore, atEnd             []int64
+}
+
+// failoverAndBack waits a phase, cuts p0 and waits a phase after up1
+// took over, restores p0 and waits a phase after up0 is back (failback),
+// noting received() at each step.
+func (l *lab) failoverAndBack(phase time.Duration, received func() []int64) failoverMarks {
+	l.t.Helper()
+	var m failoverMarks
+	time.Sleep(phase)
+	m.atCut, m.cutAt = received(), l.cut("p0")
+	m.switchedAt = m.cutAt
+	if ev := l.waitActive("up1").LastFailover; ev != nil && ev.Switched.After(m.cutAt) {
+		m.switchedAt, m.switchedBy = ev.Switched, ev.Source
+	}
+	time.Sleep(phase)
+	m.atRestore, m.restoreAt = received(), l.restore("p0")
+	l.waitActive("up0")
+	time.Sleep(phase)
+	m.atEnd, m.endAt = received(), time.Now()
+	return m
+}
+
+// span is a stretch of a test between two events.
+type span struct {
+	name     string
+	from, to time.Time
+}
+
+// checkTCPAcross fails the test if a flow stalled a phase or more in any
+// span, or received nothing in one, and logs its figures.
+func checkTCPAcross(t *testing.T, label string, flows []*tcpFlow, spans []span, at [][]int64, phase time.Duration) {
+	t.Helper()
+	for i, f := range flows {
+		n, d := f.finish(t)
+		var stalls []string
+		for j, s := range spans {
+			stall := f.longestStall(s.from, s.to)
+			stalls = append(stalls, fmt.Sprintf("the %s %s", s.name, stallText(stall)))
+			if stall >= phase {
+				t.Errorf("%s: stalled %v around the %s: as long as a phase", f.name, stall, s.name)
+			}
+			if at[j+1][i] == at[j][i] {
+				t.Errorf("%s: no byte arrived after the %s", f.name, s.name)
+			}
+		}
+		t.Logf("FIGURES %s tcp %s: %.1f MB in %v (%.2f Gbit/s); longest stall around %s", label, f.name, float64(n)/1e6, d.Round(time.Millisecond), gbps(n, d), strings.Join(stalls, ", "))
+	}
+}
+
 // halt stops the writers once; they end their streams.
 func (f *tcpFlow) halt() { f.stopOnce.Do(func() { close(f.stop) }) }
 

@@ -152,11 +152,12 @@ func TestSocketTrafficVLAN(t *testing.T) {
 	l.checkOffloadsKept(before)
 }
 
-// TestSocketTCPAcrossFailover: a TCP stream each way between G0 and the
-// upstream host, at full speed with default offloads, survives a cut of
-// the active uplink and the failback when it returns: no reset, bytes
-// keep flowing after each switch; the longest stall is logged.
-func TestSocketTCPAcrossFailover(t *testing.T) {
+// TestSocketsAcrossFailover: a TCP stream each way between G0 and the
+// upstream host, at full speed with default offloads, and UDP datagrams
+// each way, survive a cut of the active uplink and the failback when it
+// returns: no reset, bytes and datagrams keep arriving after each switch;
+// the longest stall and the datagrams lost are logged.
+func TestSocketsAcrossFailover(t *testing.T) {
 	l := newLab(t, labOptions{failback: true})
 	before := l.requireDefaultOffloads()
 	l.startDaemon()
@@ -165,24 +166,26 @@ func TestSocketTCPAcrossFailover(t *testing.T) {
 	csum := l.sockSNMPAll()
 	g0 := guestHost(0)
 	flows := []*tcpFlow{l.startTCP(t, g0, upstreamHost, 1), l.startTCP(t, upstreamHost, g0, 1)}
-	received := func() []int64 { return receivedBy(flows) }
+	udp := []*probes{l.udpProbes(g0, upstreamHost), l.udpProbes(upstreamHost, g0)}
 	const phase = time.Second
-	m := l.failoverAndBack(phase, received)
-	for i, f := range flows {
-		n, d := f.finish(t)
-		failover := f.longestStall(m.cutAt, m.restoreAt)
-		failback := f.longestStall(m.restoreAt, m.endAt)
-		t.Logf("FIGURES tcp across failover %s: %.1f MB in %v (%.2f Gbit/s); after the cut %.1f MB, after the failback %.1f MB; longest stall around the failover %v, around the failback %v",
-			f.name, float64(n)/1e6, d.Round(time.Millisecond), gbps(n, d), float64(m.atRestore[i]-m.atCut[i])/1e6, float64(m.atEnd[i]-m.atRestore[i])/1e6,
-			stallText(failover), stallText(failback))
-		if m.atRestore[i] == m.atCut[i] {
-			t.Errorf("%s: no byte arrived between the cut and the failback", f.name)
+	m := l.failoverAndBack(phase, func() []int64 { return receivedBy(flows) })
+	for _, p := range udp {
+		p.finish()
+	}
+	spans := []span{{"failover", m.cutAt, m.restoreAt}, {"failback", m.restoreAt, m.endAt}}
+	checkTCPAcross(t, "guest", flows, spans, [][]int64{m.atCut, m.atRestore, m.atEnd}, phase)
+	for _, p := range udp {
+		for _, s := range spans {
+			f := p.lossIn(s.from, s.to)
+			t.Logf("FIGURES %s around the %s: %v", p.name, s.name, f)
+			// What is in flight at the cut is lost; an outage beyond a
+			// quarter of a phase is a switch that did not happen.
+			if !f.answers || f.gap >= phase || f.outage >= phase/4 {
+				t.Errorf("%s around the %s: %v, a datagram in it %t", p.name, s.name, f, f.answers)
+			}
 		}
-		if m.atEnd[i] == m.atRestore[i] {
-			t.Errorf("%s: no byte arrived after the failback", f.name)
-		}
-		if failover >= phase || failback >= phase {
-			t.Errorf("%s: stalled %v around the failover, %v around the failback", f.name, failover, failback)
+		if p.bad > 0 {
+			t.Errorf("%s: %d datagrams not matching what was sent", p.name, p.bad)
 		}
 	}
 	if errs := l.csumErrorsSince(csum); len(errs) > 0 {
