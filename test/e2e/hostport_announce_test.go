@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -14,6 +15,8 @@ import (
 	"github.com/google/gopacket/layers"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/uplinkd/uplinkd/pkg/control"
 )
 
 // announcement is a gratuitous ARP or an unsolicited neighbour
@@ -74,8 +77,14 @@ func (a *announcements) has(an announcement) bool {
 	return a.seen[an] > 0
 }
 
-func (a *announcements) close() map[announcement]int {
+// close stops the receiver and returns what it saw; a receiver that
+// failed fails the test, rather than passing for "not announced".
+func (a *announcements) close(t *testing.T) map[announcement]int {
+	t.Helper()
 	a.r.close()
+	if a.r.err != nil {
+		t.Fatalf("announcement receiver: %v", a.r.err)
+	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return a.seen
@@ -133,10 +142,7 @@ func TestHostPortAnnouncedAndReloaded(t *testing.T) {
 	l.waitActive("up1")
 	announced := waitFor(3*time.Second, func() bool { return watch.has(announcement{mac, v4}) && watch.has(announcement{mac, v6}) })
 	seenAfter := time.Since(cutAt)
-	seen := watch.close()
-	if watch.r.err != nil {
-		t.Fatal(watch.r.err)
-	}
+	seen := watch.close(t)
 	if !announced {
 		t.Errorf("host port %s not announced with %s and %s on the new uplink within 3s of the cut; seen: %v", mac, v4, v6, seen)
 	}
@@ -144,6 +150,19 @@ func TestHostPortAnnouncedAndReloaded(t *testing.T) {
 		t.Errorf("upstream bridge has the host port %s on %q, want p1", mac, l.bridgeFDB()[mac])
 	}
 	t.Logf("FIGURES host port announced with its IPv4 and IPv6 addresses, both seen within %v of the cut", seenAfter.Round(time.Millisecond))
+
+	// The host speaks from its IPv4 address, so the switch learns the old
+	// MAC with it: the state in which the old MAC could take the address
+	// along.
+	teach := l.ping("H", upstreamHost.ip)
+	learned := waitFor(2*time.Second, func() bool {
+		gs, err := l.client().Guests()
+		return err == nil && slices.ContainsFunc(gs, func(g control.Guest) bool { return g.MAC == mac && slices.Contains(g.Addrs, v4.String()) })
+	})
+	teach.finish()
+	if !learned {
+		t.Fatalf("the switch did not learn %s with %s", mac, v4)
+	}
 
 	// The operator gives mgmt0 another MAC (systemd-networkd's
 	// MACAddress=, say): the failback announces the host's addresses with
@@ -161,7 +180,7 @@ func TestHostPortAnnouncedAndReloaded(t *testing.T) {
 	l.waitActive("up0")
 	waitFor(3*time.Second, func() bool { return watch.has(announcement{newMAC, v4}) && watch.has(announcement{newMAC, v6}) })
 	time.Sleep(100 * time.Millisecond) // the rest of the run's round
-	seen = watch.close()
+	seen = watch.close(t)
 	for _, addr := range []netip.Addr{v4, v6} {
 		if seen[announcement{newMAC, addr}] == 0 || seen[announcement{mac, addr}] > 0 {
 			t.Errorf("after mgmt0's MAC changed from %s to %s, the failback announced %s with the old MAC %d times and the new %d: want only the new; seen %v",
