@@ -7,7 +7,6 @@ import (
 	"math/rand/v2"
 	"net"
 	"os"
-	"path/filepath"
 	"runtime"
 	"slices"
 	"strconv"
@@ -16,10 +15,8 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
-	"golang.org/x/sys/unix"
 
 	"github.com/uplinkd/uplinkd/pkg/config"
-	"github.com/uplinkd/uplinkd/pkg/control"
 	"github.com/uplinkd/uplinkd/test/bench/report"
 )
 
@@ -115,7 +112,7 @@ func (h *harness) idleRun(ctx context.Context, shape idleShape) (report.IdleRun,
 	if err := u.stopProcess(); err != nil {
 		return run, fmt.Errorf("stop uplinkd for the restart: %w", err)
 	}
-	restart, err := u.start(ctx, nsName, len(groups), 60*time.Second)
+	restart, err := u.start(ctx)
 	if err != nil {
 		return run, fmt.Errorf("restart: %w", err)
 	}
@@ -230,17 +227,11 @@ func buildIdleBed(nsName string, shape idleShape) (groups []idleGroup, destroy f
 // it in namespace nsName; it returns once every group has an active
 // uplink, and how long that took from starting the process.
 func (h *harness) startIdleUplinkd(ctx context.Context, nsName string, groups []idleGroup, work string) (*uplinkdSystem, time.Duration, error) {
-	pin := filepath.Join(work, "bpffs")
-	if err := os.MkdirAll(pin, 0o700); err != nil {
+	u := newUplinkd(h.opts.BinDir, h.opts.UplinkdPoll)
+	pin, socket, err := u.prepare(nsName, work)
+	if err != nil {
 		return nil, 0, err
 	}
-	if err := unix.Mount("bpf", pin, "bpf", 0, "mode=0700"); err != nil {
-		return nil, 0, fmt.Errorf("mount bpffs: %w", err)
-	}
-	u := newUplinkd(h.opts.BinDir, h.opts.UplinkdPoll)
-	u.dir, u.hostNS = work, nsName
-	socket := filepath.Join(work, "uplinkd.sock")
-	u.client = control.NewClient(socket)
 	var cfg strings.Builder
 	fmt.Fprintf(&cfg, "pin_path: %s/uplinkd\ncontrol_socket: %s\n", pin, socket)
 	if u.poll > 0 {
@@ -253,12 +244,10 @@ func (h *harness) startIdleUplinkd(ctx context.Context, nsName string, groups []
 			fmt.Fprintf(&cfg, "      - {name: %s, priority: %d}\n", name, 10*(i+1))
 		}
 	}
-	u.config = filepath.Join(work, "uplinkd.yaml")
-	if err := os.WriteFile(u.config, []byte(cfg.String()), 0o600); err != nil {
+	if err := u.writeConfig(cfg.String(), len(groups)); err != nil {
 		return u, 0, err
 	}
-
-	took, err := u.start(ctx, nsName, len(groups), 60*time.Second)
+	took, err := u.start(ctx)
 	return u, took, err
 }
 

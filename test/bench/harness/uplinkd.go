@@ -23,6 +23,7 @@ type uplinkdSystem struct {
 	poll   time.Duration // carrier_poll_interval; 0: the default
 	mode   string        // the group's mode; "": the default
 	hostNS string
+	groups int // in the configuration written
 	dir    string
 	config string
 	cmd    *exec.Cmd
@@ -42,22 +43,37 @@ func newUplinkd(binDir string, poll time.Duration) *uplinkdSystem {
 func (u *uplinkdSystem) Name() string { return "uplinkd" }
 
 func (u *uplinkdSystem) Start(ctx context.Context, hostNS string, guests, uplinks []string, workDir string) error {
-	u.dir = workDir
-	pin := filepath.Join(workDir, "bpffs")
-	if err := os.MkdirAll(pin, 0o700); err != nil {
+	pin, socket, err := u.prepare(hostNS, workDir)
+	if err != nil {
 		return err
+	}
+	if err := u.writeConfig(u.configYAML(pin, socket, guests, uplinks), 1); err != nil {
+		return err
+	}
+	_, err = u.start(ctx)
+	return err
+}
+
+// prepare readies uplinkd to run in namespace hostNS with its files in
+// workDir: a bpffs of its own to pin in, and a control socket path.
+func (u *uplinkdSystem) prepare(hostNS, workDir string) (pin, socket string, err error) {
+	u.hostNS, u.dir = hostNS, workDir
+	pin = filepath.Join(workDir, "bpffs")
+	if err := os.MkdirAll(pin, 0o700); err != nil {
+		return "", "", err
 	}
 	if err := unix.Mount("bpf", pin, "bpf", 0, "mode=0700"); err != nil {
-		return fmt.Errorf("mount bpffs: %w", err)
+		return "", "", fmt.Errorf("mount bpffs: %w", err)
 	}
-	socket := filepath.Join(workDir, "uplinkd.sock")
-	cfg := u.configYAML(pin, socket, guests, uplinks)
-	u.config = filepath.Join(workDir, "uplinkd.yaml")
-	if err := os.WriteFile(u.config, []byte(cfg), 0o600); err != nil {
-		return err
-	}
-	u.hostNS, u.client = hostNS, control.NewClient(socket)
-	return u.launch(ctx)
+	socket = filepath.Join(workDir, "uplinkd.sock")
+	u.client = control.NewClient(socket)
+	return pin, socket, nil
+}
+
+// writeConfig writes uplinkd's configuration, of groups groups.
+func (u *uplinkdSystem) writeConfig(yaml string, groups int) error {
+	u.config, u.groups = filepath.Join(u.dir, "uplinkd.yaml"), groups
+	return os.WriteFile(u.config, []byte(yaml), 0o600)
 }
 
 // configYAML is the configuration Start writes: one group over the
@@ -94,19 +110,16 @@ control_socket: %s
 %s`, pin, socket, poll, mode, strings.Join(guests, ", "), hostPorts, ups.String())
 }
 
-// launch starts uplinkd on the written configuration and waits until it
-// serves with an active uplink.
-func (u *uplinkdSystem) launch(ctx context.Context) error {
-	_, err := u.start(ctx, u.hostNS, 1, 10*time.Second)
-	return err
-}
+// readyLimit bounds how long uplinkd may take to serve: a start over
+// the idle scenario's hundreds of ports takes seconds.
+const readyLimit = 60 * time.Second
 
-// start starts uplinkd in the namespace ns and waits, up to limit, until
-// its control socket answers with groups groups, each with an active
-// uplink. It returns how long that took.
-func (u *uplinkdSystem) start(ctx context.Context, ns string, groups int, limit time.Duration) (time.Duration, error) {
+// start starts uplinkd on the written configuration and waits until its
+// control socket answers with every group, each with an active uplink.
+// It returns how long that took.
+func (u *uplinkdSystem) start(ctx context.Context) (time.Duration, error) {
 	u.out.Reset()
-	u.cmd = exec.Command("ip", "netns", "exec", ns, filepath.Join(u.bin, "uplinkd"), "-config", u.config)
+	u.cmd = u.inHostNS("-config", u.config)
 	u.cmd.Stdout, u.cmd.Stderr = &u.out, &u.out
 	start := time.Now()
 	if err := u.cmd.Start(); err != nil {
@@ -116,8 +129,8 @@ func (u *uplinkdSystem) start(ctx context.Context, ns string, groups int, limit 
 	u.done = make(chan struct{})
 	go func(c *exec.Cmd, done chan struct{}) { _ = c.Wait(); close(done) }(u.cmd, u.done)
 	const poll = 5 * time.Millisecond
-	for range int(limit / poll) {
-		if st, err := u.client.Status(); err == nil && len(st.Groups) == groups &&
+	for range int(readyLimit / poll) {
+		if st, err := u.client.Status(); err == nil && len(st.Groups) == u.groups &&
 			!slices.ContainsFunc(st.Groups, func(g control.GroupStatus) bool { return g.Active == "" }) {
 			return time.Since(start), nil
 		}
@@ -129,7 +142,12 @@ func (u *uplinkdSystem) start(ctx context.Context, ns string, groups int, limit 
 		case <-time.After(poll):
 		}
 	}
-	return 0, fmt.Errorf("uplinkd not ready in %s: %s", limit, u.out.String())
+	return 0, fmt.Errorf("uplinkd not ready in %s: %s", readyLimit, u.out.String())
+}
+
+// inHostNS is uplinkd with args, to run in the testbed's host namespace.
+func (u *uplinkdSystem) inHostNS(args ...string) *exec.Cmd {
+	return exec.Command("ip", append([]string{"netns", "exec", u.hostNS, filepath.Join(u.bin, "uplinkd")}, args...)...)
 }
 
 func (u *uplinkdSystem) Active(ctx context.Context) (string, error) {
@@ -189,7 +207,7 @@ func (u *uplinkdSystem) Restart(ctx context.Context, bin string) (time.Duration,
 	if bin != "" {
 		u.bin = bin
 	}
-	err := u.launch(ctx)
+	_, err := u.start(ctx)
 	return time.Since(start), err
 }
 
@@ -212,11 +230,13 @@ func (u *uplinkdSystem) stopProcess() error {
 }
 
 // Stop ends uplinkd and takes down the data plane it leaves attached:
-// also when a restart left no process running.
+// also when a restart left no process running. -cleanup runs in the
+// testbed's namespace: on a kernel without tcx it removes clsact filters
+// from every interface of the namespace it runs in.
 func (u *uplinkdSystem) Stop() error {
 	_ = u.stopProcess()
 	if u.config != "" {
-		_ = exec.Command(filepath.Join(u.bin, "uplinkd"), "-config", u.config, "-cleanup").Run()
+		_ = u.inHostNS("-config", u.config, "-cleanup").Run()
 	}
 	if u.dir != "" {
 		_ = unix.Unmount(filepath.Join(u.dir, "bpffs"), unix.MNT_DETACH)
