@@ -302,6 +302,7 @@ type page struct {
 	UpgradeTable    textTable
 	TCP             *tcpTables
 	IdleTable       textTable
+	IdleCaption     string
 	CPUCost         []cpuCostSection
 	CPUCostCaption  string
 	CPUCostShort    string
@@ -345,6 +346,7 @@ func WriteHTML(w io.Writer, r *Result) error {
 		UpgradeTable:    upgradeTable(r.Upgrade),
 		TCP:             newTCPTables(r.TCP),
 		IdleTable:       idleTable(r.Idle),
+		IdleCaption:     idleCaption,
 		CPUCost:         cpuCostSections(r),
 		CPUCostCaption:  cpuCostCaption,
 		CPUCostShort:    cpuCostShortNote,
@@ -475,7 +477,7 @@ dl.env dd { margin: 0; }
 {{template "table" .BalanceForward}}
 {{template "table" .BalanceFailover}}
 {{end}}{{if .IdleTable.Rows}}<h2>At rest (uplinkd)</h2>
-<p class="caption">uplinkd's own cost with every uplink up and no traffic: CPU time of the process (and of its busiest thread) in percent of one CPU, context switches per second and resident memory, medians over the windows; start-up to ready: from starting the process to an active uplink in every group.</p>
+<p class="caption">{{.IdleCaption}}</p>
 {{template "table" .IdleTable}}
 {{end}}
 {{with .TCP}}<h2>Socket traffic: TCP and UDP</h2>

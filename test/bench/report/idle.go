@@ -85,12 +85,14 @@ func writeIdleMarkdown(b *strings.Builder, r *Result) {
 	if len(r.Idle) == 0 {
 		return
 	}
-	b.WriteString("\n## At rest (uplinkd)\n\n")
-	b.WriteString("uplinkd's own cost with every uplink up and no traffic, after it settled: user+system time of the process " +
-		"over each window in percent of one CPU (and of its busiest thread), context switches of all its threads per second, " +
-		"and its resident memory; medians over the windows. Start-up to ready is from starting the process, on a host with " +
-		"nothing of uplinkd's attached, to its control socket answering with an active uplink in every group. Restart to ready " +
-		"is the same for a second process started over the data plane the first left attached, as after an upgrade or a crash: " +
-		"it adopts the links in place. The cost at rest is the second process's.\n\n")
+	b.WriteString("\n## At rest (uplinkd)\n\n" + idleCaption + "\n\n")
 	writeMarkdownTable(b, idleTable(r.Idle))
 }
+
+// idleCaption explains the idle table, in the markdown and the HTML.
+const idleCaption = "uplinkd's own cost with every uplink up and no traffic, after it settled: user+system time of the process " +
+	"over each window in percent of one CPU (and of its busiest thread), context switches of all its threads per second, " +
+	"and its resident memory; medians over the windows. Start-up to ready is from starting the process, on a host with " +
+	"nothing of uplinkd's attached, to its control socket answering with an active uplink in every group. Restart to ready " +
+	"is the same for a second process started over the data plane the first left attached, as after an upgrade or a crash: " +
+	"it adopts the links in place. The cost at rest is the second process's."

@@ -33,7 +33,7 @@ func TestIdleSection(t *testing.T) {
 	md := b.String()
 	small := "| 1 | 2 | 2 | 500 µs | 3 | 4.9% / 5.1% | 4.2% | 2,010 | 9 | 21 MiB | 25 MiB | 150 ms | – |"
 	large := "| 16 | 64 | 192 | off | 1 | 12.3% / 12.3% | 0.05% | 40,000 | 12 | 100 MiB | – | 2.3 s | 520 ms |"
-	for _, want := range []string{"## At rest (uplinkd)", small, large} {
+	for _, want := range []string{"## At rest (uplinkd)", "Restart to ready is the same", small, large} {
 		if !strings.Contains(md, want) {
 			t.Errorf("markdown lacks %q", want)
 		}
@@ -50,7 +50,7 @@ func TestIdleSection(t *testing.T) {
 		t.Fatal(err)
 	}
 	page := h.String()
-	for _, want := range []string{"<h2>At rest (uplinkd)</h2>", `<td class="num">4.9% / 5.1%</td>`,
+	for _, want := range []string{"<h2>At rest (uplinkd)</h2>", "Restart to ready is the same", `<td class="num">4.9% / 5.1%</td>`,
 		`<tr class="noisy"><td class="num">16</td>`} {
 		if !strings.Contains(page, want) {
 			t.Errorf("HTML lacks %q", want)
