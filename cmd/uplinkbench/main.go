@@ -43,7 +43,16 @@ func main() {
 	flag.StringVar(&o.UpgradeBin, "upgrade-bin", "", "upgrade scenario: directory with the uplinkd started over the running one (default: -bin, the same binary)")
 	out := flag.String("out", "bench-results", "output directory for results.json and report.html")
 	md := flag.String("markdown", "docs/benchmarks.md", "markdown table to write ('' to skip)")
+	render := flag.String("render", "", "run nothing: write report.html (to -out) and the markdown again from this results.json")
 	flag.Parse()
+	if *render != "" {
+		res, err := report.ReadJSON(*render)
+		if err != nil {
+			fatal(err)
+		}
+		writeReports(res, *out, *md)
+		return
+	}
 
 	split := func(s string) []string {
 		if s == "" {
@@ -92,18 +101,25 @@ func main() {
 	if err := report.WriteJSON(filepath.Join(*out, "results.json"), res); err != nil {
 		fatal(err)
 	}
-	if err := writeFile(filepath.Join(*out, "report.html"), func(f *os.File) error { return report.WriteHTML(f, res) }); err != nil {
+	fmt.Fprintf(os.Stderr, "uplinkbench: wrote %s/results.json\n", *out)
+	writeReports(res, *out, *md)
+}
+
+// writeReports writes out/report.html and the markdown md ("": none) of
+// res, and the markdown to stdout.
+func writeReports(res *report.Result, out, md string) {
+	if err := writeFile(filepath.Join(out, "report.html"), func(f *os.File) error { return report.WriteHTML(f, res) }); err != nil {
 		fatal(err)
 	}
-	if *md != "" {
-		if err := writeFile(*md, func(f *os.File) error { return report.WriteMarkdown(f, res) }); err != nil {
+	if md != "" {
+		if err := writeFile(md, func(f *os.File) error { return report.WriteMarkdown(f, res) }); err != nil {
 			fatal(err)
 		}
 	}
 	if err := report.WriteMarkdown(os.Stdout, res); err != nil {
 		fatal(err)
 	}
-	fmt.Fprintf(os.Stderr, "uplinkbench: wrote %s/results.json, %s/report.html%s\n", *out, *out, map[bool]string{true: ", " + *md, false: ""}[*md != ""])
+	fmt.Fprintf(os.Stderr, "uplinkbench: wrote %s/report.html%s\n", out, map[bool]string{true: ", " + md, false: ""}[md != ""])
 }
 
 func writeFile(path string, write func(*os.File) error) error {
