@@ -56,9 +56,10 @@ func attachTCIngress(ifindex int, prog *ebpf.Program) (detach func() error, err 
 	return func() error { return netlink.QdiscDel(qdisc) }, nil
 }
 
-// startTCForwarder is the floor of any switch on skbs: a bare tc redirect
-// between the sending guest's port and the first uplink, each way, at
-// the same hook uplinkd's programs use, nothing else.
+// startTCForwarder is a bare tc redirect (bpf_redirect) between the
+// sending guest's port and the first uplink, each way, at the same hook
+// uplinkd's programs use, nothing else: what a tc switch that redirects
+// so costs at least.
 func startTCForwarder(tp *topo.Topo) (system, error) {
 	return attachBare(tp, report.SystemTCRedirect, func(to int) asm.Instructions {
 		return asm.Instructions{asm.Mov.Imm(asm.R1, int32(to)), asm.Mov.Imm(asm.R2, 0), asm.FnRedirect.Call(), asm.Return()}

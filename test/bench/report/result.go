@@ -27,8 +27,8 @@ const (
 	SystemOVS         = "ovs"
 	SystemLinuxBridge = "bridge"
 	SystemXDPRedirect = "xdpfwd" // bare XDP devmap redirect, the upper bound
-	// SystemTCRedirect is a bare tc redirect at the hook uplinkd uses: the
-	// floor of what any switch on skbs costs.
+	// SystemTCRedirect is a bare tc redirect (bpf_redirect) at the hook
+	// uplinkd uses: what a tc switch that redirects so costs at least.
 	SystemTCRedirect = "tcfwd"
 	// SystemBaseline is no switch: the host end of the sending link drops
 	// every frame on arrival. What the CPU spends there is the engine's
