@@ -189,7 +189,7 @@ func (d *Daemon) ensureHostPorts() error {
 func (d *Daemon) addHostPort(g *group, hp config.HostPort) (*port, error) {
 	// The configuration leaves room at start (host ports come before
 	// patterns); at a reload, ports patterns took since may have filled it.
-	if len(g.guests) >= limits.MaxGuestPorts {
+	if g.full() {
 		return nil, fmt.Errorf("%w: host port %s: the group has %d guest ports already, the most it switches",
 			control.ErrRefused, hp.Name, len(g.guests))
 	}
@@ -247,7 +247,7 @@ func (d *Daemon) matchGuest(name string) *port {
 	if err != nil {
 		return nil
 	}
-	if len(g.guests) >= limits.MaxGuestPorts {
+	if g.full() {
 		d.log.Error("interface matches a guest port pattern but the group is full; not attached",
 			"port", name, "group", g.cfg.Name, "match", profile.Match, "max", limits.MaxGuestPorts)
 		return nil

@@ -170,6 +170,10 @@ func (g *group) uplinkPorts() []*port {
 // ports are g's uplinks and guest ports.
 func (g *group) ports() []*port { return append(g.uplinkPorts(), g.guests...) }
 
+// full says whether g has as many guest ports as the data plane floods
+// to: a new one is refused.
+func (g *group) full() bool { return len(g.guests) >= limits.MaxGuestPorts }
+
 // port finds a port of g by name and role.
 func (g *group) port(name string, role datapath.Role) (*port, error) {
 	for _, p := range g.ports() {

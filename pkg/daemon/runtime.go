@@ -8,7 +8,6 @@ import (
 	"github.com/uplinkd/uplinkd/pkg/config"
 	"github.com/uplinkd/uplinkd/pkg/control"
 	"github.com/uplinkd/uplinkd/pkg/datapath"
-	"github.com/uplinkd/uplinkd/pkg/limits"
 )
 
 // Run-time changes of a group's ports (uplinkctl add-uplink, remove-uplink,
@@ -68,8 +67,8 @@ func (d *Daemon) addPort(g *group, gp config.GuestPort) error {
 	if err := d.checkNewPort(gp.Name); err != nil {
 		return err
 	}
-	if len(g.guests) >= limits.MaxGuestPorts {
-		return fmt.Errorf("%w: group %s has %d guest ports already", control.ErrRefused, g.cfg.Name, len(g.guests))
+	if g.full() {
+		return fmt.Errorf("%w: group %s has %d guest ports already, the most it switches", control.ErrRefused, g.cfg.Name, len(g.guests))
 	}
 	p := d.addGuest(g, gp)
 	g.attach(p, 0)
