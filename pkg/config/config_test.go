@@ -408,6 +408,8 @@ func TestParseBad(t *testing.T) {
 		{"nine uplinks", "groups: [{name: a, uplinks: [{name: u0}, {name: u1}, {name: u2}, {name: u3}, {name: u4}, {name: u5}, {name: u6}, {name: u7}, {name: u8}]}]\n",
 			[]string{"groups[0].uplinks: at most 8 uplinks are allowed per group, got 9"}},
 		{"201 guest ports", manyGroups(1, 201), []string{"groups[0].guest_ports: at most 200 guest ports are allowed per group, got 201"}},
+		{"199 guest ports and 2 host ports", manyGroups(1, 199) + "    host_ports: [{name: h0}, {name: h1}]\n",
+			[]string{"groups[0].host_ports: guest ports and host ports: at most 200 are allowed per group, got 201"}},
 		{"65 groups", manyGroups(65, 0), []string{"groups: at most 64 groups are allowed, got 65"}},
 		{"1211 interfaces", manyGroups(6, 200) + "  - name: extra\n    uplinks: [{name: e1}, {name: e2}, {name: e3}, {name: e4}, {name: e5}]\n",
 			[]string{"groups: at most 1024 interfaces (guest ports, host ports and uplinks of all groups) are allowed, got 1211"}},
