@@ -455,6 +455,28 @@ func (l *lab) sendFrames(role, ifname string, count int, frames ...[]byte) {
 	})
 }
 
+// TestHostPortSocketTraffic: the host's own TCP each way through its
+// host port, at the interfaces' default offloads, keeps GSO (frames above
+// the MTU enter the switch on the switch end, or on the uplink, and
+// arrive as such: in U, or on mgmt0) with no checksum error, and its UDP
+// each way arrives intact.
+func TestHostPortSocketTraffic(t *testing.T) {
+	l := newLab(t, labOptions{extra: "    host_ports: [{name: mgmt0}]\n"})
+	l.startDaemon()
+	l.waitActive("up0")
+	l.hostPortUp("mgmt0", hostPortIP)
+	host := endpoint{"H", hostPortIP}
+	t.Run("tcp-H-U", func(t *testing.T) { l.tcpBulk(t, host, upstreamHost, 1, "mgmt0-sw", 1500) })
+	t.Run("tcp-U-H", func(t *testing.T) {
+		// H has every interface: its largest received frame must be mgmt0's.
+		if in := l.tcpBulk(t, upstreamHost, host, 1, "up0", 1500)["mgmt0 in"]; in <= 1500+14 {
+			t.Errorf("largest frame mgmt0 received: %d bytes, none above the MTU: GSO lost in the switch", in)
+		}
+	})
+	t.Run("udp-H-U", func(t *testing.T) { l.udpBurst(t, host, upstreamHost, 1000, 1400) })
+	t.Run("udp-U-H", func(t *testing.T) { l.udpBurst(t, upstreamHost, host, 1000, 1400) })
+}
+
 // TestHostPortOnAccessVLAN: a host port on VLAN 42 (host_ports: [{name:
 // mgmt0, vlan: 42}]) with an upstream host that speaks only VLAN 42 (a
 // tagger on br0: this kernel has no 802.1Q devices). The host's ping and

@@ -609,8 +609,10 @@ func gbps(n int64, d time.Duration) float64 { return float64(n) * 8 / d.Seconds(
 // tcpBulk runs a bulk flow for bulkLength and checks that bytes arrived
 // intact, with no checksum error anywhere, and with frames larger than
 // the MTU where they enter the switch (inPort, if given) and where the
-// receiver gets them: GSO kept end to end.
-func (l *lab) tcpBulk(t *testing.T, from, to endpoint, streams int, inPort string, mtu int) {
+// receiver gets them: GSO kept end to end. It returns the largest frame
+// seen on each interface of H ("vnet0 in", "up0 out"), for a receiver in
+// H to check the interface it listens on.
+func (l *lab) tcpBulk(t *testing.T, from, to endpoint, streams int, inPort string, mtu int) map[string]int {
 	t.Helper()
 	csum := l.sockSNMPAll()
 	inH, atReceiver := l.watchFrameSizes("H"), l.watchFrameSizes(to.role)
@@ -636,6 +638,7 @@ func (l *lab) tcpBulk(t *testing.T, from, to endpoint, streams int, inPort strin
 	if n > 0 && largestRx <= mtu+14 {
 		t.Errorf("%s: largest frame received in %s: %d bytes, none above the MTU (%d + 14): GSO lost on the way", f.name, to.role, largestRx, mtu)
 	}
+	return largestH
 }
 
 // shortConnections opens n connections from -> to, each a 100-byte
