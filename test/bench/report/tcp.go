@@ -366,11 +366,11 @@ const (
 )
 
 func bulkHasHostPort(x *TCPResult) bool {
-	return x != nil && slices.ContainsFunc(x.Bulk, func(r TCPBulkRun) bool { return r.Endpoint == EndpointHostPort })
+	return slices.ContainsFunc(x.Bulk, func(r TCPBulkRun) bool { return r.Endpoint == EndpointHostPort })
 }
 
 func failoverHasHostPort(x *TCPResult) bool {
-	return x != nil && slices.ContainsFunc(x.Failover, func(r TCPFailover) bool { return r.Endpoint == EndpointHostPort })
+	return slices.ContainsFunc(x.Failover, func(r TCPFailover) bool { return r.Endpoint == EndpointHostPort })
 }
 
 // hostPortNote is " "+note where the table has host port rows, else "".
