@@ -88,12 +88,8 @@ func TestCPUPerFrame(t *testing.T) {
 }
 
 func TestCPUCostSection(t *testing.T) {
-	var b strings.Builder
-	if err := WriteMarkdown(&b, cpuResult()); err != nil {
-		t.Fatal(err)
-	}
-	md := b.String()
-	for _, want := range []string{
+	md := markdownOf(t, cpuResult())
+	wantAll(t, "markdown", md,
 		"## CPU per frame at 200 kpps offered",
 		"| uplinkd | guest → uplink | 64 B | 3 | 100% | 1.5 (1.4 – 1.6) | 0.5 | 0.4 | 0.44× | 15 |",
 		"| Linux bridge | guest → uplink | 64 B | 3 | 100% | 2 (1.9 – 2.1) | 0.5 | 0.9 | 1× | 20 |",
@@ -102,11 +98,7 @@ func TestCPUCostSection(t *testing.T) {
 		"| Linux bridge | uplink → guest | 64 B | 1 | 90% * | 2 (2 – 2) |",
 		"*: the system delivered less than the offered rate",
 		"uplinkd spends 0.44× the kernel time Linux bridge spends switching a frame (beyond the baseline; median 0.4 vs 0.9 µs; guest → uplink, 64 B frames, 200 kpps)",
-	} {
-		if !strings.Contains(md, want) {
-			t.Errorf("markdown lacks %q", want)
-		}
-	}
+	)
 	if strings.Contains(md, "XDP redirect (bare) spends") || strings.Contains(md, "spends -") {
 		t.Error("a cost below the baseline must not be compared as a ratio")
 	}
@@ -114,25 +106,13 @@ func TestCPUCostSection(t *testing.T) {
 		t.Log(md)
 	}
 
-	var h strings.Builder
-	if err := WriteHTML(&h, cpuResult()); err != nil {
-		t.Fatal(err)
-	}
-	for _, want := range []string{"<h2>CPU per frame at 200 kpps offered</h2>", `<td class="num">0.44×</td>`,
-		"kernel CPU per frame switched, vs Linux bridge"} {
-		if !strings.Contains(h.String(), want) {
-			t.Errorf("HTML lacks %q", want)
-		}
-	}
+	wantAll(t, "HTML", htmlOf(t, cpuResult()), "<h2>CPU per frame at 200 kpps offered</h2>", `<td class="num">0.44×</td>`,
+		"kernel CPU per frame switched, vs Linux bridge")
 }
 
 // No CPU rounds, no section; a NaN interval cannot be written.
 func TestCPUCostAbsentAndCheck(t *testing.T) {
-	var b strings.Builder
-	if err := WriteMarkdown(&b, &Result{}); err != nil {
-		t.Fatal(err)
-	}
-	if strings.Contains(b.String(), "CPU per frame") {
+	if strings.Contains(markdownOf(t, &Result{}), "CPU per frame") {
 		t.Error("a CPU section without CPU rounds")
 	}
 	r := cpuResult()
@@ -165,11 +145,7 @@ func TestCPUCostSenderPath(t *testing.T) {
 	if x := rows[2]; x.SenderPath.N != 0 || !math.IsNaN(x.PathSwitching) {
 		t.Errorf("xdpfwd without sender figures: %+v", x)
 	}
-	var b strings.Builder
-	if err := WriteMarkdown(&b, r); err != nil {
-		t.Fatal(err)
-	}
-	if want := "| 0.44× | 15 | 1 | 0.2 | 0.33× |"; !strings.Contains(b.String(), want) {
-		t.Errorf("markdown lacks %q:\n%s", want, b.String())
+	if md, want := markdownOf(t, r), "| 0.44× | 15 | 1 | 0.2 | 0.33× |"; !strings.Contains(md, want) {
+		t.Errorf("markdown lacks %q:\n%s", want, md)
 	}
 }

@@ -1,7 +1,6 @@
 package report
 
 import (
-	"bytes"
 	"strings"
 	"testing"
 )
@@ -20,46 +19,23 @@ func TestEngineMarks(t *testing.T) {
 			{System: SystemUplinkd, Uplink: UplinkVeth, Guests: 1, RatePPS: 50_000, Trial: 1},
 		},
 	}
-	var md bytes.Buffer
-	if err := WriteMarkdown(&md, r); err != nil {
-		t.Fatal(err)
-	}
-	out := md.String()
-	for _, want := range []string{
+	wantAll(t, "markdown", markdownOf(t, r),
 		"| 0.95 †", "| 0.55 †", "| 1 Mpps †", // at >= 90% of the ceiling
 		"| 0.50 |", "| 50 kpps |", // far below it
 		"Traffic engine: afpacket (auto: no live frames)", "1.00 Mpps at 64 B, 0.60 Mpps at 1500 B",
 		"†: at 90% or more of the engine's ceiling",
 		"The bare XDP redirect (xdpfwd) cannot reach 2 Mpps with 64-byte frames here (measured: 0.95 Mpps) because the afpacket engine's ceiling is lower: 1.00 Mpps.",
-	} {
-		if !strings.Contains(out, want) {
-			t.Errorf("markdown lacks %q", want)
-		}
-	}
-	var html bytes.Buffer
-	if err := WriteHTML(&html, r); err != nil {
-		t.Fatal(err)
-	}
-	if h := html.String(); !strings.Contains(h, "0.95 †") || !strings.Contains(h, "cannot reach 2 Mpps") {
-		t.Error("HTML report lacks the engine marks or notes")
-	}
+	)
+	wantAll(t, "HTML", htmlOf(t, r), "0.95 †", "cannot reach 2 Mpps")
 
 	// A fast engine: no 2 Mpps sentence, no marks far below its ceiling.
 	r.Engine.Ceiling[0].Mpps = 7
-	md.Reset()
-	if err := WriteMarkdown(&md, r); err != nil {
-		t.Fatal(err)
-	}
-	if out := md.String(); strings.Contains(out, "cannot reach 2 Mpps") || strings.Contains(out, "0.95 †") {
+	if out := markdownOf(t, r); strings.Contains(out, "cannot reach 2 Mpps") || strings.Contains(out, "0.95 †") {
 		t.Errorf("fast engine: unexpected mark or note in\n%s", out)
 	}
 	// No engine recorded (an older result): no notes, no marks.
 	r.Engine = nil
-	md.Reset()
-	if err := WriteMarkdown(&md, r); err != nil {
-		t.Fatal(err)
-	}
-	if strings.Contains(md.String(), "†") || strings.Contains(md.String(), "Traffic engine") {
+	if md := markdownOf(t, r); strings.Contains(md, "†") || strings.Contains(md, "Traffic engine") {
 		t.Error("result without an engine got engine marks")
 	}
 }

@@ -26,18 +26,10 @@ func idleResult() *Result {
 // thread count, sorted by size, a disabled poll said as such, a restart
 // not measured as a dash.
 func TestIdleSection(t *testing.T) {
-	var b strings.Builder
-	if err := WriteMarkdown(&b, idleResult()); err != nil {
-		t.Fatal(err)
-	}
-	md := b.String()
+	md := markdownOf(t, idleResult())
 	small := "| 1 | 2 | 2 | 500 µs | 3 | 4.9% / 5.1% | 4.2% | 2,010 | 9 | 21 MiB | 25 MiB | 150 ms | – |"
 	large := "| 16 | 64 | 192 | off | 1 | 12.3% / 12.3% | 0.05% | 40,000 | 12 | 100 MiB | – | 2.3 s | 520 ms |"
-	for _, want := range []string{"## At rest (uplinkd)", "Restart to ready is the same", small, large} {
-		if !strings.Contains(md, want) {
-			t.Errorf("markdown lacks %q", want)
-		}
-	}
+	wantAll(t, "markdown", md, "## At rest (uplinkd)", "Restart to ready is the same", small, large)
 	if i, j := strings.Index(md, small), strings.Index(md, large); i < 0 || j < 0 || i > j {
 		t.Errorf("the 1-group row should come before the 16-group row")
 	}
@@ -45,26 +37,13 @@ func TestIdleSection(t *testing.T) {
 		t.Log(md)
 	}
 
-	var h strings.Builder
-	if err := WriteHTML(&h, idleResult()); err != nil {
-		t.Fatal(err)
-	}
-	page := h.String()
-	for _, want := range []string{"<h2>At rest (uplinkd)</h2>", "Restart to ready is the same", `<td class="num">4.9% / 5.1%</td>`,
-		`<tr class="noisy"><td class="num">16</td>`} {
-		if !strings.Contains(page, want) {
-			t.Errorf("HTML lacks %q", want)
-		}
-	}
+	wantAll(t, "HTML", htmlOf(t, idleResult()), "<h2>At rest (uplinkd)</h2>", "Restart to ready is the same",
+		`<td class="num">4.9% / 5.1%</td>`, `<tr class="noisy"><td class="num">16</td>`)
 }
 
 // No idle runs, no section.
 func TestIdleSectionAbsent(t *testing.T) {
-	var b strings.Builder
-	if err := WriteMarkdown(&b, &Result{}); err != nil {
-		t.Fatal(err)
-	}
-	if strings.Contains(b.String(), "At rest") {
+	if strings.Contains(markdownOf(t, &Result{}), "At rest") {
 		t.Error("an idle section without idle runs")
 	}
 }

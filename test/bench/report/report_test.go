@@ -1,7 +1,6 @@
 package report
 
 import (
-	"bytes"
 	"encoding/xml"
 	"errors"
 	"io"
@@ -126,6 +125,36 @@ func excerpt(s string, at int64) string {
 	return s[lo:hi]
 }
 
+// markdownOf is WriteMarkdown's output for r; it fails t on an error.
+func markdownOf(t *testing.T, r *Result) string {
+	t.Helper()
+	var b strings.Builder
+	if err := WriteMarkdown(&b, r); err != nil {
+		t.Fatal(err)
+	}
+	return b.String()
+}
+
+// htmlOf is WriteHTML's output for r; it fails t on an error.
+func htmlOf(t *testing.T, r *Result) string {
+	t.Helper()
+	var b strings.Builder
+	if err := WriteHTML(&b, r); err != nil {
+		t.Fatal(err)
+	}
+	return b.String()
+}
+
+// wantAll fails t for each of wants that doc (what: "markdown", "HTML") lacks.
+func wantAll(t *testing.T, what, doc string, wants ...string) {
+	t.Helper()
+	for _, want := range wants {
+		if !strings.Contains(doc, want) {
+			t.Errorf("%s lacks %q", what, want)
+		}
+	}
+}
+
 func TestOutputsRoundTrip(t *testing.T) {
 	dir := t.TempDir()
 	r := synthetic()
@@ -146,32 +175,20 @@ func TestOutputsRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, field := range []string{`"format": "uplinkd-bench/1"`, `"not_run"`, `"cut_to_receive_only_ns"`,
-		`"memory_bytes"`, `"second_failure": true`, `"frame_size": 1500`, `"rate_pps": 1000000`} {
-		if !bytes.Contains(raw, []byte(field)) {
-			t.Errorf("JSON lacks %s", field)
-		}
-	}
+	wantAll(t, "JSON", string(raw), `"format": "uplinkd-bench/1"`, `"not_run"`, `"cut_to_receive_only_ns"`,
+		`"memory_bytes"`, `"second_failure": true`, `"frame_size": 1500`, `"rate_pps": 1000000`)
 	if matches, _ := filepath.Glob(filepath.Join(dir, "*.tmp")); len(matches) > 0 {
 		t.Errorf("temporary files left behind: %v", matches)
 	}
 
-	var md bytes.Buffer
-	if err := WriteMarkdown(&md, back); err != nil {
-		t.Fatal(err)
-	}
-	mdText := md.String()
-	for _, s := range []string{
+	mdText := markdownOf(t, back)
+	wantAll(t, "markdown", mdText,
 		"# Benchmarks", "2025-03-04 05:06 UTC", "took 9m12s", "kernel 6.18.0-uplinkd", "2 CPUs (AMD EPYC)",
 		"```sh\nmake bench\n```", "## Failover", "## Forwarding", "## Not run",
 		"| uplinkd | veth | 1 Mpps | cut | 1 | 10 |", "| Open vSwitch | tap | 50 kpps | cut | 1 | 10 |",
 		"the frames Open vSwitch loses", "the rate of Linux bridge", "the rate of XDP redirect (bare)",
 		"- **Open vSwitch**, failover tap, second failure: ovs-vswitchd: bond &lt;bond0> did not switch",
-	} {
-		if !strings.Contains(mdText, s) {
-			t.Errorf("markdown lacks %q", s)
-		}
-	}
+	)
 	cells := -1 // every line of a markdown table has as many cells as its header
 	for i, line := range strings.Split(mdText, "\n") {
 		if !strings.HasPrefix(line, "|") {
@@ -186,29 +203,20 @@ func TestOutputsRoundTrip(t *testing.T) {
 		}
 	}
 
-	var page bytes.Buffer
-	if err := WriteHTML(&page, back); err != nil {
-		t.Fatal(err)
-	}
-	html := page.String()
+	html := htmlOf(t, back)
 	counts, texts := xmlCheck(t, html)
 	// 2 loads × (loss + interruption) + forwarding + 2 uplink kinds vs guests.
 	if counts["svg"] != 7 {
 		t.Errorf("%d SVG plots, want 7", counts["svg"])
 	}
-	allText := strings.Join(texts, "\n")
-	for _, s := range []string{
+	wantAll(t, "HTML", strings.Join(texts, "\n"),
 		"uplinkd · veth", "uplinkd · tap · 2nd failure", "Open vSwitch · tap", // CDF legends
 		"Frames lost per failover at 50 kpps", "Interruption per failover at 1 Mpps",
 		"frames lost — log scale", "Linux bridge", "XDP redirect (bare)", "guest → uplink", "1500 B frames",
 		"cut → announce", "uplinkd on tap: time after the cut vs guests", "1,024",
 		"ovs-vswitchd: bond <bond0> did not switch within 5 s & was restarted", // escaped, then parsed back
 		"make bench", "6.18.0-uplinkd", "iproute2-6.1.0", "Every failover trial (100)", "Every forwarding round (80)",
-	} {
-		if !strings.Contains(allText, s) {
-			t.Errorf("HTML lacks %q", s)
-		}
-	}
+	)
 	for _, bad := range []string{"NaN", "Inf", "<script", "src=", `href="http`, "@import", "url("} {
 		if strings.Contains(html, bad) {
 			t.Errorf("HTML contains %q", bad)
@@ -217,8 +225,8 @@ func TestOutputsRoundTrip(t *testing.T) {
 	if n := strings.Count(html, `class="noisy"`); n == 0 {
 		t.Error("no trial is flagged as run under CPU contention")
 	}
-	writeSample(t, "bench-sample.html", page.Bytes())
-	writeSample(t, "bench-sample.md", md.Bytes())
+	writeSample(t, "bench-sample.html", []byte(html))
+	writeSample(t, "bench-sample.md", []byte(mdText))
 }
 
 // writeSample keeps a rendered page for a person to look at when
@@ -242,21 +250,14 @@ func TestUplinkdAlone(t *testing.T) {
 	r.Failover = keep
 	r.Forwarding = r.Forwarding[:5] // uplinkd, guest → uplink, 64 B
 	r.NotRun = append(r.NotRun, NotRun{System: SystemLinuxBridge, Scenario: "forwarding", Reason: "no bridge module"})
-	var page bytes.Buffer
-	if err := WriteHTML(&page, r); err != nil {
-		t.Fatal(err)
-	}
-	writeSample(t, "bench-alone.html", page.Bytes())
-	counts, texts := xmlCheck(t, page.String())
+	page := htmlOf(t, r)
+	writeSample(t, "bench-alone.html", []byte(page))
+	counts, texts := xmlCheck(t, page)
 	text := strings.Join(texts, "\n")
 	if counts["svg"] != 6 { // loss and interruption at two loads, forwarding, one uplink kind vs guests
 		t.Errorf("%d plots, want 6", counts["svg"])
 	}
-	for _, s := range []string{"uplinkd p99 interruption at 1 Mpps", "uplinkd forwarding rate", "2 not run", "no bridge module"} {
-		if !strings.Contains(text, s) {
-			t.Errorf("page lacks %q", s)
-		}
-	}
+	wantAll(t, "HTML", text, "uplinkd p99 interruption at 1 Mpps", "uplinkd forwarding rate", "2 not run", "no bridge module")
 	if strings.Contains(text, "Open vSwitch · veth") {
 		t.Error("a system without trials got a line")
 	}
@@ -264,26 +265,16 @@ func TestUplinkdAlone(t *testing.T) {
 
 func TestEmptyResult(t *testing.T) {
 	r := &Result{}
-	var md, page bytes.Buffer
-	if err := WriteMarkdown(&md, r); err != nil {
-		t.Fatal(err)
-	}
-	if err := WriteHTML(&page, r); err != nil {
-		t.Fatal(err)
-	}
-	writeSample(t, "bench-empty.html", page.Bytes())
-	counts, texts := xmlCheck(t, page.String())
+	md, page := markdownOf(t, r), htmlOf(t, r)
+	writeSample(t, "bench-empty.html", []byte(page))
+	counts, texts := xmlCheck(t, page)
 	if counts["svg"] == 0 || !strings.Contains(strings.Join(texts, " "), "no data in this run") {
 		t.Errorf("empty result: %d plots, want placeholders saying there is no data", counts["svg"])
 	}
-	if strings.Contains(page.String(), "NaN") || strings.Contains(md.String(), "NaN") {
+	if strings.Contains(page, "NaN") || strings.Contains(md, "NaN") {
 		t.Error("empty result renders NaN")
 	}
-	for _, s := range []string{"No data in this run.", "Everything ran.", "No setting was measured for both"} {
-		if !strings.Contains(md.String(), s) {
-			t.Errorf("empty markdown lacks %q", s)
-		}
-	}
+	wantAll(t, "empty markdown", md, "No data in this run.", "Everything ran.", "No setting was measured for both")
 }
 
 func TestWriteJSONRefusesWhatJSONCannotHold(t *testing.T) {

@@ -217,11 +217,7 @@ func TestTablesSplitLoss(t *testing.T) {
 	if row.OwnLoss.Max != 8 || row.OwnLoss.P50 != 0 || row.LinkLoss.Max != 48 || row.LinkLoss.P50 != 30 {
 		t.Errorf("own %+v, links %+v", row.OwnLoss, row.LinkLoss)
 	}
-	var md strings.Builder
-	if err := WriteMarkdown(&md, r); err != nil {
-		t.Fatal(err)
-	}
-	if !strings.Contains(md.String(), "the switch's own") {
+	if !strings.Contains(markdownOf(t, r), "the switch's own") {
 		t.Error("the markdown table does not show the switch's own loss")
 	}
 }

@@ -1,7 +1,6 @@
 package report
 
 import (
-	"bytes"
 	"slices"
 	"strings"
 	"testing"
@@ -41,12 +40,8 @@ func tcpHand() *Result {
 }
 
 func TestTCPTables(t *testing.T) {
-	var b strings.Builder
-	if err := WriteMarkdown(&b, tcpHand()); err != nil {
-		t.Fatal(err)
-	}
-	md := b.String()
-	for _, want := range []string{
+	md := markdownOf(t, tcpHand())
+	wantAll(t, "markdown", md,
 		"## Socket traffic: TCP and UDP",
 		// Offloads: one row per system, uplinkd first; an interface with
 		// an offload off is named.
@@ -62,41 +57,25 @@ func TestTCPTables(t *testing.T) {
 		// system that never connected says why and that it stopped.
 		"| uplinkd | 3 uplinks | 100 Mbit/s | 1 of 20 | 0 of 1 | – | – | – | – | stopped after trial 1 of 20: no connection; trial 1: connect: dial tcp4 198.18.0.2:5401: i/o timeout |",
 		"| Linux bridge | over bond0 | 100 Mbit/s | 2 | 2 of 2 | 15 ms / 212 ms / 212 ms | 15 ms / 212 ms | 1 ms / 3 ms | 2 / 14 | – |",
-	} {
-		if !strings.Contains(md, want) {
-			t.Errorf("markdown lacks %q", want)
-		}
-	}
+	)
 	if t.Failed() {
 		t.Log(md)
 	}
 
 	// Without the scenario there is no section.
-	b.Reset()
-	if err := WriteMarkdown(&b, &Result{}); err != nil {
-		t.Fatal(err)
-	}
-	if strings.Contains(b.String(), "Socket traffic") {
+	if strings.Contains(markdownOf(t, &Result{}), "Socket traffic") {
 		t.Error("a result without the tcp scenario has its section")
 	}
 }
 
 func TestTCPTablesInHTML(t *testing.T) {
-	var b bytes.Buffer
-	if err := WriteHTML(&b, tcpHand()); err != nil {
-		t.Fatal(err)
-	}
-	page := b.String()
-	for _, want := range []string{
+	page := htmlOf(t, tcpHand())
+	wantAll(t, "HTML", page,
 		"<h2>Socket traffic: TCP and UDP</h2>",
 		`<td class="">upstream host → guest</td><td class="num">1</td><td class="num">–</td><td class="num">0.00</td>`,
 		`<td class="num">267,857</td>`,
 		`<td class="num">15 ms / 212 ms / 212 ms</td>`,
-	} {
-		if !strings.Contains(page, want) {
-			t.Errorf("HTML lacks %q", want)
-		}
-	}
+	)
 	// Still well-formed, as the report's other tests require; four tables.
 	if counts, _ := xmlCheck(t, page); counts["table"] < 4 {
 		t.Errorf("%d tables in the page, want at least the scenario's 4", counts["table"])
@@ -286,40 +265,18 @@ func TestTCPHostPortRows(t *testing.T) {
 		t.Errorf("failover rows\n%q\nwant\n%q\n%q\nthen the bridge", fo.Rows, wantGuest, wantHost)
 	}
 
-	var b strings.Builder
-	if err := WriteMarkdown(&b, r); err != nil {
-		t.Fatal(err)
-	}
-	md := b.String()
-	for _, want := range []string{
+	wantAll(t, "markdown", markdownOf(t, r),
 		"| uplinkd host port | host → upstream host | 1 | 2 | 4.60 | 4.60 – 9.20 | 0 | 0 | – | – | 0.92× |",
 		"| uplinkd host port | 3 uplinks | 100 Mbit/s | 3 | 2 of 3 | 6 ms / 2 s / 2 s |",
 		hostPortBulkNote, hostPortFailoverNote,
-	} {
-		if !strings.Contains(md, want) {
-			t.Errorf("markdown lacks %q", want)
-		}
-	}
-	var page bytes.Buffer
-	if err := WriteHTML(&page, r); err != nil {
-		t.Fatal(err)
-	}
-	if !strings.Contains(page.String(), `<td class="">uplinkd host port</td>`) || !strings.Contains(page.String(), "pairs it with that run") ||
-		!strings.Contains(page.String(), "crossed the same cut at the same time") {
-		t.Error("the HTML report lacks the host port's rows or their caption")
-	}
+	)
+	wantAll(t, "HTML", htmlOf(t, r), `<td class="">uplinkd host port</td>`, "pairs it with that run",
+		"crossed the same cut at the same time")
 
 	// A result without a host port has no word of one.
-	b.Reset()
-	page.Reset()
-	if err := WriteMarkdown(&b, tcpHand()); err != nil {
-		t.Fatal(err)
-	}
-	if err := WriteHTML(&page, tcpHand()); err != nil {
-		t.Fatal(err)
-	}
-	if strings.Contains(b.String(), "host port") || strings.Contains(page.String(), "pairs it with that run") ||
-		strings.Contains(page.String(), "crossed the same cut at the same time") {
+	md, page := markdownOf(t, tcpHand()), htmlOf(t, tcpHand())
+	if strings.Contains(md, "host port") || strings.Contains(page, "pairs it with that run") ||
+		strings.Contains(page, "crossed the same cut at the same time") {
 		t.Error("a result without host port rows explains them")
 	}
 }
@@ -330,36 +287,16 @@ func TestTCPHostPortRows(t *testing.T) {
 func TestOffloadNotes(t *testing.T) {
 	r := tcpHand()
 	r.TCP.OffloadNotes = map[string]string{SystemLinuxBridge: "tx checksum offload off on G/eth0"}
-	var b strings.Builder
-	if err := WriteMarkdown(&b, r); err != nil {
-		t.Fatal(err)
-	}
-	md := b.String()
-	for _, want := range []string{
+	wantAll(t, "markdown", markdownOf(t, r),
 		"| System | Interfaces | tx checksum | TSO | GSO | GRO | Note |",
 		"| uplinkd | 2 | on | on | on | on | – |\n| Linux bridge | 2 | on | on | on | off on U/p0 | tx checksum offload off on G/eth0 |",
 		"the Note column is a system's own setting",
-	} {
-		if !strings.Contains(md, want) {
-			t.Errorf("markdown lacks %q", want)
-		}
-	}
-	var page bytes.Buffer
-	if err := WriteHTML(&page, r); err != nil {
-		t.Fatal(err)
-	}
-	if !strings.Contains(page.String(), "<td class=\"\">tx checksum offload off on G/eth0</td>") {
-		t.Error("HTML lacks the note")
-	}
-	if !strings.Contains(page.String(), "the Note column is a system&#39;s own setting") {
-		t.Error("HTML caption does not explain the Note column")
-	}
+	)
+	// The note in its cell, and the caption explaining the Note column.
+	wantAll(t, "HTML", htmlOf(t, r), `<td class="">tx checksum offload off on G/eth0</td>`,
+		"the Note column is a system&#39;s own setting")
 
-	b.Reset()
-	if err := WriteMarkdown(&b, tcpHand()); err != nil {
-		t.Fatal(err)
-	}
-	if md := b.String(); strings.Contains(md, "| GRO | Note |") || strings.Contains(md, "Note column") {
+	if md := markdownOf(t, tcpHand()); strings.Contains(md, "| GRO | Note |") || strings.Contains(md, "Note column") {
 		t.Error("a result without offload notes has a Note column")
 	}
 }
